@@ -1,0 +1,3 @@
+"""siemconn: Vectra RUX events to syslog, with a durable queue so that no event is lost."""
+
+__version__ = "0.1.0"

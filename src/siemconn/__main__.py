@@ -1,0 +1,3 @@
+from siemconn.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,555 @@
+"""One typed settings object: config.json (the reference connector's format) plus environment.
+
+`load_settings(path)` is the only entry point. It reports every problem at once in a `ConfigError`,
+each naming the JSON path, the bad value and what is expected; it never raises anything else and
+never prints a secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from siemconn.errors import ConfigError
+
+STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
+LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# RFC 5424 PRINTUSASCII (33-126)
+_PRINTUSASCII_RE = re.compile(r"^[\x21-\x7e]+$")
+
+FACILITIES: dict[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14,
+    "solaris-cron": 15, "local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20,
+    "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
+SEVERITIES: dict[str, int] = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7,
+}  # fmt: skip
+
+
+def _err(kind: str, msg: str, **ctx: Any) -> PydanticCustomError:
+    return PydanticCustomError(kind, msg, ctx)
+
+
+def _strict_int(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _err("int", f"is not {what}; expected an integer")
+    return v
+
+
+def validate_cron(spec: str) -> str:
+    """Return `spec` if cronsim (aiocron's parser) accepts it, else raise ValueError with the reason."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("empty")
+    fields = spec.split()
+    if len(fields) not in (5, 6):
+        raise ValueError(f"has {len(fields)} fields")
+    try:
+        CronSim(spec, datetime.now(UTC))
+    except (CronSimError, ValueError, KeyError, IndexError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    return spec
+
+
+def is_valid_host(host: str) -> bool:
+    """True for an IPv4 or IPv6 literal or an RFC 1123 hostname."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    if len(host) > 253 or host.endswith(".."):
+        return False
+    labels = host.rstrip(".").split(".")
+    return all(_HOST_LABEL_RE.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    """One syslog destination. The first four fields are the reference's; the rest are optional."""
+
+    name: str
+    server_protocol: Literal["TCP", "UDP", "TLS"]
+    server_host: str
+    server_port: int
+
+    format: Literal["legacy", "rfc5424", "rfc3164"] = "legacy"
+    framing: Literal["lf", "octet-counting"] = "lf"
+    facility: int = 1
+    severity: int = 6
+    hostname: str | None = None
+    app_name: str = "siemconn"
+    timestamp: Literal["send", "event"] = "send"
+    structured_data: str | None = None
+    max_message_size: int = 65507
+    udp_oversize: Literal["truncate", "drop"] = "truncate"
+    tls_ca_file: str | None = None
+    tls_verify_hostname: bool = True
+    tls_client_cert: str | None = None
+    tls_client_key: str | None = None
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not _NAME_RE.match(v):
+            raise _err("name", "is not a server name; expected 1+ letters, digits, '_', '.' or '-'")
+        return v
+
+    @field_validator("server_protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().upper() in ("TCP", "UDP", "TLS"):
+            return v.strip().upper()
+        raise _err("protocol", "is not a protocol; expected TCP, UDP or TLS (any case)")
+
+    @field_validator("server_host", mode="before")
+    @classmethod
+    def _host(cls, v: Any) -> Any:
+        if isinstance(v, str) and v and is_valid_host(v):
+            return v.strip("[]")
+        raise _err("host", "is not a host; expected an IPv4 or IPv6 address or a hostname")
+
+    @field_validator("server_port", mode="before")
+    @classmethod
+    def _port(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535:
+            raise _err("port", "is not a port; expected an integer 1-65535")
+        return v
+
+    @field_validator("facility", mode="before")
+    @classmethod
+    def _facility(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in FACILITIES:
+            return FACILITIES[v.lower()]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 23:
+            raise _err("facility", "is not a syslog facility; expected 0-23 or a name such as 'user', 'local0'")
+        return v
+
+    @field_validator("severity", mode="before")
+    @classmethod
+    def _severity(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in SEVERITIES:
+            return SEVERITIES[v.lower()]
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 7:
+            raise _err("severity", "is not a syslog severity; expected 0-7 or a name such as 'info'")
+        return v
+
+    @field_validator("hostname", mode="before")
+    @classmethod
+    def _hostname(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, str) or not _PRINTUSASCII_RE.match(v) or len(v) > 255:
+            raise _err("hostname", "is not a syslog hostname; expected 1-255 printable ASCII characters, no spaces")
+        return v
+
+    @field_validator("app_name", mode="before")
+    @classmethod
+    def _app_name(cls, v: Any) -> Any:
+        if not isinstance(v, str) or not _PRINTUSASCII_RE.match(v) or len(v) > 48:
+            raise _err("app_name", "is not an app-name; expected 1-48 printable ASCII characters, no spaces")
+        return v
+
+    @field_validator("structured_data", mode="before")
+    @classmethod
+    def _sd(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, str) or not re.match(r"^(\[[^\s\]=\"]{1,32}( [^\s\]=\"]{1,32}=\"([^\"\\\]]|\\[\"\\\]])*\")*\])+$", v):
+            raise _err("sd", 'is not RFC 5424 STRUCTURED-DATA; expected e.g. [siemconn@32473 tenant="acme"]')
+        return v
+
+    @field_validator("max_message_size", mode="before")
+    @classmethod
+    def _max_size(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 480 <= v <= 16 * 1024 * 1024:
+            raise _err("size", "is not a message size; expected an integer 480-16777216 (bytes)")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError("tls_client_cert and tls_client_key must be given together (mutual TLS)")
+        return self
+
+    def ca_file(self, cert_dir: Path) -> Path:
+        """The CA file for a TLS server: tls_ca_file, else the reference's cert/NAME.pem."""
+        return Path(self.tls_ca_file) if self.tls_ca_file else cert_dir / f"{self.name}.pem"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.server_protocol} {self.server_host}:{self.server_port})"
+
+
+class SchedulerConfig(_Strict):
+    """Cron expressions per stream (5 fields, or 6 with seconds last as aiocron reads them)."""
+
+    audit: str
+    detections: str
+    entity_scoring: str
+
+    @field_validator("audit", "detections", "entity_scoring", mode="before")
+    @classmethod
+    def _cron(cls, v: Any) -> Any:
+        try:
+            return validate_cron(v)
+        except ValueError as exc:
+            raise _err(
+                "cron",
+                "is not a cron expression ({reason}); expected 5 fields 'min hour day month weekday' "
+                "(or 6 with seconds last), e.g. '* * * * *'",
+                reason=str(exc),
+            ) from None
+
+
+class Configuration(_Strict):
+    """The `configuration` object of config.json."""
+
+    server: Annotated[list[ServerConfig], Field(min_length=1)]
+    scheduler: SchedulerConfig
+    retry_count: int
+
+    # --- new options; each default keeps the reference's behaviour -------------------------
+    api_version: Literal["v3.3", "v3.4"] = "v3.3"
+    page_size: int = 1000
+    initial_lookback_hours: float = 24.0
+    include_triaged: bool | None = None
+    include_info_category: bool | None = None
+    include_score_decreases: bool | None = None
+    timezone: str = "UTC"
+    pull_at_startup: bool = True
+    http_timeout: float = 30.0
+    api_max_tries: int = 3
+    data_dir: str = "./data"
+    log_dir: str = "./logs"
+    cert_dir: str = "./cert"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    queue_max_events: int = 5_000_000
+    min_free_disk_mb: int = 256
+    batch_size: int = 500
+    max_backoff_seconds: float = 300.0
+    metrics_address: str | None = None
+    health_window_seconds: float = 300.0
+
+    @field_validator("retry_count", mode="before")
+    @classmethod
+    def _retry(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _err("retry", "is not a retry count; expected an integer (negative = retry forever)")
+        return v
+
+    @field_validator("page_size", mode="before")
+    @classmethod
+    def _page_size(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1000:
+            raise _err("page_size", "is not a page size; expected an integer 1-1000")
+        return v
+
+    @field_validator("initial_lookback_hours", mode="before")
+    @classmethod
+    def _lookback(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 24 * 366:
+            raise _err("lookback", "is not a lookback; expected hours 0-8784 (0 = start from now)")
+        return v
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _tz(cls, v: Any) -> Any:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            raise _err("tz", "is not a time zone; expected an IANA name such as 'UTC' or 'Europe/Paris'") from None
+        return v
+
+    @field_validator("http_timeout", "max_backoff_seconds", "health_window_seconds", mode="before")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 86400:
+            raise _err("seconds", "is not a duration; expected seconds > 0")
+        return v
+
+    @field_validator("api_max_tries", "batch_size", "queue_max_events", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise _err("count", "is not a count; expected an integer >= 1")
+        return v
+
+    @field_validator("min_free_disk_mb", mode="before")
+    @classmethod
+    def _disk(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise _err("disk", "is not a size; expected an integer >= 0 (MB)")
+        return v
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _metrics(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, str):
+            host, _, port = v.rpartition(":")
+            if host and port.isdigit() and 1 <= int(port) <= 65535 and is_valid_host(host.strip("[]")):
+                return v
+        raise _err("addr", "is not an address; expected HOST:PORT such as '127.0.0.1:9108', or null (off)")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Configuration:
+        seen: set[str] = set()
+        for s in self.server:
+            if s.name in seen:
+                raise ValueError(f"server name {s.name!r} is used twice; expected unique names")
+            seen.add(s.name)
+        return self
+
+
+class Credentials(BaseSettings):
+    """BASE_URL, CLIENT_ID and CLIENT_SECRET (or CLIENT_SECRET_FILE) from the environment."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True, frozen=True)
+
+    base_url: str = Field(validation_alias=AliasChoices("BASE_URL"))
+    client_id: str = Field(validation_alias=AliasChoices("CLIENT_ID"))
+    client_secret: SecretStr = Field(validation_alias=AliasChoices("CLIENT_SECRET"))
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _url(cls, v: Any) -> Any:
+        v = str(v).strip()
+        if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/[^\s]*)?$", v):
+            raise _err("url", "is not a URL; expected http(s)://HOST such as https://tenant.uw2.portal.vectra.ai")
+        return v.rstrip("/")
+
+    @field_validator("client_id", mode="before")
+    @classmethod
+    def _client_id(cls, v: Any) -> Any:
+        if not str(v).strip():
+            raise _err("empty", "is empty; expected the API client id from the Vectra UI")
+        return str(v).strip()
+
+
+class Settings(BaseModel):
+    """Everything siemconn needs, validated: the parsed config.json and the credentials."""
+
+    model_config = ConfigDict(frozen=True)
+
+    configuration: Configuration
+    credentials: Credentials
+    config_path: Path
+
+    @property
+    def servers(self) -> list[ServerConfig]:
+        return self.configuration.server
+
+    @property
+    def data_dir(self) -> Path:
+        return self._rel(self.configuration.data_dir)
+
+    @property
+    def log_dir(self) -> Path:
+        return self._rel(self.configuration.log_dir)
+
+    @property
+    def cert_dir(self) -> Path:
+        return self._rel(self.configuration.cert_dir)
+
+    def _rel(self, p: str) -> Path:
+        """Relative directories are taken from the current directory, as the reference does."""
+        return Path(p)
+
+
+class ConfigFile(_Strict):
+    configuration: Configuration
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+_EXPECT = {
+    "missing": "is missing; expected this field",
+    "extra_forbidden": "is not a known option; check its spelling against the README's configuration reference",
+    "bool_type": "is not a boolean; expected true or false",
+    "bool_parsing": "is not a boolean; expected true or false",
+    "string_type": "is not a string; expected text in double quotes",
+    "list_type": "is not a list; expected [ ... ]",
+    "model_type": "is not an object; expected { ... }",
+    "dict_type": "is not an object; expected { ... }",
+    "too_short": "is empty; expected at least one entry",
+    "int_type": "is not an integer",
+    "float_type": "is not a number",
+}
+
+
+def _problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
+    out: list[str] = []
+    for e in exc.errors(include_url=False):
+        loc = prefix + tuple(e["loc"])
+        # the tagged-union / after-validator noise pydantic adds
+        loc = tuple(p for p in loc if p not in ("function-after[_tls_pair(), ServerConfig]",))
+        kind = e["type"]
+        path = _path(loc)
+        if kind == "missing":
+            out.append(f"{path} {_EXPECT['missing']}")
+            continue
+        value = _short(e.get("input"))
+        if kind == "literal_error":
+            expected = e.get("ctx", {}).get("expected", "")
+            out.append(f"{path}: {value} is not allowed; expected one of {expected}")
+        elif kind in _EXPECT:
+            out.append(f"{path}: {value} {_EXPECT[kind]}")
+        elif kind == "value_error":
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            out.append(f"{path}: {msg}")
+        else:
+            out.append(f"{path}: {value} {e.get('msg')}")
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [f"{path}: file not found; pass --config PATH to an existing config.json (see config.example.json)"],
+            source=str(path),
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory; expected a config.json file"], source=str(path)) from None
+    except PermissionError:
+        raise ConfigError(
+            [f"{path}: permission denied; make the file readable by the user running siemconn"], source=str(path)
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"], source=str(path)
+        ) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror}); check the path"], source=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the syntax there"],
+            source=str(path),
+        ) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: JSON nested too deeply; expected the config.json shape"], source=str(path)) from None
+
+
+def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]]:
+    env = dict(environ)
+    problems: list[str] = []
+    secret_file = env.get("CLIENT_SECRET_FILE")
+    if secret_file and not env.get("CLIENT_SECRET"):
+        try:
+            env["CLIENT_SECRET"] = Path(secret_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            problems.append(
+                f"env CLIENT_SECRET_FILE: {secret_file!r} cannot be read ({reason}); "
+                "expected a readable file holding the client secret"
+            )
+    for name, what in (
+        ("BASE_URL", "the Vectra portal URL, e.g. https://tenant.uw2.portal.vectra.ai"),
+        ("CLIENT_ID", "the API client id"),
+        ("CLIENT_SECRET", "the API client secret (or CLIENT_SECRET_FILE pointing to a file)"),
+    ):
+        if not env.get(name, "").strip() and not (name == "CLIENT_SECRET" and problems):
+            problems.append(f"env {name} is not set; expected {what}")
+    if problems:
+        return None, problems
+    try:
+        creds = Credentials.model_validate(
+            {k: env[k] for k in ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET")}
+        )
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = str(e["loc"][0]).upper() if e["loc"] else "?"
+            if name == "CLIENT_SECRET":
+                problems.append("env CLIENT_SECRET is invalid; expected the API client secret")
+            else:
+                problems.append(f"env {name}: {_short(e.get('input'))} {e.get('msg')}")
+        return None, problems
+    return creds, []
+
+
+def load_settings(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Settings:
+    """Load and validate config.json and the environment; raise ConfigError listing every problem."""
+    try:
+        return _load(Path(path), dict(os.environ if environ is None else environ))
+    except ConfigError:
+        raise
+    except Exception as exc:  # the loader never raises anything but ConfigError
+        raise ConfigError([f"{path}: cannot be loaded ({type(exc).__name__}); check the file"]) from None
+
+
+def load_configuration(path: str | os.PathLike[str]) -> Configuration:
+    """Validate config.json alone (no environment), for tools that need only the file."""
+    p = Path(path)
+    raw = _read_json(p)
+    try:
+        return ConfigFile.model_validate(raw).configuration
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source=str(p)) from None
+
+
+def _load(path: Path, environ: dict[str, str]) -> Settings:
+    raw = _read_json(path)
+    problems: list[str] = []
+    configuration: Configuration | None = None
+    if not isinstance(raw, dict):
+        problems.append(f"(top level): {_short(raw)} is not an object; expected {{\"configuration\": {{...}}}}")
+    else:
+        try:
+            configuration = ConfigFile.model_validate(raw).configuration
+        except ValidationError as exc:
+            problems.extend(_problems(exc))
+    creds, env_problems = _credentials(environ)
+    problems.extend(env_problems)
+    if problems or configuration is None or creds is None:
+        raise ConfigError(problems, source=str(path))
+    return Settings(configuration=configuration, credentials=creds, config_path=path)

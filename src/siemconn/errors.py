@@ -1,0 +1,93 @@
+"""The exception tree of siemconn.
+
+Every class says in one line when it is raised. Messages name the thing that failed, the value
+and the fix; they never contain a secret (client secret, access token or refresh token).
+"""
+
+from __future__ import annotations
+
+
+class SiemconnError(Exception):
+    """Base class of every error siemconn raises on purpose."""
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+class ConfigError(SiemconnError):
+    """Raised when config.json or the environment is missing, unreadable or invalid (exit code 2)."""
+
+    def __init__(self, problems: list[str], source: str = "configuration") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        n = len(self.problems)
+        head = f"{self.source}: {n} problem{'s' if n != 1 else ''}"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+# --- RUX source ----------------------------------------------------------------------------
+
+
+class RuxError(SiemconnError):
+    """Base class of errors talking to the Vectra RUX API."""
+
+
+class RuxAuthError(RuxError):
+    """Raised when the token endpoint rejects CLIENT_ID / CLIENT_SECRET (not retried)."""
+
+
+class RuxPermissionError(RuxError):
+    """Raised when the API answers 403: the API client's role lacks access to a stream."""
+
+
+class RuxUnavailableError(RuxError):
+    """Raised when the API stays unreachable (5xx, timeouts, connection errors) after bounded retries."""
+
+
+class RuxRateLimitedError(RuxError):
+    """Raised when the API keeps answering 429 after the configured number of tries."""
+
+
+class RuxResponseError(RuxError):
+    """Raised when an API response is not the expected JSON envelope (checkpoint is not moved)."""
+
+
+# --- durable queue -------------------------------------------------------------------------
+
+
+class QueueError(SiemconnError):
+    """Base class of durable-queue errors."""
+
+
+class QueueCorruptError(QueueError):
+    """Raised at startup when the queue database file is not a readable siemconn database."""
+
+
+class QueueLockedError(QueueError):
+    """Raised at startup when another siemconn instance already uses the data directory."""
+
+
+class QueueUnavailableError(QueueError):
+    """Raised when the queue database cannot be opened or written (permissions, read-only disk)."""
+
+
+# --- syslog sink ---------------------------------------------------------------------------
+
+
+class SyslogError(SiemconnError):
+    """Base class of syslog delivery errors."""
+
+
+class TlsConfigError(SyslogError):
+    """Raised when a TLS server's CA, client certificate or key file is missing or not valid PEM."""
+
+
+class DeliveryError(SyslogError):
+    """Raised when a syslog server cannot be reached or a write to it fails (the batch is retried)."""
+
+
+class AllServersDownError(SiemconnError):
+    """Raised when every configured syslog server is declared down after retry_count (exit code 3)."""
