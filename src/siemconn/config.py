@@ -55,12 +55,6 @@ def _err(kind: str, msg: str, **ctx: Any) -> PydanticCustomError:
     return PydanticCustomError(kind, msg, ctx)
 
 
-def _strict_int(v: Any, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _err("int", f"is not {what}; expected an integer")
-    return v
-
-
 def validate_cron(spec: str) -> str:
     """Return `spec` if cronsim (aiocron's parser) accepts it, else raise ValueError with the reason."""
     if not isinstance(spec, str) or not spec.strip():
@@ -89,7 +83,7 @@ def is_valid_host(host: str) -> bool:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ServerConfig(_Strict):
@@ -483,12 +477,14 @@ def _read_json(path: Path) -> Any:
 def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]]:
     env = dict(environ)
     problems: list[str] = []
+    secret_file_failed = False
     secret_file = env.get("CLIENT_SECRET_FILE")
     if secret_file and not env.get("CLIENT_SECRET"):
         try:
             env["CLIENT_SECRET"] = Path(secret_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
+            secret_file_failed = True
             problems.append(
                 f"env CLIENT_SECRET_FILE: {secret_file!r} cannot be read ({reason}); "
                 "expected a readable file holding the client secret"
@@ -498,7 +494,7 @@ def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]
         ("CLIENT_ID", "the API client id"),
         ("CLIENT_SECRET", "the API client secret (or CLIENT_SECRET_FILE pointing to a file)"),
     ):
-        if not env.get(name, "").strip() and not (name == "CLIENT_SECRET" and problems):
+        if not env.get(name, "").strip() and not (name == "CLIENT_SECRET" and secret_file_failed):
             problems.append(f"env {name} is not set; expected {what}")
     if problems:
         return None, problems
