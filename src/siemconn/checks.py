@@ -1,0 +1,113 @@
+"""Operator commands that do one thing and report: `check`, `status`, `send-test`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from datetime import UTC, datetime
+from typing import TextIO
+
+from siemconn import exitcodes
+from siemconn.config import ServerConfig, Settings
+from siemconn.errors import QueueError, RuxError, SiemconnError
+from siemconn.queue import read_status, render_status
+from siemconn.rux.client import RuxClient
+from siemconn.syslog.format import encode_event, format_message, frame
+from siemconn.syslog.transport import open_transport
+
+CONNECT_TIMEOUT = 10.0
+
+
+def _line(out: TextIO, ok: bool, what: str, detail: str) -> None:
+    print(f"{'ok    ' if ok else 'FAILED'} {what}: {detail}", file=out, flush=True)
+
+
+async def _check_server(server: ServerConfig, settings: Settings) -> tuple[bool, str]:
+    if server.server_protocol == "UDP":
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                server.server_host, server.server_port, type=socket.SOCK_DGRAM
+            )
+        except OSError as exc:
+            return False, f"cannot resolve {server.server_host}: {exc}"
+        return True, f"resolved to {infos[0][4][0]} (UDP: nothing sent)"
+    try:
+        transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)
+    except (SiemconnError, OSError, TimeoutError) as exc:
+        return False, _reason(exc)
+    await transport.close()
+    return True, "TLS handshake completed" if server.server_protocol == "TLS" else "TCP connection opened"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the syslog server listening on that port?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out (firewall, or wrong host/port?)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+async def run_checks(settings: Settings, out: TextIO) -> int:
+    """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
+    _line(out, True, "configuration", f"{settings.config_path} is valid")
+    all_ok = True
+    client = RuxClient(settings.credentials, settings.configuration)
+    try:
+        await client.authenticate()
+        _line(out, True, "Vectra API", f"token obtained from {settings.credentials.base_url}")
+    except RuxError as exc:
+        all_ok = False
+        _line(out, False, "Vectra API", str(exc))
+    finally:
+        await client.aclose()
+    for server in settings.servers:
+        ok, detail = await _check_server(server, settings)
+        all_ok &= ok
+        _line(out, ok, f"syslog server {server.label}", detail)
+    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
+
+
+def print_status(settings: Settings, out: TextIO) -> int:
+    """Print checkpoints, last polls and queue depths; read-only, safe while the service runs."""
+    try:
+        report = read_status(settings.data_dir)
+    except QueueError as exc:
+        print(f"error: {exc}", file=out)
+        return exitcodes.UNEXPECTED
+    print(render_status(report), file=out)
+    return exitcodes.OK
+
+
+TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
+
+
+async def send_test(settings: Settings, out: TextIO) -> int:
+    """Send one clearly marked test message to every server in its configured format."""
+    now = datetime.now(UTC)
+    event = {
+        "siemconn_test": True,
+        "message": f"{TEST_EVENT_MARK}: this is a test message from siemconn send-test, not a Vectra event",
+        "event_timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "host": socket.gethostname(),
+    }
+    payload = encode_event(event)
+    all_ok = True
+    for server in settings.servers:
+        message = format_message(payload, "audit", server, now)
+        data = message if server.server_protocol == "UDP" else frame(message, server.framing)
+        try:
+            transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)
+            try:
+                await transport.write([data])
+            finally:
+                await transport.close()
+        except (SiemconnError, OSError, TimeoutError) as exc:
+            all_ok = False
+            _line(out, False, f"send-test {server.label}", _reason(exc))
+            continue
+        _line(out, True, f"send-test {server.label}", f"sent {len(data)} bytes ({server.format}); "
+              f"search your SIEM for {json.dumps(TEST_EVENT_MARK)}")
+    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED

@@ -1,0 +1,131 @@
+"""`make demo`: the fake RUX tenant, a printing syslog receiver and siemconn, wired together locally.
+
+No Vectra account, no root and no network are needed. Ctrl-C stops everything that was started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEMO_CLIENT_ID = "demo-client"
+DEMO_SECRET = "demo-secret-not-a-real-one"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s2:
+                s2.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object]:
+    return {
+        "configuration": {
+            "server": [
+                {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+                {"name": "demo-udp", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": udp_port},
+            ],
+            "scheduler": {"audit": "*/5 * * * * *", "detections": "*/5 * * * * *", "entity_scoring": "*/5 * * * * *"},
+            "retry_count": -1,
+            "data_dir": str(workdir / "data"),
+            "log_dir": str(workdir / "logs"),
+            "cert_dir": str(workdir / "cert"),
+            "min_free_disk_mb": 0,
+            "log_format": "console",
+        }
+    }
+
+
+def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+            continue
+        if needle in line:
+            return line
+    raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Run siemconn against the built-in fake RUX tenant")
+    ap.add_argument("--workdir", default=".demo", help="scratch folder (default .demo)")
+    ap.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    args = ap.parse_args(argv)
+    workdir = Path(args.workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    config_path = workdir / "config.json"
+    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir), indent=2))
+    py = sys.executable
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        fake = subprocess.Popen(
+            [py, "-m", "siemconn.devtools.fake_rux", "--port", str(api_port), "--client-id", DEMO_CLIENT_ID,
+             "--client-secret", DEMO_SECRET, "--seed-detections", "30", "--seed-audit", "10", "--seed-entity", "10",
+             "--generate-interval", "3"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        procs.append(fake)
+        _wait_line(fake, "listening", 15)
+        receiver = subprocess.Popen(
+            [py, "-m", "siemconn.devtools.receiver", "--tcp-port", str(tcp_port), "--udp-port", str(udp_port),
+             "--width", "200"],
+            stdout=sys.stdout, text=True,
+        )
+        procs.append(receiver)
+        time.sleep(0.5)
+        env = {**os.environ, "BASE_URL": f"http://127.0.0.1:{api_port}", "CLIENT_ID": DEMO_CLIENT_ID,
+               "CLIENT_SECRET": DEMO_SECRET}
+        print(f"demo: fake RUX on 127.0.0.1:{api_port}, receiver on tcp/{tcp_port} and udp/{udp_port}, "
+              f"config {config_path}; siemconn logs in {workdir / 'logs'}. Ctrl-C stops.", flush=True)
+        with open(workdir / "siemconn.out", "w") as sout:
+            connector = subprocess.Popen(
+                [py, "-m", "siemconn", "run", "--config", str(config_path)], env=env, stdout=sout,
+                stderr=subprocess.STDOUT, text=True,
+            )
+            procs.append(connector)
+            deadline = time.monotonic() + args.seconds if args.seconds else None
+            while all(p.poll() is None for p in procs):
+                if deadline and time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            for p in procs:
+                if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
+                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ndemo: stopping", flush=True)
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=12)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

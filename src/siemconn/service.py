@@ -1,0 +1,295 @@
+"""The running service: wires the RUX source, the durable queue and the syslog sink on one event loop.
+
+    aiocron tick -> pull(stream) -> RuxClient.pages() -> DurableQueue.commit_page()   (source -> buffer)
+    WriterPool: one writer per server, DurableQueue.read_batch() -> socket -> ack()    (buffer -> sink)
+
+Nothing here decides what is delivered; the queue is the only place where progress is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiocron
+
+from siemconn import __version__, exitcodes
+from siemconn.config import STREAMS, Settings
+from siemconn.errors import (
+    AllServersDownError,
+    QueueError,
+    RuxAuthError,
+    RuxError,
+    RuxPermissionError,
+)
+from siemconn.logging import get_logger, setup_logging
+from siemconn.metrics import Metrics
+from siemconn.observe import Health, start_http_server, write_heartbeat
+from siemconn.queue import DurableQueue
+from siemconn.rux.client import RuxClient
+from siemconn.rux.streams import StreamSpec, stream_specs
+from siemconn.sdnotify import Notifier
+from siemconn.syslog.pool import WriterPool
+
+log = get_logger("siemconn.service")
+
+SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
+HEARTBEAT_EVERY = 5.0
+
+
+@dataclass
+class _StreamRunner:
+    """One stream's pull task and its no-overlap lock."""
+
+    stream: str
+    specs: list[StreamSpec]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    task: asyncio.Task[None] | None = None
+    skipped: int = 0
+
+
+class Service:
+    """One connector process: triggers, pull tasks, the writer pool, signals and shutdown."""
+
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.cfg = settings.configuration
+        self.metrics = metrics or Metrics()
+        self.health = Health([s.name for s in self.cfg.server], window=self.cfg.health_window_seconds)
+        self.notifier = Notifier()
+        self.queue: DurableQueue | None = None
+        self.client: RuxClient | None = None
+        self.pool: WriterPool | None = None
+        self._runners = {name: _StreamRunner(name, stream_specs(name)) for name in STREAMS}
+        self._crons: list[aiocron.Cron] = []
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._signals = 0
+        self._exit_code = exitcodes.OK
+
+    # --- pulling ----------------------------------------------------------------------------
+
+    def tick(self, stream: str) -> None:
+        """A cron tick: start a pull unless the previous one of this stream still runs."""
+        runner = self._runners[stream]
+        if self._stopping:
+            return
+        if runner.lock.locked():
+            runner.skipped += 1
+            log.warning("pull skipped: previous pull still running", stream=stream, skipped_total=runner.skipped)
+            return
+        runner.task = asyncio.get_running_loop().create_task(self._pull(runner), name=f"pull-{stream}")
+
+    async def _pull(self, runner: _StreamRunner) -> None:
+        assert self.queue is not None and self.client is not None
+        async with runner.lock:
+            for spec in runner.specs:
+                if self._stopping:
+                    return
+                ok, reason = await self.queue.can_pull()
+                if not ok:
+                    log.debug("pull paused", stream=spec.key, reason=reason)
+                    return
+                try:
+                    fetched = await self._pull_spec(spec)
+                except RuxAuthError as exc:
+                    log.error("pull failed: credentials rejected", stream=spec.key, error=str(exc))
+                    return
+                except RuxPermissionError as exc:
+                    log.error("pull failed: permission denied", stream=spec.key, error=str(exc))
+                    continue
+                except RuxError as exc:
+                    log.error("pull failed; the next tick retries from the same checkpoint",
+                              stream=spec.key, error=str(exc))
+                    return
+                except QueueError as exc:
+                    log.error("pull stopped: queue error", stream=spec.key, error=str(exc))
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # keep the process alive; the checkpoint did not move
+                    log.exception("pull failed unexpectedly", stream=spec.key, error=repr(exc))
+                    return
+                log.debug("pull done", stream=spec.key, events=fetched)
+
+    async def _pull_spec(self, spec: StreamSpec) -> int:
+        assert self.queue is not None and self.client is not None
+        checkpoint = await self.queue.checkpoint(spec.key)
+        total = 0
+        async for page in self.client.pages(spec, checkpoint):
+            stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
+            total += stored
+            self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
+            if self._stopping:
+                break
+            ok, _reason = await self.queue.can_pull()
+            if not ok:
+                break
+        now = time.time()
+        await self.queue.record_poll(spec.key, now)
+        self.metrics.last_poll.labels(stream=spec.key).set(now)
+        if total:
+            log.info("events queued", stream=spec.key, events=total)
+        return total
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _on_signal(self, signame: str) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("shutdown requested", signal=signame)
+            self._stop.set()
+        else:
+            log.warning("second signal: exiting at once; queued events stay on disk", signal=signame)
+            os._exit(exitcodes.UNEXPECTED)
+
+    async def _heartbeat(self) -> None:
+        interval = min(HEARTBEAT_EVERY, (self.notifier.watchdog_interval() or HEARTBEAT_EVERY * 2) / 2)
+        while True:
+            self.health.loop_alive()
+            self.notifier.watchdog()
+            with suppress(OSError):
+                write_heartbeat(self.settings.data_dir)
+            if self.queue is not None:
+                for s in self.cfg.server:
+                    with suppress(Exception):
+                        self.metrics.queue_depth.labels(server=s.name).set(await self.queue.depth(s.name))
+                        age = await self.queue.oldest_age(s.name)
+                        self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+            await asyncio.sleep(interval)
+
+    async def _startup_summary(self) -> None:
+        assert self.queue is not None
+        checkpoints = await self.queue.checkpoints()
+        depths = {s.name: await self.queue.depth(s.name) for s in self.cfg.server}
+        log.info(
+            "siemconn started",
+            version=__version__,
+            api=f"{self.settings.credentials.base_url} ({self.cfg.api_version})",
+            schedules={s: getattr(self.cfg.scheduler, s) for s in STREAMS},
+            timezone=self.cfg.timezone,
+            servers=[f"{s.label} format={s.format} framing={s.framing}" for s in self.cfg.server],
+            checkpoints=checkpoints,
+            queue_depths=depths,
+            retry_count=self.cfg.retry_count,
+        )
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig.name)
+        try:
+            self.queue = await DurableQueue.open(
+                self.settings.data_dir,
+                [s.name for s in self.cfg.server],
+                max_events=self.cfg.queue_max_events,
+                min_free_disk_mb=self.cfg.min_free_disk_mb,
+            )
+        except QueueError as exc:
+            log.error("cannot open the queue", error=str(exc))
+            return exitcodes.UNEXPECTED
+        http_server: Any = None
+        background: list[asyncio.Task[Any]] = []
+        try:
+            self.client = RuxClient(self.settings.credentials, self.cfg, metrics=self.metrics)
+            try:
+                await self.client.authenticate()
+            except RuxAuthError as exc:
+                log.error("cannot start: credentials rejected", error=str(exc))
+                return exitcodes.CONFIG
+            except RuxError as exc:
+                log.error("Vectra API not reachable at startup; pulls will retry on schedule", error=str(exc))
+            await self._startup_summary()
+            if self.cfg.metrics_address:
+                http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
+                log.info("metrics and health endpoint listening", address=self.cfg.metrics_address)
+            self.pool = WriterPool(
+                self.cfg.server, self.queue, self.cfg, self.settings.cert_dir, metrics=self.metrics, health=self.health
+            )
+            pool_task = loop.create_task(self.pool.run(), name="writer-pool")
+            background.append(loop.create_task(self._heartbeat(), name="heartbeat"))
+            tz = ZoneInfo(self.cfg.timezone)
+            for stream in STREAMS:
+                spec = getattr(self.cfg.scheduler, stream)
+                self._crons.append(aiocron.crontab(spec, func=self._make_tick(stream), start=True, tz=tz))
+            if self.cfg.pull_at_startup:
+                for stream in STREAMS:
+                    self.tick(stream)
+            self.notifier.ready()
+            stop_task = loop.create_task(self._stop.wait(), name="stop-wait")
+            done, _ = await asyncio.wait({pool_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if pool_task in done:
+                stop_task.cancel()
+                exc = pool_task.exception()
+                if isinstance(exc, AllServersDownError):
+                    log.error("every syslog server is down; exiting so the restart policy takes over",
+                              error=str(exc), exit_code=exitcodes.ALL_SERVERS_DOWN)
+                    self._exit_code = exitcodes.ALL_SERVERS_DOWN
+                elif exc is not None:
+                    log.error("writer pool failed", error=repr(exc))
+                    self._exit_code = exitcodes.UNEXPECTED
+            await self._shutdown(pool_task)
+            return self._exit_code
+        finally:
+            for t in background:
+                t.cancel()
+            if http_server is not None:
+                http_server.close()
+            if self.client is not None:
+                with suppress(Exception):
+                    await self.client.aclose()
+            with suppress(Exception):
+                await self.queue.close()
+
+    def _make_tick(self, stream: str) -> Callable[[], None]:
+        def _tick() -> None:
+            self.tick(stream)
+
+        return _tick
+
+    async def _shutdown(self, pool_task: asyncio.Task[None]) -> None:
+        """Stop triggers, let in-flight page commits finish, flush writers; all within SHUTDOWN_BUDGET."""
+        self._stopping = True
+        self.notifier.stopping()
+        deadline = time.monotonic() + SHUTDOWN_BUDGET - 1.0
+        for cron in self._crons:
+            cron.stop()
+        pulls = [r.task for r in self._runners.values() if r.task is not None and not r.task.done()]
+        if pulls:
+            _done, pending = await asyncio.wait(pulls, timeout=max(0.1, (deadline - time.monotonic()) / 2))
+            for t in pending:  # a commit in the worker thread still completes: SQLite makes it atomic
+                t.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self.pool is not None and not pool_task.done():
+            with suppress(Exception):
+                await self.pool.stop(timeout=max(0.5, deadline - time.monotonic()))
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(pool_task, timeout=max(0.1, deadline - time.monotonic()))
+        log.info("siemconn stopped", exit_code=self._exit_code)
+
+
+def run_service(settings: Settings) -> int:
+    """`siemconn run`: set up logging, run the service, return the process exit code."""
+    cfg = settings.configuration
+    setup_logging(
+        log_dir=settings.log_dir,
+        fmt=cfg.log_format,
+        level=cfg.log_level,
+        secrets=[settings.credentials.client_secret.get_secret_value()],
+    )
+    try:
+        return asyncio.run(Service(settings).run())
+    except KeyboardInterrupt:
+        return exitcodes.OK
+    except Exception as exc:  # pragma: no cover - last resort, logged for the operator
+        log.exception("siemconn crashed", error=repr(exc))
+        return exitcodes.UNEXPECTED
