@@ -91,3 +91,10 @@ class DeliveryError(SyslogError):
 
 class AllServersDownError(SiemconnError):
     """Raised when every configured syslog server is declared down after retry_count (exit code 3)."""
+
+
+# --- operations ----------------------------------------------------------------------------
+
+
+class EndpointError(SiemconnError):
+    """Raised when the metrics/health HTTP endpoint cannot listen on metrics_address (malformed, in use)."""
