@@ -194,6 +194,11 @@ async def _serve(
         out = _text(400, "bad request") if request is None else _route(*request, metrics, health)
         writer.write(out)
         await writer.drain()
+        if request is None:  # lingering close: read what the client still sends so it gets our reply, not a reset
+            writer.write_eof()
+            async with asyncio.timeout(1.0):
+                while await reader.read(65536):
+                    pass
     except (TimeoutError, ConnectionError, OSError):
         pass  # a client that hangs or goes away is not our problem
     finally:
