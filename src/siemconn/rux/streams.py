@@ -1,0 +1,114 @@
+"""The RUX stream table and query parameters (pure, no I/O).
+
+Checkpoint keys: ``audit``, ``detections``, ``entity_scoring.account``, ``entity_scoring.host``.
+entity_scoring is pulled once per entity type, each with its own checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from siemconn.config import STREAMS, Configuration
+
+ENTITY_TYPES: tuple[str, ...] = ("account", "host")
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+_ENDPOINTS: dict[str, str] = {
+    "audit": "audits",
+    "detections": "detections",
+    "entity_scoring": "entity_scoring",
+}
+# ELASTIC README: audits need the Auditor role; detection and entity events need Read-Only.
+_ROLES: dict[str, str] = {"audit": "Auditor", "detections": "Read-Only", "entity_scoring": "Read-Only"}
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One pull unit: a stream, and for entity_scoring one entity type."""
+
+    stream: str
+    entity_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stream not in _ENDPOINTS:
+            raise ValueError(f"unknown stream {self.stream!r}; expected one of {', '.join(STREAMS)}")
+        if self.stream == "entity_scoring":
+            if self.entity_type not in ENTITY_TYPES:
+                raise ValueError(
+                    f"entity_scoring needs entity_type 'account' or 'host', got {self.entity_type!r}"
+                )
+        elif self.entity_type is not None:
+            raise ValueError(f"stream {self.stream!r} takes no entity_type")
+
+    @property
+    def key(self) -> str:
+        """The checkpoint key: audit, detections, entity_scoring.account, entity_scoring.host."""
+        return f"{self.stream}.{self.entity_type}" if self.entity_type else self.stream
+
+    @property
+    def path(self) -> str:
+        """The path below /api/<version>/: events/audits, events/detections, events/entity_scoring."""
+        return f"events/{_ENDPOINTS[self.stream]}"
+
+    @property
+    def role(self) -> str:
+        """The Vectra API-client role this stream needs."""
+        return _ROLES[self.stream]
+
+
+ALL_SPECS: tuple[StreamSpec, ...] = (
+    StreamSpec("audit"),
+    StreamSpec("detections"),
+    StreamSpec("entity_scoring", "account"),
+    StreamSpec("entity_scoring", "host"),
+)
+
+
+def stream_specs(stream: str) -> list[StreamSpec]:
+    """The specs of one configured stream (entity_scoring gives account and host)."""
+    specs = [s for s in ALL_SPECS if s.stream == stream]
+    if not specs:
+        raise ValueError(f"unknown stream {stream!r}; expected one of {', '.join(STREAMS)}")
+    return specs
+
+
+def api_path(spec: StreamSpec, api_version: str) -> str:
+    """The URL path of a stream, e.g. /api/v3.3/events/detections."""
+    return f"/api/{api_version}/{spec.path}"
+
+
+def _bool(v: bool) -> str:
+    return "true" if v else "false"
+
+
+def build_params(
+    spec: StreamSpec, configuration: Configuration, checkpoint: int | None, now: datetime
+) -> dict[str, str]:
+    """Query parameters of the first request of a run.
+
+    With a checkpoint: ``from=<checkpoint>``. Without one (first run): ``from=0`` plus
+    ``event_timestamp_gte = now - initial_lookback_hours`` (lookback 0 = start from now).
+    Optional filters are sent only when set in the configuration.
+    """
+    params: dict[str, str] = {}
+    if checkpoint is None:
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        start = now.astimezone(UTC) - timedelta(hours=configuration.initial_lookback_hours)
+        params["from"] = "0"
+        params["event_timestamp_gte"] = start.strftime(TIMESTAMP_FORMAT)
+    else:
+        params["from"] = str(checkpoint)
+    params["limit"] = str(configuration.page_size)
+    if spec.stream == "entity_scoring":
+        assert spec.entity_type is not None
+        params["type"] = spec.entity_type
+        if configuration.include_score_decreases is not None:
+            params["include_score_decreases"] = _bool(configuration.include_score_decreases)
+    if spec.stream == "detections":
+        if configuration.include_triaged is not None:
+            params["include_triaged"] = _bool(configuration.include_triaged)
+        if configuration.include_info_category is not None:
+            params["include_info_category"] = _bool(configuration.include_info_category)
+    return params
