@@ -1,0 +1,174 @@
+"""Pure formatting: one event in, message bytes out (legacy, RFC 5424, RFC 3164), plus framing.
+
+The payload of every format is `encode_event(event)`, i.e. `json.dumps(event)` with Python's defaults
+(separators ", " and ": ", ASCII-escaped). That is the reference connector's byte shape, and since
+`json.dumps` escapes every control character, a payload never holds a raw newline: LF framing is safe.
+
+Shapes (no framing; see `frame`):
+
+- legacy (default)   ``<14>2023-11-02T00:18:01Z VECTRA-SYSLOG-CONNECTOR: {json}``
+- rfc5424            ``<14>1 2023-11-02T00:18:01.123456Z host siemconn - detections - {json}``
+- rfc3164            ``<14>Nov  2 00:18:01 host siemconn: {json}``
+
+All send times are UTC. Per-server constant parts are precomputed by `Formatter`, and the header is
+cached per distinct `now`, so a batch formatted with one `now` costs one header build plus one bytes
+concatenation per event.
+
+UDP (RFC 5426): one message per datagram and NO framing: the datagram boundary is the frame, and
+rsyslog drops a trailing LF anyway, so adding one would only change what a stricter receiver stores.
+Datagrams larger than `server.max_message_size` (default 65507, the largest IPv4 UDP payload) cannot
+be sent; `fit_datagram` applies `server.udp_oversize`:
+
+- "truncate" (default): cut the message to the limit. The SIEM still sees the header, the stream and
+  the first ~64 KiB of the event (its id comes first in Vectra events), and the loss is counted in
+  `events_truncated`: a visible, partial event beats a silently missing one.
+- "drop": the event is not sent at all; it is counted and logged with its id, for receivers that
+  reject invalid JSON anyway. TCP and TLS never truncate: use them for events this large.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from siemconn.config import LEGACY_HOSTNAME, ServerConfig
+
+Framing = Literal["lf", "octet-counting"]
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+def encode_event(event: Mapping[str, Any]) -> str:
+    """The payload of one event: `json.dumps(event)`, the reference connector's byte shape."""
+    return json.dumps(event)
+
+
+def frame(message: bytes, framing: str) -> bytes:
+    """Frame one message for a stream transport: "lf" appends b"\\n", "octet-counting" is RFC 6587."""
+    if framing == "lf":
+        return message + b"\n"
+    if framing == "octet-counting":
+        return b"%d %s" % (len(message), message)
+    raise ValueError(f"unknown framing {framing!r}; expected 'lf' or 'octet-counting'")
+
+
+def fit_datagram(message: bytes, server: ServerConfig) -> bytes | None:
+    """Apply the UDP oversize policy: the message, the message cut to max_message_size, or None (drop)."""
+    limit = server.max_message_size
+    if len(message) <= limit:
+        return message
+    if server.udp_oversize == "drop":
+        return None
+    return message[:limit]
+
+
+def sanitize_field(value: str, max_len: int) -> str:
+    """An RFC 5424 header field: PRINTUSASCII only (others become '_'), at most max_len, '-' if empty."""
+    cleaned = _NOT_PRINTUSASCII.sub("_", value)[:max_len]
+    return cleaned or "-"
+
+
+def rfc3339(ts: datetime) -> str:
+    """RFC 3339 UTC timestamp with a Z: to the second, or with microseconds when there are any."""
+    ts = ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    if ts.microsecond:
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_event_timestamp(payload: str) -> str | None:
+    """The event's own `event_timestamp` as RFC 3339 UTC, or None if missing or unparseable."""
+    try:
+        event = json.loads(payload)
+        raw = event.get("event_timestamp") if isinstance(event, dict) else None
+        if not isinstance(raw, str) or not raw:
+            return None
+        ts = datetime.fromisoformat(raw)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return rfc3339(ts)
+
+
+def default_hostname() -> str:
+    """This machine's name as an RFC 5424 HOSTNAME."""
+    return sanitize_field(socket.gethostname(), 255)
+
+
+class Formatter:
+    """Formats messages for one server; constant header parts are computed once, at construction."""
+
+    __slots__ = (
+        "server",
+        "_fmt",
+        "_pri",
+        "_host",
+        "_tail",
+        "_event_ts",
+        "_last_now",
+        "_last_prefix",
+        "_msgids",
+    )
+
+    def __init__(self, server: ServerConfig, *, hostname: str | None = None) -> None:
+        self.server = server
+        self._fmt = server.format
+        self._pri = f"<{server.facility * 8 + server.severity}>"
+        self._event_ts = server.format == "rfc5424" and server.timestamp == "event"
+        self._last_now: datetime | None = None
+        self._last_prefix = ""
+        self._msgids: dict[str, str] = {}
+        if server.format == "legacy":
+            self._host = server.hostname or LEGACY_HOSTNAME
+            self._tail = f" {self._host}: "
+        elif server.format == "rfc5424":
+            self._host = sanitize_field(server.hostname or hostname or default_hostname(), 255)
+            app = sanitize_field(server.app_name, 48)
+            procid = "-"
+            self._tail = f" {self._host} {app} {procid} "
+        else:  # rfc3164
+            self._host = sanitize_field(server.hostname or hostname or default_hostname(), 255)
+            tag = _NOT_ALNUM.sub("", server.app_name)[:32] or "siemconn"
+            self._tail = f" {self._host} {tag}: "
+
+    def _prefix(self, now: datetime) -> str:
+        """The header up to (legacy, rfc3164) or up to and including the timestamp (rfc5424), cached."""
+        if now is self._last_now or now == self._last_now:
+            return self._last_prefix
+        utc = now.astimezone(UTC) if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        if self._fmt == "legacy":
+            prefix = f"{self._pri}{utc:%Y-%m-%dT%H:%M:%S}Z{self._tail}"
+        elif self._fmt == "rfc5424":
+            prefix = f"{self._pri}1 {rfc3339(utc)}"
+        else:
+            prefix = f"{self._pri}{_MONTHS[utc.month - 1]} {utc.day:2d} {utc:%H:%M:%S}{self._tail}"
+        self._last_now = now
+        self._last_prefix = prefix
+        return prefix
+
+    def _msgid(self, stream: str) -> str:
+        msgid = self._msgids.get(stream)
+        if msgid is None:
+            msgid = self._msgids[stream] = sanitize_field(stream.split(".")[0], 32)
+        return msgid
+
+    def format(self, payload: str, stream: str, now: datetime) -> bytes:
+        """One message, without framing."""
+        if self._fmt != "rfc5424":
+            return (self._prefix(now) + payload).encode()
+        sd = self.server.structured_data or "-"
+        if self._event_ts:
+            ts = parse_event_timestamp(payload)
+            if ts is not None:
+                return f"{self._pri}1 {ts}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
+        return f"{self._prefix(now)}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
+
+
+def format_message(payload: str, stream: str, server: ServerConfig, now: datetime) -> bytes:
+    """One message for `server`, without framing (convenience form; use `Formatter` in loops)."""
+    return Formatter(server).format(payload, stream, now)

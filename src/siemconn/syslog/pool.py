@@ -1,0 +1,432 @@
+"""One writer task per syslog server: read_batch -> format -> frame -> write -> flush -> ack.
+
+Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
+acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
+
+retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
+
+- N >= 0: after the first failure and N failed retries in a row, the server is declared DOWN (logged once,
+  with the reason). It keeps its backlog in the queue and is re-probed with capped backoff (<= 5 min);
+  the other servers are served meanwhile. When every server is down, `run()` raises AllServersDownError
+  (the service exits with code 3). Nothing queued is lost: the next start resends it.
+- N < 0: a server is never declared down; it is retried forever.
+
+Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
+factor in [0.5, 1) so that many connectors do not reconnect in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from siemconn.config import Configuration, ServerConfig
+from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
+from siemconn.logging import get_logger
+from siemconn.metrics import Metrics
+from siemconn.syslog.format import Formatter, fit_datagram, frame
+from siemconn.syslog.transport import Transport, build_tls_context, open_transport
+
+log = get_logger(__name__)
+
+MAX_BACKOFF_CAP = 300.0
+BASE_BACKOFF = 0.5
+IDLE_WAIT_SECONDS = 5.0
+DEPTH_EVERY_SECONDS = 1.0
+TRUNCATION_LOG_EVERY = 1000
+
+# writer states
+STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
+
+
+class QueuedEventLike(Protocol):
+    @property
+    def stream(self) -> str: ...
+    @property
+    def event_id(self) -> int | None: ...
+    @property
+    def payload(self) -> str: ...
+
+
+class BatchLike(Protocol):
+    @property
+    def events(self) -> Sequence[QueuedEventLike]: ...
+
+
+class QueueLike(Protocol):
+    """What the pool needs from siemconn.queue.DurableQueue."""
+
+    async def read_batch(self, destination: str, max_events: int) -> Any: ...
+    async def ack(self, batch: Any) -> None: ...
+    async def wait_for_data(self, destination: str, timeout: float) -> None: ...
+    async def depth(self, destination: str) -> int: ...
+
+
+class HealthLike(Protocol):
+    def server_ok(self, name: str) -> None: ...
+    def server_failed(self, name: str, reason: str) -> None: ...
+
+
+Sleep = Callable[[float], Awaitable[None]]
+Opener = Callable[..., Awaitable[Transport]]
+
+
+def backoff_delay(failures: int, cap: float, rand: float) -> float:
+    """Seconds to wait after `failures` consecutive failures (>= 1); `rand` in [0, 1)."""
+    cap = min(cap, MAX_BACKOFF_CAP)
+    exp = BASE_BACKOFF * (2 ** min(failures - 1, 30))
+    return min(cap, exp) * (0.5 + 0.5 * rand)
+
+
+@dataclass
+class _Oversize:
+    truncated: int = 0
+    dropped_ids: list[int | None] | None = None
+
+
+class _Writer:
+    """Delivers one server's cursor."""
+
+    def __init__(self, pool: WriterPool, server: ServerConfig) -> None:
+        self.pool = pool
+        self.server = server
+        self.name = server.name
+        self.state = STARTING
+        self.failures = 0
+        self.reason = ""
+        self.transport: Transport | None = None
+        self.formatter = Formatter(server)
+        self._tls_ctx: ssl.SSLContext | None = None
+        self._ever_connected = False
+        self._truncations = 0
+        self._last_depth = float("-inf")
+        m = pool.metrics
+        self._m_delivered = m.events_delivered.labels(self.name) if m else None
+        self._m_failed = m.events_failed.labels(self.name) if m else None
+        self._m_truncated = m.events_truncated.labels(self.name) if m else None
+        self._m_reconnects = m.reconnects.labels(self.name) if m else None
+        self._m_up = m.server_up.labels(self.name) if m else None
+        self._m_depth = m.queue_depth.labels(self.name) if m else None
+        if self._m_up is not None:
+            self._m_up.set(0)
+
+    # --- main loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        pool = self.pool
+        try:
+            while not pool.stopping:
+                if self.transport is None or self.transport.is_closing():
+                    if not await self._connect():
+                        continue
+                batch = await pool.queue.read_batch(self.name, pool.batch_size)
+                if batch is None or not batch.events:
+                    self.failures = 0  # connected and nothing to send
+                    await self._update_depth(force=True)
+                    await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
+                    continue
+                await self._deliver(batch)
+        finally:
+            await self._close()
+            self.state = STOPPED
+            if self._m_up is not None:
+                self._m_up.set(0)
+
+    async def _connect(self) -> bool:
+        pool = self.pool
+        if self._ever_connected or self.failures:
+            if self._m_reconnects is not None:
+                self._m_reconnects.inc()
+        try:
+            if self.server.server_protocol == "TLS" and self._tls_ctx is None:
+                self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
+            self.transport = await pool.opener(
+                self.server, pool.cert_dir, connect_timeout=pool.connect_timeout, tls_context=self._tls_ctx
+            )
+        except TlsConfigError as exc:
+            self._tls_ctx = None  # rebuilt next time: fixed files are picked up without a restart
+            await self._failed(str(exc))
+            return False
+        except (DeliveryError, OSError, TimeoutError) as exc:
+            await self._failed(str(exc) or type(exc).__name__)
+            return False
+        previous = self.state
+        self.state = UP
+        self._ever_connected = True
+        if previous in (RETRYING, DOWN):
+            log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
+        else:
+            log.info("syslog_server_connected", server=self.server.label)
+        if self._m_up is not None:
+            self._m_up.set(1)
+        if pool.health is not None:
+            pool.health.server_ok(self.name)
+        pool.server_changed()
+        return True
+
+    async def _failed(self, reason: str) -> None:
+        """One failed connect or write: count it, maybe declare the server down, then back off."""
+        pool = self.pool
+        self.failures += 1
+        self.reason = reason
+        if self._m_up is not None:
+            self._m_up.set(0)
+        if self.transport is not None:
+            await self._close()
+        first = self.state in (STARTING, UP)
+        if first and pool.health is not None:
+            pool.health.server_failed(self.name, reason)
+        retry = pool.retry_count
+        delay = backoff_delay(self.failures, pool.max_backoff, pool.rand())
+        if retry >= 0 and self.failures > retry and self.state != DOWN:
+            self.state = DOWN
+            depth = await self._update_depth(force=True)
+            log.error(
+                "syslog_server_down",
+                server=self.server.label,
+                reason=reason,
+                failures=self.failures,
+                retry_count=retry,
+                backlog=depth,
+                next_probe_seconds=round(delay, 1),
+                hint="events stay queued for this server and are sent when it comes back",
+            )
+            if pool.health is not None and not first:
+                pool.health.server_failed(self.name, reason)
+            pool.server_changed()
+        elif self.state == DOWN:
+            log.debug(
+                "syslog_server_probe_failed",
+                server=self.server.label,
+                reason=reason,
+                retry_in_seconds=round(delay, 1),
+            )
+        else:
+            if first:
+                log.warning("syslog_server_lost", server=self.server.label, reason=reason)
+            self.state = RETRYING
+            log.info(
+                "syslog_server_retrying",
+                server=self.server.label,
+                attempt=self.failures,
+                retry_in_seconds=round(delay, 2),
+                reason=reason,
+            )
+        await pool.until_stopped(pool.sleep(delay))
+
+    async def _deliver(self, batch: BatchLike) -> None:
+        pool = self.pool
+        events = batch.events
+        now = datetime.now(UTC)
+        fmt = self.formatter.format
+        oversize: _Oversize | None = None
+        if self.server.server_protocol == "UDP":
+            frames: list[bytes] = []
+            for ev in events:
+                msg = fmt(ev.payload, ev.stream, now)
+                fitted = fit_datagram(msg, self.server)
+                if fitted is not msg:
+                    oversize = oversize or _Oversize()
+                    if fitted is None:
+                        if oversize.dropped_ids is None:
+                            oversize.dropped_ids = []
+                        oversize.dropped_ids.append(ev.event_id)
+                        continue
+                    oversize.truncated += 1
+                frames.append(fitted)
+        elif self.server.framing == "lf":
+            frames = [fmt(ev.payload, ev.stream, now) + b"\n" for ev in events]
+        else:
+            framing = self.server.framing
+            frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
+        assert self.transport is not None
+        try:
+            if frames:
+                await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
+        except (SyslogError, OSError, TimeoutError) as exc:
+            reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
+            if self._m_failed is not None:
+                self._m_failed.inc(len(events))
+            await self._failed(reason)
+            return
+        await pool.queue.ack(batch)
+        if self._m_delivered is not None:
+            self._m_delivered.inc(len(frames))
+        self.failures = 0
+        if oversize is not None:
+            self._report_oversize(oversize)
+        await self._update_depth()
+
+    def _report_oversize(self, o: _Oversize) -> None:
+        dropped = o.dropped_ids or []
+        if self._m_truncated is not None:
+            self._m_truncated.inc(o.truncated + len(dropped))
+        for event_id in dropped:
+            log.warning(
+                "syslog_udp_event_dropped",
+                server=self.server.label,
+                event_id=event_id,
+                max_message_size=self.server.max_message_size,
+                hint="use TCP or TLS for this server, or udp_oversize 'truncate'",
+            )
+        if o.truncated:
+            before = self._truncations
+            self._truncations += o.truncated
+            if before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY:
+                log.warning(
+                    "syslog_udp_events_truncated",
+                    server=self.server.label,
+                    total=self._truncations,
+                    max_message_size=self.server.max_message_size,
+                    hint="use TCP or TLS for this server to send large events whole",
+                )
+
+    async def _update_depth(self, force: bool = False) -> int | None:
+        if self._m_depth is None and not force:
+            return None
+        now = self.pool.clock()
+        if not force and now - self._last_depth < DEPTH_EVERY_SECONDS:
+            return None
+        self._last_depth = now
+        depth = await self.pool.queue.depth(self.name)
+        if self._m_depth is not None:
+            self._m_depth.set(depth)
+        return depth
+
+    async def _close(self) -> None:
+        t, self.transport = self.transport, None
+        if t is not None:
+            with contextlib.suppress(Exception):
+                await t.close()
+
+
+class WriterPool:
+    """One writer task per server; `run()` until `stop()`, or AllServersDownError when all are down."""
+
+    def __init__(
+        self,
+        servers: list[ServerConfig],
+        queue: QueueLike,
+        configuration: Configuration,
+        cert_dir: Path,
+        *,
+        metrics: Metrics | None = None,
+        health: HealthLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+        opener: Opener = open_transport,
+        connect_timeout: float = 10.0,
+        write_timeout: float = 60.0,
+    ) -> None:
+        if not servers:
+            raise ValueError("WriterPool needs at least one server")
+        self.queue = queue
+        self.cert_dir = cert_dir
+        self.metrics = metrics
+        self.health = health
+        self.clock = clock
+        self.sleep = sleep
+        self.rand = rand
+        self.opener = opener
+        self.connect_timeout = connect_timeout
+        self.write_timeout = write_timeout
+        self.batch_size = configuration.batch_size
+        self.retry_count = configuration.retry_count
+        self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
+        self._writers = {s.name: _Writer(self, s) for s in servers}
+        self._stop_event = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def state(self, name: str) -> str:
+        """starting | up | retrying | down | stopped."""
+        return self._writers[name].state
+
+    def states(self) -> dict[str, str]:
+        return {name: w.state for name, w in self._writers.items()}
+
+    def server_changed(self) -> None:
+        self._changed.set()
+
+    async def until_stopped(self, aw: Awaitable[Any]) -> None:
+        """Await `aw`, or return early (cancelling it) when stop() is called."""
+        if self.stopping:
+            if asyncio.iscoroutine(aw):
+                aw.close()
+            return
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (task, stop):
+                if not t.done():
+                    t.cancel()
+                    with contextlib.suppress(BaseException):
+                        await t
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    def _all_down(self) -> bool:
+        return all(w.state == DOWN for w in self._writers.values())
+
+    async def run(self) -> None:
+        """Deliver until stop(); raise AllServersDownError when every server is down."""
+        self._tasks = {
+            name: asyncio.create_task(w.run(), name=f"syslog-writer-{name}")
+            for name, w in self._writers.items()
+        }
+        try:
+            while True:
+                changed = asyncio.ensure_future(self._changed.wait())
+                done, _ = await asyncio.wait(
+                    {changed, *self._tasks.values()}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not changed.done():
+                    changed.cancel()
+                self._changed.clear()
+                for t in done:
+                    if t is not changed and not t.cancelled() and t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+                if self._all_down() and not self.stopping:
+                    reasons = "; ".join(f"{w.server.label}: {w.reason}" for w in self._writers.values())
+                    raise AllServersDownError(
+                        f"every syslog server is down ({reasons}); undelivered events stay queued and are "
+                        "sent after a restart. Check the servers, or set retry_count negative to retry "
+                        "forever"
+                    )
+                if all(t.done() for t in self._tasks.values()):
+                    return
+        finally:
+            self._stop_event.set()
+            await self._finish(timeout=10.0)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop: in-flight batches finish (flushed and acked) within `timeout`, then connections close."""
+        self._stop_event.set()
+        self._changed.set()
+        await self._finish(timeout)
+
+    async def _finish(self, timeout: float) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()  # an unacked batch stays queued and is resent on the next start
+        if pending:
+            log.warning("syslog_writers_cancelled", servers=[t.get_name() for t in pending], timeout=timeout)
+            await asyncio.wait(pending, timeout=5.0)

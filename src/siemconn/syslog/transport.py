@@ -1,0 +1,426 @@
+"""asyncio connections to one syslog server: UDP, TCP and TLS, over IPv4 or IPv6.
+
+`open_transport(server, cert_dir, connect_timeout=...)` returns a `Transport` whose `write(frames)`
+returns only once the frames are as far as this side can know they are delivered:
+
+- TCP / TLS: all frames go out in one `writelines`, the asyncio buffer is drained to empty (the write
+  buffer limit is 0, so `drain()` waits for the last byte), then, on Linux, until the peer's TCP stack
+  has acknowledged every byte (SIOCOUTQ == 0). Only then is the batch acked in the queue. Before each
+  write the connection is checked: a peer that already closed it (EOF seen by the reader task, a TLS
+  alert, a reset) makes `write` raise `DeliveryError` instead of swallowing the batch.
+- UDP: one datagram per message (no framing), sent on a connected socket; an ICMP "port unreachable"
+  reported by the kernel fails the write so the batch is kept. UDP has no delivery guarantee beyond that.
+
+TLS: `build_tls_context(server, cert_dir)` builds the client context. Every TLS problem, at build time or
+during the handshake, becomes one `TlsConfigError` naming the server, the file and the fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import socket
+import ssl
+import struct
+import sys
+import termios
+from pathlib import Path
+from typing import Protocol
+
+from siemconn.config import ServerConfig
+from siemconn.errors import DeliveryError, TlsConfigError
+from siemconn.logging import get_logger
+
+log = get_logger(__name__)
+
+_SIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)  # same value as SIOCOUTQ on Linux
+_READ_CHUNK = 65536
+# TLS 1.3: the server checks the client certificate after the client considers the handshake done.
+# Wait this long for its session ticket (= accepted) or alert (= refused) before the first write.
+_TLS13_CONFIRM_SECONDS = 1.0
+
+
+class Transport(Protocol):
+    """An open connection to one syslog server."""
+
+    async def write(self, frames: list[bytes]) -> None: ...
+    async def close(self) -> None: ...
+    def is_closing(self) -> bool: ...
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+def _tls_versions() -> dict[str, ssl.TLSVersion]:
+    return {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def build_tls_context(server: ServerConfig, cert_dir: Path) -> ssl.SSLContext:
+    """The client TLS context for `server`; raises TlsConfigError naming the server, the file and the fix.
+
+    CA: server.ca_file(cert_dir) (tls_ca_file, else the reference's cert/NAME.pem). If tls_ca_file was not
+    set and cert/NAME.pem does not exist, the system trust store is used (logged). Hostname verification
+    is on unless tls_verify_hostname is false (logged as a warning).
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = _tls_versions()[server.tls_min_version]
+    ca = server.ca_file(cert_dir)
+    if ca.exists():
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise TlsConfigError(
+                f"syslog server {server.label}: CA file {ca} is not a readable PEM certificate "
+                f"({_reason(exc)}); "
+                "put the PEM certificate of the CA that signed the server's certificate there"
+            ) from None
+        # trust only that CA, as the reference does, plus the system store if the file is a bundle
+    elif server.tls_ca_file:
+        raise TlsConfigError(
+            f"syslog server {server.label}: CA file {ca} (tls_ca_file) does not exist; "
+            "fix the path or remove tls_ca_file to use the system trust store"
+        )
+    else:
+        log.info(
+            "tls_ca_file_absent_using_system_store",
+            server=server.name,
+            missing_file=str(ca),
+            hint=f"put the CA certificate in {ca} to pin it",
+        )
+    if not server.tls_verify_hostname:
+        ctx.check_hostname = False
+        log.warning(
+            "tls_hostname_verification_disabled",
+            server=server.name,
+            hint="the certificate chain is still verified; set tls_verify_hostname true when possible",
+        )
+    if server.tls_client_cert and server.tls_client_key:
+        cert = _rel(server.tls_client_cert, cert_dir)
+        key = _rel(server.tls_client_key, cert_dir)
+        for path, what in ((cert, "tls_client_cert"), (key, "tls_client_key")):
+            if not path.exists():
+                raise TlsConfigError(
+                    f"syslog server {server.label}: {what} file {path} does not exist; "
+                    "fix the path (relative paths are taken from cert_dir)"
+                )
+        try:
+            ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise TlsConfigError(
+                f"syslog server {server.label}: client certificate {cert} / key {key} cannot be loaded "
+                f"({_reason(exc)}); expected a PEM certificate and its matching unencrypted PEM key"
+            ) from None
+    return ctx
+
+
+def _rel(p: str, cert_dir: Path) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() or path.exists() else cert_dir / path
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def handshake_error(server: ServerConfig, cert_dir: Path, exc: ssl.SSLError) -> TlsConfigError:
+    """Translate a failed TLS handshake into one clear TlsConfigError."""
+    ca = server.ca_file(cert_dir)
+    ca_text = str(ca) if ca.exists() else "the system trust store"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        msg = exc.verify_message or _reason(exc)
+        code = exc.verify_code
+        if "hostname mismatch" in msg.lower() or "ip address mismatch" in msg.lower():
+            fix = (
+                f"the server certificate does not name {server.server_host!r}; connect with a host name the "
+                "certificate lists (SAN), reissue the certificate, or set tls_verify_hostname false"
+            )
+        elif code == 10 or "expired" in msg.lower():
+            fix = "the server certificate has expired (or the clock is wrong); renew the server certificate"
+        elif code in (2, 19, 20, 21) or "issuer" in msg.lower() or "self-signed" in msg.lower():
+            fix = f"the server certificate is not signed by a CA in {ca_text}; put the right CA PEM in {ca}"
+        else:
+            fix = f"the server certificate was rejected; check it against {ca_text}"
+        return TlsConfigError(
+            f"syslog server {server.label}: TLS certificate verification failed ({msg}): {fix}"
+        )
+    reason = _reason(exc)
+    low = reason.lower().replace("_", " ")
+    if (
+        "certificate required" in low
+        or "alert handshake failure" in low
+        or "bad certificate" in low
+        or ("unknown ca" in low)
+    ):
+        fix = (
+            "the server refused our client certificate; set tls_client_cert/tls_client_key to a certificate "
+            "the server's CA signed (mutual TLS)"
+        )
+    elif "version" in low or "protocol" in low:
+        fix = (
+            f"no common TLS version (minimum {server.tls_min_version}); "
+            "lower tls_min_version or upgrade the server"
+        )
+    else:
+        fix = "check that the port speaks TLS and the certificates match"
+    return TlsConfigError(f"syslog server {server.label}: TLS handshake failed ({reason}): {fix}")
+
+
+# --- TCP / TLS -----------------------------------------------------------------------------
+
+
+class StreamTransport:
+    """A TCP or TLS connection; a reader task notices a peer that closed it."""
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        cert_dir: Path,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._server = server
+        self._cert_dir = cert_dir
+        self._reader = reader
+        self._writer = writer
+        self._error: BaseException | None = None
+        self._eof = False
+        self._closed = False
+        writer.transport.set_write_buffer_limits(high=0)  # drain() waits for an empty buffer
+        self._sock = writer.get_extra_info("socket")
+        self._fd = self._sock.fileno() if self._sock is not None else -1
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        try:
+            while await self._reader.read(_READ_CHUNK):
+                pass  # syslog servers do not talk; whatever arrives is discarded
+            self._eof = True
+        except ssl.SSLError as exc:
+            self._error = handshake_error(self._server, self._cert_dir, exc)
+        except (OSError, EOFError) as exc:
+            self._error = exc
+        self._eof = True
+
+    def _peer_gone(self) -> str | None:
+        if self._closed:
+            return "connection closed"
+        if self._error is not None:
+            if isinstance(self._error, TlsConfigError):
+                raise self._error
+            return f"connection lost ({_reason(self._error)})"
+        if self._eof or self._reader.at_eof():
+            return "the server closed the connection"
+        if self._writer.is_closing():
+            return "connection closing"
+        if self._sock is not None and self._server.server_protocol == "TCP":
+            # the kernel knows about a FIN or RST even if the loop has not processed it yet
+            try:
+                with self._sock.dup() as probe:
+                    if probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                        return "the server closed the connection"
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                return f"connection lost ({_reason(exc)})"
+        return None
+
+    async def confirm_tls13(self, timeout: float) -> None:
+        """TLS 1.3: wait for the server's session ticket (client accepted) or its alert (refused)."""
+        ssl_obj = self._writer.get_extra_info("ssl_object")
+        if ssl_obj is None or ssl_obj.version() != "TLSv1.3":
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            session = ssl_obj.session
+            if session is not None and session.has_ticket:
+                return
+            if self._error is not None or self._eof:
+                break
+            await asyncio.sleep(0.005)
+        if self._error is not None:
+            if isinstance(self._error, TlsConfigError):
+                raise self._error
+            raise DeliveryError(
+                f"syslog server {self._server.label}: connection lost ({_reason(self._error)})"
+            )
+        if self._eof:
+            raise TlsConfigError(
+                f"syslog server {self._server.label}: the server closed the TLS connection right after the "
+                "handshake; it probably requires a client certificate: set tls_client_cert/tls_client_key"
+            )
+        # no ticket and no alert: a server that sends no tickets; go on
+
+    async def write(self, frames: list[bytes]) -> None:
+        # let the loop process a pending FIN / RST / TLS alert first (the second turn runs its callbacks)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        gone = self._peer_gone()
+        if gone is not None:
+            raise DeliveryError(f"syslog server {self._server.label}: {gone} before the write")
+        try:
+            self._writer.writelines(frames)
+            await self._writer.drain()
+            await self._wait_peer_acked()
+        except (OSError, RuntimeError) as exc:
+            raise DeliveryError(
+                f"syslog server {self._server.label}: write failed ({_reason(exc)})"
+            ) from None
+        except ssl.SSLError as exc:
+            raise handshake_error(self._server, self._cert_dir, exc) from None
+        gone = self._peer_gone()
+        if gone is not None:
+            raise DeliveryError(f"syslog server {self._server.label}: {gone} during the write")
+
+    async def _wait_peer_acked(self) -> None:
+        """Linux: wait until the kernel send queue is empty, i.e. the peer's TCP stack acked every byte."""
+        if self._fd < 0 or not sys.platform.startswith("linux"):
+            return
+        buf = bytearray(4)
+        delay = 0.0005
+        while True:
+            try:
+                fcntl.ioctl(self._fd, _SIOCOUTQ, buf)
+            except OSError:
+                return
+            if struct.unpack("i", buf)[0] == 0:
+                return
+            if self._error is not None or self._eof:
+                return  # reported by the caller's _peer_gone()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def is_closing(self) -> bool:
+        return self._closed or self._eof or self._error is not None or self._writer.is_closing()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._reader_task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._reader_task
+        self._writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+
+
+# --- UDP -----------------------------------------------------------------------------------
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.error: OSError | None = None
+        self.lost = False
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.error = exc
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+class DatagramTransport:
+    """A connected UDP socket: one datagram per message."""
+
+    def __init__(
+        self, server: ServerConfig, transport: asyncio.DatagramTransport, proto: _UdpProtocol
+    ) -> None:
+        self._server = server
+        self._transport = transport
+        self._proto = proto
+
+    def _check(self, when: str) -> None:
+        err = self._proto.error
+        if err is not None:
+            self._proto.error = None
+            raise DeliveryError(f"syslog server {self._server.label}: {_reason(err)} {when}")
+        if self._proto.lost or self._transport.is_closing():
+            raise DeliveryError(f"syslog server {self._server.label}: UDP socket closed {when}")
+
+    async def write(self, frames: list[bytes]) -> None:
+        await asyncio.sleep(0)
+        self._check("before the write")
+        send = self._transport.sendto
+        for f in frames:
+            send(f)
+        loop = asyncio.get_running_loop()
+        delay = 0.0005
+        while self._transport.get_write_buffer_size() > 0:
+            self._check("during the write")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+            if loop.is_closed():  # pragma: no cover
+                break
+        await asyncio.sleep(0)  # an ICMP port-unreachable for this batch shows up now
+        self._check("after the write")
+
+    def is_closing(self) -> bool:
+        return self._proto.lost or self._transport.is_closing()
+
+    async def close(self) -> None:
+        self._transport.close()
+
+
+# --- opening -------------------------------------------------------------------------------
+
+
+async def open_transport(
+    server: ServerConfig,
+    cert_dir: Path,
+    *,
+    connect_timeout: float,
+    tls_context: ssl.SSLContext | None = None,
+) -> Transport:
+    """Connect to `server`. Raises DeliveryError (unreachable, refused, timeout) or TlsConfigError."""
+    host, port = server.server_host, server.server_port
+    try:
+        if server.server_protocol == "UDP":
+            loop = asyncio.get_running_loop()
+            dt, proto = await asyncio.wait_for(
+                loop.create_datagram_endpoint(_UdpProtocol, remote_addr=(host, port)), connect_timeout
+            )
+            return DatagramTransport(server, dt, proto)
+        ctx = None
+        if server.server_protocol == "TLS":
+            ctx = tls_context or build_tls_context(server, cert_dir)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                host,
+                port,
+                ssl=ctx,
+                server_hostname=host if ctx is not None else None,
+                ssl_handshake_timeout=connect_timeout if ctx is not None else None,
+                limit=_READ_CHUNK,
+            ),
+            connect_timeout,
+        )
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        t = StreamTransport(server, cert_dir, reader, writer)
+        if ctx is not None:
+            try:
+                await t.confirm_tls13(min(_TLS13_CONFIRM_SECONDS, connect_timeout))
+            except BaseException:
+                await t.close()
+                raise
+        return t
+    except TlsConfigError:
+        raise
+    except ssl.SSLError as exc:
+        raise handshake_error(server, cert_dir, exc) from None
+    except TimeoutError:
+        raise DeliveryError(
+            f"syslog server {server.label}: no answer within {connect_timeout:g} s; "
+            "check host, port and firewall"
+        ) from None
+    except OSError as exc:
+        raise DeliveryError(f"syslog server {server.label}: cannot connect ({_reason(exc)})") from None
