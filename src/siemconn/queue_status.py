@@ -1,0 +1,201 @@
+"""Read-only view of the durable queue for `siemconn status`, plus the schema facts it shares with queue.py.
+
+`read_status(data_dir)` opens the SQLite file with a `mode=ro` URI, so it works while the service runs
+(WAL mode lets readers run beside the one writer) and never takes the data_dir lock. It reads everything
+inside one read transaction, so the figures are one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from siemconn.errors import QueueCorruptError, QueueUnavailableError
+
+DB_FILE = "queue.db"
+LOCK_FILE = "queue.lock"
+PAGE_TABLE = "page_log"  # persist-queue names its table "<_TABLE_NAME>_<name>": "page" + "log"
+APPLICATION_ID = 0x53434E51  # "SCNQ": marks a SQLite file as a siemconn queue
+SCHEMA_VERSION = 1
+
+# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
+_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_UNAVAILABLE_CODES = {3, 5, 6, 8, 10, 13, 14, 15, 22, 23}  # PERM BUSY LOCKED READONLY IOERR FULL CANTOPEN ...
+
+
+def corrupt_error(path: Path, detail: str) -> QueueCorruptError:
+    """The QueueCorruptError for `path`, naming the file and the fix."""
+    return QueueCorruptError(
+        f"queue database {path} is corrupt or not a siemconn queue ({detail}). "
+        f"Fix: stop siemconn, move the file aside (mv {path} {path}.corrupt; also move {path}-wal and "
+        f"{path}-shm if present) and start again. A new queue starts from the configured start time; "
+        f"undelivered events in the old file can be salvaged with: sqlite3 {path}.corrupt .recover"
+    )
+
+
+def unavailable_error(path: Path, detail: str) -> QueueUnavailableError:
+    """The QueueUnavailableError for `path`, naming the file and the fix."""
+    return QueueUnavailableError(
+        f"queue database {path} cannot be opened or written ({detail}). Fix: give the siemconn user "
+        f"read/write access to {path.parent} (not a read-only mount), and make sure the disk is not full"
+    )
+
+
+def classify_sqlite_error(exc: BaseException, path: Path) -> Exception:
+    """Map an sqlite3 / OS error to our exception tree (corrupt vs. unavailable)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        msg = str(exc)
+        if primary in _CORRUPT_CODES or "not a database" in msg or "malformed" in msg:
+            return corrupt_error(path, msg)
+        return unavailable_error(path, msg)
+    if isinstance(exc, OSError):
+        return unavailable_error(path, f"{type(exc).__name__}: {exc.strerror or exc}")
+    return unavailable_error(path, f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatus:
+    key: str
+    checkpoint: int | None
+    last_poll: float | None  # unix time of the last successful poll
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationStatus:
+    destination: str
+    depth: int  # undelivered events
+    oldest_age: float | None  # seconds since the oldest undelivered event was committed
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    data_dir: Path
+    database: Path
+    exists: bool
+    running_pid: int | None  # pid of the live process holding the queue, if any
+    streams: tuple[StreamStatus, ...]
+    destinations: tuple[DestinationStatus, ...]
+    generated_at: float
+
+
+def _running_pid(data_dir: Path) -> int | None:
+    """The pid written in the lock file, if that process is alive. Never takes the lock."""
+    try:
+        text = (data_dir / LOCK_FILE).read_text(encoding="ascii").strip()
+        pid = int(text)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
+    """Per key checkpoint and last poll, per destination depth and oldest age. Read-only; safe while running."""
+    data_dir = Path(data_dir)
+    db = data_dir / DB_FILE
+    now = time.time() if now is None else now
+    pid = _running_pid(data_dir)
+    if not db.exists():
+        return StatusReport(data_dir, db, False, pid, (), (), now)
+    try:
+        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise classify_sqlite_error(exc, db) from exc
+    try:
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
+            conn.execute("BEGIN")
+            cps: dict[str, int] = {}
+            for key, cp in conn.execute("SELECT key, checkpoint FROM checkpoints WHERE checkpoint IS NOT NULL"):
+                cps[key] = int(cp)
+            for key, cp in conn.execute(f"SELECT key, MAX(next_checkpoint) FROM {PAGE_TABLE} GROUP BY key"):
+                if cp is not None:
+                    cps[key] = max(int(cp), cps.get(key, int(cp)))
+            polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
+            row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
+            head = int(row[0]) if row else 0
+            row = conn.execute(
+                f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1"
+            ).fetchone()
+            if row:
+                head = max(head, int(row[0]))
+            dests: list[DestinationStatus] = []
+            for dest, seq in conn.execute("SELECT destination, seq FROM cursors ORDER BY destination").fetchall():
+                depth = max(0, head - int(seq))
+                age: float | None = None
+                if depth:
+                    r = conn.execute(
+                        f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? "
+                        "ORDER BY first_seq DESC LIMIT 1",
+                        (int(seq),),
+                    ).fetchone()
+                    if r is None:  # cursor below the first page (should not happen): use the first page
+                        r = conn.execute(
+                            f"SELECT timestamp FROM {PAGE_TABLE} ORDER BY first_seq LIMIT 1"
+                        ).fetchone()
+                    age = max(0.0, now - float(r[0])) if r else None
+                dests.append(DestinationStatus(dest, depth, age))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise classify_sqlite_error(exc, db) from exc
+    finally:
+        conn.close()
+    keys = sorted(set(cps) | set(polls))
+    streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
+    return StatusReport(data_dir, db, True, pid, streams, tuple(dests), now)
+
+
+def _fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fmt_age(age: float | None) -> str:
+    if age is None:
+        return "-"
+    s = int(age)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def render_status(report: StatusReport) -> str:
+    """Human-readable text of a StatusReport (plain ASCII, fixed columns)."""
+    lines = [f"queue: {report.database}"]
+    if report.running_pid is not None:
+        lines.append(f"service: running (pid {report.running_pid})")
+    else:
+        lines.append("service: not running")
+    if not report.exists:
+        lines.append("no queue database yet (the service has not run with this data_dir)")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append(f"{'stream':<26}{'checkpoint':>14}  last successful poll")
+    if not report.streams:
+        lines.append("  (no stream polled yet)")
+    for s in report.streams:
+        cp = "-" if s.checkpoint is None else str(s.checkpoint)
+        lines.append(f"{s.key:<26}{cp:>14}  {_fmt_time(s.last_poll)}")
+    lines.append("")
+    lines.append(f"{'destination':<26}{'undelivered':>14}  oldest undelivered")
+    if not report.destinations:
+        lines.append("  (no destination)")
+    for d in report.destinations:
+        lines.append(f"{d.destination:<26}{d.depth:>14}  {_fmt_age(d.oldest_age)}")
+    return "\n".join(lines)
