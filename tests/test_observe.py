@@ -98,7 +98,11 @@ def test_unknown_server_is_tracked() -> None:
 
 @pytest.mark.parametrize(
     ("address", "expected"),
-    [("127.0.0.1:9108", ("127.0.0.1", 9108)), ("[::1]:9108", ("::1", 9108)), ("localhost:0", ("localhost", 0))],
+    [
+        ("127.0.0.1:9108", ("127.0.0.1", 9108)),
+        ("[::1]:9108", ("::1", 9108)),
+        ("localhost:0", ("localhost", 0)),
+    ],
 )
 def test_parse_address(address: str, expected: tuple[str, int]) -> None:
     assert parse_address(address) == expected
@@ -192,7 +196,9 @@ async def test_other_paths_and_methods(endpoint: tuple[asyncio.Server, str]) -> 
         assert head.status_code == 200 and head.content == b""
 
 
-async def test_garbage_request_gets_400_and_server_keeps_serving(endpoint: tuple[asyncio.Server, str]) -> None:
+async def test_garbage_request_gets_400_and_server_keeps_serving(
+    endpoint: tuple[asyncio.Server, str],
+) -> None:
     _, base = endpoint
     port = int(base.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -269,7 +275,9 @@ def test_corrupt_heartbeat_is_unhealthy(tmp_path: Path) -> None:
     assert not ok and "unreadable" in reason
 
 
-def test_healthcheck_command_reads_data_dir_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_healthcheck_command_reads_data_dir_from_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"configuration": {"data_dir": "./state"}}))
     out = io.StringIO()

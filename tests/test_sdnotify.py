@@ -70,7 +70,9 @@ def test_no_notify_socket_is_a_silent_no_op() -> None:
     assert n.watchdog_interval() is None
 
 
-def test_default_environment_is_os_environ(monkeypatch: pytest.MonkeyPatch, path_socket: tuple[socket.socket, str]) -> None:
+def test_default_environment_is_os_environ(
+    monkeypatch: pytest.MonkeyPatch, path_socket: tuple[socket.socket, str]
+) -> None:
     sock, path = path_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
     n = Notifier()

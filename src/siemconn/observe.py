@@ -1,4 +1,4 @@
-"""Health state, the optional metrics/health HTTP endpoint, and the heartbeat file for container health checks.
+"""Health state, the optional metrics/health HTTP endpoint, and the heartbeat file for container checks.
 
 - `Health` keeps what /healthz reports: the event loop beats, and whether each syslog server has been
   reachable recently. It is pure state with an injectable clock.
@@ -93,7 +93,9 @@ class Health:
         loop_age = max(0.0, now - self._last_beat)
         loop_ok = loop_age <= self._loop_timeout
         if not loop_ok:
-            problems.append(f"event loop: no heartbeat for {loop_age:.0f} s (limit {self._loop_timeout:.0f} s)")
+            problems.append(
+                f"event loop: no heartbeat for {loop_age:.0f} s (limit {self._loop_timeout:.0f} s)"
+            )
         servers: dict[str, dict[str, Any]] = {}
         for name, st in self._servers.items():
             failing_for = None if st.failing_since is None else max(0.0, now - st.failing_since)
@@ -107,7 +109,8 @@ class Health:
             }
             if not ok:
                 problems.append(
-                    f"server {name}: unreachable for {failing_for:.0f} s (window {self._window:.0f} s): {st.reason}"
+                    f"server {name}: unreachable for {failing_for:.0f} s "
+                    f"(window {self._window:.0f} s): {st.reason}"
                 )
         healthy = not problems
         report: dict[str, Any] = {
@@ -133,7 +136,13 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Service Unavailable",
+}
 
 
 def _response(status: int, body: bytes, content_type: str, head_only: bool = False) -> bytes:
@@ -194,7 +203,8 @@ async def _serve(
         out = _text(400, "bad request") if request is None else _route(*request, metrics, health)
         writer.write(out)
         await writer.drain()
-        if request is None:  # lingering close: read what the client still sends so it gets our reply, not a reset
+        if request is None:
+            # lingering close: read what the client still sends, so that it gets our reply and not a reset
             writer.write_eof()
             async with asyncio.timeout(1.0):
                 while await reader.read(65536):
@@ -254,7 +264,10 @@ def write_heartbeat(data_dir: Path | str, health: Health | None = None, now: flo
 
 
 def check_heartbeat(
-    data_dir: Path | str, max_age: float = HEARTBEAT_MAX_AGE, now: float | None = None, liveness_only: bool = False
+    data_dir: Path | str,
+    max_age: float = HEARTBEAT_MAX_AGE,
+    now: float | None = None,
+    liveness_only: bool = False,
 ) -> tuple[bool, str]:
     """(healthy, one-line reason) from the heartbeat file in data_dir."""
     path = heartbeat_path(data_dir)
@@ -265,10 +278,16 @@ def check_heartbeat(
     except FileNotFoundError:
         return False, f"no heartbeat file {path}: siemconn has not started (yet) or uses another data_dir"
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        return False, f"heartbeat file {path} unreadable ({type(exc).__name__}); it is rewritten every few seconds"
+        return (
+            False,
+            f"heartbeat file {path} unreadable ({type(exc).__name__}); it is rewritten every few seconds",
+        )
     age = now - beat
     if age > max_age:
-        return False, f"heartbeat is {age:.0f} s old (limit {max_age:.0f} s): siemconn is not running or is stuck"
+        return (
+            False,
+            f"heartbeat is {age:.0f} s old (limit {max_age:.0f} s): siemconn is not running or is stuck",
+        )
     if not liveness_only and record.get("ok") is False:
         problems = record.get("problems") or ["unhealthy"]
         return False, "unhealthy: " + "; ".join(str(p) for p in problems)
@@ -276,18 +295,20 @@ def check_heartbeat(
 
 
 def data_dir_of(config_path: Path | str) -> Path:
-    """data_dir from config.json without validating the rest (relative paths are from the current directory)."""
+    """data_dir from config.json, the rest unvalidated (a relative path is from the current directory)."""
     raw = json.loads(Path(config_path).read_text(encoding="utf-8"))
     value = raw.get("configuration", {}).get("data_dir", "./data") if isinstance(raw, dict) else "./data"
     return Path(value if isinstance(value, str) else "./data")
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """`python -m siemconn.observe healthcheck --config PATH [--max-age S] [--liveness]`: exit 0 healthy, 1 not."""
+    """`python -m siemconn.observe healthcheck --config PATH [--max-age S] [--liveness]`: 0 if healthy."""
     out = out or sys.stdout
     p = argparse.ArgumentParser(prog="python -m siemconn.observe", description="Container health check.")
     sub = p.add_subparsers(dest="command", required=True)
-    hc = sub.add_parser("healthcheck", help="exit 0 if the heartbeat in data_dir is fresh and healthy, else 1")
+    hc = sub.add_parser(
+        "healthcheck", help="exit 0 if the heartbeat in data_dir is fresh and healthy, else 1"
+    )
     hc.add_argument("--config", default="config.json", help="config.json to read data_dir from")
     hc.add_argument("--data-dir", default=None, help="heartbeat directory (overrides the config's data_dir)")
     hc.add_argument("--max-age", type=float, default=HEARTBEAT_MAX_AGE, help="seconds (default: 60)")
