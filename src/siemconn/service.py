@@ -24,6 +24,7 @@ from siemconn import __version__, exitcodes
 from siemconn.config import STREAMS, Settings
 from siemconn.errors import (
     AllServersDownError,
+    EndpointError,
     QueueError,
     RuxAuthError,
     RuxError,
@@ -156,7 +157,7 @@ class Service:
             self.health.loop_alive()
             self.notifier.watchdog()
             with suppress(OSError):
-                write_heartbeat(self.settings.data_dir)
+                write_heartbeat(self.settings.data_dir, self.health)
             if self.queue is not None:
                 for s in self.cfg.server:
                     with suppress(Exception):
@@ -209,7 +210,11 @@ class Service:
                 log.error("Vectra API not reachable at startup; pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
             if self.cfg.metrics_address:
-                http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
+                try:
+                    http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
+                except EndpointError as exc:
+                    log.error("cannot start the metrics endpoint", error=str(exc))
+                    return exitcodes.CONFIG
                 log.info("metrics and health endpoint listening", address=self.cfg.metrics_address)
             self.pool = WriterPool(
                 self.cfg.server, self.queue, self.cfg, self.settings.cert_dir, metrics=self.metrics, health=self.health
