@@ -33,7 +33,7 @@ from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, Tls
 from siemconn.logging import get_logger
 from siemconn.metrics import Metrics
 from siemconn.syslog.format import Formatter, fit_datagram, frame
-from siemconn.syslog.transport import Transport, build_tls_context, open_transport
+from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
 
 log = get_logger(__name__)
 
@@ -149,7 +149,11 @@ class _Writer:
             if self.server.server_protocol == "TLS" and self._tls_ctx is None:
                 self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
             self.transport = await pool.opener(
-                self.server, pool.cert_dir, connect_timeout=pool.connect_timeout, tls_context=self._tls_ctx
+                self.server,
+                pool.cert_dir,
+                connect_timeout=pool.connect_timeout,
+                tls_context=self._tls_ctx,
+                settle_seconds=pool.settle_seconds,
             )
         except TlsConfigError as exc:
             self._tls_ctx = None  # rebuilt next time: fixed files are picked up without a restart
@@ -326,6 +330,7 @@ class WriterPool:
         opener: Opener = open_transport,
         connect_timeout: float = 10.0,
         write_timeout: float = 60.0,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     ) -> None:
         if not servers:
             raise ValueError("WriterPool needs at least one server")
@@ -339,6 +344,7 @@ class WriterPool:
         self.opener = opener
         self.connect_timeout = connect_timeout
         self.write_timeout = write_timeout
+        self.settle_seconds = settle_seconds
         self.batch_size = configuration.batch_size
         self.retry_count = configuration.retry_count
         self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)

@@ -5,7 +5,8 @@ returns only once the frames are as far as this side can know they are delivered
 
 - TCP / TLS: all frames go out in one `writelines`, the asyncio buffer is drained to empty (the write
   buffer limit is 0, so `drain()` waits for the last byte), then, on Linux, until the peer's TCP stack
-  has acknowledged every byte (SIOCOUTQ == 0). Only then is the batch acked in the queue. Before each
+  has acknowledged every byte (SIOCOUTQ == 0), then a short settle time (`settle_seconds`, 20 ms)
+  during which a reset or close by the peer still fails the write. Only then is the batch acked. Before each
   write the connection is checked: a peer that already closed it (EOF seen by the reader task, a TLS
   alert, a reset) makes `write` raise `DeliveryError` instead of swallowing the batch.
 - UDP: one datagram per message (no framing), sent on a connected socket; an ICMP "port unreachable"
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import socket
 import ssl
 import struct
@@ -39,6 +41,11 @@ _READ_CHUNK = 65536
 # TLS 1.3: the server checks the client certificate after the client considers the handshake done.
 # Wait this long for its session ticket (= accepted) or alert (= refused) before the first write.
 _TLS13_CONFIRM_SECONDS = 1.0
+# Plain syslog over TCP has no application-level acknowledgement: a receiver that closes a connection with
+# unread data discards it although its TCP stack acked it (it answers with a reset). After the peer's TCP
+# ack, a write waits this long for such a reset or close before it reports success, so the typical
+# receiver restart mid-stream leads to a resend (duplicates), not to a loss.
+DEFAULT_SETTLE_SECONDS = 0.02
 
 
 class Transport(Protocol):
@@ -122,6 +129,8 @@ def _rel(p: str, cert_dir: Path) -> Path:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return exc.reason or exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -182,7 +191,10 @@ class StreamTransport:
         cert_dir: Path,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        *,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
     ) -> None:
+        self.settle_seconds = settle_seconds
         self._server = server
         self._cert_dir = cert_dir
         self._reader = reader
@@ -267,6 +279,8 @@ class StreamTransport:
             self._writer.writelines(frames)
             await self._writer.drain()
             await self._wait_peer_acked()
+            if self.settle_seconds > 0:
+                await asyncio.sleep(self.settle_seconds)
         except (OSError, RuntimeError) as exc:
             raise DeliveryError(
                 f"syslog server {self._server.label}: write failed ({_reason(exc)})"
@@ -377,6 +391,7 @@ async def open_transport(
     *,
     connect_timeout: float,
     tls_context: ssl.SSLContext | None = None,
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Transport:
     """Connect to `server`. Raises DeliveryError (unreachable, refused, timeout) or TlsConfigError."""
     host, port = server.server_host, server.server_port
@@ -405,7 +420,7 @@ async def open_transport(
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        t = StreamTransport(server, cert_dir, reader, writer)
+        t = StreamTransport(server, cert_dir, reader, writer, settle_seconds=settle_seconds)
         if ctx is not None:
             try:
                 await t.confirm_tls13(min(_TLS13_CONFIRM_SECONDS, connect_timeout))

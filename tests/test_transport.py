@@ -1,0 +1,290 @@
+"""siemconn.syslog.transport against real sockets on 127.0.0.1 (and ::1): TLS context building, handshake
+errors, a peer that closed the connection, UDP refusal, IPv6."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.certs import make_ca_and_leaf, make_certs
+
+from siemconn.config import ServerConfig
+from siemconn.errors import DeliveryError, TlsConfigError
+from siemconn.syslog.transport import build_tls_context, open_transport
+
+
+def server(**kw: Any) -> ServerConfig:
+    base: dict[str, Any] = {
+        "name": "s1",
+        "server_protocol": "TLS",
+        "server_host": "127.0.0.1",
+        "server_port": 6514,
+    }
+    return ServerConfig.model_validate(base | kw)
+
+
+class Sink:
+    """An asyncio TCP/TLS server on 127.0.0.1 that records bytes per connection."""
+
+    def __init__(self) -> None:
+        self.received: list[bytearray] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.close_after: int | None = None  # close each connection after this many bytes
+        self.server: asyncio.Server | None = None
+        self.errors: list[BaseException] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        buf = bytearray()
+        self.received.append(buf)
+        self.writers.append(writer)
+        try:
+            while chunk := await reader.read(65536):
+                buf += chunk
+                if self.close_after is not None and len(buf) >= self.close_after:
+                    break
+        except (OSError, ssl.SSLError) as exc:
+            self.errors.append(exc)
+        writer.close()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.sockets[0].getsockname()[1]
+
+
+@pytest.fixture
+async def sink_factory() -> AsyncIterator[Callable[..., Any]]:
+    made: list[Sink] = []
+
+    async def make(host: str = "127.0.0.1", ssl_ctx: ssl.SSLContext | None = None) -> Sink:
+        s = Sink()
+        s.server = await asyncio.start_server(s.handle, host, 0, ssl=ssl_ctx)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        assert s.server is not None
+        s.server.close()
+        for w in s.writers:
+            w.close()
+
+
+def server_ctx(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if client_ca is not None:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+async def wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+# --- build_tls_context ------------------------------------------------------------------------------
+
+
+def test_tls_context_pins_the_reference_cert_file(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path / "c")
+    cert_dir = tmp_path / "cert"
+    cert_dir.mkdir()
+    (cert_dir / "s1.pem").write_bytes(certs.ca.read_bytes())  # the reference's cert/NAME.pem
+    ctx = build_tls_context(server(), cert_dir)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert ctx.cert_store_stats()["x509_ca"] >= 1
+    assert (
+        build_tls_context(server(tls_min_version="1.3"), cert_dir).minimum_version == ssl.TLSVersion.TLSv1_3
+    )
+
+
+def test_tls_context_falls_back_to_system_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = build_tls_context(server(), tmp_path)  # no cert/s1.pem
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert "tls_ca_file_absent_using_system_store" in capsys.readouterr().out
+
+
+def test_tls_context_errors_name_server_file_and_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(TlsConfigError) as e:
+        build_tls_context(server(tls_ca_file=str(missing)), tmp_path)
+    assert "s1" in str(e.value) and str(missing) in str(e.value) and "fix the path" in str(e.value)
+
+    bad = tmp_path / "s1.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(TlsConfigError, match=r"s1 .*s1\.pem is not a readable PEM certificate"):
+        build_tls_context(server(), tmp_path)
+    bad.unlink()
+
+    certs = make_certs(tmp_path / "c")
+    with pytest.raises(TlsConfigError, match=r"tls_client_cert file .*absent\.pem does not exist"):
+        build_tls_context(
+            server(tls_client_cert="absent.pem", tls_client_key=str(certs.client_key)), tmp_path
+        )
+    with pytest.raises(TlsConfigError, match="cannot be loaded.*matching unencrypted PEM key"):
+        build_tls_context(
+            server(tls_client_cert=str(certs.client_cert), tls_client_key=str(certs.server_key)), tmp_path
+        )
+    # relative client paths are taken from cert_dir
+    (tmp_path / "client.pem").write_bytes(certs.client_cert.read_bytes())
+    (tmp_path / "client.key").write_bytes(certs.client_key.read_bytes())
+    build_tls_context(server(tls_client_cert="client.pem", tls_client_key="client.key"), tmp_path)
+
+
+def test_tls_verify_hostname_opt_out_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ctx = build_tls_context(server(tls_verify_hostname=False), tmp_path)
+    assert not ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    assert "tls_hostname_verification_disabled" in capsys.readouterr().out
+
+
+# --- TLS handshakes against a local TLS server ---------------------------------------------------
+
+
+async def test_tls_hostname_mismatch_is_a_clear_error(tmp_path: Path, sink_factory: Any) -> None:
+    ca, cert, key = make_ca_and_leaf(tmp_path, "wrong", "wrong.example")
+    sink = await sink_factory(ssl_ctx=server_ctx(cert, key))
+    s = server(server_port=sink.port, tls_ca_file=str(ca))
+    with pytest.raises(TlsConfigError) as e:
+        await open_transport(s, tmp_path, connect_timeout=10)
+    msg = str(e.value)
+    assert "s1 (TLS 127.0.0.1:" in msg and "mismatch" in msg and "tls_verify_hostname" in msg
+    # the documented opt-out connects (the chain is still verified)
+    t = await open_transport(
+        server(server_port=sink.port, tls_ca_file=str(ca), tls_verify_hostname=False),
+        tmp_path,
+        connect_timeout=10,
+    )
+    await t.write([b"<14>x\n"])
+    await t.close()
+    await wait_until(lambda: any(bytes(b) == b"<14>x\n" for b in sink.received))
+
+
+async def test_tls_unknown_ca_and_expired_cert(tmp_path: Path, sink_factory: Any) -> None:
+    ca, cert, key = make_ca_and_leaf(tmp_path, "good", "127.0.0.1")
+    other = make_certs(tmp_path / "other").ca
+    sink = await sink_factory(ssl_ctx=server_ctx(cert, key))
+    with pytest.raises(TlsConfigError, match=r"not signed by a CA in .*other.*ca\.pem"):
+        await open_transport(
+            server(server_port=sink.port, tls_ca_file=str(other)), tmp_path, connect_timeout=10
+        )
+
+    ca2, cert2, key2 = make_ca_and_leaf(tmp_path, "old", "127.0.0.1", expired=True)
+    sink2 = await sink_factory(ssl_ctx=server_ctx(cert2, key2))
+    with pytest.raises(TlsConfigError, match="expired.*renew the server certificate"):
+        await open_transport(
+            server(server_port=sink2.port, tls_ca_file=str(ca2)), tmp_path, connect_timeout=10
+        )
+
+
+async def test_mutual_tls_missing_client_cert_is_reported(tmp_path: Path, sink_factory: Any) -> None:
+    certs = make_certs(tmp_path / "c")
+    sink = await sink_factory(ssl_ctx=server_ctx(certs.server_cert, certs.server_key, client_ca=certs.ca))
+    s = server(server_port=sink.port, tls_ca_file=str(certs.ca))
+    with pytest.raises(TlsConfigError, match="client certificate|tls_client_cert"):
+        t = await open_transport(s, tmp_path, connect_timeout=10)
+        await t.write([b"<14>lost?\n"])  # TLS 1.3 reports the refusal after the handshake
+    ok = server(
+        server_port=sink.port,
+        tls_ca_file=str(certs.ca),
+        tls_client_cert=str(certs.client_cert),
+        tls_client_key=str(certs.client_key),
+    )
+    t = await open_transport(ok, tmp_path, connect_timeout=10)
+    await t.write([b"<14>a\n", b"<14>b\n"])
+    await t.close()
+    await wait_until(lambda: any(bytes(b) == b"<14>a\n<14>b\n" for b in sink.received))
+
+
+# --- TCP ------------------------------------------------------------------------------------------
+
+
+async def test_peer_closed_connection_is_detected_before_next_write(
+    tmp_path: Path, sink_factory: Any
+) -> None:
+    sink = await sink_factory()
+    sink.close_after = 6
+    t = await open_transport(
+        server(server_protocol="TCP", server_port=sink.port), tmp_path, connect_timeout=5, settle_seconds=0
+    )
+    await t.write([b"<14>1\n"])
+    await wait_until(lambda: len(sink.received) == 1 and bytes(sink.received[0]) == b"<14>1\n")
+    await wait_until(lambda: sink.writers[0].is_closing())
+    # the server has closed; the next batch must not be swallowed
+    with pytest.raises(DeliveryError, match="closed the connection before the write"):
+        await t.write([b"<14>2\n"])
+    assert t.is_closing()
+    await t.close()
+    assert b"<14>2" not in bytes(sink.received[0])
+
+
+async def test_close_right_after_the_data_arrived_fails_the_write(tmp_path: Path, sink_factory: Any) -> None:
+    """A receiver that closes as soon as it got the bytes (e.g. while restarting): reported, so resent."""
+    sink = await sink_factory()
+    sink.close_after = 1
+    t = await open_transport(server(server_protocol="TCP", server_port=sink.port), tmp_path, connect_timeout=5)
+    with pytest.raises(DeliveryError, match="closed the connection during the write|connection lost"):
+        await t.write([b"<14>1\n"])
+    await t.close()
+
+
+async def test_tcp_write_many_frames_in_one_go(tmp_path: Path, sink_factory: Any) -> None:
+    sink = await sink_factory()
+    t = await open_transport(
+        server(server_protocol="TCP", server_port=sink.port), tmp_path, connect_timeout=5
+    )
+    frames = [b"<14>%06d %s\n" % (i, b"x" * 1000) for i in range(3000)]
+    await t.write(frames)  # returns once the peer's TCP stack acknowledged every byte
+    await t.close()
+    await wait_until(lambda: len(sink.received[0]) == sum(map(len, frames)))
+    assert bytes(sink.received[0]) == b"".join(frames)
+
+
+async def test_refused_and_ipv6(tmp_path: Path, sink_factory: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: refused
+        with pytest.raises(DeliveryError, match=r"s1 \(TCP 127\.0\.0\.1:\d+\): cannot connect \(.*refused"):
+            await open_transport(server(server_protocol="TCP", server_port=port), tmp_path, connect_timeout=5)
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        sink = await sink_factory(host="::1")
+    except OSError:
+        pytest.skip("::1 not available")
+    t = await open_transport(
+        server(server_protocol="TCP", server_host="::1", server_port=sink.port), tmp_path, connect_timeout=5
+    )
+    await t.write([b"<14>v6\n"])
+    await t.close()
+    await wait_until(lambda: bytes(sink.received[0]) == b"<14>v6\n")
+
+
+# --- UDP ------------------------------------------------------------------------------------------
+
+
+async def test_udp_one_datagram_per_message_and_refusal(tmp_path: Path) -> None:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    port = rx.getsockname()[1]
+    t = await open_transport(server(server_protocol="UDP", server_port=port), tmp_path, connect_timeout=5)
+    await t.write([b"<14>one", b"<14>two"])
+    assert [rx.recv(70000), rx.recv(70000)] == [b"<14>one", b"<14>two"]
+    rx.close()  # nobody listens any more: the kernel answers with ICMP port unreachable
+    with pytest.raises(DeliveryError, match="refused"):
+        for _ in range(50):
+            await t.write([b"<14>three"])
+            await asyncio.sleep(0.02)
+    await t.close()
+    assert t.is_closing()
