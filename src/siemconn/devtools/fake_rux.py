@@ -427,17 +427,22 @@ class FakeRux:
         return view
 
     def _take_fault(self, path: str) -> Fault | None:
+        """The fault for this request, if any. Every pending matching fault counts the request
+        against its `skip`; the first one with nothing left to skip is applied."""
         with self._lock:
+            chosen: Fault | None = None
             for f in self._faults:
-                if f.count > 0 and (not f.path or f.path == "*" or f.path in path):
-                    if f.skip > 0:
-                        f.skip -= 1
-                        continue
-                    f.count -= 1
-                    if f.count <= 0:
-                        self._faults.remove(f)
-                    return f
-            return None
+                if f.count <= 0 or not (not f.path or f.path == "*" or f.path in path):
+                    continue
+                if f.skip > 0:
+                    f.skip -= 1
+                elif chosen is None:
+                    chosen = f
+            if chosen is not None:
+                chosen.count -= 1
+                if chosen.count <= 0:
+                    self._faults.remove(chosen)
+            return chosen
 
     def _record(self, rec: RequestRecord) -> None:
         with self._lock:

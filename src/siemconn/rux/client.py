@@ -392,7 +392,7 @@ class RuxClient:
         if resp.status_code != 200:
             snippet = resp.text[:200].replace("\n", " ")
             raise RuxResponseError(
-                f"{path} answered HTTP {resp.status_code} for stream {spec.key}: {snippet!r}"
+                f"{path} answered HTTP {resp.status_code} for stream {spec.key}: {snippet}"
                 + (
                     "; the API version may not support this stream, check api_version"
                     if resp.status_code == 404

@@ -1,0 +1,121 @@
+"""The stream table and query parameters (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from siemconn.config import Configuration
+from siemconn.rux.streams import ALL_SPECS, StreamSpec, api_path, build_params, stream_specs
+
+NOW = datetime(2025, 3, 4, 12, 30, 45, 123456, tzinfo=UTC)
+
+
+def cfg(**kw: Any) -> Configuration:
+    return Configuration.model_validate(
+        {
+            "server": [
+                {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
+            ],
+            "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
+            "retry_count": 3,
+            **kw,
+        }
+    )
+
+
+def test_keys_and_paths() -> None:
+    keys = ["audit", "detections", "entity_scoring.account", "entity_scoring.host"]
+    assert [s.key for s in ALL_SPECS] == keys
+    assert [s.path for s in ALL_SPECS] == [
+        "events/audits",
+        "events/detections",
+        "events/entity_scoring",
+        "events/entity_scoring",
+    ]
+    assert api_path(StreamSpec("audit"), "v3.3") == "/api/v3.3/events/audits"
+    assert api_path(StreamSpec("entity_scoring", "host"), "v3.4") == "/api/v3.4/events/entity_scoring"
+
+
+def test_roles() -> None:
+    assert StreamSpec("audit").role == "Auditor"
+    assert StreamSpec("detections").role == "Read-Only"
+    assert StreamSpec("entity_scoring", "account").role == "Read-Only"
+
+
+def test_stream_specs() -> None:
+    assert stream_specs("audit") == [StreamSpec("audit")]
+    assert stream_specs("detections") == [StreamSpec("detections")]
+    both = [StreamSpec("entity_scoring", "account"), StreamSpec("entity_scoring", "host")]
+    assert stream_specs("entity_scoring") == both
+    with pytest.raises(ValueError, match="unknown stream"):
+        stream_specs("lockdown")
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="account' or 'host"):
+        StreamSpec("entity_scoring")
+    with pytest.raises(ValueError, match="takes no entity_type"):
+        StreamSpec("audit", "host")
+    with pytest.raises(ValueError, match="unknown stream"):
+        StreamSpec("audits")
+    spec = StreamSpec("detections")
+    assert hash(spec) == hash(StreamSpec("detections"))  # frozen, usable as a dict key
+
+
+def test_first_run_sends_lookback_and_from_zero() -> None:
+    p = build_params(StreamSpec("detections"), cfg(), None, NOW)
+    assert p == {"from": "0", "event_timestamp_gte": "2025-03-03T12:30:45Z", "limit": "1000"}
+
+
+def gte(c: Configuration, checkpoint: int | None, now: datetime) -> str:
+    return build_params(StreamSpec("audit"), c, checkpoint, now).get("event_timestamp_gte", "")
+
+
+def test_first_run_lookback_zero_starts_now_and_fractional_hours() -> None:
+    assert gte(cfg(initial_lookback_hours=0), None, NOW) == ("2025-03-04T12:30:45Z")
+    assert gte(cfg(initial_lookback_hours=1.5), None, NOW) == ("2025-03-04T11:00:45Z")
+
+
+def test_first_run_time_is_utc_whatever_the_zone_of_now() -> None:
+    paris = NOW.astimezone(timezone(timedelta(hours=1)))
+    assert gte(cfg(), None, paris) == "2025-03-03T12:30:45Z"
+    naive = NOW.replace(tzinfo=None)  # naive = UTC
+    assert gte(cfg(), None, naive) == "2025-03-03T12:30:45Z"
+
+
+def test_with_checkpoint_sends_only_from() -> None:
+    p = build_params(StreamSpec("audit"), cfg(page_size=250), 4242, NOW)
+    assert p == {"from": "4242", "limit": "250"}
+    assert build_params(StreamSpec("audit"), cfg(), 0, NOW) == {"from": "0", "limit": "1000"}
+
+
+def test_entity_scoring_sends_type() -> None:
+    assert build_params(StreamSpec("entity_scoring", "host"), cfg(), 7, NOW) == {
+        "from": "7",
+        "limit": "1000",
+        "type": "host",
+    }
+    assert build_params(StreamSpec("entity_scoring", "account"), cfg(), 7, NOW)["type"] == "account"
+
+
+def test_optional_filters_only_when_set() -> None:
+    c = cfg(include_triaged=False, include_info_category=True, include_score_decreases=True)
+    assert build_params(StreamSpec("detections"), c, 1, NOW) == {
+        "from": "1",
+        "limit": "1000",
+        "include_triaged": "false",
+        "include_info_category": "true",
+    }
+    assert build_params(StreamSpec("entity_scoring", "account"), c, 1, NOW) == {
+        "from": "1",
+        "limit": "1000",
+        "type": "account",
+        "include_score_decreases": "true",
+    }
+    assert build_params(StreamSpec("audit"), c, 1, NOW) == {"from": "1", "limit": "1000"}
+    none = cfg()
+    assert "include_triaged" not in build_params(StreamSpec("detections"), none, 1, NOW)
+    assert "include_score_decreases" not in build_params(StreamSpec("entity_scoring", "host"), none, 1, NOW)
