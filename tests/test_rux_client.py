@@ -147,6 +147,17 @@ async def test_resume_from_checkpoint_and_nothing_new(fake_factory, make_client)
     assert all_ids(pages) == [3001, 3002, 3003] and pages[-1].next_checkpoint == 3004
 
 
+async def test_events_appended_during_paging_are_included(fake_factory, make_client) -> None:
+    fake = fake_factory(seed_detections=2000)
+    client = make_client(fake)
+    ids: list[int] = []
+    async for page in client.pages(DET, 1):
+        ids += [e["id"] for e in page.events]
+        if len(ids) <= 2000:
+            fake.append("detections", 300)
+    assert ids == list(range(1, 2601))
+
+
 async def test_generator_requests_next_page_only_when_resumed(fake_factory, make_client) -> None:
     fake = fake_factory(seed_detections=2500)
     client = make_client(fake)
