@@ -15,6 +15,7 @@ from support.certs import make_ca_and_leaf, make_certs
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
+from siemconn.syslog.format import frame
 from siemconn.syslog.transport import build_tls_context, open_transport
 
 
@@ -232,7 +233,9 @@ async def test_close_right_after_the_data_arrived_fails_the_write(tmp_path: Path
     """A receiver that closes as soon as it got the bytes (e.g. while restarting): reported, so resent."""
     sink = await sink_factory()
     sink.close_after = 1
-    t = await open_transport(server(server_protocol="TCP", server_port=sink.port), tmp_path, connect_timeout=5)
+    t = await open_transport(
+        server(server_protocol="TCP", server_port=sink.port), tmp_path, connect_timeout=5
+    )
     with pytest.raises(DeliveryError, match="closed the connection during the write|connection lost"):
         await t.write([b"<14>1\n"])
     await t.close()
@@ -288,3 +291,39 @@ async def test_udp_one_datagram_per_message_and_refusal(tmp_path: Path) -> None:
             await asyncio.sleep(0.02)
     await t.close()
     assert t.is_closing()
+
+
+# --- the demo receiver ----------------------------------------------------------------------------
+
+
+async def test_demo_receiver_prints_every_framing(tmp_path: Path) -> None:
+    import io
+
+    from siemconn.devtools.receiver import Printer, serve, split_frames
+
+    buf = bytearray(b"5 <14>a<14>b\n12 <14>c")
+    assert split_frames(buf) == [b"<14>a", b"<14>b"] and buf == b"12 <14>c"
+
+    out = io.StringIO()
+    stop = asyncio.Event()
+    with socket.socket() as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        tcp_port, udp_port = a.getsockname()[1], b.getsockname()[1]
+    task = asyncio.create_task(serve("127.0.0.1", tcp_port, udp_port, Printer(out, 60), stop))
+    await wait_until(lambda: "listening" in out.getvalue())
+    for proto, port, framed in (
+        ("TCP", tcp_port, [b"<14>lf one\n", b"<14>lf two\n"]),
+        ("TCP", tcp_port, [frame(b"<14>octet", "octet-counting"), frame(b"<14>octet two", "octet-counting")]),
+        ("UDP", udp_port, [b"<14>udp" + b"x" * 100]),
+    ):
+        t = await open_transport(server(server_protocol=proto, server_port=port), tmp_path, connect_timeout=5)
+        await t.write(framed)
+        await t.close()
+    await wait_until(lambda: out.getvalue().count("\n") >= 6)  # listening + 5 messages
+    stop.set()
+    await task
+    text = out.getvalue()
+    for needle in ("| <14>lf one", "| <14>lf two", "| <14>octet\n", "| <14>octet two", "| <14>udpxx"):
+        assert needle in text
+    assert "..." in text and "receiver stopped after 5 messages" in text

@@ -40,7 +40,9 @@ class Killer:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def fetch(key: str, checkpoint: int | None, total: int, page: int, overlap: int) -> tuple[list[dict[str, Any]], int]:
+def fetch(
+    key: str, checkpoint: int | None, total: int, page: int, overlap: int
+) -> tuple[list[dict[str, Any]], int]:
     """The fake API: events with ids 1..total per key; `checkpoint` is the next id to fetch."""
     start = 1 if checkpoint is None else max(1, checkpoint - overlap)
     ids = range(start, min(total, start + page - 1) + 1)

@@ -41,6 +41,7 @@ _READ_CHUNK = 65536
 # TLS 1.3: the server checks the client certificate after the client considers the handshake done.
 # Wait this long for its session ticket (= accepted) or alert (= refused) before the first write.
 _TLS13_CONFIRM_SECONDS = 1.0
+_TLS_CLOSE_GRACE_SECONDS = 0.05
 # Plain syslog over TCP has no application-level acknowledgement: a receiver that closes a connection with
 # unread data discards it although its TCP stack acked it (it answers with a reset). After the peer's TCP
 # ack, a write waits this long for such a reset or close before it reports success, so the typical
@@ -202,7 +203,11 @@ class StreamTransport:
         self._error: BaseException | None = None
         self._eof = False
         self._closed = False
-        writer.transport.set_write_buffer_limits(high=0)  # drain() waits for an empty buffer
+        self._written = False
+        # drain() then waits for an empty buffer. asyncio's SSL transport pauses when size >= high (so
+        # high=0 would never resume); the plain one when size > high.
+        self._tls = writer.get_extra_info("ssl_object") is not None
+        writer.transport.set_write_buffer_limits(high=1 if self._tls else 0, low=0)
         self._sock = writer.get_extra_info("socket")
         self._fd = self._sock.fileno() if self._sock is not None else -1
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -241,32 +246,45 @@ class StreamTransport:
                 return f"connection lost ({_reason(exc)})"
         return None
 
-    async def confirm_tls13(self, timeout: float) -> None:
-        """TLS 1.3: wait for the server's session ticket (client accepted) or its alert (refused)."""
+    async def confirm_tls(self, timeout: float) -> None:
+        """After the handshake, make sure the server kept the connection before anything is written.
+
+        TLS 1.3 servers check the client certificate after the client considers the handshake done, and
+        some (rsyslog) accept the handshake, then check the certificate themselves and close. Wait for the
+        session ticket (TLS 1.3) or the timeout, then a short grace for such a close.
+        """
         ssl_obj = self._writer.get_extra_info("ssl_object")
-        if ssl_obj is None or ssl_obj.version() != "TLSv1.3":
+        if ssl_obj is None:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while loop.time() < deadline:
+        while ssl_obj.version() == "TLSv1.3" and loop.time() < deadline:
             session = ssl_obj.session
-            if session is not None and session.has_ticket:
-                return
-            if self._error is not None or self._eof:
+            if (session is not None and session.has_ticket) or self._error is not None or self._eof:
                 break
             await asyncio.sleep(0.005)
-        if self._error is not None:
-            if isinstance(self._error, TlsConfigError):
-                raise self._error
-            raise DeliveryError(
-                f"syslog server {self._server.label}: connection lost ({_reason(self._error)})"
+        grace = loop.time() + min(_TLS_CLOSE_GRACE_SECONDS, timeout)
+        while loop.time() < grace and self._error is None and not self._eof and not self._writer.is_closing():
+            await asyncio.sleep(0.005)
+        self._raise_if_refused()
+
+    def _raise_if_refused(self) -> None:
+        """Raise TlsConfigError if the TLS server dropped us before the first successful write."""
+        if isinstance(self._error, TlsConfigError):
+            raise self._error
+        if self._written or not (self._error is not None or self._eof or self._writer.is_closing()):
+            return
+        if self._server.tls_client_cert:
+            fix = (
+                "it probably refused our client certificate: check that its CA signed "
+                f"{self._server.tls_client_cert} and that the certificate is valid"
             )
-        if self._eof:
-            raise TlsConfigError(
-                f"syslog server {self._server.label}: the server closed the TLS connection right after the "
-                "handshake; it probably requires a client certificate: set tls_client_cert/tls_client_key"
-            )
-        # no ticket and no alert: a server that sends no tickets; go on
+        else:
+            fix = "it probably requires a client certificate (mutual TLS): set tls_client_cert/tls_client_key"
+        raise TlsConfigError(
+            f"syslog server {self._server.label}: the server closed the TLS connection right after the "
+            f"handshake; {fix}"
+        )
 
     async def write(self, frames: list[bytes]) -> None:
         # let the loop process a pending FIN / RST / TLS alert first (the second turn runs its callbacks)
@@ -274,10 +292,13 @@ class StreamTransport:
         await asyncio.sleep(0)
         gone = self._peer_gone()
         if gone is not None:
+            if self._tls:
+                self._raise_if_refused()
             raise DeliveryError(f"syslog server {self._server.label}: {gone} before the write")
         try:
             self._writer.writelines(frames)
             await self._writer.drain()
+            await self._wait_buffers_empty()
             await self._wait_peer_acked()
             if self.settle_seconds > 0:
                 await asyncio.sleep(self.settle_seconds)
@@ -289,7 +310,21 @@ class StreamTransport:
             raise handshake_error(self._server, self._cert_dir, exc) from None
         gone = self._peer_gone()
         if gone is not None:
+            if self._tls:
+                self._raise_if_refused()
             raise DeliveryError(f"syslog server {self._server.label}: {gone} during the write")
+        self._written = True
+
+    async def _wait_buffers_empty(self) -> None:
+        """Wait until asyncio holds no unsent byte (TLS: also the TCP transport under the TLS layer)."""
+        outer = self._writer.transport
+        inner = getattr(getattr(outer, "_ssl_protocol", None), "_transport", None)
+        delay = 0.0005
+        while outer.get_write_buffer_size() > 0 or (inner is not None and inner.get_write_buffer_size() > 0):
+            if self._error is not None or self._eof or outer.is_closing():
+                return  # reported by the caller's _peer_gone()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def _wait_peer_acked(self) -> None:
         """Linux: wait until the kernel send queue is empty, i.e. the peer's TCP stack acked every byte."""
@@ -423,7 +458,7 @@ async def open_transport(
         t = StreamTransport(server, cert_dir, reader, writer, settle_seconds=settle_seconds)
         if ctx is not None:
             try:
-                await t.confirm_tls13(min(_TLS13_CONFIRM_SECONDS, connect_timeout))
+                await t.confirm_tls(min(_TLS13_CONFIRM_SECONDS, connect_timeout))
             except BaseException:
                 await t.close()
                 raise
