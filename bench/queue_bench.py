@@ -134,7 +134,9 @@ def run(backlog_sizes: tuple[int, ...] | list[int] = (10_000, 1_000_000)) -> dic
         "batch_events": BATCH_EVENTS,
         "results": results,
         "commit_ratio": round(large["commit_page_us_per_event"] / small["commit_page_us_per_event"], 3),
-        "read_ack_ratio": round(large["read_batch_ack_us_per_event"] / small["read_batch_ack_us_per_event"], 3),
+        "read_ack_ratio": round(
+            large["read_batch_ack_us_per_event"] / small["read_batch_ack_us_per_event"], 3
+        ),
         "flat": (
             large["commit_page_us_per_event"] <= 1.2 * small["commit_page_us_per_event"]
             and large["read_batch_ack_us_per_event"] <= 1.2 * small["read_batch_ack_us_per_event"]

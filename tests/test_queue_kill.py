@@ -63,7 +63,9 @@ def _check(out_dir: Path, total: int, max_dups: int) -> dict[str, int]:
 def test_kill_between_steps_then_restart_loses_nothing(tmp_path: Path, step: str, nth: int) -> None:
     data, out = tmp_path / "data", tmp_path / "out"
     total, batch = 40, 5
-    killed = _worker(data, out, "--total", str(total), "--batch", str(batch), "--kill-at", step, "--kill-nth", str(nth))
+    killed = _worker(
+        data, out, "--total", str(total), "--batch", str(batch), "--kill-at", step, "--kill-nth", str(nth)
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     done = _worker(data, out, "--total", str(total), "--batch", str(batch))
     assert done.returncode == 0, done.stderr
@@ -82,7 +84,9 @@ def test_chain_of_kills_at_every_step(tmp_path: Path) -> None:
     total, batch = 60, 4
     plan = [("after_commit", 3), ("after_send", 2), ("after_fetch", 4), ("after_read", 3), ("after_send", 6)]
     for step, nth in plan:
-        r = _worker(data, out, "--total", str(total), "--batch", str(batch), "--kill-at", step, "--kill-nth", str(nth))
+        r = _worker(
+            data, out, "--total", str(total), "--batch", str(batch), "--kill-at", step, "--kill-nth", str(nth)
+        )
         assert r.returncode == -signal.SIGKILL, (step, r.stderr)
     done = _worker(data, out, "--total", str(total), "--batch", str(batch))
     assert done.returncode == 0, done.stderr

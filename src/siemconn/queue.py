@@ -178,7 +178,10 @@ class _PageLog(SQLiteQueue):  # type: ignore[misc]
         # close() run from whichever thread finalizes the object). Autocommit mode: one statement = one
         # transaction unless we BEGIN explicitly.
         conn = sqlite3.connect(
-            os.path.join(path, self.db_file_name), timeout=timeout, check_same_thread=False, isolation_level=None
+            os.path.join(path, self.db_file_name),
+            timeout=timeout,
+            check_same_thread=False,
+            isolation_level=None,
         )
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective only on a new, empty file
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -232,12 +235,19 @@ def _prepare_data_dir(data_dir: Path) -> None:
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise unavailable_error(data_dir / DB_FILE, f"cannot create {data_dir}: {exc.strerror or exc}") from exc
+        raise unavailable_error(
+            data_dir / DB_FILE, f"cannot create {data_dir}: {exc.strerror or exc}"
+        ) from exc
     try:
         mode = stat.S_IMODE(data_dir.stat().st_mode)
         if mode & 0o077:
-            os.chmod(data_dir, 0o700)
-            log.warning("queue_data_dir_permissions_tightened", data_dir=str(data_dir), was=oct(mode), now="0o700")
+            os.chmod(data_dir, mode & 0o700)
+            log.warning(
+                "queue_data_dir_permissions_tightened",
+                data_dir=str(data_dir),
+                was=oct(mode),
+                now=oct(mode & 0o700),
+            )
     except OSError as exc:
         log.warning("queue_data_dir_permissions_not_changed", data_dir=str(data_dir), error=str(exc))
 
@@ -248,7 +258,9 @@ def _take_lock(data_dir: Path) -> int:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise unavailable_error(data_dir / DB_FILE, f"cannot create lock file {lock_path}: {exc.strerror}") from exc
+        raise unavailable_error(
+            data_dir / DB_FILE, f"cannot create lock file {lock_path}: {exc.strerror}"
+        ) from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -268,7 +280,9 @@ def _take_lock(data_dir: Path) -> int:
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
     except OSError as exc:
         os.close(fd)
-        raise unavailable_error(data_dir / DB_FILE, f"cannot write lock file {lock_path}: {exc.strerror}") from exc
+        raise unavailable_error(
+            data_dir / DB_FILE, f"cannot write lock file {lock_path}: {exc.strerror}"
+        ) from exc
     return fd
 
 
@@ -359,7 +373,11 @@ class DurableQueue:
         try:
             new = _precheck(self.db_path)
             self._pages = _PageLog(
-                str(self.data_dir), name="log", serializer=_PageSerializer, db_file_name=DB_FILE, auto_commit=True
+                str(self.data_dir),
+                name="log",
+                serializer=_PageSerializer,
+                db_file_name=DB_FILE,
+                auto_commit=True,
             )
             conn = self._conn = self._pages._putter
             if new:
@@ -369,7 +387,9 @@ class DurableQueue:
                 conn.execute(sql)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
-                raise corrupt_error(self.db_path, f"schema version {version}, this siemconn reads {SCHEMA_VERSION}")
+                raise corrupt_error(
+                    self.db_path, f"schema version {version}, this siemconn reads {SCHEMA_VERSION}"
+                )
             with contextlib.suppress(OSError):
                 os.chmod(self.db_path, 0o600)
             # write probe: a read-only file or mount fails here, not at the first page
@@ -408,7 +428,9 @@ class DurableQueue:
                 self._hwm[key] = max(int(hwm), self._hwm.get(key, int(hwm)))
         row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
         head = int(row[0]) if row else 0
-        row = conn.execute(f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1").fetchone()
+        row = conn.execute(
+            f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
         if row:
             head = max(head, int(row[0]))
         self._cursors = {d: int(s) for d, s in conn.execute("SELECT destination, seq FROM cursors")}
@@ -431,7 +453,8 @@ class DurableQueue:
         for dest in destinations:
             if dest not in self._cursors:
                 conn.execute(
-                    "INSERT INTO cursors (destination, seq, added) VALUES (?, ?, ?)", (dest, self._head, time.time())
+                    "INSERT INTO cursors (destination, seq, added) VALUES (?, ?, ?)",
+                    (dest, self._head, time.time()),
                 )
                 self._cursors[dest] = self._head
                 if not new:
@@ -476,6 +499,8 @@ class DurableQueue:
     # ------------------------------------------------------------------ helpers
 
     async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._closed and fn != self._close_sync:
+            raise QueueError(f"queue {self.db_path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
@@ -505,7 +530,7 @@ class DurableQueue:
     # ------------------------------------------------------------------ source side
 
     async def commit_page(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
-        """Store one API page and its checkpoint in one durable commit. Returns the events kept after dedupe."""
+        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe."""
         if not key:
             raise ValueError("commit_page: empty key")
         kept = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
@@ -590,7 +615,8 @@ class DurableQueue:
             if depth >= self._max_events:
                 return (
                     False,
-                    f"destination {dest} has {depth} undelivered events (queue_max_events={self._max_events})",
+                    f"destination {dest} has {depth} undelivered events "
+                    f"(queue_max_events={self._max_events})",
                     f"cap:{dest}",
                 )
         free = self._disk_free(self.data_dir) + self._free_pages_bytes
@@ -637,9 +663,7 @@ class DurableQueue:
                 payloads = _PageSerializer.loads(data)
                 ids = json.loads(ids_text)
                 stream = key.partition(".")[0]
-                events.extend(
-                    QueuedEvent(stream, ids[i], payloads[i]) for i in range(off, off + take)
-                )
+                events.extend(QueuedEvent(stream, ids[i], payloads[i]) for i in range(off, off + take))
                 if len(events) >= max_events:
                     break
         finally:
@@ -653,14 +677,16 @@ class DurableQueue:
         await self._run(self._guard, self._ack_sync, batch)
         if self._metrics is not None:
             with contextlib.suppress(Exception):
-                self._metrics.queue_depth.labels(batch.destination).set(self._head - self._cursors[batch.destination])
+                self._metrics.queue_depth.labels(batch.destination).set(
+                    self._head - self._cursors[batch.destination]
+                )
 
     def _ack_sync(self, batch: Batch) -> None:
         cur = self._cursor_of(batch.destination)
         if batch.start_seq > cur:
             raise QueueError(
-                f"ack of {batch.destination} events [{batch.start_seq}, {batch.end_seq}) would skip events from "
-                f"{cur}; ack batches in the order they were read"
+                f"ack of {batch.destination} events [{batch.start_seq}, {batch.end_seq}) would skip "
+                f"events from {cur}; ack batches in the order they were read"
             )
         if batch.end_seq <= cur:
             return  # already acked (stale batch)
@@ -693,9 +719,14 @@ class DurableQueue:
         cur = self._cursor_of(destination)
         if cur >= self._head:
             return None
-        row = self._db().execute(
-            f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (cur,)
-        ).fetchone()
+        row = (
+            self._db()
+            .execute(
+                f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+                (cur,),
+            )
+            .fetchone()
+        )
         return max(0.0, time.time() - float(row[0])) if row else None
 
     # ------------------------------------------------------------------ housekeeping
@@ -728,8 +759,9 @@ class DurableQueue:
                     fold[key] = (max(old_cp, cp), top)
                 for key, (cp, hwm) in fold.items():
                     conn.execute(
-                        "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
-                        "SET checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint), "
+                        "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET "
+                        "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint), "
                         "hwm = MAX(COALESCE(hwm, excluded.hwm), COALESCE(excluded.hwm, hwm))",
                         (key, cp, hwm),
                     )

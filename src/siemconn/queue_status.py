@@ -101,7 +101,7 @@ def _running_pid(data_dir: Path) -> int | None:
 
 
 def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
-    """Per key checkpoint and last poll, per destination depth and oldest age. Read-only; safe while running."""
+    """Per key checkpoint and last poll, per destination depth and oldest age; safe while running."""
     data_dir = Path(data_dir)
     db = data_dir / DB_FILE
     now = time.time() if now is None else now
@@ -109,7 +109,9 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
     if not db.exists():
         return StatusReport(data_dir, db, False, pid, (), (), now)
     try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None)
+        conn = sqlite3.connect(
+            f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None
+        )
     except sqlite3.Error as exc:
         raise classify_sqlite_error(exc, db) from exc
     try:
@@ -119,7 +121,9 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                 raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
             conn.execute("BEGIN")
             cps: dict[str, int] = {}
-            for key, cp in conn.execute("SELECT key, checkpoint FROM checkpoints WHERE checkpoint IS NOT NULL"):
+            for key, cp in conn.execute(
+                "SELECT key, checkpoint FROM checkpoints WHERE checkpoint IS NOT NULL"
+            ):
                 cps[key] = int(cp)
             for key, cp in conn.execute(f"SELECT key, MAX(next_checkpoint) FROM {PAGE_TABLE} GROUP BY key"):
                 if cp is not None:
@@ -133,7 +137,9 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
             if row:
                 head = max(head, int(row[0]))
             dests: list[DestinationStatus] = []
-            for dest, seq in conn.execute("SELECT destination, seq FROM cursors ORDER BY destination").fetchall():
+            for dest, seq in conn.execute(
+                "SELECT destination, seq FROM cursors ORDER BY destination"
+            ).fetchall():
                 depth = max(0, head - int(seq))
                 age: float | None = None
                 if depth:
