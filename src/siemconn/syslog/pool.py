@@ -303,6 +303,10 @@ class _Writer:
         depth = await self.pool.queue.depth(self.name)
         if self._m_depth is not None:
             self._m_depth.set(depth)
+            oldest_age = getattr(self.pool.queue, "oldest_age", None)  # optional in QueueLike
+            if oldest_age is not None and self.pool.metrics is not None:
+                age = await oldest_age(self.name)
+                self.pool.metrics.oldest_age.labels(self.name).set(age or 0.0)
         return depth
 
     async def _close(self) -> None:
