@@ -100,7 +100,7 @@ class RsyslogReceiver:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _write_conf(self) -> None:
-        for sub in ("work", "out"):
+        for sub in ("spool", "out"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
         values = {
             "DIR": str(self.directory),
