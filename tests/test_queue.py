@@ -567,3 +567,21 @@ def test_model_based_commit_read_ack_housekeeping_reopen(tmp_path: Path, ops: li
 
     with tempfile.TemporaryDirectory(dir=tmp_path) as d:
         asyncio.run(scenario(Path(d) / "data"))
+
+
+async def test_first_start_that_died_before_marking_the_file_is_completed(data_dir: Path) -> None:
+    data_dir.mkdir(mode=0o700)
+    conn = sqlite3.connect(data_dir / "queue.db")  # what persist-queue creates before we set application_id
+    conn.execute(
+        "CREATE TABLE page_log (_id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, "
+        "key TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL, first_event_id INTEGER, "
+        "last_event_id INTEGER, next_checkpoint INTEGER NOT NULL, ids TEXT NOT NULL)"
+    )
+    conn.commit()
+    conn.close()
+    q = await DurableQueue.open(data_dir, ["a"])
+    try:
+        assert await q.commit_page("audit", events([1]), 2) == 1
+    finally:
+        await q.close()
+    assert read_status(data_dir).streams[0].checkpoint == 2

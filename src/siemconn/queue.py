@@ -34,6 +34,13 @@ added by subclassing) and do reads with our own range SQL on an index:
 * all SQLite work runs on ONE worker thread (ThreadPoolExecutor(max_workers=1)); the asyncio loop never
   blocks on disk, and there is no per-event thread hop.
 
+Measured with bench/queue_bench.py (2 cores, pages of 1,000 events of ~1.2 KB, batches of 500, fsync on):
+commit_page 20.5 us/event at a 10,000-event backlog and 15.5 us/event at 1,000,000 (about 10 us of it is
+json.dumps); read_batch+ack 11.6 vs 8.6 us/event; 1M/10k ratios 0.76 and 0.74 (flat). With 1,000,000
+events queued (1.3 GB on disk) the process RSS was 52 MB, peak 58 MB, and reopening took 0.02 s.
+Compressing pages (zlib level 1) was measured at ~34 us/event, more than all of the above, so pages are
+stored as plain JSON text.
+
 Dedupe: event ids are monotonic per key. commit_page drops events whose integer `id` is <= the key's
 high-water mark (a re-fetch of an overlapping page after a crash); events without an integer id are kept.
 
@@ -111,6 +118,7 @@ _VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQL
 _VACUUM_STEP_PAGES = 2048
 _T = TypeVar("_T")
 
+_OUR_TABLES = frozenset({PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta"})
 _SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, checkpoint INTEGER, hwm INTEGER)",
     "CREATE TABLE IF NOT EXISTS cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL, added REAL)",
@@ -296,13 +304,15 @@ def _precheck(db: Path) -> bool:
         raise classify_sqlite_error(exc, db) from exc
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        n_tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         raise classify_sqlite_error(exc, db) from exc
     finally:
         conn.close()
-    if n_tables == 0:
+    if not names:
         return True
+    if app_id == 0 and names <= _OUR_TABLES:
+        return True  # a first start that died before it marked the file: finish creating it
     if app_id != APPLICATION_ID:
         raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
     return False
