@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
 from siemconn import exitcodes
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxError, SiemconnError
+from siemconn.logging import setup_logging
 from siemconn.queue import read_status, render_status
 from siemconn.rux.client import RuxClient
 from siemconn.syslog.format import encode_event, format_message, frame
@@ -35,12 +37,14 @@ async def _check_server(server: ServerConfig, settings: Settings) -> tuple[bool,
     try:
         transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)
     except (SiemconnError, OSError, TimeoutError) as exc:
-        return False, _reason(exc)
+        return False, _reason(exc, server)
     await transport.close()
     return True, "TLS handshake completed" if server.server_protocol == "TLS" else "TCP connection opened"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, server: ServerConfig) -> str:
+    if isinstance(exc, SiemconnError):  # our messages already name the server: keep the reason only
+        return str(exc).removeprefix(f"syslog server {server.label}: ")
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the syslog server listening on that port?)"
     if isinstance(exc, TimeoutError):
@@ -52,6 +56,8 @@ def _reason(exc: BaseException) -> str:
 
 async def run_checks(settings: Settings, out: TextIO) -> int:
     """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
+    setup_logging(log_dir=None, fmt="console", level="WARNING", stream=sys.stderr,
+                  secrets=[settings.credentials.client_secret.get_secret_value()])
     _line(out, True, "configuration", f"{settings.config_path} is valid")
     all_ok = True
     client = RuxClient(settings.credentials, settings.configuration)
@@ -86,6 +92,8 @@ TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
 
 async def send_test(settings: Settings, out: TextIO) -> int:
     """Send one clearly marked test message to every server in its configured format."""
+    setup_logging(log_dir=None, fmt="console", level="WARNING", stream=sys.stderr,
+                  secrets=[settings.credentials.client_secret.get_secret_value()])
     now = datetime.now(UTC)
     event = {
         "siemconn_test": True,
@@ -106,7 +114,7 @@ async def send_test(settings: Settings, out: TextIO) -> int:
                 await transport.close()
         except (SiemconnError, OSError, TimeoutError) as exc:
             all_ok = False
-            _line(out, False, f"send-test {server.label}", _reason(exc))
+            _line(out, False, f"send-test {server.label}", _reason(exc, server))
             continue
         _line(out, True, f"send-test {server.label}", f"sent {len(data)} bytes ({server.format}); "
               f"search your SIEM for {json.dumps(TEST_EVENT_MARK)}")

@@ -59,8 +59,11 @@ class _StreamRunner:
 class Service:
     """One connector process: triggers, pull tasks, the writer pool, signals and shutdown."""
 
-    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, metrics: Metrics | None = None, on_secret: Callable[[str], None] | None = None
+    ) -> None:
         self.settings = settings
+        self._on_secret = on_secret
         self.cfg = settings.configuration
         self.metrics = metrics or Metrics()
         self.health = Health([s.name for s in self.cfg.server], window=self.cfg.health_window_seconds)
@@ -200,7 +203,9 @@ class Service:
         http_server: Any = None
         background: list[asyncio.Task[Any]] = []
         try:
-            self.client = RuxClient(self.settings.credentials, self.cfg, metrics=self.metrics)
+            self.client = RuxClient(
+                self.settings.credentials, self.cfg, metrics=self.metrics, on_secret=self._on_secret
+            )
             try:
                 await self.client.authenticate()
             except RuxAuthError as exc:
@@ -285,14 +290,14 @@ class Service:
 def run_service(settings: Settings) -> int:
     """`siemconn run`: set up logging, run the service, return the process exit code."""
     cfg = settings.configuration
-    setup_logging(
+    redactor = setup_logging(
         log_dir=settings.log_dir,
         fmt=cfg.log_format,
         level=cfg.log_level,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
     try:
-        return asyncio.run(Service(settings).run())
+        return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:
         return exitcodes.OK
     except Exception as exc:  # pragma: no cover - last resort, logged for the operator

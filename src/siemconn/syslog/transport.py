@@ -472,5 +472,10 @@ async def open_transport(
             f"syslog server {server.label}: no answer within {connect_timeout:g} s; "
             "check host, port and firewall"
         ) from None
+    except ConnectionRefusedError:
+        raise DeliveryError(
+            f"syslog server {server.label}: connection refused; is the syslog server listening on that "
+            f"{server.server_protocol} port?"
+        ) from None
     except OSError as exc:
         raise DeliveryError(f"syslog server {server.label}: cannot connect ({_reason(exc)})") from None

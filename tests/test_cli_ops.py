@@ -1,0 +1,137 @@
+"""Operator commands and the metrics/health endpoint, against the fake tenant and a real rsyslogd."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from siemconn import __version__
+from siemconn.cli import main
+from siemconn.devtools.fake_rux import FakeRux
+from support.e2e import CLIENT_ID, SECRET, Connector, connector_config, expected_payloads, received, wait_until
+from support.rsyslog import RsyslogReceiver, free_port
+
+
+@pytest.fixture
+def fake() -> FakeRux:
+    f = FakeRux(seed_audit=10, seed_detections=60, seed_entity=20, client_id=CLIENT_ID, client_secret=SECRET)
+    f.start()
+    yield f
+    f.stop()
+
+
+def _config(tmp_path: Path, servers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, url: str) -> str:
+    monkeypatch.setenv("BASE_URL", url)
+    monkeypatch.setenv("CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("CLIENT_SECRET", SECRET)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(connector_config(tmp_path, servers)))
+    return str(p)
+
+
+def test_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == f"siemconn {__version__}"
+
+
+def test_check_all_ok(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS"), rsyslog.server_entry("u", "UDP")]
+    rc = main(["check", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "ok     Vectra API: token obtained" in out
+    assert re.search(r"ok     syslog server t \(TCP 127\.0\.0\.1:\d+\): TCP connection opened", out)
+    assert re.search(r"ok     syslog server s \(TLS 127\.0\.0\.1:\d+\): TLS handshake completed", out)
+    assert re.search(r"ok     syslog server u \(UDP 127\.0\.0\.1:\d+\): resolved", out)
+    assert rsyslog.raw_lines() == []  # check sends nothing
+    assert SECRET not in out
+
+
+def test_check_reports_each_failure(tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port()
+    servers = [{"name": "gone", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": closed}]
+    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
+    monkeypatch.setenv("CLIENT_SECRET", "wrong-" + SECRET)
+    rc = main(["check", "--config", cfg])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "FAILED Vectra API: client id or secret rejected by " + fake.url in out
+    assert f"FAILED syslog server gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?" in out
+    assert SECRET not in out
+
+
+def test_send_test_tcp_and_tls(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver,
+                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS", format="rfc5424")]
+    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.count("ok     send-test") == 2
+    fields = rsyslog.wait_fields(2)
+    assert {f.proto for f in fields} == {"tcp", "tls"}
+    assert all("SIEMCONN-TEST-MESSAGE" in f.msg for f in fields)
+    tls = next(f for f in fields if f.proto == "tls")
+    assert tls.app == "siemconn" and tls.msgid == "audit"
+
+
+def test_send_test_closed_port_fails_clearly(tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    closed = free_port()
+    servers = [{"name": "gone", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": closed}]
+    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert f"FAILED send-test gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?" in out
+
+
+def _metric(text: str, name: str, server: str) -> float:
+    m = re.search(rf'^{name}\{{server="{server}"\}} (\S+)$', text, re.M)
+    assert m, f"{name}{{server={server}}} not in metrics"
+    return float(m.group(1))
+
+
+def test_metrics_count_deliveries_and_healthz_flips(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver) -> None:
+    mport = free_port()
+    late = RsyslogReceiver(tmp_path / "late")  # configured now, started later: its port refuses until then
+    down_port = late.tcp_port
+    conn = Connector(
+        tmp_path / "c", fake.url,
+        [rsyslog.server_entry("tcp1", "TCP"),
+         {"name": "late", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": down_port}],
+        metrics_address=f"127.0.0.1:{mport}", health_window_seconds=2, max_backoff_seconds=1,
+    ).start()
+    base = f"http://127.0.0.1:{mport}"
+    try:
+        want = set(expected_payloads(fake))
+        wait_until(lambda: want <= set(received(rsyslog.raw_lines())[0]), 40, "delivery to tcp1")
+
+        def scrape() -> str:
+            return httpx.get(f"{base}/metrics", timeout=5).text
+
+        wait_until(lambda: _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(want), 20,
+                   "delivered counter")
+        assert _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(rsyslog.raw_lines())
+        # the 'late' server refuses connections: past the 2 s window /healthz says 503 and why
+        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 503, 30, "healthz 503")
+        body = httpx.get(f"{base}/healthz", timeout=5).json()
+        assert any("late" in p for p in body["problems"]), body
+        # a receiver appears on that port: the backlog drains and /healthz is 200 again
+        late.start()
+        try:
+            wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 200, 30, "healthz 200")
+            wait_until(lambda: want <= set(received(late.raw_lines())[0]), 40, "late server catches up")
+            assert _metric(scrape(), "siemconn_events_delivered_total", "late") >= len(want)
+        finally:
+            assert conn.terminate() == 0
+            late.stop()
+    finally:
+        conn.kill()
