@@ -1,0 +1,62 @@
+"""structlog setup: JSON file in log_dir (0750), console or JSON on the stream, secrets scrubbed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+from siemconn.logging import get_logger, setup_logging
+
+SECRET = "very-Secret-Value-123"
+
+
+def _flush() -> None:
+    for h in logging.getLogger().handlers:
+        h.flush()
+
+
+def test_json_file_and_stream_with_secrets_scrubbed(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    redactor = setup_logging(log_dir=tmp_path / "logs", fmt="json", secrets=[SECRET], stream=stream)
+    redactor.add("late-access-token-xyz")  # tokens learned at run time are scrubbed too
+    log = get_logger("t")
+    log.info("token step", detail=f"secret={SECRET}", nested={"t": ["late-access-token-xyz"]})
+    log.error("failed", error=ValueError(f"bad {SECRET}"))
+    _flush()
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [r["event"] for r in lines] == ["token step", "failed"]
+    assert lines[0]["detail"] == "secret=***" and lines[0]["nested"] == {"t": ["***"]}
+    assert lines[1]["level"] == "error" and "***" in lines[1]["error"]
+    file_text = (tmp_path / "logs" / "siemconn.log").read_text()
+    assert SECRET not in stream.getvalue() + file_text and "late-access-token-xyz" not in file_text
+    assert [json.loads(x)["event"] for x in file_text.splitlines()] == ["token step", "failed"]
+    assert oct((tmp_path / "logs").stat().st_mode & 0o777) == "0o750"
+
+
+def test_console_format_is_human_readable(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging(log_dir=None, fmt="console", stream=stream)
+    get_logger("t").warning("syslog_server_lost", server="s1")
+    _flush()
+    out = stream.getvalue()
+    assert "syslog_server_lost" in out and "server=s1" in out and not out.lstrip().startswith("{")
+
+
+def test_auto_format_is_json_when_not_a_tty(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging(log_dir=None, fmt="auto", stream=stream)
+    get_logger("t").info("hello", n=1)
+    _flush()
+    rec = json.loads(stream.getvalue())
+    assert rec["event"] == "hello" and rec["n"] == 1 and rec["timestamp"].endswith("Z")
+
+
+def test_stdlib_loggers_go_through_the_same_pipeline(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    setup_logging(log_dir=None, fmt="json", secrets=[SECRET], stream=stream)
+    logging.getLogger("somelib").warning("lib says %s", SECRET)
+    _flush()
+    rec = json.loads(stream.getvalue())
+    assert rec["event"] == "lib says ***"
