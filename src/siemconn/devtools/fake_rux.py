@@ -85,6 +85,8 @@ class Fault:
     drop: bool = False  # close the connection without a response
     html: bool = False  # error body as HTML instead of JSON
     skip: int = 0  # let this many matching requests pass first
+    body: str | None = None  # answer with exactly this body (status: `status`, or 200 when None)
+    content_type: str = "application/json"  # Content-Type of `body`
 
     @classmethod
     def from_json(cls, obj: Any) -> Fault:
@@ -232,6 +234,7 @@ class FakeRux:
         self.tokens_issued = 0
         self.tokens_refreshed = 0
         self.refresh_rejected = 0
+        self._issued: list[str] = []  # every access and refresh token ever issued (secret-scan tests)
         self._generate_interval = generate_interval
         self._generate_count = generate_count
         self._stop = threading.Event()
@@ -351,6 +354,11 @@ class FakeRux:
             if refresh:
                 self._refresh.clear()
 
+    def issued_tokens(self) -> list[str]:
+        """Every access and refresh token this tenant has issued so far, oldest first."""
+        with self._lock:
+            return list(self._issued)
+
     def expire_tokens(self) -> None:
         """Make every access token expired (as if expires_in had passed)."""
         with self._lock:
@@ -456,10 +464,12 @@ class FakeRux:
         access = "fake-at-" + secrets.token_urlsafe(24)
         now = time.monotonic()
         self._access[access] = now + k.token_expires_in
+        self._issued.append(access)
         body: dict[str, Any] = {"access_token": access, "expires_in": k.token_expires_in}
         if with_refresh and k.issue_refresh_token:
             rt = "fake-rt-" + secrets.token_urlsafe(24)
             self._refresh[rt] = now + k.refresh_expires_in
+            self._issued.append(rt)
             body["refresh_token"] = rt
             body["refresh_expires_in"] = k.refresh_expires_in
         body["token_type"] = k.token_type
@@ -793,6 +803,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                return
+            if fault.body is not None:
+                status = fault.status if fault.status is not None else 200
+                record(status)
+                self._send(status, fault.body.encode("utf-8"), fault.content_type)
                 return
             if fault.status is not None:
                 headers = {}

@@ -1,0 +1,231 @@
+"""Reliability: syslog-side faults against the real service (subprocess), the fake RUX tenant and rsyslogd.
+
+Every test counts expected / received / missing / duplicated per destination and prints a FIGURE line;
+docs/reliability.md quotes them. Each test has a short CI variant and a long one marked `soak`.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads
+from support.reliability import (
+    ALL_DOWN,
+    Appender,
+    Supervisor,
+    assert_no_secrets,
+    delivered,
+    figure,
+    kill_receiver,
+    missing_keys,
+    queue_drained,
+    random_pauses,
+    tally,
+    variants,
+    wait_for,
+    wait_stable,
+)
+from support.rsyslog import RsyslogReceiver
+
+from siemconn.devtools.fake_rux import FakeRux
+
+pytestmark = pytest.mark.e2e
+
+BATCH = 100  # batch_size of these runs: the duplicate bound is one batch per destination per fault
+EVERY_SECOND = "* * * * * *"
+
+
+@pytest.fixture
+def fake() -> Any:
+    f = FakeRux(seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET)
+    f.start()
+    yield f
+    f.stop()
+
+
+def _servers(rs: RsyslogReceiver) -> list[dict[str, Any]]:
+    return [rs.server_entry("tcp1", "TCP"), rs.server_entry("tls1", "TLS")]
+
+
+@pytest.mark.parametrize("retry_count", [-1, 2])
+@pytest.mark.parametrize("outage", variants(8, 60))
+def test_syslog_outage_loses_nothing(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, outage: float, retry_count: int
+) -> None:
+    """rsyslog stopped for `outage` s while events keep arriving; TCP and TLS destinations.
+
+    retry_count -1: the writers retry forever. retry_count 2: both servers are declared down, the process
+    exits with code 3 and the test restarts it after 1 s, as a restart policy would."""
+    conn = Connector(
+        tmp_path / "c",
+        fake.url,
+        _servers(rsyslog),
+        retry_count=retry_count,
+        schedule=EVERY_SECOND,
+        batch_size=BATCH,
+        max_backoff_seconds=1,
+    ).start()
+    sup = Supervisor(conn, delay=1.0)
+    app = Appender(fake).start()
+    try:
+        wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events", sup.poll)
+        before = len(expected_payloads(fake))
+        rsyslog.stop()  # graceful: SIGTERM
+        t_end = time.monotonic() + outage
+        while time.monotonic() < t_end:
+            sup.poll()
+            time.sleep(0.2)
+        during = len(expected_payloads(fake)) - before
+        rsyslog.start()
+        time.sleep(2)
+        app.stop()
+        wait_for(
+            lambda: delivered(rsyslog, fake, "tcp", "tls"),
+            60 + outage,
+            "every event after the outage",
+            sup.poll,
+        )
+        while not conn.alive():  # a restart may be pending: let it come up so terminate() is clean
+            sup.poll()
+            time.sleep(0.1)
+        assert conn.terminate() == 0
+    finally:
+        app.stop()
+        conn.kill()
+    results = {p: tally(rsyslog, fake, p) for p in ("tcp", "tls")}
+    figure(
+        f"syslog_outage[{outage}s,retry_count={retry_count}]",
+        {"arrived_during_outage": during, "restarts": sup.restarts, **{p: r for p, r in results.items()}},
+    )
+    for proto, s in results.items():
+        assert s["missing"] == 0, (proto, s, missing_keys(rsyslog, fake, proto)[:20])
+        assert s["unexpected"] == 0
+        assert s["duplicated"] <= BATCH, (proto, s)  # one graceful receiver stop: at most one batch
+    assert during > 0
+    if retry_count >= 0:
+        assert sup.restarts >= 1 and conn.exit_codes.count(ALL_DOWN) == sup.restarts
+        assert conn.exit_codes[-1] == 0
+    else:
+        assert conn.exit_codes == [0] and sup.restarts == 0
+    assert_no_secrets(conn, fake)
+
+
+@pytest.mark.parametrize("restarts", variants(2, 10))
+def test_receiver_graceful_restart_loses_nothing(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, restarts: int
+) -> None:
+    """rsyslog restarted (SIGTERM, start) `restarts` times while a backlog is being delivered."""
+    conn = Connector(
+        tmp_path / "c",
+        fake.url,
+        _servers(rsyslog),
+        schedule=EVERY_SECOND,
+        batch_size=BATCH,
+        max_backoff_seconds=1,
+    ).start()
+    app = Appender(fake).start()
+    try:
+        wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
+        for _ in range(restarts):
+            fake.append("detections", 2000)  # a backlog in flight when the receiver goes away
+            mark = rsyslog.mark()
+            rsyslog.wait_for(200, since=mark, timeout=30)
+            rsyslog.restart()
+        app.stop()
+        wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 90, "every event after the restarts")
+        assert conn.terminate() == 0
+    finally:
+        app.stop()
+        conn.kill()
+    results = {p: tally(rsyslog, fake, p) for p in ("tcp", "tls")}
+    figure(f"receiver_graceful_restart[{restarts}x]", results)
+    for proto, s in results.items():
+        assert s["missing"] == 0, (proto, s, missing_keys(rsyslog, fake, proto)[:20])
+        assert s["duplicated"] <= restarts * BATCH, (proto, s)
+    assert_no_secrets(conn, fake)
+
+
+@pytest.mark.parametrize("kills", variants(2, 10))
+def test_receiver_hard_kill_loss_is_bounded(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, kills: int
+) -> None:
+    """SIGKILL of rsyslogd while a backlog is delivered.
+
+    Plain syslog over TCP has no application ack: what the receiver's TCP stack acked but rsyslogd had not
+    yet written is gone with the process. The writer acks a batch only after the peer's TCP ACK of every
+    byte plus a settle time, so the loss is bounded by what rsyslogd held in memory: at most the last acked
+    batch per destination (BATCH events) per kill (see docs/reliability.md)."""
+    conn = Connector(
+        tmp_path / "c",
+        fake.url,
+        _servers(rsyslog),
+        schedule=EVERY_SECOND,
+        batch_size=BATCH,
+        max_backoff_seconds=1,
+    ).start()
+    try:
+        wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
+        for _ in range(kills):
+            fake.append("detections", 2000)
+            mark = rsyslog.mark()
+            rsyslog.wait_for(300, since=mark, timeout=30)
+            kill_receiver(rsyslog)
+            time.sleep(0.5)
+            rsyslog.start()
+        fake.append("audits", 10)
+        wait_for(lambda: queue_drained(conn, 2), 90, "the connector to deliver its whole backlog")
+        wait_stable(rsyslog)
+        assert conn.terminate() == 0
+    finally:
+        conn.kill()
+    results = {p: tally(rsyslog, fake, p) for p in ("tcp", "tls")}
+    figure(f"receiver_hard_kill[{kills}x]", results)
+    for proto, s in results.items():
+        assert s["missing"] <= kills * BATCH, (proto, s)
+        assert s["duplicated"] <= kills * BATCH, (proto, s)
+        assert s["unexpected"] == 0
+
+
+@pytest.mark.parametrize("kills", variants(5, 20))
+def test_sigkill_connector_at_random_moments(tmp_path: Path, rsyslog: RsyslogReceiver, kills: int) -> None:
+    """SIGKILL of siemconn `kills` times at random moments (mid-pull, mid-delivery), restarted each time."""
+    fake = FakeRux(
+        seed_audit=200, seed_detections=4000, seed_entity=300, client_id=CLIENT_ID, client_secret=SECRET
+    ).start()
+    app = Appender(fake, every=0.2, detections=10).start()
+    try:
+        conn = Connector(
+            tmp_path / "c",
+            fake.url,
+            _servers(rsyslog),
+            schedule=EVERY_SECOND,
+            batch_size=BATCH,
+            page_size=200,
+            max_backoff_seconds=1,
+        )
+        conn.start()
+        try:
+            for pause in random_pauses(kills, seed=kills, low=0.6, high=2.5):
+                time.sleep(pause)
+                conn.kill()
+                assert conn.exit_codes[-1] == -signal.SIGKILL
+                conn.start()
+            app.stop()
+            wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 120, "every event after the kills")
+            assert conn.terminate() == 0
+        finally:
+            conn.kill()
+        results = {p: tally(rsyslog, fake, p) for p in ("tcp", "tls")}
+        figure(f"sigkill_connector[{kills}x]", results)
+        for proto, s in results.items():
+            assert s["missing"] == 0, (proto, s)
+            assert s["unexpected"] == 0
+            assert s["duplicated"] <= kills * BATCH, (proto, s)  # at most one batch per destination per kill
+        assert_no_secrets(conn, fake)
+    finally:
+        app.stop()
+        fake.stop()
