@@ -242,3 +242,41 @@ def test_startup_to_first_event_is_reported(tmp_path: Path, fake: FakeRux, rsysl
     finally:
         conn.kill()
     print(f"startup to first delivered event: {first:.2f} s")  # measured, not asserted (see docs/performance.md)
+
+
+def test_second_signal_exits_at_once_and_nothing_is_lost(tmp_path: Path) -> None:
+    """A receiver that accepts but never reads stalls the writer; SIGTERM then waits, a 2nd signal exits now."""
+    fake = FakeRux(seed_detections=8000, client_id=CLIENT_ID, client_secret=SECRET).start()
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)  # the kernel completes handshakes; nobody ever reads
+    port = stalled.getsockname()[1]
+    entry = {"name": "slow", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": port}
+    conn = Connector(tmp_path / "c", fake.url, [entry])
+    try:
+        conn.start()
+        conn.wait_log("events queued", timeout=30)
+        time.sleep(1.0)  # let the writer fill the socket buffers and block
+        conn.signal(signal.SIGTERM)
+        conn.wait_log("shutdown requested", timeout=10)
+        assert conn.alive()  # still flushing towards a receiver that does not read
+        conn.signal(signal.SIGINT)
+        assert conn.wait(timeout=5) == 1
+        conn.wait_log("second signal: exiting at once; queued events stay on disk")
+        stalled.close()
+        catcher = _tcp_collector(port)
+        try:
+            conn.start()
+            want = set(expected_payloads(fake))
+            wait_until(lambda: want <= set(received(catcher.lines())[0]), 60, "everything after the hard exit")
+            assert conn.terminate() == 0
+        finally:
+            catcher.close()
+        counts, _ = received(catcher.lines())
+        s = summary(want, counts)
+        assert s["missing"] == 0 and s["unexpected"] == 0
+    finally:
+        conn.kill()
+        stalled.close()
+        fake.stop()
