@@ -412,7 +412,10 @@ class WriterPool:
                     if t is not changed and not t.cancelled() and t.exception() is not None:
                         raise t.exception()  # type: ignore[misc]
                 if self._all_down() and not self.stopping:
-                    reasons = "; ".join(f"{w.server.label}: {w.reason}" for w in self._writers.values())
+                    reasons = "; ".join(
+                        w.reason if w.reason.startswith("syslog server ") else f"{w.server.label}: {w.reason}"
+                        for w in self._writers.values()
+                    )
                     raise AllServersDownError(
                         f"every syslog server is down ({reasons}); undelivered events stay queued and are "
                         "sent after a restart. Check the servers, or set retry_count negative to retry "
