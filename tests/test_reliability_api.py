@@ -6,8 +6,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
-from siemconn.devtools.fake_rux import Fault, FakeRux
 from support.e2e import CLIENT_ID, SECRET, Connector
 from support.reliability import (
     assert_no_secrets,
@@ -20,6 +18,8 @@ from support.reliability import (
     wait_for,
 )
 from support.rsyslog import RsyslogReceiver
+
+from siemconn.devtools.fake_rux import FakeRux, Fault
 
 pytestmark = pytest.mark.e2e
 
@@ -60,8 +60,8 @@ def _phase(conn: Connector, fake: FakeRux, rs: RsyslogReceiver, *faults: Fault, 
 def test_api_faults_recover_without_intervention(
     tmp_path: Path, rsyslog: RsyslogReceiver, rounds: int
 ) -> None:
-    """429 storms with Retry-After, 5xx bursts (JSON and HTML), dropped connections, an API slower than the cron
-    period: every event delivered once, no overlapping pulls, the process never needs a restart."""
+    """429 storms with Retry-After, 5xx bursts (JSON and HTML), dropped connections, an API slower than the
+    cron period: every event delivered once, no overlapping pulls, the process never needs a restart."""
     fake = FakeRux(
         seed_detections=400, seed_audit=20, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET
     )
@@ -129,8 +129,9 @@ def test_api_faults_recover_without_intervention(
 def test_token_faults_recover_without_intervention(
     tmp_path: Path, rsyslog: RsyslogReceiver, rounds: int
 ) -> None:
-    """A token that expires mid-paging, a 401 mid-paging, the refresh token rejected (400 and 401): the client
-    gets a new token by itself; no event lost or duplicated; no token or secret in any log (DEBUG level)."""
+    """A token that expires mid-paging, a 401 mid-paging, the refresh token rejected (400 and 401): the
+    client gets a new token by itself; no event lost or duplicated; no token or secret in any log (DEBUG
+    level)."""
     fake = FakeRux(
         seed_detections=1500,
         client_id=CLIENT_ID,
@@ -199,9 +200,9 @@ BAD_BODIES = [
 
 
 def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
-    """Bodies that are not JSON, not an object, lack `events`, or carry a non-integer checkpoint: a clear error
-    naming the stream, the checkpoint does not move (`siemconn status`), the process keeps running, and the next
-    tick succeeds once the API answers properly again."""
+    """Bodies that are not JSON, not an object, lack `events`, or carry a non-integer checkpoint: a clear
+    error naming the stream, the checkpoint does not move (`siemconn status`), the process keeps running,
+    and the next tick succeeds once the API answers properly again."""
     fake = FakeRux(seed_detections=50, client_id=CLIENT_ID, client_secret=SECRET).start()
     try:
         conn = Connector(
@@ -218,7 +219,7 @@ def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: 
                 )
                 fake.append("detections", 7)
                 wait_for(
-                    lambda: len(log_events(conn, PULL_FAILED)) > errors_before, 30, f"errors ({p.id})"
+                    lambda n=errors_before: len(log_events(conn, PULL_FAILED)) > n, 30, f"errors ({p.id})"
                 )
                 errs = log_events(conn, PULL_FAILED)[errors_before:]
                 assert all(e["stream"] == "detections" and expect in e["error"] for e in errs), (p.id, errs)
