@@ -1,6 +1,6 @@
 """A counting syslog sink for benchmarks: TCP (LF framing), UDP or TLS on 127.0.0.1.
 
-Prints one JSON line per second to stdout: {"count": N, "first": t, "last": t, "bytes": B}. Stops on SIGTERM.
+Prints one JSON line every 0.25 s to stdout: {"count": N, "first": t, "last": t, "bytes": B}. Stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
 import ssl
 import time
 
@@ -55,7 +56,10 @@ async def main() -> None:
             c.add(1, len(data))
 
     if args.proto == "udp":
-        await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", args.port))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)  # capped by net.core.rmem_max
+        sock.bind(("127.0.0.1", args.port))
+        await loop.create_datagram_endpoint(Udp, sock=sock)
     else:
         ctx = None
         if args.proto == "tls":
