@@ -217,7 +217,9 @@ def run_variant(
     out = open(run_dir / "siemconn.out", "w", encoding="utf-8")  # noqa: SIM115
     fake_cpu0 = fake_cpu(fake)
     t_start = time.time()
-    proc = subprocess.Popen([PY, "-m", "siemconn", "run", "--config", str(cfg)], env=env, stdout=out, stderr=out)
+    proc = subprocess.Popen(
+        [PY, "-m", "siemconn", "run", "--config", str(cfg)], env=env, stdout=out, stderr=out
+    )
     spy = None
     if profile:  # py-spy (pip install py-spy) samples the process; collapsed stacks for flamegraph tools
         spy = subprocess.Popen(
@@ -347,7 +349,11 @@ def table(runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any]) 
         ]  # fmt: skip
         if "idle_cpu_pct" in r:
             rows.append(
-                (f"{p}: idle CPU %, {r['idle_seconds']:.0f} s, cron every 10 s", fmt(r["idle_cpu_pct"], ".2f"), "< 1")
+                (
+                    f"{p}: idle CPU %, {r['idle_seconds']:.0f} s, cron every 10 s",
+                    fmt(r["idle_cpu_pct"], ".2f"),
+                    "< 1",
+                )
             )
     avg = next((r["avg_event_bytes"] for r in runs if r["protocol"] == "tcp"), None)
     if avg:
@@ -359,12 +365,16 @@ def table(runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any]) 
          f"{small['commit_page_us_per_event']} / {large['commit_page_us_per_event']}", ""),
         (f"queue read_batch+ack us/event at {s} / {lg}",
          f"{small['read_batch_ack_us_per_event']} / {large['read_batch_ack_us_per_event']}", ""),
-        (f"queue cost ratio {lg}/{s} (commit, read+ack)", f"{qb['commit_ratio']}, {qb['read_ack_ratio']}", "<= 1.2"),
+        (f"queue cost ratio {lg}/{s} (commit, read+ack)",
+         f"{qb['commit_ratio']}, {qb['read_ack_ratio']}", "<= 1.2"),
         (f"queue bench peak RSS MB with {lg} queued", fmt(large["peak_rss_kb"] / 1024), "<= 80"),
     ]  # fmt: skip
     w1 = max(len(a) for a, _, _ in rows)
     w2 = max(len(b) for _, b, _ in rows)
-    lines = [f"| {'measure':<{w1}} | {'value':>{w2}} | target |", f"|{'-' * (w1 + 2)}|{'-' * (w2 + 2)}|--------|"]
+    lines = [
+        f"| {'measure':<{w1}} | {'value':>{w2}} | target |",
+        f"|{'-' * (w1 + 2)}|{'-' * (w2 + 2)}|--------|",
+    ]
     lines += [f"| {a:<{w1}} | {b:>{w2}} | {c} |" for a, b, c in rows]
     return "\n".join(lines)
 
@@ -431,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     block = "\n".join(
         [
             f"Measured {dt.date.today().isoformat()} with `{cmd}` in {elapsed:.0f} s on: {meta['cpu']}, "
-            f"{meta['cores']} cores, {meta['ram_gb']} GB RAM, Python {meta['python']}, Linux {meta['kernel']}.",
+            f"{meta['cores']} cores, {meta['ram_gb']} GB RAM, Python {meta['python']}, "
+            f"Linux {meta['kernel']}.",
             "",
             tab,
         ]

@@ -1,6 +1,7 @@
 """A counting syslog sink for benchmarks: TCP (LF framing), UDP or TLS on 127.0.0.1.
 
-Prints one JSON line every 0.25 s to stdout: {"count": N, "first": t, "last": t, "bytes": B}. Stops on SIGTERM.
+Prints one JSON line every 0.25 s to stdout: {"count": N, "first": t, "last": t, "bytes": B}.
+Stops on SIGTERM.
 """
 
 from __future__ import annotations
