@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import re
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -72,12 +73,19 @@ class _Token:
     generation: int
 
 
+# 19+ digits in a row may be an integer beyond 64 bits, which orjson turns into a lossy float: such pages
+# go to the json module, which keeps arbitrary-precision ints (digits inside strings only cost speed).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
 def _loads(content: bytes) -> Any:
-    """orjson, falling back to json for what orjson rejects (NaN, integers beyond 64 bits)."""
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return json.loads(content.decode("utf-8"))
+    """orjson, falling back to json for what orjson rejects or would change (NaN, integers beyond 64 bits)."""
+    if _LONG_DIGITS.search(content) is None:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(content.decode("utf-8"))
 
 
 def _is_int(v: Any) -> bool:
