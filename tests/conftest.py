@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-
 from support.rsyslog import rsyslog, rsyslog_factory  # noqa: F401
 
 

@@ -11,12 +11,20 @@ from typing import Any
 
 import httpx
 import pytest
+from support.e2e import (
+    CLIENT_ID,
+    SECRET,
+    Connector,
+    connector_config,
+    expected_payloads,
+    received,
+    wait_until,
+)
+from support.rsyslog import RsyslogReceiver, free_port
 
 from siemconn import __version__
 from siemconn.cli import main
 from siemconn.devtools.fake_rux import FakeRux
-from support.e2e import CLIENT_ID, SECRET, Connector, connector_config, expected_payloads, received, wait_until
-from support.rsyslog import RsyslogReceiver, free_port
 
 
 @pytest.fixture
@@ -37,13 +45,24 @@ def _config(tmp_path: Path, servers: list[dict[str, Any]], monkeypatch: pytest.M
 
 
 def test_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"siemconn {__version__}"
 
 
-def test_check_all_ok(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, monkeypatch: pytest.MonkeyPatch,
-                      capsys: pytest.CaptureFixture[str]) -> None:
-    servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS"), rsyslog.server_entry("u", "UDP")]
+def test_check_all_ok(
+    tmp_path: Path,
+    fake: FakeRux,
+    rsyslog: RsyslogReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    servers = [
+        rsyslog.server_entry("t", "TCP"),
+        rsyslog.server_entry("s", "TLS"),
+        rsyslog.server_entry("u", "UDP"),
+    ]
     rc = main(["check", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -55,8 +74,9 @@ def test_check_all_ok(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, m
     assert SECRET not in out
 
 
-def test_check_reports_each_failure(tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_each_failure(
+    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     closed = free_port()
     servers = [{"name": "gone", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": closed}]
     cfg = _config(tmp_path, servers, monkeypatch, fake.url)
@@ -65,12 +85,20 @@ def test_check_reports_each_failure(tmp_path: Path, fake: FakeRux, monkeypatch: 
     out = capsys.readouterr().out
     assert rc == 1
     assert "FAILED Vectra API: client id or secret rejected by " + fake.url in out
-    assert f"FAILED syslog server gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?" in out
+    assert (
+        f"FAILED syslog server gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?"
+        in out
+    )
     assert SECRET not in out
 
 
-def test_send_test_tcp_and_tls(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver,
-                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_test_tcp_and_tls(
+    tmp_path: Path,
+    fake: FakeRux,
+    rsyslog: RsyslogReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS", format="rfc5424")]
     rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
     out = capsys.readouterr().out
@@ -83,14 +111,18 @@ def test_send_test_tcp_and_tls(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogRe
     assert tls.app == "siemconn" and tls.msgid == "audit"
 
 
-def test_send_test_closed_port_fails_clearly(tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_test_closed_port_fails_clearly(
+    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     closed = free_port()
     servers = [{"name": "gone", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": closed}]
     rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
     out = capsys.readouterr().out
     assert rc == 1
-    assert f"FAILED send-test gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?" in out
+    assert (
+        f"FAILED send-test gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?"
+        in out
+    )
 
 
 def _metric(text: str, name: str, server: str) -> float:
@@ -99,15 +131,22 @@ def _metric(text: str, name: str, server: str) -> float:
     return float(m.group(1))
 
 
-def test_metrics_count_deliveries_and_healthz_flips(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver) -> None:
+def test_metrics_count_deliveries_and_healthz_flips(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
+) -> None:
     mport = free_port()
     late = RsyslogReceiver(tmp_path / "late")  # configured now, started later: its port refuses until then
     down_port = late.tcp_port
     conn = Connector(
-        tmp_path / "c", fake.url,
-        [rsyslog.server_entry("tcp1", "TCP"),
-         {"name": "late", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": down_port}],
-        metrics_address=f"127.0.0.1:{mport}", health_window_seconds=2, max_backoff_seconds=1,
+        tmp_path / "c",
+        fake.url,
+        [
+            rsyslog.server_entry("tcp1", "TCP"),
+            {"name": "late", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": down_port},
+        ],
+        metrics_address=f"127.0.0.1:{mport}",
+        health_window_seconds=2,
+        max_backoff_seconds=1,
     ).start()
     base = f"http://127.0.0.1:{mport}"
     try:
@@ -117,8 +156,11 @@ def test_metrics_count_deliveries_and_healthz_flips(tmp_path: Path, fake: FakeRu
         def scrape() -> str:
             return httpx.get(f"{base}/metrics", timeout=5).text
 
-        wait_until(lambda: _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(want), 20,
-                   "delivered counter")
+        wait_until(
+            lambda: _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(want),
+            20,
+            "delivered counter",
+        )
         assert _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(rsyslog.raw_lines())
         # the 'late' server refuses connections: past the 2 s window /healthz says 503 and why
         wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 503, 30, "healthz 503")

@@ -21,7 +21,12 @@ ENV = {"BASE_URL": "https://tenant.uw2.portal.vectra.ai/", "CLIENT_ID": "cid", "
 REFERENCE = {
     "configuration": {
         "server": [
-            {"name": "server1", "server_protocol": "TCP", "server_host": "siem.example.com", "server_port": 514}
+            {
+                "name": "server1",
+                "server_protocol": "TCP",
+                "server_host": "siem.example.com",
+                "server_port": 514,
+            }
         ],
         "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
         "retry_count": 2,
@@ -51,7 +56,11 @@ def test_reference_config_validates_unchanged(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, REFERENCE), ENV)
     c = s.configuration
     assert c.retry_count == 2
-    assert c.server[0].server_protocol == "TCP" and c.server[0].format == "legacy" and c.server[0].framing == "lf"
+    assert (
+        c.server[0].server_protocol == "TCP"
+        and c.server[0].format == "legacy"
+        and c.server[0].framing == "lf"
+    )
     assert s.credentials.base_url == "https://tenant.uw2.portal.vectra.ai"  # trailing slash tolerated
     assert s.credentials.client_secret.get_secret_value() == SECRET
     assert c.api_version == "v3.3" and c.page_size == 1000 and c.initial_lookback_hours == 24
@@ -98,9 +107,13 @@ def test_server_field_rules(tmp_path: Path, field: str, value: Any, expect: str)
         assert json.dumps(value) in msgs[0] or value == ""
 
 
-@pytest.mark.parametrize("host", ["10.0.0.1", "::1", "[2001:db8::1]", "siem", "siem-01.corp.example.com", "localhost"])
+@pytest.mark.parametrize(
+    "host", ["10.0.0.1", "::1", "[2001:db8::1]", "siem", "siem-01.corp.example.com", "localhost"]
+)
 def test_valid_hosts(tmp_path: Path, host: str) -> None:
-    assert load_settings(write(tmp_path, with_server(server_host=host)), ENV).servers[0].server_host == host.strip("[]")
+    assert load_settings(write(tmp_path, with_server(server_host=host)), ENV).servers[
+        0
+    ].server_host == host.strip("[]")
 
 
 def test_names_must_be_unique(tmp_path: Path) -> None:
@@ -230,12 +243,15 @@ def test_secret_never_in_repr_or_errors(tmp_path: Path) -> None:
     assert SECRET not in text
 
 
-def test_check_prints_five_mistakes_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_prints_five_mistakes_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
     doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["server"][0].update(server_protocol="SCTP", server_port=70000, server_host="bad host")
+    doc["configuration"]["server"][0].update(
+        server_protocol="SCTP", server_port=70000, server_host="bad host"
+    )
     doc["configuration"]["scheduler"]["audit"] = "every minute"
     doc["configuration"]["retry_count"] = "two"
     rc = main(["check", "--config", str(write(tmp_path, doc))])
@@ -262,7 +278,9 @@ json_values = st.recursive(
 
 
 def _mutations() -> st.SearchStrategy[Any]:
-    keys = st.sampled_from(["configuration", "server", "scheduler", "retry_count", "name", "server_port", "x"])
+    keys = st.sampled_from(
+        ["configuration", "server", "scheduler", "retry_count", "name", "server_port", "x"]
+    )
     mutated = st.builds(
         lambda k, v: {"configuration": {**REFERENCE["configuration"], k: v}}, keys, json_values
     )

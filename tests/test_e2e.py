@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from siemconn.devtools.fake_rux import Fault, FakeRux
 from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary, wait_until
 from support.rsyslog import RsyslogReceiver, free_port
+
+from siemconn.devtools.fake_rux import FakeRux, Fault
 
 pytestmark = pytest.mark.e2e
 
@@ -35,9 +35,12 @@ def delivered_all(rs: RsyslogReceiver, fake: FakeRux, protos: tuple[str, ...]) -
     return all(want <= set(received(by_proto(rs, p))[0]) for p in protos)
 
 
-def test_three_streams_two_servers_exactly_once(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver) -> None:
-    conn = Connector(tmp_path / "c", fake.url,
-                     [rsyslog.server_entry("tcp1", "TCP"), rsyslog.server_entry("udp1", "UDP")]).start()
+def test_three_streams_two_servers_exactly_once(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
+) -> None:
+    conn = Connector(
+        tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP"), rsyslog.server_entry("udp1", "UDP")]
+    ).start()
     try:
         wait_until(lambda: delivered_all(rs=rsyslog, fake=fake, protos=("tcp", "udp")), 40, "seeded events")
         fake.append("detections", 25)
@@ -51,7 +54,11 @@ def test_three_streams_two_servers_exactly_once(tmp_path: Path, fake: FakeRux, r
     for proto in ("tcp", "udp"):
         counts, events = received(by_proto(rsyslog, proto))
         assert summary(expected, counts) == {
-            "expected": len(expected), "received": len(expected), "missing": 0, "duplicated": 0, "unexpected": 0,
+            "expected": len(expected),
+            "received": len(expected),
+            "missing": 0,
+            "duplicated": 0,
+            "unexpected": 0,
         }, proto
         for key, ev in expected.items():
             assert events[key] == ev  # the JSON is the event as the API returned it
@@ -59,7 +66,9 @@ def test_three_streams_two_servers_exactly_once(tmp_path: Path, fake: FakeRux, r
     raw = rsyslog.raw_lines()
     assert len(raw) == 2 * len(expected)
     assert all(" VECTRA-SYSLOG-CONNECTOR: {" in line for line in raw)
-    assert not any(word in line for line in raw for word in ("siemconn started", "connected", "events queued"))
+    assert not any(
+        word in line for line in raw for word in ("siemconn started", "connected", "events queued")
+    )
     # no secret anywhere in what the process printed or logged
     assert SECRET not in conn.all_logs_text()
 
@@ -68,14 +77,28 @@ def test_reference_config_and_env_unchanged(tmp_path: Path, fake: FakeRux, rsysl
     workdir = tmp_path / "ref"
     conn = Connector(workdir, fake.url, [])
     # exactly the reference's config.json: no new keys, relative ./data ./logs ./cert, every minute
-    conn.config_path.write_text(json.dumps({
-        "configuration": {
-            "server": [{"name": "server1", "server_protocol": "tcp", "server_host": "127.0.0.1",
-                        "server_port": rsyslog.tcp_port}],
-            "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-            "retry_count": 2,
-        }
-    }))
+    conn.config_path.write_text(
+        json.dumps(
+            {
+                "configuration": {
+                    "server": [
+                        {
+                            "name": "server1",
+                            "server_protocol": "tcp",
+                            "server_host": "127.0.0.1",
+                            "server_port": rsyslog.tcp_port,
+                        }
+                    ],
+                    "scheduler": {
+                        "audit": "* * * * *",
+                        "detections": "* * * * *",
+                        "entity_scoring": "* * * * *",
+                    },
+                    "retry_count": 2,
+                }
+            }
+        )
+    )
     conn.start()
     try:
         wait_until(lambda: delivered_all(rsyslog, fake, ("tcp",)), 40, "all events via the reference config")
@@ -85,10 +108,14 @@ def test_reference_config_and_env_unchanged(tmp_path: Path, fake: FakeRux, rsysl
     assert (workdir / "data").is_dir() and (workdir / "logs").is_dir()
     assert oct((workdir / "data").stat().st_mode & 0o777) == "0o700"
     line = rsyslog.raw_lines()[0]
-    assert line.startswith("<14>") and line[4:24].endswith("Z") and line[24:51] == " VECTRA-SYSLOG-CONNECTOR: {"
+    assert (
+        line.startswith("<14>") and line[4:24].endswith("Z") and line[24:51] == " VECTRA-SYSLOG-CONNECTOR: {"
+    )
 
 
-def test_sigterm_exits_clean_with_empty_queue(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver) -> None:
+def test_sigterm_exits_clean_with_empty_queue(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
+) -> None:
     conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")]).start()
     try:
         wait_until(lambda: delivered_all(rsyslog, fake, ("tcp",)), 40, "all events")
@@ -102,11 +129,13 @@ def test_sigterm_exits_clean_with_empty_queue(tmp_path: Path, fake: FakeRux, rsy
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
-    fake = FakeRux(seed_detections=3000, seed_audit=200, seed_entity=200, client_id=CLIENT_ID,
-                   client_secret=SECRET).start()
+    fake = FakeRux(
+        seed_detections=3000, seed_audit=200, seed_entity=200, client_id=CLIENT_ID, client_secret=SECRET
+    ).start()
     try:
-        conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], page_size=100,
-                         batch_size=50)
+        conn = Connector(
+            tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], page_size=100, batch_size=50
+        )
         conn.start()
         try:
             wait_until(lambda: len(rsyslog.raw_lines()) >= 300, 40, "first deliveries")
@@ -132,8 +161,13 @@ def test_one_server_refusing_does_not_hold_back_the_other(
     up = rsyslog_factory()
     port = free_port()
     down_entry = {"name": "down1", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": port}
-    conn = Connector(tmp_path / "c", fake.url, [up.server_entry("up1", "TCP"), down_entry], retry_count=-1,
-                     max_backoff_seconds=1).start()
+    conn = Connector(
+        tmp_path / "c",
+        fake.url,
+        [up.server_entry("up1", "TCP"), down_entry],
+        retry_count=-1,
+        max_backoff_seconds=1,
+    ).start()
     try:
         wait_until(lambda: delivered_all(up, fake, ("tcp",)), 40, "the healthy server gets everything")
         fake.append("detections", 20)
@@ -145,7 +179,9 @@ def test_one_server_refusing_does_not_hold_back_the_other(
         catcher = _tcp_collector(port)
         try:
             want = set(expected_payloads(fake))
-            wait_until(lambda: want <= set(received(catcher.lines())[0]), 40, "the refusing server catches up")
+            wait_until(
+                lambda: want <= set(received(catcher.lines())[0]), 40, "the refusing server catches up"
+            )
         finally:
             assert conn.terminate() == 0
             catcher.close()
@@ -215,15 +251,18 @@ def test_overlapping_ticks_are_skipped(tmp_path: Path, rsyslog: RsyslogReceiver)
     try:
         # every detections request takes 2.5 s while the cron fires every second
         fake.add_fault(Fault(path="detections", delay=2.5, count=6))
-        conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")],
-                         schedule="* * * * * *").start()
+        conn = Connector(
+            tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule="* * * * * *"
+        ).start()
         try:
             conn.wait_log("pull skipped: previous pull still running", timeout=30)
             wait_until(lambda: delivered_all(rsyslog, fake, ("tcp",)), 60, "all events despite the slow API")
             assert conn.terminate() == 0
         finally:
             conn.kill()
-        skipped = [r for r in conn.log_records() if r.get("event") == "pull skipped: previous pull still running"]
+        skipped = [
+            r for r in conn.log_records() if r.get("event") == "pull skipped: previous pull still running"
+        ]
         assert skipped and {r["stream"] for r in skipped} >= {"detections"}
         counts, _ = received(by_proto(rsyslog, "tcp"))
         assert summary(expected_payloads(fake), counts)["duplicated"] == 0
@@ -234,14 +273,18 @@ def test_overlapping_ticks_are_skipped(tmp_path: Path, rsyslog: RsyslogReceiver)
 def test_startup_to_first_event_is_reported(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver) -> None:
     """Pull-at-startup delivers without waiting for the first cron tick (schedule: once a day)."""
     t0 = time.monotonic()
-    conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule="0 0 1 1 *").start()
+    conn = Connector(
+        tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule="0 0 1 1 *"
+    ).start()
     try:
         rsyslog.wait_for(1, timeout=30)
         first = time.monotonic() - t0
         assert conn.terminate() == 0
     finally:
         conn.kill()
-    print(f"startup to first delivered event: {first:.2f} s")  # measured, not asserted (see docs/performance.md)
+    print(
+        f"startup to first delivered event: {first:.2f} s"
+    )  # measured, not asserted (see docs/performance.md)
 
 
 def test_second_signal_exits_at_once_and_nothing_is_lost(tmp_path: Path) -> None:
@@ -269,7 +312,9 @@ def test_second_signal_exits_at_once_and_nothing_is_lost(tmp_path: Path) -> None
         try:
             conn.start()
             want = set(expected_payloads(fake))
-            wait_until(lambda: want <= set(received(catcher.lines())[0]), 60, "everything after the hard exit")
+            wait_until(
+                lambda: want <= set(received(catcher.lines())[0]), 60, "everything after the hard exit"
+            )
             assert conn.terminate() == 0
         finally:
             catcher.close()

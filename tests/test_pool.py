@@ -257,7 +257,9 @@ async def test_retry_count_declares_down_then_all_down_raises(
     q = MemQueue(["a"])
     q.put("audit", events(3))
     pool = make_pool([srv("a", port)], q, tmp_path, retry_count=2, sleep=sleep, max_backoff_seconds=300)
-    with pytest.raises(AllServersDownError, match=r"down \(syslog server a \(TCP 127\.0\.0\.1:\d+\): connection refused"):
+    with pytest.raises(
+        AllServersDownError, match=r"down \(syslog server a \(TCP 127\.0\.0\.1:\d+\): connection refused"
+    ):
         await asyncio.wait_for(pool.run(), 15)
     sock.close()
     assert len(delays) == 3  # the first attempt and 2 retries failed

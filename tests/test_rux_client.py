@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import io
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator

@@ -257,7 +257,10 @@ async def test_refused_and_ipv6(tmp_path: Path, sink_factory: Any) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: refused
-        with pytest.raises(DeliveryError, match=r"s1 \(TCP 127\.0\.0\.1:\d+\): connection refused; is the syslog server listening"):
+        with pytest.raises(
+            DeliveryError,
+            match=r"s1 \(TCP 127\.0\.0\.1:\d+\): connection refused; is the syslog server listening",
+        ):
             await open_transport(server(server_protocol="TCP", server_port=port), tmp_path, connect_timeout=5)
     if not socket.has_ipv6:
         pytest.skip("no IPv6")

@@ -56,8 +56,13 @@ def _reason(exc: BaseException, server: ServerConfig) -> str:
 
 async def run_checks(settings: Settings, out: TextIO) -> int:
     """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
-    setup_logging(log_dir=None, fmt="console", level="WARNING", stream=sys.stderr,
-                  secrets=[settings.credentials.client_secret.get_secret_value()])
+    setup_logging(
+        log_dir=None,
+        fmt="console",
+        level="WARNING",
+        stream=sys.stderr,
+        secrets=[settings.credentials.client_secret.get_secret_value()],
+    )
     _line(out, True, "configuration", f"{settings.config_path} is valid")
     all_ok = True
     client = RuxClient(settings.credentials, settings.configuration)
@@ -92,8 +97,13 @@ TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
 
 async def send_test(settings: Settings, out: TextIO) -> int:
     """Send one clearly marked test message to every server in its configured format."""
-    setup_logging(log_dir=None, fmt="console", level="WARNING", stream=sys.stderr,
-                  secrets=[settings.credentials.client_secret.get_secret_value()])
+    setup_logging(
+        log_dir=None,
+        fmt="console",
+        level="WARNING",
+        stream=sys.stderr,
+        secrets=[settings.credentials.client_secret.get_secret_value()],
+    )
     now = datetime.now(UTC)
     event = {
         "siemconn_test": True,
@@ -116,6 +126,10 @@ async def send_test(settings: Settings, out: TextIO) -> int:
             all_ok = False
             _line(out, False, f"send-test {server.label}", _reason(exc, server))
             continue
-        _line(out, True, f"send-test {server.label}", f"sent {len(data)} bytes ({server.format}); "
-              f"search your SIEM for {json.dumps(TEST_EVENT_MARK)}")
+        _line(
+            out,
+            True,
+            f"send-test {server.label}",
+            f"sent {len(data)} bytes ({server.format}); search your SIEM for {json.dumps(TEST_EVENT_MARK)}",
+        )
     return exitcodes.OK if all_ok else exitcodes.UNEXPECTED

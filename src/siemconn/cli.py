@@ -26,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
         ("send-test", "send one clearly marked test message to every syslog server"),
     ):
         sp = sub.add_parser(name, help=text, description=text)
-        sp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
+        sp.add_argument(
+            "--config", default="config.json", help="path to config.json (default: ./config.json)"
+        )
     return p
 
 

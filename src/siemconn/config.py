@@ -144,7 +144,9 @@ class ServerConfig(_Strict):
         if isinstance(v, str) and v.lower() in FACILITIES:
             return FACILITIES[v.lower()]
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 23:
-            raise _err("facility", "is not a syslog facility; expected 0-23 or a name such as 'user', 'local0'")
+            raise _err(
+                "facility", "is not a syslog facility; expected 0-23 or a name such as 'user', 'local0'"
+            )
         return v
 
     @field_validator("severity", mode="before")
@@ -162,7 +164,9 @@ class ServerConfig(_Strict):
         if v is None:
             return v
         if not isinstance(v, str) or not _PRINTUSASCII_RE.match(v) or len(v) > 255:
-            raise _err("hostname", "is not a syslog hostname; expected 1-255 printable ASCII characters, no spaces")
+            raise _err(
+                "hostname", "is not a syslog hostname; expected 1-255 printable ASCII characters, no spaces"
+            )
         return v
 
     @field_validator("app_name", mode="before")
@@ -177,7 +181,9 @@ class ServerConfig(_Strict):
     def _sd(cls, v: Any) -> Any:
         if v is None:
             return v
-        if not isinstance(v, str) or not re.match(r"^(\[[^\s\]=\"]{1,32}( [^\s\]=\"]{1,32}=\"([^\"\\\]]|\\[\"\\\]])*\")*\])+$", v):
+        if not isinstance(v, str) or not re.match(
+            r"^(\[[^\s\]=\"]{1,32}( [^\s\]=\"]{1,32}=\"([^\"\\\]]|\\[\"\\\]])*\")*\])+$", v
+        ):
             raise _err("sd", 'is not RFC 5424 STRUCTURED-DATA; expected e.g. [siemconn@32473 tenant="acme"]')
         return v
 
@@ -281,7 +287,9 @@ class Configuration(_Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise _err("tz", "is not a time zone; expected an IANA name such as 'UTC' or 'Europe/Paris'") from None
+            raise _err(
+                "tz", "is not a time zone; expected an IANA name such as 'UTC' or 'Europe/Paris'"
+            ) from None
         return v
 
     @field_validator("http_timeout", "max_backoff_seconds", "health_window_seconds", mode="before")
@@ -340,7 +348,9 @@ class Credentials(BaseSettings):
     def _url(cls, v: Any) -> Any:
         v = str(v).strip()
         if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/[^\s]*)?$", v):
-            raise _err("url", "is not a URL; expected http(s)://HOST such as https://tenant.uw2.portal.vectra.ai")
+            raise _err(
+                "url", "is not a URL; expected http(s)://HOST such as https://tenant.uw2.portal.vectra.ai"
+            )
         return v.rstrip("/")
 
     @field_validator("client_id", mode="before")
@@ -448,30 +458,41 @@ def _read_json(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            [f"{path}: file not found; pass --config PATH to an existing config.json (see config.example.json)"],
+            [
+                f"{path}: file not found; pass --config PATH to an existing config.json (see config.example.json)"
+            ],
             source=str(path),
         ) from None
     except IsADirectoryError:
-        raise ConfigError([f"{path}: is a directory; expected a config.json file"], source=str(path)) from None
+        raise ConfigError(
+            [f"{path}: is a directory; expected a config.json file"], source=str(path)
+        ) from None
     except PermissionError:
         raise ConfigError(
-            [f"{path}: permission denied; make the file readable by the user running siemconn"], source=str(path)
+            [f"{path}: permission denied; make the file readable by the user running siemconn"],
+            source=str(path),
         ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(
             [f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"], source=str(path)
         ) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror}); check the path"], source=str(path)) from None
+        raise ConfigError(
+            [f"{path}: cannot read ({exc.strerror}); check the path"], source=str(path)
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
-            [f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the syntax there"],
+            [
+                f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the syntax there"
+            ],
             source=str(path),
         ) from None
     except RecursionError:
-        raise ConfigError([f"{path}: JSON nested too deeply; expected the config.json shape"], source=str(path)) from None
+        raise ConfigError(
+            [f"{path}: JSON nested too deeply; expected the config.json shape"], source=str(path)
+        ) from None
 
 
 def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]]:
@@ -499,9 +520,7 @@ def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]
     if problems:
         return None, problems
     try:
-        creds = Credentials.model_validate(
-            {k: env[k] for k in ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET")}
-        )
+        creds = Credentials.model_validate({k: env[k] for k in ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET")})
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
             name = str(e["loc"][0]).upper() if e["loc"] else "?"
@@ -538,7 +557,7 @@ def _load(path: Path, environ: dict[str, str]) -> Settings:
     problems: list[str] = []
     configuration: Configuration | None = None
     if not isinstance(raw, dict):
-        problems.append(f"(top level): {_short(raw)} is not an object; expected {{\"configuration\": {{...}}}}")
+        problems.append(f'(top level): {_short(raw)} is not an object; expected {{"configuration": {{...}}}}')
     else:
         try:
             configuration = ConfigFile.model_validate(raw).configuration

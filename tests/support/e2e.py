@@ -1,10 +1,10 @@
 """End-to-end harness: siemconn as a real subprocess, the fake RUX tenant over HTTP, real receivers.
 
-    fake = FakeRux(seed_detections=200, client_id=CLIENT_ID, client_secret=SECRET).start()
-    conn = Connector(tmp_path, fake.url, servers=[rsyslog.server_entry("tcp1", "TCP")])
-    conn.start(); conn.wait_log("siemconn started"); ...; conn.terminate()
-    expected = expected_payloads(fake)            # {(stream, id): event dict} as the API returns it
-    got = received_payloads(rsyslog.raw_lines())  # Counter of (stream, id), and the parsed events
+fake = FakeRux(seed_detections=200, client_id=CLIENT_ID, client_secret=SECRET).start()
+conn = Connector(tmp_path, fake.url, servers=[rsyslog.server_entry("tcp1", "TCP")])
+conn.start(); conn.wait_log("siemconn started"); ...; conn.terminate()
+expected = expected_payloads(fake)            # {(stream, id): event dict} as the API returns it
+got = received_payloads(rsyslog.raw_lines())  # Counter of (stream, id), and the parsed events
 """
 
 from __future__ import annotations
@@ -39,8 +39,12 @@ def stream_of(event: dict[str, Any]) -> str:
 def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, int], dict[str, Any]]:
     """Every event a client with default filters sees, keyed (stream, id), as the API serves it."""
     visible: set[tuple[str, int]] = set()
-    for stream, et in (("audits", None), ("detections", None), ("entity_scoring", "account"),
-                       ("entity_scoring", "host")):
+    for stream, et in (
+        ("audits", None),
+        ("detections", None),
+        ("entity_scoring", "account"),
+        ("entity_scoring", "host"),
+    ):
         visible.update((stream, i) for i in fake.ids(stream, et))
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for stream, events in fake._events.items():  # noqa: SLF001 - test harness reads the fake's store
@@ -53,7 +57,7 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
 
 def payload_of(line: str) -> dict[str, Any]:
     """The JSON payload of one received syslog line (any of our formats)."""
-    return json.loads(line[line.index("{"):])
+    return json.loads(line[line.index("{") :])
 
 
 def received(lines: Iterable[str]) -> tuple[Counter[tuple[str, int]], dict[tuple[str, int], dict[str, Any]]]:
@@ -143,7 +147,10 @@ class Connector:
         out = open(self.out_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "siemconn", "run", "--config", str(self.config_path)],
-            cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         out.close()
         return self
@@ -162,9 +169,12 @@ class Connector:
 
     def wait_log(self, event: str, timeout: float = 20.0, count: int = 1) -> None:
         wait_until(
-            lambda: sum(1 for r in self.log_records() if r.get("event") == event) >= count
-            or (self.proc is not None and self.proc.poll() is not None),
-            timeout, f"log line {event!r}",
+            lambda: (
+                sum(1 for r in self.log_records() if r.get("event") == event) >= count
+                or (self.proc is not None and self.proc.poll() is not None)
+            ),
+            timeout,
+            f"log line {event!r}",
         )
         assert sum(1 for r in self.log_records() if r.get("event") == event) >= count, self.output()[-3000:]
 
@@ -196,7 +206,11 @@ class Connector:
     def status(self) -> str:
         return subprocess.run(
             [sys.executable, "-m", "siemconn", "status", "--config", str(self.config_path)],
-            cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=30,
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
         ).stdout
 
     def all_logs_text(self) -> str:

@@ -39,10 +39,24 @@ def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object
     return {
         "configuration": {
             "server": [
-                {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
-                {"name": "demo-udp", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": udp_port},
+                {
+                    "name": "demo-tcp",
+                    "server_protocol": "tcp",
+                    "server_host": "127.0.0.1",
+                    "server_port": tcp_port,
+                },
+                {
+                    "name": "demo-udp",
+                    "server_protocol": "udp",
+                    "server_host": "127.0.0.1",
+                    "server_port": udp_port,
+                },
             ],
-            "scheduler": {"audit": "*/5 * * * * *", "detections": "*/5 * * * * *", "entity_scoring": "*/5 * * * * *"},
+            "scheduler": {
+                "audit": "*/5 * * * * *",
+                "detections": "*/5 * * * * *",
+                "entity_scoring": "*/5 * * * * *",
+            },
             "retry_count": -1,
             "data_dir": str(workdir / "data"),
             "log_dir": str(workdir / "logs"),
@@ -70,7 +84,9 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run siemconn against the built-in fake RUX tenant")
     ap.add_argument("--workdir", default=".demo", help="scratch folder (default .demo)")
-    ap.add_argument("--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
+    ap.add_argument(
+        "--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
+    )
     args = ap.parse_args(argv)
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -81,28 +97,65 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[subprocess.Popen[str]] = []
     try:
         fake = subprocess.Popen(
-            [py, "-m", "siemconn.devtools.fake_rux", "--port", str(api_port), "--client-id", DEMO_CLIENT_ID,
-             "--client-secret", DEMO_SECRET, "--seed-detections", "30", "--seed-audit", "10", "--seed-entity", "10",
-             "--generate-interval", "3"],
-            stdout=subprocess.PIPE, text=True,
+            [
+                py,
+                "-m",
+                "siemconn.devtools.fake_rux",
+                "--port",
+                str(api_port),
+                "--client-id",
+                DEMO_CLIENT_ID,
+                "--client-secret",
+                DEMO_SECRET,
+                "--seed-detections",
+                "30",
+                "--seed-audit",
+                "10",
+                "--seed-entity",
+                "10",
+                "--generate-interval",
+                "3",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(fake)
         _wait_line(fake, "listening", 15)
         receiver = subprocess.Popen(
-            [py, "-m", "siemconn.devtools.receiver", "--tcp-port", str(tcp_port), "--udp-port", str(udp_port),
-             "--width", "200"],
-            stdout=sys.stdout, text=True,
+            [
+                py,
+                "-m",
+                "siemconn.devtools.receiver",
+                "--tcp-port",
+                str(tcp_port),
+                "--udp-port",
+                str(udp_port),
+                "--width",
+                "200",
+            ],
+            stdout=sys.stdout,
+            text=True,
         )
         procs.append(receiver)
         time.sleep(0.5)
-        env = {**os.environ, "BASE_URL": f"http://127.0.0.1:{api_port}", "CLIENT_ID": DEMO_CLIENT_ID,
-               "CLIENT_SECRET": DEMO_SECRET}
-        print(f"demo: fake RUX on 127.0.0.1:{api_port}, receiver on tcp/{tcp_port} and udp/{udp_port}, "
-              f"config {config_path}; siemconn logs in {workdir / 'logs'}. Ctrl-C stops.", flush=True)
+        env = {
+            **os.environ,
+            "BASE_URL": f"http://127.0.0.1:{api_port}",
+            "CLIENT_ID": DEMO_CLIENT_ID,
+            "CLIENT_SECRET": DEMO_SECRET,
+        }
+        print(
+            f"demo: fake RUX on 127.0.0.1:{api_port}, receiver on tcp/{tcp_port} and udp/{udp_port}, "
+            f"config {config_path}; siemconn logs in {workdir / 'logs'}. Ctrl-C stops.",
+            flush=True,
+        )
         with open(workdir / "siemconn.out", "w") as sout:
             connector = subprocess.Popen(
-                [py, "-m", "siemconn", "run", "--config", str(config_path)], env=env, stdout=sout,
-                stderr=subprocess.STDOUT, text=True,
+                [py, "-m", "siemconn", "run", "--config", str(config_path)],
+                env=env,
+                stdout=sout,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             procs.append(connector)
             deadline = time.monotonic() + args.seconds if args.seconds else None

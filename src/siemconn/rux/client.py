@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import re
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
