@@ -250,7 +250,7 @@ def test_overlapping_ticks_are_skipped(tmp_path: Path, rsyslog: RsyslogReceiver)
     fake = FakeRux(seed_detections=50, client_id=CLIENT_ID, client_secret=SECRET).start()
     try:
         # every detections request takes 2.5 s while the cron fires every second
-        fake.add_fault(Fault(path="detections", delay=2.5, count=6))
+        fake.add_fault(Fault(path="detections", status=None, delay=2.5, count=6))
         conn = Connector(
             tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule="* * * * * *"
         ).start()
