@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -222,3 +223,82 @@ def wait_stable(rs: RsyslogReceiver, quiet: float = 1.0, timeout: float = 30.0) 
             return
         time.sleep(0.1)
     raise AssertionError("receiver output kept growing")
+
+
+class RudeReceiver:
+    """A TCP syslog receiver on 127.0.0.1 whose first `rude` connections read a few bytes and then close with
+    the rest unread (the kernel answers with a reset): what a receiver that crashes mid-batch looks like to
+    the sender. Later connections are read to the end; `lines()` are the complete lines they carried."""
+
+    def __init__(self, rude: int = 1, read_first: int = 100) -> None:
+        self.rude = rude
+        self.read_first = read_first
+        self.connections = 0
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            rude = self.connections <= self.rude
+            t = threading.Thread(target=self._serve, args=(conn, rude), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, rude: bool) -> None:
+        with conn:
+            if rude:
+                deadline = time.monotonic() + 10
+                got = 0
+                conn.settimeout(0.2)
+                while got < self.read_first and time.monotonic() < deadline:
+                    try:
+                        chunk = conn.recv(self.read_first - got)
+                    except TimeoutError:
+                        continue
+                    if not chunk:
+                        return
+                    got += len(chunk)
+                time.sleep(0.05)  # let more of the batch arrive unread, then drop the connection
+                return
+            data = bytearray()
+            conn.settimeout(0.2)
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+                cut = data.rfind(b"\n") + 1
+                if cut:
+                    with self._lock:
+                        self._buf += data[:cut]
+                    del data[:cut]
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return bytes(self._buf).decode("utf-8", "replace").split("\n")[:-1]
+
+    def close(self) -> None:
+        self._stop.set()
+        self.sock.close()
+        for t in self._threads:
+            t.join(2)
