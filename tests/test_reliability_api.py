@@ -97,7 +97,7 @@ def test_api_faults_recover_without_intervention(
                     Fault(path="entity_scoring", status=None, drop=True, count=2),
                 )
                 # every detections request slower (2.2 s) than the cron period (1 s)
-                _phase(conn, fake, rsyslog, Fault(path="detections", status=None, delay=2.2, count=3))
+                _phase(conn, fake, rsyslog, Fault(path="detections", status=None, delay=2.2, count=2))
             assert conn.terminate() == 0
         finally:
             conn.kill()
