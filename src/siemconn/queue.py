@@ -75,6 +75,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -117,6 +118,11 @@ _HOUSEKEEPING_PAGES = 512  # pages deleted per housekeeping transaction
 _VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQLite pages (16 MB) pile up
 _VACUUM_STEP_PAGES = 2048
 _T = TypeVar("_T")
+# Byte-identical to json.dumps(event) (same defaults: ", " / ": " separators, ensure_ascii, allow_nan,
+# sort_keys off) without the circular-reference bookkeeping json.dumps' shared encoder does per container
+# (~10 % of the encode time). A parsed JSON page cannot contain a reference cycle; an application-built
+# cyclic dict would hit the recursion limit (RecursionError) instead of json's ValueError.
+_ENCODE: Callable[[Any], str] = json.JSONEncoder(check_circular=False).encode
 
 _OUR_TABLES = frozenset({PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta"})
 _SIDE_TABLES = (
@@ -344,6 +350,9 @@ class DurableQueue:
         self._free_pages_bytes = 0
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {}
+        # per destination, the last page it read, decoded: (first_seq, stream, ids, payloads). A batch
+        # smaller than a page reads the same page again; this saves splitting it again (worker thread only)
+        self._decoded: dict[str, tuple[int, str, list[int | None], list[str]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -560,12 +569,15 @@ class DurableQueue:
         hwm = self._hwm.get(key)
         payloads: list[str] = []
         ids: list[int | None] = []
+        encode = _ENCODE
+        add_payload, add_id = payloads.append, ids.append
         for event in events:
-            eid = _event_id(event)
+            v = event.get(EVENT_ID_FIELD)
+            eid = v if type(v) is int else (_event_id(event) if v is not None else None)
             if eid is not None and hwm is not None and eid <= hwm:
                 continue
-            payloads.append(json.dumps(event))
-            ids.append(eid)
+            add_payload(encode(event))
+            add_id(eid)
         prev = self._checkpoints.get(key)
         new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
         if not payloads:
@@ -648,36 +660,84 @@ class DurableQueue:
         cur = self._cursor_of(destination)
         if cur >= self._head:
             return None
-        return await self._run(self._guard, self._read_sync, destination, max_events)
+        return await self._run(self._guard, self._read_sync, destination, max_events, None)
 
-    def _read_sync(self, destination: str, max_events: int) -> Batch | None:
+    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
+        """Like read_batch, but starting at start_seq (>= the cursor): the batch after one not yet acked.
+
+        Lets a writer read its next batch while the previous one is still being confirmed. Reading does
+        not move anything; the batch can only be acked once every batch before it was acked.
+        """
+        if max_events < 1:
+            raise ValueError("read_batch_from: max_events must be >= 1")
+        cur = self._cursor_of(destination)
+        if start_seq < cur:
+            raise QueueError(f"read_batch_from {destination}: start {start_seq} is before the cursor {cur}")
+        if start_seq >= self._head:
+            return None
+        return await self._run(self._guard, self._read_sync, destination, max_events, start_seq)
+
+    def _decode_page(
+        self, destination: str, first_seq: int, key: str, ids_text: str, data: bytes
+    ) -> tuple[str, list[int | None], list[str]]:
+        stream = key.partition(".")[0]
+        ids: list[int | None] = json.loads(ids_text)
+        payloads = _PageSerializer.loads(data)
+        self._decoded[destination] = (int(first_seq), stream, ids, payloads)
+        return stream, ids, payloads
+
+    def _read_sync(self, destination: str, max_events: int, start_seq: int | None) -> Batch | None:
         conn = self._db()
         cur = self._cursor_of(destination)
+        if start_seq is not None:
+            cur = max(cur, start_seq)
         if cur >= self._head:
             return None
-        start_row = conn.execute(
-            f"SELECT first_seq FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1", (cur,)
-        ).fetchone()
-        start = int(start_row[0]) if start_row else cur
         events: list[QueuedEvent] = []
-        rows = conn.execute(
-            f"SELECT first_seq, n, key, ids, data FROM {PAGE_TABLE} WHERE first_seq >= ? ORDER BY first_seq",
-            (start,),
-        )
-        try:
-            for first_seq, n, key, ids_text, data in rows:
-                off = max(0, cur + len(events) - int(first_seq))
-                if off >= n:
-                    continue
-                take = min(int(n) - off, max_events - len(events))
-                payloads = _PageSerializer.loads(data)
-                ids = json.loads(ids_text)
-                stream = key.partition(".")[0]
-                events.extend(QueuedEvent(stream, ids[i], payloads[i]) for i in range(off, off + take))
-                if len(events) >= max_events:
-                    break
-        finally:
-            rows.close()
+        cached = self._decoded.get(destination)
+        if cached is not None and cached[0] <= cur < cached[0] + len(cached[3]):
+            # the page this destination is in the middle of (a batch smaller than a page): no re-read
+            first_seq, stream, ids, payloads = cached
+            off = cur - first_seq
+            take = min(len(payloads) - off, max_events)
+            events.extend(
+                map(QueuedEvent, repeat(stream, take), ids[off : off + take], payloads[off : off + take])
+            )
+            start = first_seq + len(payloads)  # pages are contiguous: the next one starts here
+        else:
+            start_row = conn.execute(
+                f"SELECT first_seq FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+                (cur,),
+            ).fetchone()
+            start = int(start_row[0]) if start_row else cur
+        if len(events) < max_events and start < self._head:
+            rows = conn.execute(
+                f"SELECT first_seq, n, key, ids, data FROM {PAGE_TABLE} WHERE first_seq >= ? "
+                "ORDER BY first_seq",
+                (start,),
+            )
+            try:
+                for first_seq, n, key, ids_text, data in rows:
+                    off = max(0, cur + len(events) - int(first_seq))
+                    if off >= n:
+                        continue
+                    take = min(int(n) - off, max_events - len(events))
+                    stream, ids, payloads = self._decode_page(destination, first_seq, key, ids_text, data)
+                    events.extend(
+                        map(
+                            QueuedEvent,
+                            repeat(stream, take),
+                            ids[off : off + take],
+                            payloads[off : off + take],
+                        )
+                    )
+                    if len(events) >= max_events:
+                        break
+            finally:
+                rows.close()
+        cached = self._decoded.get(destination)
+        if cached is not None and cur + len(events) >= cached[0] + len(cached[3]):
+            del self._decoded[destination]  # fully read: do not keep its strings alive
         if not events:
             return None
         return Batch(destination, events, cur, cur + len(events))

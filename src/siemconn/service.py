@@ -131,6 +131,7 @@ class Service:
             stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
             total += stored
             self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
+            del page  # stored: do not keep the parsed events alive while the next page is fetched
             if self._stopping:
                 break
             ok, _reason = await self.queue.can_pull()

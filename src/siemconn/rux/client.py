@@ -464,15 +464,16 @@ class RuxClient:
             resp = await self._get(spec, path, params)
             events, nxt, remaining = self._parse_page(spec, path, resp)
             ids = [ev.get("id") for ev in events]
+            del resp  # the parsed events are all that is kept of the body (peak memory)
             if previous_ids:
-                kept = [ev for ev, i in zip(events, ids, strict=True) if i is None or i not in previous_ids]
-                if len(kept) != len(events):
+                n_parsed = len(events)
+                events = [ev for ev, i in zip(events, ids, strict=True) if i is None or i not in previous_ids]
+                if len(events) != n_parsed:
                     log.debug(
                         "dropped events repeated from the previous page",
                         stream=spec.key,
-                        count=len(events) - len(kept),
+                        count=n_parsed - len(events),
                     )
-                events = kept
             int_ids = [i for i in ids if _is_int(i)]
             if nxt is None:
                 nxt = max(int_ids) + 1 if int_ids else cursor
@@ -501,5 +502,8 @@ class RuxClient:
                     f"next_checkpoint {nxt} does not move past from={request_from}; stopping this run"
                 )
             previous_ids = set(int_ids)
+            # drop this page's objects before the next request: the caller committed them already, and
+            # keeping them alive while the next page is read and parsed doubles the peak memory per stream
+            del events, ids, int_ids
             request_from = nxt
             params = {**params, "from": str(nxt)}

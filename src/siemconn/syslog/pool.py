@@ -92,6 +92,9 @@ class _Oversize:
     dropped_ids: list[int | None] | None = None
 
 
+_Prepared = tuple[BatchLike, list[bytes], "_Oversize | None"]  # a batch, its frames, its UDP size report
+
+
 class _Writer:
     """Delivers one server's cursor."""
 
@@ -108,6 +111,7 @@ class _Writer:
         self._ever_connected = False
         self._truncations = 0
         self._last_depth = float("-inf")
+        self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
         self._m_delivered = m.events_delivered.labels(self.name) if m else None
         self._m_failed = m.events_failed.labels(self.name) if m else None
@@ -127,14 +131,18 @@ class _Writer:
                 if self.transport is None or self.transport.is_closing():
                     if not await self._connect():
                         continue
-                batch = await pool.queue.read_batch(self.name, pool.batch_size)
-                if batch is None or not batch.events:
-                    self.failures = 0  # connected and nothing to send
-                    await self._update_depth(force=True)
-                    await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
-                    continue
-                await self._deliver(batch)
+                prepared = await self._take_prefetched()
+                if prepared is None:
+                    batch = await pool.queue.read_batch(self.name, pool.batch_size)
+                    if batch is None or not batch.events:
+                        self.failures = 0  # connected and nothing to send
+                        await self._update_depth(force=True)
+                        await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
+                        continue
+                    prepared = self._prepare(batch)
+                await self._deliver(*prepared)
         finally:
+            await self._drop_prefetched()
             await self._close()
             self.state = STOPPED
             if self._m_up is not None:
@@ -226,8 +234,26 @@ class _Writer:
             )
         await pool.until_stopped(pool.sleep(delay))
 
-    async def _deliver(self, batch: BatchLike) -> None:
-        pool = self.pool
+    async def _take_prefetched(self) -> _Prepared | None:
+        task, self._prefetch = self._prefetch, None
+        return None if task is None else await task
+
+    async def _drop_prefetched(self) -> None:
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _read_prepared(self, start_seq: int) -> _Prepared | None:
+        read_from = self.pool.queue.read_batch_from  # type: ignore[attr-defined]
+        batch = await read_from(self.name, start_seq, self.pool.batch_size)
+        if batch is None or not batch.events:
+            return None
+        return self._prepare(batch)
+
+    def _prepare(self, batch: BatchLike) -> _Prepared:
+        """Format and frame a batch (the CPU part of a delivery, done before the write)."""
         events = batch.events
         now = datetime.now(UTC)
         fmt = self.formatter.format
@@ -251,16 +277,31 @@ class _Writer:
         else:
             framing = self.server.framing
             frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
+        return batch, frames, oversize
+
+    async def _deliver(self, batch: BatchLike, frames: list[bytes], oversize: _Oversize | None) -> None:
+        """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
+        batch (after this one) is read and formatted; it is written only after this one was acked, and
+        dropped if this write fails, so at most one batch is ever unacked on the wire."""
+        pool = self.pool
+        events = batch.events
         assert self.transport is not None
+        end_seq = getattr(batch, "end_seq", None)
+        if end_seq is not None and hasattr(pool.queue, "read_batch_from") and not pool.stopping:
+            self._prefetch = asyncio.ensure_future(self._read_prepared(end_seq))
         try:
             if frames:
                 await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
         except (SyslogError, OSError, TimeoutError) as exc:
+            await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
             if self._m_failed is not None:
                 self._m_failed.inc(len(events))
             await self._failed(reason)
             return
+        except BaseException:
+            await self._drop_prefetched()
+            raise
         await pool.queue.ack(batch)
         if self._m_delivered is not None:
             self._m_delivered.inc(len(frames))

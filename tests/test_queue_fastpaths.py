@@ -1,0 +1,184 @@
+"""The queue's fast paths keep the exact bytes and order: the encoder, the decoded-page cache, read-ahead."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from siemconn.config import Configuration, ServerConfig
+from siemconn.errors import DeliveryError, QueueError
+from siemconn.queue import _ENCODE, DurableQueue
+from siemconn.syslog.pool import WriterPool
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=12), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=8))
+def test_encoder_is_byte_identical_to_json_dumps(event: dict[str, Any]) -> None:
+    assert _ENCODE(event) == json.dumps(event)
+
+
+def test_encoder_special_values() -> None:
+    event = {"a": math.nan, "b": -math.inf, "c": "é\x7f\u2028😀", "d": [1.5, True, None], "e": {}}
+    assert _ENCODE(event) == json.dumps(event)
+
+
+def _events(first: int, n: int) -> list[dict[str, Any]]:
+    return [{"id": i, "msg": f"event {i} ü"} for i in range(first, first + n)]
+
+
+async def _read_all(q: DurableQueue, dest: str, size: int) -> list[int | None]:
+    got: list[int | None] = []
+    while (b := await q.read_batch(dest, size)) is not None:
+        got.extend(e.event_id for e in b.events)
+        assert [json.loads(e.payload)["id"] for e in b.events] == [e.event_id for e in b.events]
+        await q.ack(b)
+    return got
+
+
+@pytest.mark.parametrize("size", [1, 7, 10, 25, 1000])
+async def test_batches_across_pages_in_order(tmp_path: Path, size: int) -> None:
+    q = await DurableQueue.open(tmp_path / "q", ["a", "b"])
+    try:
+        for p in range(5):
+            await q.commit_page("audit", _events(p * 10 + 1, 10), p * 10 + 11)
+        assert await _read_all(q, "a", size) == list(range(1, 51))
+        # a page committed after a destination read everything is read too (the cache is not stale)
+        await q.commit_page("audit", _events(51, 10), 61)
+        assert await _read_all(q, "a", size) == list(range(51, 61))
+        assert await _read_all(q, "b", 3) == list(range(1, 61))
+    finally:
+        await q.close()
+
+
+async def test_read_ahead_does_not_move_the_cursor(tmp_path: Path) -> None:
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    try:
+        await q.commit_page("audit", _events(1, 10), 11)
+        first = await q.read_batch("a", 4)
+        assert first is not None
+        ahead = await q.read_batch_from("a", first.end_seq, 4)
+        assert ahead is not None and [e.event_id for e in ahead.events] == [5, 6, 7, 8]
+        assert await q.depth("a") == 10  # reading ahead moves nothing
+        with pytest.raises(QueueError, match="skip"):
+            await q.ack(ahead)  # the batch before it is not acked yet
+        # the writer failed before acking `first`: it starts again from the cursor
+        again = await q.read_batch("a", 4)
+        assert again is not None and [e.event_id for e in again.events] == [1, 2, 3, 4]
+        await q.ack(again)
+        ahead = await q.read_batch_from("a", again.end_seq, 100)
+        assert ahead is not None and [e.event_id for e in ahead.events] == [5, 6, 7, 8, 9, 10]
+        await q.ack(ahead)
+        assert await q.depth("a") == 0
+        assert await q.read_batch_from("a", ahead.end_seq, 4) is None
+        with pytest.raises(QueueError, match="before the cursor"):
+            await q.read_batch_from("a", 0, 4)
+    finally:
+        await q.close()
+
+
+async def test_reopen_reads_from_the_durable_cursor(tmp_path: Path) -> None:
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    await q.commit_page("audit", _events(1, 10), 11)
+    b = await q.read_batch("a", 3)
+    assert b is not None
+    await q.ack(b)
+    await q.read_batch_from("a", b.end_seq, 3)  # read ahead, never acked
+    await q.close()
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    try:
+        assert await _read_all(q, "a", 4) == list(range(4, 11))
+    finally:
+        await q.close()
+
+
+class _RecordingTransport:
+    """Records, for every write, the queue cursor at that moment and the event ids; can fail writes."""
+
+    def __init__(self, q: DurableQueue, fail_on: set[int], log: list[tuple[int, list[int]]]) -> None:
+        self.q, self.fail_on, self.log, self.closed = q, fail_on, log, False
+
+    async def write(self, frames: list[bytes]) -> None:
+        ids = [json.loads(f[f.index(b"{") :])["id"] for f in frames]
+        self.log.append((await self.q.depth("a"), ids))
+        await asyncio.sleep(0.01)  # the settle wait, during which the writer reads ahead
+        if len(self.log) in self.fail_on:
+            raise DeliveryError("simulated: the server reset the connection")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None:
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    log: list[tuple[int, list[int]]] = []
+
+    async def opener(*a: Any, **k: Any) -> _RecordingTransport:
+        return _RecordingTransport(q, {2, 5}, log)
+
+    async def no_sleep(delay: float) -> None:
+        await asyncio.sleep(0)
+
+    read_from, ahead = q.read_batch_from, []
+
+    async def counting_read_from(dest: str, start: int, n: int) -> Any:
+        ahead.append(start)
+        return await read_from(dest, start, n)
+
+    q.read_batch_from = counting_read_from  # type: ignore[method-assign]
+
+    server = ServerConfig(name="a", server_host="127.0.0.1", server_port=9, server_protocol="TCP")
+    conf = Configuration.model_validate(
+        {
+            "server": [server.model_dump()],
+            "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
+            "batch_size": 10,
+            "retry_count": -1,
+        }
+    )
+    pool = WriterPool([server], q, conf, tmp_path, sleep=no_sleep, opener=opener, connect_timeout=5)
+    try:
+        for p in range(4):
+            await q.commit_page("audit", _events(p * 10 + 1, 10), p * 10 + 11)
+        run = asyncio.create_task(pool.run())
+        for _ in range(500):
+            if await q.depth("a") == 0:
+                break
+            await asyncio.sleep(0.01)
+        await pool.stop(5)
+        await run
+        assert await q.depth("a") == 0
+        # every write starts at the cursor: the batch before it was acked (or is being resent)
+        total = 40
+        for depth, ids in log:
+            assert ids[0] == total - depth + 1
+        sent = [ids[0] for _, ids in log]
+        assert sent == [1, 11, 11, 21, 31, 31]  # writes 2 and 5 failed: only that batch is resent
+        assert ahead[:2] == [10, 20]  # the next batch was read while the previous one was being written
+    finally:
+        await q.close()
