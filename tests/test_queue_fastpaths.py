@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
 from siemconn.queue import _ENCODE, DurableQueue
+from siemconn.rux.client import _has_long_digit_run
 from siemconn.syslog.pool import WriterPool
 
 json_scalars = (
@@ -182,3 +184,17 @@ async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None
         assert ahead[:2] == [10, 20]  # the next batch was read while the previous one was being written
     finally:
         await q.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"1", b"9", b"0", b"a", b" ", b"\xd9", b"\xb0", b"-", b"12345678901234567"]),
+        max_size=60,
+    )
+)
+def test_long_digit_scan_matches_the_regex(parts: list[bytes]) -> None:
+    content = b"".join(parts)
+    assert _has_long_digit_run(content) == (re.search(rb"\d{19}", content) is not None)
+    assert _has_long_digit_run(b'{"id": 18446744073709551616}')
+    assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0" }')

@@ -25,7 +25,6 @@ import asyncio
 import email.utils
 import json
 import random
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -75,12 +74,19 @@ class _Token:
 
 # 19+ digits in a row may be an integer beyond 64 bits, which orjson turns into a lossy float: such pages
 # go to the json module, which keeps arbitrary-precision ints (digits inside strings only cost speed).
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# The scan maps every ASCII digit to "0" and everything else to " ", then looks for 19 zeros: the same
+# matches as re's rb"\d{19}", at ~1.5 us per event instead of ~18 (more than orjson.loads itself).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def _has_long_digit_run(content: bytes) -> bool:
+    return content.translate(_DIGITS_AS_ZERO).find(_NINETEEN_DIGITS) >= 0
 
 
 def _loads(content: bytes) -> Any:
     """orjson, falling back to json for what orjson rejects or would change (NaN, integers beyond 64 bits)."""
-    if _LONG_DIGITS.search(content) is None:
+    if not _has_long_digit_run(content):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
