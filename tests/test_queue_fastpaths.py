@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
 from siemconn.queue import _ENCODE, DurableQueue
-from siemconn.rux.client import _has_long_digit_run
+from siemconn.rux.client import _has_long_digit_run, _loads
 from siemconn.syslog.pool import WriterPool
 
 json_scalars = (
@@ -186,15 +186,42 @@ async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None
         await q.close()
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from([b"1", b"9", b"0", b"a", b" ", b"\xd9", b"\xb0", b"-", b"12345678901234567"]),
-        max_size=60,
-    )
+_digits = st.sampled_from(["1", "9", "0", "a", " ", "\u0660", "-", ".", "e", ":", "12345678901234567"])
+_numbers = (
+    st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.lists(_digits, max_size=12).map("".join)
 )
-def test_long_digit_scan_matches_the_regex(parts: list[bytes]) -> None:
-    content = b"".join(parts)
-    assert _has_long_digit_run(content) == (re.search(rb"\d{19}", content) is not None)
+_docs = st.recursive(
+    _numbers,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.lists(_digits, max_size=4).map("".join), inner, max_size=5)
+    ),
+)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=400, deadline=None)
+@given(_docs, st.sampled_from([None, 0, 2]))
+def test_page_parser_keeps_big_integers_exact(doc: Any, indent: int | None) -> None:
+    raw = json.dumps({"events": [doc]}, indent=indent, ensure_ascii=False).encode()
+    assert _same(_loads(raw), json.loads(raw))
+    if re.search(rb"\d{19}", raw) is None:
+        assert not _has_long_digit_run(raw)
+
+
+def test_long_digit_runs_inside_strings_use_the_fast_parser() -> None:
     assert _has_long_digit_run(b'{"id": 18446744073709551616}')
-    assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0" }')
+    assert _has_long_digit_run(b"[-18446744073709551616]")
+    assert _has_long_digit_run(b"18446744073709551616")
+    assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0"}')
+    assert not _has_long_digit_run(b'{"sha": "ab18446744073709551616", "h": ["18446744073709551616"]}')
+    assert _has_long_digit_run(b'{"sha": "ab18446744073709551616", "n": 18446744073709551616}')

@@ -72,16 +72,30 @@ class _Token:
     generation: int
 
 
-# 19+ digits in a row may be an integer beyond 64 bits, which orjson turns into a lossy float: such pages
-# go to the json module, which keeps arbitrary-precision ints (digits inside strings only cost speed).
-# The scan maps every ASCII digit to "0" and everything else to " ", then looks for 19 zeros: the same
-# matches as re's rb"\d{19}", at ~1.5 us per event instead of ~18 (more than orjson.loads itself).
+# A number token of 19+ digits may be an integer beyond 64 bits, which orjson turns into a lossy float:
+# such pages go to the json module, which keeps arbitrary-precision ints. The scan maps every ASCII digit
+# to "0" and everything else to " " and looks for 19 zeros (the matches of re's rb"\d{19}", at ~1.5 us
+# per event instead of ~18). A run that follows a letter, a quote or another byte that cannot precede a
+# number token is inside a string (hashes, serial numbers) and does not need the slow parser; anything
+# that may start or continue a number (":", "[", ",", "-", "+", ".", "e", "E", whitespace, start of
+# document) does. Erring on the side of the json module only costs speed.
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _NINETEEN_DIGITS = b"0" * 19
+_NUMBER_CONTEXT = frozenset(b":[,-+.eE \t\r\n")
 
 
 def _has_long_digit_run(content: bytes) -> bool:
-    return content.translate(_DIGITS_AS_ZERO).find(_NINETEEN_DIGITS) >= 0
+    """True if a run of 19+ ASCII digits in content may be (part of) a JSON number token."""
+    mapped = content.translate(_DIGITS_AS_ZERO)
+    i = mapped.find(_NINETEEN_DIGITS)
+    while i >= 0:
+        if i == 0 or content[i - 1] in _NUMBER_CONTEXT:
+            return True
+        end = mapped.find(b" ", i + 19)  # the end of this run
+        if end < 0:
+            return False
+        i = mapped.find(_NINETEEN_DIGITS, end)
+    return False
 
 
 def _loads(content: bytes) -> Any:
