@@ -389,6 +389,8 @@ def write_doc(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every `finally` stops the processes it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="queue bench at 1,000,000 queued events (+3 min)")
     ap.add_argument(

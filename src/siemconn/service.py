@@ -60,7 +60,11 @@ class Service:
     """One connector process: triggers, pull tasks, the writer pool, signals and shutdown."""
 
     def __init__(
-        self, settings: Settings, *, metrics: Metrics | None = None, on_secret: Callable[[str], None] | None = None
+        self,
+        settings: Settings,
+        *,
+        metrics: Metrics | None = None,
+        on_secret: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_secret = on_secret
@@ -87,7 +91,9 @@ class Service:
             return
         if runner.lock.locked():
             runner.skipped += 1
-            log.warning("pull skipped: previous pull still running", stream=stream, skipped_total=runner.skipped)
+            log.warning(
+                "pull skipped: previous pull still running", stream=stream, skipped_total=runner.skipped
+            )
             return
         runner.task = asyncio.get_running_loop().create_task(self._pull(runner), name=f"pull-{stream}")
 
@@ -110,8 +116,11 @@ class Service:
                     log.error("pull failed: permission denied", stream=spec.key, error=str(exc))
                     continue
                 except RuxError as exc:
-                    log.error("pull failed; the next tick retries from the same checkpoint",
-                              stream=spec.key, error=str(exc))
+                    log.error(
+                        "pull failed; the next tick retries from the same checkpoint",
+                        stream=spec.key,
+                        error=str(exc),
+                    )
                     return
                 except QueueError as exc:
                     log.error("pull stopped: queue error", stream=spec.key, error=str(exc))
@@ -223,7 +232,12 @@ class Service:
                     return exitcodes.CONFIG
                 log.info("metrics and health endpoint listening", address=self.cfg.metrics_address)
             self.pool = WriterPool(
-                self.cfg.server, self.queue, self.cfg, self.settings.cert_dir, metrics=self.metrics, health=self.health
+                self.cfg.server,
+                self.queue,
+                self.cfg,
+                self.settings.cert_dir,
+                metrics=self.metrics,
+                health=self.health,
             )
             pool_task = loop.create_task(self.pool.run(), name="writer-pool")
             background.append(loop.create_task(self._heartbeat(), name="heartbeat"))
@@ -241,8 +255,11 @@ class Service:
                 stop_task.cancel()
                 exc = pool_task.exception()
                 if isinstance(exc, AllServersDownError):
-                    log.error("every syslog server is down; exiting so the restart policy takes over",
-                              error=str(exc), exit_code=exitcodes.ALL_SERVERS_DOWN)
+                    log.error(
+                        "every syslog server is down; exiting so the restart policy takes over",
+                        error=str(exc),
+                        exit_code=exitcodes.ALL_SERVERS_DOWN,
+                    )
                     self._exit_code = exitcodes.ALL_SERVERS_DOWN
                 elif exc is not None:
                     log.error("writer pool failed", error=repr(exc))
