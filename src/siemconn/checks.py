@@ -54,8 +54,8 @@ def _reason(exc: BaseException, server: ServerConfig) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def run_checks(settings: Settings, out: TextIO) -> int:
-    """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
+def _quiet_logging(settings: Settings) -> None:
+    """One-shot commands: warnings and errors only, on stderr, so stdout stays the command's report."""
     setup_logging(
         log_dir=None,
         fmt="console",
@@ -63,6 +63,11 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         stream=sys.stderr,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
+
+
+async def run_checks(settings: Settings, out: TextIO) -> int:
+    """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
+    _quiet_logging(settings)
     _line(out, True, "configuration", f"{settings.config_path} is valid")
     all_ok = True
     client = RuxClient(settings.credentials, settings.configuration)
@@ -97,13 +102,7 @@ TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
 
 async def send_test(settings: Settings, out: TextIO) -> int:
     """Send one clearly marked test message to every server in its configured format."""
-    setup_logging(
-        log_dir=None,
-        fmt="console",
-        level="WARNING",
-        stream=sys.stderr,
-        secrets=[settings.credentials.client_secret.get_secret_value()],
-    )
+    _quiet_logging(settings)
     now = datetime.now(UTC)
     event = {
         "siemconn_test": True,

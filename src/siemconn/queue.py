@@ -96,6 +96,7 @@ from siemconn.queue_status import (
     corrupt_error,
     read_status,
     render_status,
+    stored_head,
     unavailable_error,
 )
 
@@ -445,13 +446,7 @@ class DurableQueue:
                 self._checkpoints[key] = max(int(cp), self._checkpoints.get(key, int(cp)))
             if hwm is not None:
                 self._hwm[key] = max(int(hwm), self._hwm.get(key, int(hwm)))
-        row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
-        head = int(row[0]) if row else 0
-        row = conn.execute(
-            f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1"
-        ).fetchone()
-        if row:
-            head = max(head, int(row[0]))
+        head = stored_head(conn)
         self._cursors = {d: int(s) for d, s in conn.execute("SELECT destination, seq FROM cursors")}
         self._head = max([head, *self._cursors.values()])
         self._polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}

@@ -37,6 +37,14 @@ def corrupt_error(path: Path, detail: str) -> QueueCorruptError:
     )
 
 
+def stored_head(conn: sqlite3.Connection) -> int:
+    """The event sequence number after the newest stored event (the head every cursor moves towards)."""
+    row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
+    head = int(row[0]) if row else 0
+    row = conn.execute(f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1").fetchone()
+    return max(head, int(row[0])) if row else head
+
+
 def unavailable_error(path: Path, detail: str) -> QueueUnavailableError:
     """The QueueUnavailableError for `path`, naming the file and the fix."""
     return QueueUnavailableError(
@@ -129,13 +137,7 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                 if cp is not None:
                     cps[key] = max(int(cp), cps.get(key, int(cp)))
             polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
-            row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
-            head = int(row[0]) if row else 0
-            row = conn.execute(
-                f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1"
-            ).fetchone()
-            if row:
-                head = max(head, int(row[0]))
+            head = stored_head(conn)
             dests: list[DestinationStatus] = []
             for dest, seq in conn.execute(
                 "SELECT destination, seq FROM cursors ORDER BY destination"
