@@ -53,6 +53,17 @@ def _servers(rs: RsyslogReceiver) -> list[dict[str, Any]]:
     return [rs.server_entry("tcp1", "TCP"), rs.server_entry("tls1", "TLS")]
 
 
+def _connector(tmp_path: Path, fake: FakeRux, servers: list[dict[str, Any]], **extra: Any) -> Connector:
+    """The service as these tests run it: cron every second, small batches, quick reconnects."""
+    options: dict[str, Any] = {
+        "schedule": EVERY_SECOND,
+        "batch_size": BATCH,
+        "max_backoff_seconds": 1,
+        **extra,
+    }
+    return Connector(tmp_path / "c", fake.url, servers, **options)
+
+
 @pytest.mark.parametrize("retry_count", [-1, 2])
 @pytest.mark.parametrize("outage", variants(8, 60))
 def test_syslog_outage_loses_nothing(
@@ -62,15 +73,7 @@ def test_syslog_outage_loses_nothing(
 
     retry_count -1: the writers retry forever. retry_count 2: both servers are declared down, the process
     exits with code 3 and the test restarts it after 1 s, as a restart policy would."""
-    conn = Connector(
-        tmp_path / "c",
-        fake.url,
-        _servers(rsyslog),
-        retry_count=retry_count,
-        schedule=EVERY_SECOND,
-        batch_size=BATCH,
-        max_backoff_seconds=1,
-    ).start()
+    conn = _connector(tmp_path, fake, _servers(rsyslog), retry_count=retry_count).start()
     sup = Supervisor(conn, delay=1.0)
     app = Appender(fake).start()
     try:
@@ -124,14 +127,7 @@ def test_receiver_graceful_restart_loses_nothing(
     tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver, restarts: int
 ) -> None:
     """rsyslog restarted (SIGTERM, start) `restarts` times while a backlog is being delivered."""
-    conn = Connector(
-        tmp_path / "c",
-        fake.url,
-        _servers(rsyslog),
-        schedule=EVERY_SECOND,
-        batch_size=BATCH,
-        max_backoff_seconds=1,
-    ).start()
+    conn = _connector(tmp_path, fake, _servers(rsyslog)).start()
     app = Appender(fake).start()
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
@@ -165,14 +161,7 @@ def test_receiver_hard_kill_loss_is_bounded(
     yet written is gone with the process. The writer acks a batch only after the peer's TCP ACK of every
     byte plus a settle time, so the loss is bounded by what rsyslogd held in memory: at most the last acked
     batch per destination (BATCH events) per kill (see docs/reliability.md)."""
-    conn = Connector(
-        tmp_path / "c",
-        fake.url,
-        _servers(rsyslog),
-        schedule=EVERY_SECOND,
-        batch_size=BATCH,
-        max_backoff_seconds=1,
-    ).start()
+    conn = _connector(tmp_path, fake, _servers(rsyslog)).start()
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
         for _ in range(kills):
@@ -204,15 +193,7 @@ def test_sigkill_connector_at_random_moments(tmp_path: Path, rsyslog: RsyslogRec
     ).start()
     app = Appender(fake, every=0.2, detections=10).start()
     try:
-        conn = Connector(
-            tmp_path / "c",
-            fake.url,
-            _servers(rsyslog),
-            schedule=EVERY_SECOND,
-            batch_size=BATCH,
-            page_size=200,
-            max_backoff_seconds=1,
-        )
+        conn = _connector(tmp_path, fake, _servers(rsyslog), page_size=200)
         conn.start()
         try:
             for pause in random_pauses(kills, seed=kills, low=0.6, high=2.5):
@@ -246,9 +227,7 @@ def test_receiver_dropping_unread_data_loses_nothing(tmp_path: Path, fake: FakeR
     duplicated per dropped connection (here 0: the dropped connection delivered no complete line)."""
     rx = RudeReceiver(rude=rude)
     entry = {"name": "rude1", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": rx.port}
-    conn = Connector(
-        tmp_path / "c", fake.url, [entry], schedule=EVERY_SECOND, batch_size=BATCH, max_backoff_seconds=1
-    ).start()
+    conn = _connector(tmp_path, fake, [entry]).start()
     try:
         want = set(expected_payloads(fake))
         with contextlib.suppress(AssertionError):  # on a loss, the summary below says what is missing

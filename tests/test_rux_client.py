@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
+from support.configs import configuration
 
 from siemconn.config import Configuration, Credentials
 from siemconn.devtools.fake_rux import FakeRux, Fault, parse_timestamp
@@ -34,17 +35,7 @@ DET = StreamSpec("detections")
 J = "application/json"
 
 
-def cfg(**kw: Any) -> Configuration:
-    return Configuration.model_validate(
-        {
-            "server": [
-                {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
-            ],
-            "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-            "retry_count": 3,
-            **kw,
-        }
-    )
+cfg = configuration
 
 
 def creds(url: str, secret: str = SECRET, client_id: str = "siemconn-test") -> Credentials:

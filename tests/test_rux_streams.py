@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
 
 import pytest
+from support.configs import configuration
 
 from siemconn.config import Configuration
 from siemconn.rux.streams import ALL_SPECS, StreamSpec, api_path, build_params, stream_specs
@@ -13,17 +13,7 @@ from siemconn.rux.streams import ALL_SPECS, StreamSpec, api_path, build_params, 
 NOW = datetime(2025, 3, 4, 12, 30, 45, 123456, tzinfo=UTC)
 
 
-def cfg(**kw: Any) -> Configuration:
-    return Configuration.model_validate(
-        {
-            "server": [
-                {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
-            ],
-            "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-            "retry_count": 3,
-            **kw,
-        }
-    )
+cfg = configuration
 
 
 def test_keys_and_paths() -> None:
