@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     workdir = Path(args.workdir).resolve()
+    # the fake tenant is new on every run (ids start at 1), so a queue left by an earlier run would hold
+    # checkpoints from another tenant: start the demo's queue afresh
+    shutil.rmtree(workdir / "data", ignore_errors=True)
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"

@@ -84,6 +84,8 @@ async def serve(
                     printer("tcp", name, msg)
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:  # stopping: asyncio.run cancels open connections; end quietly
+            return
         finally:
             if buf:
                 printer("tcp", name, bytes(buf))  # an unterminated last message
