@@ -325,3 +325,22 @@ def test_second_signal_exits_at_once_and_nothing_is_lost(tmp_path: Path) -> None
         conn.kill()
         stalled.close()
         fake.stop()
+
+
+def test_sigterm_during_a_slow_startup_token_exits_promptly(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
+    """A token endpoint that hangs must not hold SIGTERM past the 10 s shutdown promise."""
+    fake = FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET).start()
+    try:
+        fake.add_fault(Fault(path="oauth2/token", status=None, delay=25, count=1))
+        conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")])
+        conn.start()
+        try:
+            conn.wait_log("queue_opened")  # the token request (hanging) comes right after
+            time.sleep(1.0)
+            conn.signal(signal.SIGTERM)
+            assert conn.wait(timeout=10) == 0
+        finally:
+            conn.kill()
+        assert "shutdown requested" in conn.output()
+    finally:
+        fake.stop()

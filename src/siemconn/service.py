@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,7 +217,9 @@ class Service:
                 self.settings.credentials, self.cfg, metrics=self.metrics, on_secret=self._on_secret
             )
             try:
-                await self.client.authenticate()
+                if not await self._until_stop(self.client.authenticate()):
+                    log.info("siemconn stopped before it started", exit_code=exitcodes.OK)
+                    return exitcodes.OK
             except RuxAuthError as exc:
                 log.error("cannot start: credentials rejected", error=str(exc))
                 return exitcodes.CONFIG
@@ -276,6 +278,20 @@ class Service:
                     await self.client.aclose()
             with suppress(Exception):
                 await self.queue.close()
+
+    async def _until_stop(self, work: Awaitable[Any]) -> bool:
+        """Run startup work unless a stop signal comes first; False (work cancelled) if it does."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+        task.result()  # re-raise what the work raised
+        return True
 
     def _make_tick(self, stream: str) -> Callable[[], None]:
         def _tick() -> None:
