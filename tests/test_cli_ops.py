@@ -67,6 +67,7 @@ def test_check_all_ok(
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "ok     Vectra API: token obtained" in out
+    assert f"ok     data directory: {tmp_path / 'data'} will be created (0700) at the first run" in out
     assert re.search(r"ok     syslog server t \(TCP 127\.0\.0\.1:\d+\): TCP connection opened", out)
     assert re.search(r"ok     syslog server s \(TLS 127\.0\.0\.1:\d+\): TLS handshake completed", out)
     assert re.search(r"ok     syslog server u \(UDP 127\.0\.0\.1:\d+\): resolved", out)
@@ -177,3 +178,19 @@ def test_metrics_count_deliveries_and_healthz_flips(
             late.stop()
     finally:
         conn.kill()
+
+
+def test_check_reports_a_damaged_queue_file(
+    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    servers = [{"name": "u", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": 514}]
+    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
+    (tmp_path / "data").mkdir(mode=0o700)
+    (tmp_path / "data" / "queue.db").write_bytes(b"this is not a database" * 100)
+    rc = main(["check", "--config", cfg])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert re.search(
+        r"FAILED data directory: queue database .*queue\.db is corrupt or not a siemconn queue", out
+    ), out
+    assert (tmp_path / "data" / "queue.db").read_bytes() == b"this is not a database" * 100

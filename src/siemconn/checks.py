@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import sys
 from datetime import UTC, datetime
@@ -65,11 +66,34 @@ def _quiet_logging(settings: Settings) -> None:
     )
 
 
+def _check_data_dir(settings: Settings) -> tuple[bool, str]:
+    """The queue's directory: writable, its database readable, and whether a service holds it now."""
+    data_dir = settings.data_dir
+    if not data_dir.exists():
+        parent = next((p for p in data_dir.absolute().parents if p.exists()), None)
+        if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+            return (
+                False,
+                f"{data_dir} does not exist and {parent} is not writable; create it for the siemconn user",
+            )
+        return True, f"{data_dir} will be created (0700) at the first run"
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        return False, f"{data_dir} is not writable by this user; fix its owner or mode"
+    try:
+        report = read_status(data_dir)
+    except QueueError as exc:
+        return False, str(exc)
+    if report.running_pid is not None:
+        return True, f"{data_dir} is in use by a running siemconn (pid {report.running_pid})"
+    return True, f"{data_dir} is writable" + ("" if report.exists else " (no queue yet)")
+
+
 async def run_checks(settings: Settings, out: TextIO) -> int:
     """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
     _quiet_logging(settings)
     _line(out, True, "configuration", f"{settings.config_path} is valid")
-    all_ok = True
+    all_ok, detail = _check_data_dir(settings)
+    _line(out, all_ok, "data directory", detail)
     client = RuxClient(settings.credentials, settings.configuration)
     try:
         await client.authenticate()
