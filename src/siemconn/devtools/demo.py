@@ -82,6 +82,10 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
     raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run siemconn against the built-in fake RUX tenant")
     ap.add_argument("--workdir", default=".demo", help="scratch folder (default .demo)")
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
     )
     args = ap.parse_args(argv)
+    # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(args.workdir).resolve()
     # the fake tenant is new on every run (ids start at 1), so a queue left by an earlier run would hold
     # checkpoints from another tenant: start the demo's queue afresh
