@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.configs import configuration
 from support.memqueue import MemQueue
 from support.syslogparse import parse, unframe
 
@@ -21,14 +22,7 @@ from siemconn.syslog.transport import open_transport
 
 
 def cfg(servers: list[ServerConfig], **kw: Any) -> Configuration:
-    base: dict[str, Any] = {
-        "server": [s.model_dump() for s in servers],
-        "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-        "retry_count": -1,
-        "batch_size": 10,
-        "max_backoff_seconds": 0.05,
-    }
-    return Configuration.model_validate(base | kw)
+    return configuration(servers, **({"retry_count": -1, "batch_size": 10, "max_backoff_seconds": 0.05} | kw))
 
 
 def srv(name: str, port: int, protocol: str = "TCP", **kw: Any) -> ServerConfig:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.configs import configuration
 from support.memqueue import MemQueue
 from support.rsyslog import RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
@@ -32,14 +33,7 @@ def rx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RsyslogReceiver]:
 
 
 def conf(servers: list[ServerConfig], **kw: Any) -> Configuration:
-    base: dict[str, Any] = {
-        "server": [s.model_dump() for s in servers],
-        "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-        "retry_count": -1,
-        "batch_size": 25,
-        "max_backoff_seconds": 0.2,
-    }
-    return Configuration.model_validate(base | kw)
+    return configuration(servers, **({"retry_count": -1, "batch_size": 25, "max_backoff_seconds": 0.2} | kw))
 
 
 def make_events(case: str, n: int, big: bool) -> list[dict[str, Any]]:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from siemconn.config import Configuration
+from siemconn.config import Configuration, ServerConfig
+
+UDP_514 = {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
 
 
-def configuration(**kw: Any) -> Configuration:
-    """One UDP server, every stream every minute, retry_count 3; keyword arguments override options."""
+def configuration(servers: list[ServerConfig] | None = None, **kw: Any) -> Configuration:
+    """Every stream every minute, retry_count 3 and one UDP server unless `servers` are given;
+    keyword arguments override options."""
     return Configuration.model_validate(
         {
-            "server": [
-                {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
-            ],
+            "server": [s.model_dump() for s in servers] if servers else [UDP_514],
             "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
             "retry_count": 3,
             **kw,
