@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -148,6 +149,51 @@ async def test_events_appended_during_paging_are_included(fake_factory, make_cli
         if len(ids) <= 2000:
             fake.append("detections", 300)
     assert ids == list(range(1, 2601))
+
+
+async def test_shared_hold_keeps_one_parsed_page_alive_across_streams(fake_factory, make_client) -> None:
+    """Two streams paging concurrently with one `hold`: a page is only handed out while no other stream's
+    page is being processed, yet both streams complete with every event."""
+    fake = fake_factory(seed_detections=3000, seed_audit=3000)
+    client = make_client(fake)
+    hold = asyncio.Lock()
+    active: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+    got: dict[str, list[int]] = {"detections": [], "audit": []}
+
+    async def consume(spec: StreamSpec) -> None:
+        async with contextlib.aclosing(client.pages(spec, 1, hold=hold)) as pages:
+            async for page in pages:
+                assert hold.locked()
+                active.append(spec.key)
+                if len(active) > 1:
+                    overlaps.append(tuple(active))
+                got[spec.key] += [e["id"] for e in page.events]
+                await asyncio.sleep(0.01)  # "commit": the other stream's request may complete meanwhile
+                active.remove(spec.key)
+
+    await asyncio.gather(consume(DET), consume(StreamSpec("audit")))
+    assert overlaps == []
+    assert got["detections"] == list(range(1, 3001)) and got["audit"] == list(range(1, 3001))
+    assert not hold.locked()
+
+
+async def test_hold_is_released_when_the_caller_stops_early(fake_factory, make_client) -> None:
+    fake = fake_factory(seed_detections=3000)
+    client = make_client(fake)
+    hold = asyncio.Lock()
+    async with contextlib.aclosing(client.pages(DET, 1, hold=hold)) as pages:
+        async for _page in pages:
+            assert hold.locked()
+            break
+    assert not hold.locked()
+    # a failing request does not leave it held either
+    fake.add_fault(Fault(path="detections", status=500, count=100))
+    with pytest.raises(RuxUnavailableError):
+        async with contextlib.aclosing(client.pages(DET, 1, hold=hold)) as pages:
+            async for _page in pages:
+                pass
+    assert not hold.locked()
 
 
 async def test_generator_requests_next_page_only_when_resumed(fake_factory, make_client) -> None:

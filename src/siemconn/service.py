@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ from siemconn.logging import get_logger, setup_logging
 from siemconn.metrics import Metrics
 from siemconn.observe import Health, start_http_server, write_heartbeat
 from siemconn.queue import DurableQueue
+from siemconn.runtime import tune_process
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
 from siemconn.sdnotify import Notifier
@@ -79,6 +80,7 @@ class Service:
         self._crons: list[aiocron.Cron] = []
         self._stop = asyncio.Event()
         self._stopping = False
+        self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
         self._exit_code = exitcodes.OK
 
@@ -136,16 +138,18 @@ class Service:
         assert self.queue is not None and self.client is not None
         checkpoint = await self.queue.checkpoint(spec.key)
         total = 0
-        async for page in self.client.pages(spec, checkpoint):
-            stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
-            total += stored
-            self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
-            del page  # stored: do not keep the parsed events alive while the next page is fetched
-            if self._stopping:
-                break
-            ok, _reason = await self.queue.can_pull()
-            if not ok:
-                break
+        # one parsed page alive at a time across streams (peak memory); requests still overlap
+        async with aclosing(self.client.pages(spec, checkpoint, hold=self._ingest)) as pages:
+            async for page in pages:
+                stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
+                total += stored
+                self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
+                del page  # stored: do not keep the parsed events alive while the next page is fetched
+                if self._stopping:
+                    break
+                ok, _reason = await self.queue.can_pull()
+                if not ok:
+                    break
         now = time.time()
         await self.queue.record_poll(spec.key, now)
         self.metrics.last_poll.labels(stream=spec.key).set(now)
@@ -330,6 +334,7 @@ def run_service(settings: Settings) -> int:
         level=cfg.log_level,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
+    log.debug("process tuned", malloc=tune_process())
     try:
         return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:
