@@ -90,7 +90,8 @@ def parse_event_timestamp(payload: str | bytes) -> str | None:
 
     `payload` is the JSON text, as `str` or as UTF-8 bytes."""
     try:
-        event = json.loads(payload)
+        # json.loads(bytes) would detect the encoding first; stored payloads are UTF-8 (ASCII in fact)
+        event = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
         raw = event.get("event_timestamp") if isinstance(event, dict) else None
         if not isinstance(raw, str) or not raw:
             return None
