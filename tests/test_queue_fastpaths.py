@@ -123,7 +123,8 @@ class _RecordingTransport:
         self.q, self.fail_on, self.log, self.closed = q, fail_on, log, False
 
     async def write(self, frames: list[bytes]) -> None:
-        ids = [json.loads(f[f.index(b"{") :])["id"] for f in frames]
+        lines = [line for f in frames for line in f.splitlines()]  # TCP LF: a chunk may hold many lines
+        ids = [json.loads(line[line.index(b"{") :])["id"] for line in lines]
         self.log.append((await self.q.depth("a"), ids))
         await asyncio.sleep(0.01)  # the settle wait, during which the writer reads ahead
         if len(self.log) in self.fail_on:

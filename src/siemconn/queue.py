@@ -27,6 +27,10 @@ added by subclassing) and do reads with our own range SQL on an index:
   construction. The same holds for the dedupe high-water mark (max committed event id per key).
 * each destination has a durable cursor (a first_seq value) in the side table `cursors` of the same file.
   read_batch is an index range read on first_seq, so its cost does not depend on the backlog.
+* the read side never decodes payloads: a page's `data` is split on b"\n" into bytes, and a `Batch` holds
+  its events as `Segment`s (stream, ids, payload bytes), at most one per page it touches, so the syslog
+  writer formats a page slice with a few bytes operations. `Batch.events` (one `QueuedEvent` with a
+  `str` payload per event) is built only when a caller asks for it.
 * housekeeping, every `housekeeping_every` acks (not every ack), deletes pages that every destination has
   passed, in batches, in the same transaction that folds their checkpoints and high-water marks into the
   side table. Freed SQLite pages are reused (the file does not grow without bound) and handed back to
@@ -74,7 +78,7 @@ import stat
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
@@ -105,6 +109,7 @@ __all__ = [
     "DestinationStatus",
     "DurableQueue",
     "QueuedEvent",
+    "Segment",
     "StatusReport",
     "StreamStatus",
     "read_status",
@@ -169,16 +174,51 @@ class QueuedEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class Segment:
+    """Consecutive events of one page: their stream, ids and payloads (JSON, ASCII bytes, no newline).
+
+    `ids` and `payloads` have the same length (>= 1); the payloads are the stored bytes, not decoded.
+    """
+
+    stream: str
+    ids: list[int | None]
+    payloads: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
-    """Events [start_seq, end_seq) read for one destination; ack() it after the destination accepted it."""
+    """Events [start_seq, end_seq) read for one destination; ack() it after the destination accepted it.
+
+    The events are held as `segments`, at most one per page touched, in order: the writer formats a
+    segment as a whole. `events` builds one `QueuedEvent` (payload as `str`) per event on first use.
+    """
 
     destination: str
-    events: list[QueuedEvent]
+    segments: list[Segment]
     start_seq: int
     end_seq: int
+    _events: list[QueuedEvent] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
-        return len(self.events)
+        return self.end_seq - self.start_seq
+
+    @property
+    def events(self) -> list[QueuedEvent]:
+        """The batch as one `QueuedEvent` per event (built once, then cached)."""
+        events = self._events
+        if events is None:
+            events = []
+            for seg in self.segments:
+                events.extend(
+                    map(
+                        QueuedEvent,
+                        repeat(seg.stream, len(seg.payloads)),
+                        seg.ids,
+                        [p.decode("utf-8") for p in seg.payloads],
+                    )
+                )
+            object.__setattr__(self, "_events", events)
+        return events
 
 
 class _PageSerializer:
@@ -195,6 +235,12 @@ class _PageSerializer:
     def loads(data: bytes | str) -> list[str]:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray | memoryview) else data
         return text.split("\n") if text else []
+
+
+def _split_page(data: bytes | str) -> list[bytes]:
+    """A stored page's payloads as bytes, not decoded (the read side; `_PageSerializer.loads` decodes)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    return raw.split(b"\n") if raw else []
 
 
 class _PageLog(SQLiteQueue):  # type: ignore[misc]
@@ -375,9 +421,9 @@ class DurableQueue:
         self._free_pages_bytes = 0
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {}
-        # per destination, the last page it read, decoded: (first_seq, stream, ids, payloads). A batch
+        # per destination, the last page it read, split: (first_seq, stream, ids, payloads as bytes). A batch
         # smaller than a page reads the same page again; this saves splitting it again (worker thread only)
-        self._decoded: dict[str, tuple[int, str, list[int | None], list[str]]] = {}
+        self._decoded: dict[str, tuple[int, str, list[int | None], list[bytes]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -698,10 +744,10 @@ class DurableQueue:
 
     def _decode_page(
         self, destination: str, first_seq: int, key: str, ids_text: str, data: bytes
-    ) -> tuple[str, list[int | None], list[str]]:
+    ) -> tuple[str, list[int | None], list[bytes]]:
         stream = key.partition(".")[0]
         ids: list[int | None] = json.loads(ids_text)
-        payloads = _PageSerializer.loads(data)
+        payloads = _split_page(data)
         self._decoded[destination] = (int(first_seq), stream, ids, payloads)
         return stream, ids, payloads
 
@@ -712,16 +758,15 @@ class DurableQueue:
             cur = max(cur, start_seq)
         if cur >= self._head:
             return None
-        events: list[QueuedEvent] = []
+        segments: list[Segment] = []
+        count = 0
         cached = self._decoded.get(destination)
         if cached is not None and cached[0] <= cur < cached[0] + len(cached[3]):
             # the page this destination is in the middle of (a batch smaller than a page): no re-read
             first_seq, stream, ids, payloads = cached
             off = cur - first_seq
-            take = min(len(payloads) - off, max_events)
-            events.extend(
-                map(QueuedEvent, repeat(stream, take), ids[off : off + take], payloads[off : off + take])
-            )
+            count = min(len(payloads) - off, max_events)
+            segments.append(Segment(stream, ids[off : off + count], payloads[off : off + count]))
             start = first_seq + len(payloads)  # pages are contiguous: the next one starts here
         else:
             start_row = conn.execute(
@@ -729,7 +774,7 @@ class DurableQueue:
                 (cur,),
             ).fetchone()
             start = int(start_row[0]) if start_row else cur
-        if len(events) < max_events and start < self._head:
+        if count < max_events and start < self._head:
             rows = conn.execute(
                 f"SELECT first_seq, n, key, ids, data FROM {PAGE_TABLE} WHERE first_seq >= ? "
                 "ORDER BY first_seq",
@@ -737,29 +782,23 @@ class DurableQueue:
             )
             try:
                 for first_seq, n, key, ids_text, data in rows:
-                    off = max(0, cur + len(events) - int(first_seq))
+                    off = max(0, cur + count - int(first_seq))
                     if off >= n:
                         continue
-                    take = min(int(n) - off, max_events - len(events))
+                    take = min(int(n) - off, max_events - count)
                     stream, ids, payloads = self._decode_page(destination, first_seq, key, ids_text, data)
-                    events.extend(
-                        map(
-                            QueuedEvent,
-                            repeat(stream, take),
-                            ids[off : off + take],
-                            payloads[off : off + take],
-                        )
-                    )
-                    if len(events) >= max_events:
+                    segments.append(Segment(stream, ids[off : off + take], payloads[off : off + take]))
+                    count += take
+                    if count >= max_events:
                         break
             finally:
                 rows.close()
         cached = self._decoded.get(destination)
-        if cached is not None and cur + len(events) >= cached[0] + len(cached[3]):
-            del self._decoded[destination]  # fully read: do not keep its strings alive
-        if not events:
+        if cached is not None and cur + count >= cached[0] + len(cached[3]):
+            del self._decoded[destination]  # fully read: do not keep its payloads alive
+        if not count:
             return None
-        return Batch(destination, events, cur, cur + len(events))
+        return Batch(destination, segments, cur, cur + count)
 
     async def ack(self, batch: Batch) -> None:
         """Durably move batch.destination's cursor past the batch (one small commit)."""

@@ -12,7 +12,10 @@ Shapes (no framing; see `frame`):
 
 All send times are UTC. Per-server constant parts are precomputed by `Formatter`, and the header is
 cached per distinct `now`, so a batch formatted with one `now` costs one header build plus one bytes
-concatenation per event.
+concatenation per event. Except for rfc5424 with `timestamp: "event"`, the header does not depend on the
+payload: `Formatter.constant_header(stream, now)` returns it as bytes, and the message is that header
+followed by the payload bytes as stored in the queue (`Formatter.format_bytes` is the per-event form, and
+the only one for event timestamps). Both are byte-identical to `Formatter.format`.
 
 UDP (RFC 5426): one message per datagram and NO framing: the datagram boundary is the frame, and
 rsyslog drops a trailing LF anyway, so adding one would only change what a stricter receiver stores.
@@ -82,10 +85,13 @@ def rfc3339(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_event_timestamp(payload: str) -> str | None:
-    """The event's own `event_timestamp` as RFC 3339 UTC, or None if missing or unparseable."""
+def parse_event_timestamp(payload: str | bytes) -> str | None:
+    """The event's own `event_timestamp` as RFC 3339 UTC, or None if missing or unparseable.
+
+    `payload` is the JSON text, as `str` or as UTF-8 bytes."""
     try:
-        event = json.loads(payload)
+        # json.loads(bytes) would detect the encoding first; stored payloads are UTF-8 (ASCII in fact)
+        event = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
         raw = event.get("event_timestamp") if isinstance(event, dict) else None
         if not isinstance(raw, str) or not raw:
             return None
@@ -113,6 +119,9 @@ class Formatter:
         "_last_now",
         "_last_prefix",
         "_msgids",
+        "_sd",
+        "_headers_now",
+        "_headers",
     )
 
     def __init__(self, server: ServerConfig, *, hostname: str | None = None) -> None:
@@ -123,6 +132,9 @@ class Formatter:
         self._last_now: datetime | None = None
         self._last_prefix = ""
         self._msgids: dict[str, str] = {}
+        self._sd = server.structured_data or "-"
+        self._headers_now: datetime | None = None
+        self._headers: dict[str, bytes] = {}
         if server.format == "legacy":
             self._host = server.hostname or LEGACY_HOSTNAME
             self._tail = f" {self._host}: "
@@ -161,12 +173,44 @@ class Formatter:
         """One message, without framing."""
         if self._fmt != "rfc5424":
             return (self._prefix(now) + payload).encode()
-        sd = self.server.structured_data or "-"
+        sd = self._sd
         if self._event_ts:
             ts = parse_event_timestamp(payload)
             if ts is not None:
                 return f"{self._pri}1 {ts}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
         return f"{self._prefix(now)}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
+
+    def _send_header(self, stream: str, now: datetime) -> bytes:
+        """Everything before the payload, with the send time `now`; cached per stream for one `now`."""
+        if not (now is self._headers_now or now == self._headers_now):
+            self._headers_now = now
+            self._headers = {}
+        header = self._headers.get(stream)
+        if header is None:
+            if self._fmt != "rfc5424":
+                text = self._prefix(now)
+            else:
+                text = f"{self._prefix(now)}{self._tail}{self._msgid(stream)} {self._sd} "
+            header = self._headers[stream] = text.encode()
+        return header
+
+    def constant_header(self, stream: str, now: datetime) -> bytes | None:
+        """The bytes before the payload shared by every message of `stream` sent at `now`, or None when
+        the header depends on the payload (rfc5424 with `timestamp: "event"`).
+
+        For any payload, `constant_header(stream, now) + payload.encode()` is `format(payload, stream, now)`.
+        """
+        if self._event_ts:
+            return None
+        return self._send_header(stream, now)
+
+    def format_bytes(self, payload: bytes, stream: str, now: datetime) -> bytes:
+        """`format` for a payload given as UTF-8 bytes: the same message, without decoding the payload."""
+        if self._event_ts:
+            ts = parse_event_timestamp(payload)
+            if ts is not None:
+                return f"{self._pri}1 {ts}{self._tail}{self._msgid(stream)} {self._sd} ".encode() + payload
+        return self._send_header(stream, now) + payload
 
 
 def format_message(payload: str, stream: str, server: ServerConfig, now: datetime) -> bytes:

@@ -3,6 +3,15 @@
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
 acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
 
+Formatting (`_Writer._prepare`): a batch of the durable queue holds its payloads as bytes, in segments
+(one per page slice). When the header does not depend on the payload (every format except rfc5424 with
+`timestamp: "event"`), a segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE
+chunk `header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per
+event (UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting
+event by event with `Formatter.format`, which remains the path for batches that only have `events`. So
+the chunks given to `Transport.write` are not one per event: event counts (delivered, failed) come from
+the batch, not from the number of chunks.
+
 retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
 
 - N >= 0: after the first failure and N failed retries in a row, the server is declared DOWN (logged once,
@@ -61,6 +70,30 @@ class BatchLike(Protocol):
     def events(self) -> Sequence[QueuedEventLike]: ...
 
 
+class SegmentLike(Protocol):
+    """Consecutive events of one stream with their payloads as bytes (siemconn.queue.Segment)."""
+
+    @property
+    def stream(self) -> str: ...
+    @property
+    def ids(self) -> Sequence[int | None]: ...
+    @property
+    def payloads(self) -> Sequence[bytes]: ...
+
+
+def _segments(batch: BatchLike) -> Sequence[SegmentLike] | None:
+    """The batch's segments when it has them (siemconn.queue.Batch), else None (events only)."""
+    segments: Sequence[SegmentLike] | None = getattr(batch, "segments", None)
+    return segments
+
+
+def _batch_len(batch: BatchLike) -> int:
+    segments = _segments(batch)
+    if segments is None:
+        return len(batch.events)
+    return sum(len(seg.payloads) for seg in segments)
+
+
 class QueueLike(Protocol):
     """What the pool needs from siemconn.queue.DurableQueue."""
 
@@ -92,7 +125,18 @@ class _Oversize:
     dropped_ids: list[int | None] | None = None
 
 
-_Prepared = tuple[BatchLike, list[bytes], "_Oversize | None"]  # a batch, its frames, its UDP size report
+@dataclass
+class _Prepared:
+    """A batch formatted for the wire. `frames` are bytes chunks for `Transport.write`: one per event,
+    except for TCP/TLS LF framing from segments, where one chunk holds a whole segment's lines. So the
+    counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
+    minus UDP-dropped ones)."""
+
+    batch: BatchLike
+    frames: list[bytes]
+    events: int
+    sent: int
+    oversize: _Oversize | None
 
 
 class _Writer:
@@ -134,13 +178,13 @@ class _Writer:
                 prepared = await self._take_prefetched()
                 if prepared is None:
                     batch = await pool.queue.read_batch(self.name, pool.batch_size)
-                    if batch is None or not batch.events:
+                    if batch is None or not _batch_len(batch):
                         self.failures = 0  # connected and nothing to send
                         await self._update_depth(force=True)
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
                         continue
                     prepared = self._prepare(batch)
-                await self._deliver(*prepared)
+                await self._deliver(prepared)
         finally:
             await self._drop_prefetched()
             await self._close()
@@ -248,14 +292,17 @@ class _Writer:
     async def _read_prepared(self, start_seq: int) -> _Prepared | None:
         read_from = self.pool.queue.read_batch_from  # type: ignore[attr-defined]
         batch = await read_from(self.name, start_seq, self.pool.batch_size)
-        if batch is None or not batch.events:
+        if batch is None or not _batch_len(batch):
             return None
         return self._prepare(batch)
 
     def _prepare(self, batch: BatchLike) -> _Prepared:
         """Format and frame a batch (the CPU part of a delivery, done before the write)."""
-        events = batch.events
         now = datetime.now(UTC)
+        segments = _segments(batch)
+        if segments is not None:
+            return self._prepare_segments(batch, segments, now)
+        events = batch.events
         fmt = self.formatter.format
         oversize: _Oversize | None = None
         if self.server.server_protocol == "UDP":
@@ -277,14 +324,67 @@ class _Writer:
         else:
             framing = self.server.framing
             frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
-        return batch, frames, oversize
+        return _Prepared(batch, frames, len(events), len(frames), oversize)
 
-    async def _deliver(self, batch: BatchLike, frames: list[bytes], oversize: _Oversize | None) -> None:
+    def _prepare_segments(
+        self, batch: BatchLike, segments: Sequence[SegmentLike], now: datetime
+    ) -> _Prepared:
+        """`_prepare` for payload bytes: the same bytes on the wire, without decoding or a per-event
+        header build. With a constant header, TCP/TLS LF framing is one bytes join per segment."""
+        server = self.server
+        formatter = self.formatter
+        udp = server.server_protocol == "UDP"
+        lf = server.framing == "lf"
+        frames: list[bytes] = []
+        oversize: _Oversize | None = None
+        events = 0
+        for seg in segments:
+            payloads = seg.payloads
+            if not payloads:
+                continue
+            events += len(payloads)
+            prefix = formatter.constant_header(seg.stream, now)
+            if not udp and lf:
+                if prefix is not None:
+                    frames.append(prefix + (b"\n" + prefix).join(payloads) + b"\n")
+                else:
+                    fmt = formatter.format_bytes
+                    stream = seg.stream
+                    frames.append(b"\n".join([fmt(p, stream, now) for p in payloads]) + b"\n")
+                continue
+            if prefix is not None:
+                msgs = [prefix + p for p in payloads]
+            else:
+                fmt = formatter.format_bytes
+                stream = seg.stream
+                msgs = [fmt(p, stream, now) for p in payloads]
+            if not udp:
+                frames.extend([b"%d %s" % (len(m), m) for m in msgs])
+                continue
+            limit = server.max_message_size
+            if max(map(len, msgs)) <= limit:
+                frames.extend(msgs)
+                continue
+            for event_id, msg in zip(seg.ids, msgs, strict=True):
+                fitted = fit_datagram(msg, server)
+                if fitted is not msg:
+                    oversize = oversize or _Oversize()
+                    if fitted is None:
+                        if oversize.dropped_ids is None:
+                            oversize.dropped_ids = []
+                        oversize.dropped_ids.append(event_id)
+                        continue
+                    oversize.truncated += 1
+                frames.append(fitted)
+        dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
+        return _Prepared(batch, frames, events, events - dropped, oversize)
+
+    async def _deliver(self, prepared: _Prepared) -> None:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
         batch (after this one) is read and formatted; it is written only after this one was acked, and
         dropped if this write fails, so at most one batch is ever unacked on the wire."""
         pool = self.pool
-        events = batch.events
+        batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
         end_seq = getattr(batch, "end_seq", None)
         if end_seq is not None and hasattr(pool.queue, "read_batch_from") and not pool.stopping:
@@ -296,7 +396,7 @@ class _Writer:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
             if self._m_failed is not None:
-                self._m_failed.inc(len(events))
+                self._m_failed.inc(prepared.events)
             await self._failed(reason)
             return
         except BaseException:
@@ -304,10 +404,10 @@ class _Writer:
             raise
         await pool.queue.ack(batch)
         if self._m_delivered is not None:
-            self._m_delivered.inc(len(frames))
+            self._m_delivered.inc(prepared.sent)
         self.failures = 0
-        if oversize is not None:
-            self._report_oversize(oversize)
+        if prepared.oversize is not None:
+            self._report_oversize(prepared.oversize)
         await self._update_depth()
 
     def _report_oversize(self, o: _Oversize) -> None:
