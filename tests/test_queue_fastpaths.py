@@ -75,6 +75,30 @@ async def test_batches_across_pages_in_order(tmp_path: Path, size: int) -> None:
         await q.close()
 
 
+async def test_pages_stored_as_text_or_blob_read_the_same(tmp_path: Path) -> None:
+    """New pages are stored as TEXT (no encode copy); pages written as BLOBs by earlier versions still read."""
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    try:
+        await q.commit_page("audit", _events(1, 10), 11)
+        await q.commit_page("audit", _events(11, 10), 21)
+        conn = q._db()
+        assert [r[0] for r in conn.execute("SELECT typeof(data) FROM page_log ORDER BY first_seq")] == [
+            "text",
+            "text",
+        ]
+        conn.execute("UPDATE page_log SET data = CAST(data AS BLOB) WHERE first_seq = 0")
+        assert [r[0] for r in conn.execute("SELECT typeof(data) FROM page_log ORDER BY first_seq")] == [
+            "blob",
+            "text",
+        ]
+        batch = await q.read_batch("a", 20)
+        assert batch is not None
+        assert [json.loads(e.payload) for e in batch.events] == _events(1, 20)
+        assert all(isinstance(p, bytes) for seg in batch.segments for p in seg.payloads)
+    finally:
+        await q.close()
+
+
 async def test_read_ahead_does_not_move_the_cursor(tmp_path: Path) -> None:
     q = await DurableQueue.open(tmp_path / "q", ["a"])
     try:
