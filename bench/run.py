@@ -15,7 +15,9 @@ siemconn process's CPU seconds per event (user+sys from /proc/PID/stat; whole ru
 start, and excluding the startup CPU), its peak RSS (VmHWM), the time from process start to the first
 event at the sink, and, for TCP only, the CPU used over `--idle-seconds` with nothing to fetch. Then it
 runs bench/queue_bench.py's run() at a 10,000 vs 200,000-event backlog (`--full`: 10,000 vs 1,000,000,
-about 3 more minutes and 1.3 GB of disk).
+about 3 more minutes and 1.3 GB of disk), and bench/floor.py's run(): what orjson.loads and the
+json.dumps-identical encoder alone cost per event on the same kind of events (the floor under the CPU
+figures).
 
     python bench/run.py [--full] [--protocols tcp,udp,tls] [--idle-seconds 60] [--no-write]
 
@@ -46,6 +48,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+import floor  # noqa: E402
 import queue_bench  # noqa: E402
 
 PY = sys.executable
@@ -331,7 +334,9 @@ def bottleneck(r: dict[str, Any]) -> str:
     return f"{name} ({parts} of one core)"
 
 
-def table(runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any]) -> str:
+def table(
+    runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any], fl: dict[str, float] | None = None
+) -> str:
     rows: list[tuple[str, str, str]] = []
     for r in runs:
         p = f"{r['protocol'].upper()} batch {r['batch_size']}"
@@ -369,6 +374,14 @@ def table(runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any]) 
          f"{qb['commit_ratio']}, {qb['read_ack_ratio']}", "<= 1.2"),
         (f"queue bench peak RSS MB with {lg} queued", fmt(large["peak_rss_kb"] / 1024), "<= 80"),
     ]  # fmt: skip
+    if fl:
+        rows += [
+            ("library floor: orjson.loads us/event (page of 1,000)", fmt(fl["parse_us"]), ""),
+            ("library floor: json.dumps-identical encode us/event", fmt(fl["encode_us"]), ""),
+            ("library floor: parse + encode us/event (bench/floor.py)", fmt(fl["floor_us"]), "<= 20"),
+            ("library floor: events/s on one GIL (1e6 / floor)", fmt(fl["max_events_per_s"], ",.0f"), ">= 45,000"),
+            ("for comparison: orjson.dumps (not the reference shape) us/event", fmt(fl["orjson_dumps_us"]), ""),
+        ]  # fmt: skip
     w1 = max(len(a) for a, _, _ in rows)
     w2 = max(len(b) for _, b, _ in rows)
     lines = [
@@ -434,11 +447,13 @@ def main(argv: list[str] | None = None) -> int:
 
         structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
         qb = queue_bench.run(sizes)
+        print("library floor ...", file=sys.stderr, flush=True)
+        fl = floor.run()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     meta = machine()
     elapsed = time.monotonic() - started
-    tab = table(runs, qb, meta)
+    tab = table(runs, qb, meta, fl)
     cmd = "make bench" + ("  (python bench/run.py --full)" if args.full else "  (python bench/run.py)")
     block = "\n".join(
         [
