@@ -250,3 +250,21 @@ def test_long_digit_runs_inside_strings_use_the_fast_parser() -> None:
     assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0"}')
     assert not _has_long_digit_run(b'{"sha": "ab18446744073709551616", "h": ["18446744073709551616"]}')
     assert _has_long_digit_run(b'{"sha": "ab18446744073709551616", "n": 18446744073709551616}')
+
+
+async def test_an_id_beyond_64_bits_is_queued_and_sent_exactly(tmp_path: Path) -> None:
+    """SQLite integers are 64-bit: such an id used to make every commit of the page fail (OverflowError),
+    so the stream could never move on. Now the event is stored and sent unchanged; only the id-based
+    dedupe skips it."""
+    big = 2**64 + 1
+    q = await DurableQueue.open(tmp_path / "q", ["a"])
+    try:
+        assert await q.commit_page("audit", [{"id": 5}, {"id": big}, {"id": None}, {"x": 1}], 10) == 4
+        batch = await q.read_batch("a", 10)
+        assert batch is not None
+        assert [e.event_id for e in batch.events] == [5, None, None, None]
+        assert json.loads(batch.events[1].payload)["id"] == big
+        assert batch.events[1].payload == json.dumps({"id": big})
+        assert await q.checkpoint("audit") == 10
+    finally:
+        await q.close()

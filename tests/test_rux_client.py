@@ -717,3 +717,20 @@ def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
     assert ev["big"] == 2**64 and isinstance(ev["big"], int) and ev["neg"] == -(2**63) - 1
     assert encode_event(ev) == json.dumps(json.loads(raw)["events"][0])
     assert _loads(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
+
+
+async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(make_client) -> None:
+    """The queue stores checkpoints as SQLite integers: one beyond 64 bits used to fail every commit."""
+    body: dict[str, Any] = {"events": [{"id": 1}], "next_checkpoint": 2**64, "remaining_count": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
+        return httpx.Response(200, content=json.dumps(body).encode(), headers={"Content-Type": J})
+
+    client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
+    with pytest.raises(RuxResponseError, match="checkpoint 18446744073709551616 does not fit 64 bits"):
+        await collect(client, DET, 1)
+    body.update(next_checkpoint=None, events=[{"id": 2**64}])  # derived: max id + 1
+    with pytest.raises(RuxResponseError, match="checkpoint 18446744073709551617 does not fit 64 bits"):
+        await collect(client, DET, 1)

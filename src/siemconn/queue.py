@@ -83,6 +83,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from persistqueue import SQLiteQueue
 
 from siemconn.errors import QueueError, QueueLockedError
@@ -119,6 +120,7 @@ __all__ = [
 log = get_logger(__name__)
 
 EVENT_ID_FIELD = "id"
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # SQLite INTEGER
 MB = 1024 * 1024
 _HOUSEKEEPING_PAGES = 512  # pages deleted per housekeeping transaction
 _VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQLite pages (16 MB) pile up
@@ -307,14 +309,23 @@ class _PageLog(SQLiteQueue):  # type: ignore[misc]
         return row_id
 
 
+def _load_ids(ids_text: str) -> list[int | None]:
+    """A page's stored id list: integers within 64 bits (see `_event_id`) or null, so orjson reads them
+    exactly (json.loads took ~2 % of the process's CPU here)."""
+    ids: list[int | None] = orjson.loads(ids_text)
+    return ids
+
+
 def _default_disk_free(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
 def _event_id(event: Mapping[str, Any]) -> int | None:
+    """The event's integer id, or None: missing, not an integer, or beyond SQLite's signed 64 bits (such an
+    event is kept and sent, it just takes no part in the id-based dedupe)."""
     v = event.get(EVENT_ID_FIELD)
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
+    if isinstance(v, int) and not isinstance(v, bool) and _I64_MIN <= v <= _I64_MAX:
+        return int(v)
     return None
 
 
@@ -641,7 +652,7 @@ class DurableQueue:
         add_payload, add_id = payloads.append, ids.append
         for event in events:
             v = event.get(EVENT_ID_FIELD)
-            eid = v if type(v) is int else (_event_id(event) if v is not None else None)
+            eid = v if type(v) is int and _I64_MIN <= v <= _I64_MAX else _event_id(event)
             if eid is not None and hwm is not None and eid <= hwm:
                 continue
             add_payload(encode(event))
@@ -749,7 +760,7 @@ class DurableQueue:
         self, destination: str, first_seq: int, key: str, ids_text: str, data: bytes
     ) -> tuple[str, list[int | None], list[bytes]]:
         stream = key.partition(".")[0]
-        ids: list[int | None] = json.loads(ids_text)
+        ids = _load_ids(ids_text)
         payloads = _split_page(data)
         self._decoded[destination] = (int(first_seq), stream, ids, payloads)
         return stream, ids, payloads

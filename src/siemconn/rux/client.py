@@ -108,6 +108,9 @@ def _loads(content: bytes) -> Any:
     return json.loads(content.decode("utf-8"))
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # what the queue (SQLite INTEGER) can store
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -517,6 +520,11 @@ class RuxClient:
                         kept=cursor,
                     )
                     nxt = cursor
+                if nxt is not None and not _I64_MIN <= nxt <= _I64_MAX:
+                    raise RuxResponseError(
+                        f"bad response from {path} for stream {spec.key}: checkpoint {nxt} does not fit "
+                        "64 bits and cannot be stored; checkpoint kept"
+                    )
                 advanced = nxt is not None and (cursor is None or nxt > cursor)
                 if events or advanced:
                     if nxt is None or (cursor is None and not events and nxt <= 0):
