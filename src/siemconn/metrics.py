@@ -1,14 +1,61 @@
-"""Prometheus metrics, on a registry of our own (no global state). Served only if metrics_address is set."""
+"""Prometheus metrics, on a registry of our own (no global state). Served only if metrics_address is set.
+
+`Metrics()` builds real prometheus-client counters and gauges. `Metrics(enabled=False)`, what the service
+uses when no metrics endpoint is configured (the default), gives objects with the same calls that do
+nothing, and does not import prometheus-client at all (~2 MB of resident memory and ~20 ms of start-up).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import Any, Protocol
+
+
+class MetricLike(Protocol):
+    """The part of a prometheus-client Counter / Gauge that siemconn uses."""
+
+    def labels(self, *values: str, **kw: str) -> Any: ...
+
+
+class _Off:
+    """A metric that records nothing: labels() returns itself, inc() and set() do nothing."""
+
+    __slots__ = ()
+
+    def labels(self, *values: str, **kw: str) -> _Off:
+        return self
+
+    def inc(self, amount: float = 1) -> None:
+        return None
+
+    def set(self, value: float) -> None:
+        return None
 
 
 class Metrics:
     """All counters and gauges of one siemconn process."""
 
-    def __init__(self) -> None:
+    events_fetched: MetricLike
+    events_delivered: MetricLike
+    events_failed: MetricLike
+    events_truncated: MetricLike
+    api_requests: MetricLike
+    reconnects: MetricLike
+    queue_depth: MetricLike
+    oldest_age: MetricLike
+    last_poll: MetricLike
+    checkpoint: MetricLike
+    server_up: MetricLike
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.registry: Any = None
+        if not enabled:
+            off = _Off()
+            for name in self.__annotations__:
+                setattr(self, name, off)
+            return
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.events_fetched = Counter(
             "siemconn_events_fetched", "Events fetched from RUX", ["stream"], registry=r

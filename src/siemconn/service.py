@@ -70,7 +70,7 @@ class Service:
         self.settings = settings
         self._on_secret = on_secret
         self.cfg = settings.configuration
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(enabled=bool(self.cfg.metrics_address))
         self.health = Health([s.name for s in self.cfg.server], window=self.cfg.health_window_seconds)
         self.notifier = Notifier()
         self.queue: DurableQueue | None = None
