@@ -171,7 +171,14 @@ def make_certs(workdir: Path) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
-def write_config(run_dir: Path, proto: str, port: int, certs: dict[str, str], batch: int | None) -> Path:
+def write_config(
+    run_dir: Path,
+    proto: str,
+    port: int,
+    certs: dict[str, str],
+    batch: int | None,
+    page_size: int | None = None,
+) -> Path:
     server: dict[str, Any] = {
         "name": f"bench_{proto}",
         "server_protocol": proto.upper(),
@@ -195,6 +202,8 @@ def write_config(run_dir: Path, proto: str, port: int, certs: dict[str, str], ba
     }
     if batch is not None:
         cfg["configuration"]["batch_size"] = batch
+    if page_size is not None:
+        cfg["configuration"]["page_size"] = page_size
     path = run_dir / "config.json"
     path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     return path
@@ -208,6 +217,7 @@ def run_variant(
     certs: dict[str, str],
     idle: float,
     profile: str | None = None,
+    page_size: int | None = None,
 ) -> dict[str, Any]:
     label = proto
     proto, _, b = proto.partition("@")
@@ -215,7 +225,7 @@ def run_variant(
     run_dir = workdir / label.replace("@", "_")
     run_dir.mkdir()
     sink = Sink.start(proto, certs)
-    cfg = write_config(run_dir, proto, sink.port, certs, batch)
+    cfg = write_config(run_dir, proto, sink.port, certs, batch, page_size)
     env = {**os.environ, "BASE_URL": url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET}
     out = open(run_dir / "siemconn.out", "w", encoding="utf-8")  # noqa: SIM115
     fake_cpu0 = fake_cpu(fake)
@@ -230,7 +240,12 @@ def run_variant(
              "-o", f"{profile}.{label}.txt"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-    res: dict[str, Any] = {"protocol": proto, "label": label, "batch_size": batch or 500}
+    res: dict[str, Any] = {
+        "protocol": proto,
+        "label": label,
+        "batch_size": batch or 500,
+        "page_size": page_size,
+    }
     cpu_at_first: float | None = None
     deadline = time.monotonic() + 150
     hwm = 0
@@ -340,6 +355,8 @@ def table(
     rows: list[tuple[str, str, str]] = []
     for r in runs:
         p = f"{r['protocol'].upper()} batch {r['batch_size']}"
+        if r.get("page_size"):
+            p += f" page_size {r['page_size']}"
         rows += [
             (f"{p}: events delivered / expected", f"{r['events']:,} / {EXPECTED:,}", "all (TCP/TLS)"),
             (f"{p}: events/s, first to last event", fmt(r["eps_first_to_last"], ",.0f"), ">= 45,000 (TCP)"),
@@ -414,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
     ap.add_argument("--profile", default=None, help="record py-spy collapsed stacks to PREFIX.<protocol>.txt")
+    ap.add_argument(
+        "--page-size", type=int, default=None, help="config page_size (default: the config default)"
+    )
     ap.add_argument("--queue-sizes", default=None, help="override the queue bench backlogs, e.g. 10000,50000")
     args = ap.parse_args(argv)
     started = time.monotonic()
@@ -428,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             for proto in args.protocols.split(","):
                 idle = args.idle_seconds if proto == "tcp" else 0.0  # the default-config run
                 print(f"running {proto} ...", file=sys.stderr, flush=True)
-                r = run_variant(proto, url, fake, workdir, certs, idle, args.profile)
+                r = run_variant(proto, url, fake, workdir, certs, idle, args.profile, args.page_size)
                 print(json.dumps(r), file=sys.stderr, flush=True)
                 runs.append(r)
         finally:
