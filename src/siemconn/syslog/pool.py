@@ -3,14 +3,16 @@
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
 acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
 
-Formatting (`_Writer._prepare`): a batch of the durable queue holds its payloads as bytes, in segments
-(one per page slice). When the header does not depend on the payload (every format except rfc5424 with
-`timestamp: "event"`), a segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE
-chunk `header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per
-event (UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting
-event by event with `Formatter.format`, which remains the path for batches that only have `events`. So
-the chunks given to `Transport.write` are not one per event: event counts (delivered, failed) come from
-the batch, not from the number of chunks.
+Formatting (`_Writer._prepare`): a batch holds its payloads as bytes, in segments (one per page slice).
+When the header does not depend on the payload (every format except rfc5424 with `timestamp: "event"`), a
+segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE chunk
+`header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per event
+(UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting event
+by event with `Formatter.format`. So the chunks given to `Transport.write` are not one per event: event
+counts (delivered, failed) come from the batch, not from the number of chunks.
+
+The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
+time comes from the injected `clock` (monotonic) and `wall_clock` (message timestamps).
 
 retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
 
@@ -31,7 +33,7 @@ import contextlib
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +43,8 @@ from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
 from siemconn.logging import get_logger
 from siemconn.metrics import Metrics
-from siemconn.syslog.format import Formatter, fit_datagram, frame
+from siemconn.queue import Batch
+from siemconn.syslog.format import Formatter, fit_datagram
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
 
 log = get_logger(__name__)
@@ -56,59 +59,44 @@ TRUNCATION_LOG_EVERY = 1000
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
 
 
-class QueuedEventLike(Protocol):
-    @property
-    def stream(self) -> str: ...
-    @property
-    def event_id(self) -> int | None: ...
-    @property
-    def payload(self) -> str: ...
-
-
-class BatchLike(Protocol):
-    @property
-    def events(self) -> Sequence[QueuedEventLike]: ...
-
-
-class SegmentLike(Protocol):
-    """Consecutive events of one stream with their payloads as bytes (siemconn.queue.Segment)."""
-
-    @property
-    def stream(self) -> str: ...
-    @property
-    def ids(self) -> Sequence[int | None]: ...
-    @property
-    def payloads(self) -> Sequence[bytes]: ...
-
-
-def _segments(batch: BatchLike) -> Sequence[SegmentLike] | None:
-    """The batch's segments when it has them (siemconn.queue.Batch), else None (events only)."""
-    segments: Sequence[SegmentLike] | None = getattr(batch, "segments", None)
-    return segments
-
-
-def _batch_len(batch: BatchLike) -> int:
-    segments = _segments(batch)
-    if segments is None:
-        return len(batch.events)
-    return sum(len(seg.payloads) for seg in segments)
-
-
 class QueueLike(Protocol):
-    """What the pool needs from siemconn.queue.DurableQueue."""
+    """The whole contract between the pool and the queue (siemconn.queue.DurableQueue implements it; so does
+    the tests' in-memory queue). Reading never advances a destination; ack() does, in read order."""
 
-    async def read_batch(self, destination: str, max_events: int) -> Any: ...
-    async def ack(self, batch: Any) -> None: ...
-    async def wait_for_data(self, destination: str, timeout: float) -> None: ...
-    async def depth(self, destination: str) -> int: ...
+    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
+        """Up to max_events undelivered events of destination from its cursor, or None."""
+        ...
+
+    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
+        """Like read_batch, from start_seq (>= the cursor): the batch after one not yet acked."""
+        ...
+
+    async def ack(self, batch: Batch) -> None:
+        """Durably move batch.destination's cursor to batch.end_seq."""
+        ...
+
+    async def wait_for_data(self, destination: str, timeout: float) -> None:
+        """Return when destination has undelivered events, or after timeout."""
+        ...
+
+    async def depth(self, destination: str) -> int:
+        """Undelivered events of destination."""
+        ...
+
+    async def oldest_age(self, destination: str) -> float | None:
+        """Seconds since the oldest undelivered event of destination was committed, or None."""
+        ...
 
 
 class HealthLike(Protocol):
+    """What the pool reports to the health state (siemconn's Health)."""
+
     def server_ok(self, name: str) -> None: ...
     def server_failed(self, name: str, reason: str) -> None: ...
 
 
 Sleep = Callable[[float], Awaitable[None]]
+WallClock = Callable[[], datetime]
 Opener = Callable[..., Awaitable[Transport]]
 
 
@@ -132,7 +120,7 @@ class _Prepared:
     counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
     minus UDP-dropped ones)."""
 
-    batch: BatchLike
+    batch: Batch
     frames: list[bytes]
     events: int
     sent: int
@@ -178,7 +166,7 @@ class _Writer:
                 prepared = await self._take_prefetched()
                 if prepared is None:
                     batch = await pool.queue.read_batch(self.name, pool.batch_size)
-                    if batch is None or not _batch_len(batch):
+                    if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
                         await self._update_depth(force=True)
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
@@ -290,47 +278,16 @@ class _Writer:
                 await task
 
     async def _read_prepared(self, start_seq: int) -> _Prepared | None:
-        read_from = self.pool.queue.read_batch_from  # type: ignore[attr-defined]
-        batch = await read_from(self.name, start_seq, self.pool.batch_size)
-        if batch is None or not _batch_len(batch):
+        batch = await self.pool.queue.read_batch_from(self.name, start_seq, self.pool.batch_size)
+        if batch is None or not len(batch):
             return None
         return self._prepare(batch)
 
-    def _prepare(self, batch: BatchLike) -> _Prepared:
-        """Format and frame a batch (the CPU part of a delivery, done before the write)."""
-        now = datetime.now(UTC)
-        segments = _segments(batch)
-        if segments is not None:
-            return self._prepare_segments(batch, segments, now)
-        events = batch.events
-        fmt = self.formatter.format
-        oversize: _Oversize | None = None
-        if self.server.server_protocol == "UDP":
-            frames: list[bytes] = []
-            for ev in events:
-                msg = fmt(ev.payload, ev.stream, now)
-                fitted = fit_datagram(msg, self.server)
-                if fitted is not msg:
-                    oversize = oversize or _Oversize()
-                    if fitted is None:
-                        if oversize.dropped_ids is None:
-                            oversize.dropped_ids = []
-                        oversize.dropped_ids.append(ev.event_id)
-                        continue
-                    oversize.truncated += 1
-                frames.append(fitted)
-        elif self.server.framing == "lf":
-            frames = [fmt(ev.payload, ev.stream, now) + b"\n" for ev in events]
-        else:
-            framing = self.server.framing
-            frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
-        return _Prepared(batch, frames, len(events), len(frames), oversize)
-
-    def _prepare_segments(
-        self, batch: BatchLike, segments: Sequence[SegmentLike], now: datetime
-    ) -> _Prepared:
-        """`_prepare` for payload bytes: the same bytes on the wire, without decoding or a per-event
-        header build. With a constant header, TCP/TLS LF framing is one bytes join per segment."""
+    def _prepare(self, batch: Batch) -> _Prepared:
+        """Format and frame a batch (the CPU part of a delivery, done before the write): the same bytes as
+        formatting event by event with `Formatter.format`, without decoding or a per-event header build.
+        With a constant header, TCP/TLS LF framing is one bytes join per segment."""
+        now = self.pool.wall_clock()
         server = self.server
         formatter = self.formatter
         udp = server.server_protocol == "UDP"
@@ -338,7 +295,7 @@ class _Writer:
         frames: list[bytes] = []
         oversize: _Oversize | None = None
         events = 0
-        for seg in segments:
+        for seg in batch.segments:
             payloads = seg.payloads
             if not payloads:
                 continue
@@ -386,9 +343,8 @@ class _Writer:
         pool = self.pool
         batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
-        end_seq = getattr(batch, "end_seq", None)
-        if end_seq is not None and hasattr(pool.queue, "read_batch_from") and not pool.stopping:
-            self._prefetch = asyncio.ensure_future(self._read_prepared(end_seq))
+        if not pool.stopping:
+            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq))
         try:
             if frames:
                 await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
@@ -444,9 +400,8 @@ class _Writer:
         depth = await self.pool.queue.depth(self.name)
         if self._m_depth is not None:
             self._m_depth.set(depth)
-            oldest_age = getattr(self.pool.queue, "oldest_age", None)  # optional in QueueLike
-            if oldest_age is not None and self.pool.metrics is not None:
-                age = await oldest_age(self.name)
+            if self.pool.metrics is not None:
+                age = await self.pool.queue.oldest_age(self.name)
                 self.pool.metrics.oldest_age.labels(self.name).set(age or 0.0)
         return depth
 
@@ -470,6 +425,7 @@ class WriterPool:
         metrics: Metrics | None = None,
         health: HealthLike | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: WallClock = lambda: datetime.now(UTC),
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         opener: Opener = open_transport,
@@ -484,6 +440,7 @@ class WriterPool:
         self.metrics = metrics
         self.health = health
         self.clock = clock
+        self.wall_clock = wall_clock
         self.sleep = sleep
         self.rand = rand
         self.opener = opener
@@ -528,8 +485,10 @@ class WriterPool:
                     t.cancel()
                     with contextlib.suppress(BaseException):
                         await t
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        if task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                raise exc
 
     def _all_down(self) -> bool:
         return all(w.state == DOWN for w in self._writers.values())
@@ -550,8 +509,10 @@ class WriterPool:
                     changed.cancel()
                 self._changed.clear()
                 for t in done:
-                    if t is not changed and not t.cancelled() and t.exception() is not None:
-                        raise t.exception()  # type: ignore[misc]
+                    if t is not changed and not t.cancelled():
+                        exc = t.exception()
+                        if exc is not None:
+                            raise exc
                 if self._all_down() and not self.stopping:
                     reasons = "; ".join(
                         w.reason if w.reason.startswith("syslog server ") else f"{w.server.label}: {w.reason}"
