@@ -138,7 +138,7 @@ async def test_delivers_everything_in_order_and_acks(tmp_path: Path, sinks: Any)
     assert sink.ids() == list(range(100))
     assert [len(b.events) for b in q.acks["a"]][:9] == [10] * 9  # batch_size respected
     assert metrics.events_delivered.labels("a")._value.get() == 100
-    assert metrics.queue_depth.labels("a")._value.get() == 0
+    assert metrics.server_up.labels("a")._value.get() == 0  # stopped
     assert pool.state("a") == "stopped"
 
 

@@ -12,7 +12,8 @@ by event with `Formatter.format`. So the chunks given to `Transport.write` are n
 counts (delivered, failed) come from the batch, not from the number of chunks.
 
 The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
-time comes from the injected `clock` (monotonic) and `wall_clock` (message timestamps).
+message timestamps come from the injected `wall_clock`. Metrics are always given (`NO_METRICS` when
+nobody watches); queue_depth is the queue's to set, not the pool's.
 
 retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
 
@@ -32,7 +33,6 @@ import asyncio
 import contextlib
 import random
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
 from siemconn.logging import get_logger
-from siemconn.metrics import Metrics
+from siemconn.metrics import NO_METRICS, Metrics, emit
 from siemconn.queue import Batch
 from siemconn.syslog.format import Formatter, fit_datagram
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
@@ -52,7 +52,6 @@ log = get_logger(__name__)
 MAX_BACKOFF_CAP = 300.0
 BASE_BACKOFF = 0.5
 IDLE_WAIT_SECONDS = 5.0
-DEPTH_EVERY_SECONDS = 1.0
 TRUNCATION_LOG_EVERY = 1000
 
 # writer states
@@ -142,17 +141,14 @@ class _Writer:
         self._tls_ctx: ssl.SSLContext | None = None
         self._ever_connected = False
         self._truncations = 0
-        self._last_depth = float("-inf")
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
-        self._m_delivered = m.events_delivered.labels(self.name) if m else None
-        self._m_failed = m.events_failed.labels(self.name) if m else None
-        self._m_truncated = m.events_truncated.labels(self.name) if m else None
-        self._m_reconnects = m.reconnects.labels(self.name) if m else None
-        self._m_up = m.server_up.labels(self.name) if m else None
-        self._m_depth = m.queue_depth.labels(self.name) if m else None
-        if self._m_up is not None:
-            self._m_up.set(0)
+        self._m_delivered = m.events_delivered.labels(self.name)
+        self._m_failed = m.events_failed.labels(self.name)
+        self._m_truncated = m.events_truncated.labels(self.name)
+        self._m_reconnects = m.reconnects.labels(self.name)
+        self._m_up = m.server_up.labels(self.name)
+        self._m_up.set(0)
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -168,7 +164,6 @@ class _Writer:
                     batch = await pool.queue.read_batch(self.name, pool.batch_size)
                     if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
-                        await self._update_depth(force=True)
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
                         continue
                     prepared = self._prepare(batch)
@@ -177,14 +172,12 @@ class _Writer:
             await self._drop_prefetched()
             await self._close()
             self.state = STOPPED
-            if self._m_up is not None:
-                self._m_up.set(0)
+            self._m_up.set(0)
 
     async def _connect(self) -> bool:
         pool = self.pool
         if self._ever_connected or self.failures:
-            if self._m_reconnects is not None:
-                self._m_reconnects.inc()
+            self._m_reconnects.inc()
         try:
             if self.server.server_protocol == "TLS" and self._tls_ctx is None:
                 self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
@@ -209,8 +202,7 @@ class _Writer:
             log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
         else:
             log.info("syslog_server_connected", server=self.server.label)
-        if self._m_up is not None:
-            self._m_up.set(1)
+        self._m_up.set(1)
         if pool.health is not None:
             pool.health.server_ok(self.name)
         pool.server_changed()
@@ -221,8 +213,7 @@ class _Writer:
         pool = self.pool
         self.failures += 1
         self.reason = reason
-        if self._m_up is not None:
-            self._m_up.set(0)
+        self._m_up.set(0)
         if self.transport is not None:
             await self._close()
         first = self.state in (STARTING, UP)
@@ -232,7 +223,7 @@ class _Writer:
         delay = backoff_delay(self.failures, pool.max_backoff, pool.rand())
         if retry >= 0 and self.failures > retry and self.state != DOWN:
             self.state = DOWN
-            depth = await self._update_depth(force=True)
+            depth = await pool.queue.depth(self.name)
             log.error(
                 "syslog_server_down",
                 server=self.server.label,
@@ -351,34 +342,31 @@ class _Writer:
         except (SyslogError, OSError, TimeoutError) as exc:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
-            if self._m_failed is not None:
-                self._m_failed.inc(prepared.events)
+            self._m_failed.inc(prepared.events)
             await self._failed(reason)
             return
         except BaseException:
             await self._drop_prefetched()
             raise
         await pool.queue.ack(batch)
-        if self._m_delivered is not None:
-            self._m_delivered.inc(prepared.sent)
+        self._m_delivered.inc(prepared.sent)
         self.failures = 0
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
-        await self._update_depth()
 
     def _report_oversize(self, o: _Oversize) -> None:
-        dropped = o.dropped_ids or []
-        if self._m_truncated is not None:
-            self._m_truncated.inc(o.truncated + len(dropped))
-        for event_id in dropped:
-            log.warning(
+        for event_id in o.dropped_ids or []:
+            emit(
+                log.warning,
                 "syslog_udp_event_dropped",
+                self._m_truncated,
                 server=self.server.label,
                 event_id=event_id,
                 max_message_size=self.server.max_message_size,
                 hint="use TCP or TLS for this server, or udp_oversize 'truncate'",
             )
         if o.truncated:
+            self._m_truncated.inc(o.truncated)  # logged every TRUNCATION_LOG_EVERY, counted every time
             before = self._truncations
             self._truncations += o.truncated
             if before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY:
@@ -389,21 +377,6 @@ class _Writer:
                     max_message_size=self.server.max_message_size,
                     hint="use TCP or TLS for this server to send large events whole",
                 )
-
-    async def _update_depth(self, force: bool = False) -> int | None:
-        if self._m_depth is None and not force:
-            return None
-        now = self.pool.clock()
-        if not force and now - self._last_depth < DEPTH_EVERY_SECONDS:
-            return None
-        self._last_depth = now
-        depth = await self.pool.queue.depth(self.name)
-        if self._m_depth is not None:
-            self._m_depth.set(depth)
-            if self.pool.metrics is not None:
-                age = await self.pool.queue.oldest_age(self.name)
-                self.pool.metrics.oldest_age.labels(self.name).set(age or 0.0)
-        return depth
 
     async def _close(self) -> None:
         t, self.transport = self.transport, None
@@ -422,9 +395,8 @@ class WriterPool:
         configuration: Configuration,
         cert_dir: Path,
         *,
-        metrics: Metrics | None = None,
+        metrics: Metrics = NO_METRICS,
         health: HealthLike | None = None,
-        clock: Callable[[], float] = time.monotonic,
         wall_clock: WallClock = lambda: datetime.now(UTC),
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
@@ -439,7 +411,6 @@ class WriterPool:
         self.cert_dir = cert_dir
         self.metrics = metrics
         self.health = health
-        self.clock = clock
         self.wall_clock = wall_clock
         self.sleep = sleep
         self.rand = rand
