@@ -16,7 +16,7 @@ from support.syslogparse import parse, unframe
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import MAX_BACKOFF_CAP, WriterPool, backoff_delay
 from siemconn.syslog.transport import open_transport
 

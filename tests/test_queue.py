@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.queue import Batch, DurableQueue, QueuedEvent, read_status, render_status
 
 WORKER = Path(__file__).parent / "support" / "queue_worker.py"

@@ -27,7 +27,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import setup_logging
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.rux.client import Page, RuxClient, parse_retry_after
 from siemconn.rux.streams import StreamSpec
 

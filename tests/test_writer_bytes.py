@@ -19,7 +19,7 @@ from support.syslogparse import parse, unframe
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.queue import Batch, DurableQueue, QueuedEvent, Segment
 from siemconn.syslog.format import Formatter, encode_event, fit_datagram, frame, parse_event_timestamp
 from siemconn.syslog.pool import WriterPool, _Oversize, _Writer

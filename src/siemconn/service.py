@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 import aiocron
 
-from siemconn import __version__, exitcodes
+from siemconn import __version__
+from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Settings
 from siemconn.errors import (
     AllServersDownError,
@@ -31,13 +32,15 @@ from siemconn.errors import (
     RuxPermissionError,
 )
 from siemconn.logging import get_logger, setup_logging
-from siemconn.metrics import Metrics
-from siemconn.observe import Health, start_http_server, write_heartbeat
+from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.health import Health
+from siemconn.ops.heartbeat import write_heartbeat
+from siemconn.ops.malloc import tune_process
+from siemconn.ops.metrics import Metrics
+from siemconn.ops.sdnotify import Notifier
 from siemconn.queue import DurableQueue
-from siemconn.runtime import tune_process
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
-from siemconn.sdnotify import Notifier
 from siemconn.syslog.pool import WriterPool
 
 log = get_logger("siemconn.service")
@@ -81,7 +84,7 @@ class Service:
         self._stopping = False
         self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
-        self._exit_code = exitcodes.OK
+        self._exit_code = ExitCode.OK
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -170,7 +173,7 @@ class Service:
             log.warning(
                 "second_signal_exit", detail="exiting at once; queued events stay on disk", signal=signame
             )
-            os._exit(exitcodes.UNEXPECTED)
+            os._exit(ExitCode.UNEXPECTED)
 
     async def _heartbeat(self) -> None:
         interval = min(HEARTBEAT_EVERY, (self.notifier.watchdog_interval() or HEARTBEAT_EVERY * 2) / 2)
@@ -217,7 +220,7 @@ class Service:
             )
         except QueueError as exc:
             log.error("queue_open_failed", error=str(exc))
-            return exitcodes.UNEXPECTED
+            return ExitCode.UNEXPECTED
         http_server: Any = None
         background: list[asyncio.Task[Any]] = []
         try:
@@ -226,11 +229,11 @@ class Service:
             )
             try:
                 if not await self._until_stop(self.client.authenticate()):
-                    log.info("siemconn_stopped_before_start", exit_code=exitcodes.OK)
-                    return exitcodes.OK
+                    log.info("siemconn_stopped_before_start", exit_code=ExitCode.OK)
+                    return ExitCode.OK
             except RuxAuthError as exc:
                 log.error("startup_credentials_rejected", error=str(exc))
-                return exitcodes.CONFIG
+                return ExitCode.CONFIG
             except RuxError as exc:
                 log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
@@ -239,7 +242,7 @@ class Service:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
                 except EndpointError as exc:
                     log.error("metrics_endpoint_failed", error=str(exc))
-                    return exitcodes.CONFIG
+                    return ExitCode.CONFIG
                 log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
             self.pool = WriterPool(
                 self.cfg.server,
@@ -269,12 +272,12 @@ class Service:
                         "all_syslog_servers_down",
                         detail="exiting so the restart policy takes over",
                         error=str(exc),
-                        exit_code=exitcodes.ALL_SERVERS_DOWN,
+                        exit_code=ExitCode.ALL_SERVERS_DOWN,
                     )
-                    self._exit_code = exitcodes.ALL_SERVERS_DOWN
+                    self._exit_code = ExitCode.ALL_SERVERS_DOWN
                 elif exc is not None:
                     log.error("writer_pool_failed", error=repr(exc))
-                    self._exit_code = exitcodes.UNEXPECTED
+                    self._exit_code = ExitCode.UNEXPECTED
             await self._shutdown(pool_task)
             return self._exit_code
         finally:
@@ -343,7 +346,7 @@ def run_service(settings: Settings) -> int:
     try:
         return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:
-        return exitcodes.OK
+        return ExitCode.OK
     except Exception as exc:  # pragma: no cover - last resort, logged for the operator
         log.exception("siemconn_crashed", error=repr(exc))
-        return exitcodes.UNEXPECTED
+        return ExitCode.UNEXPECTED

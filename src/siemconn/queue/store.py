@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 
 from siemconn.errors import QueueError
 from siemconn.logging import get_logger
-from siemconn.metrics import NO_METRICS, Metrics
+from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue.batch import Batch
 from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id

@@ -45,7 +45,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import get_logger
-from siemconn.metrics import NO_METRICS, Metrics
+from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.rux.streams import StreamSpec, api_path, build_params
 
 log = get_logger("siemconn.rux")

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
 from siemconn.logging import get_logger
-from siemconn.metrics import NO_METRICS, Metrics, emit
+from siemconn.ops.metrics import NO_METRICS, Metrics, emit
 from siemconn.queue import Batch
 from siemconn.syslog.format import Formatter, fit_datagram
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
