@@ -106,13 +106,13 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
             for dest, seq in conn.execute(
                 "SELECT destination, seq FROM cursors ORDER BY destination"
             ).fetchall():
-                streams = routes.get(dest)
+                taken = routes.get(dest)
                 pos = int(seq)
-                if streams is None:
+                if taken is None:
                     depth = max(0, head - pos)
                 else:
-                    depth = taken_events(conn, pos, taken_keys(keys, streams))
-                    nxt = next_taken_page(conn, pos, taken_keys(keys, streams)) if depth else None
+                    depth = taken_events(conn, pos, taken_keys(keys, taken))
+                    nxt = next_taken_page(conn, pos, taken_keys(keys, taken)) if depth else None
                     pos = max(pos, nxt[0]) if nxt else pos
                 age: float | None = None
                 if depth:
@@ -127,7 +127,7 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                         ).fetchone()
                     age = max(0.0, now - float(r[0])) if r else None
                 dests.append(
-                    DestinationStatus(dest, depth, age, None if streams is None else tuple(sorted(streams)))
+                    DestinationStatus(dest, depth, age, None if taken is None else tuple(sorted(taken)))
                 )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

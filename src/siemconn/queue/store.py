@@ -251,7 +251,7 @@ class DurableQueue:
         """
         if not key:
             raise ValueError("commit_page: empty key")
-        kept = await self._run(
+        kept: int = await self._run(
             self._guard, self._commit_sync, key, events, int(next_checkpoint), state, dedupe
         )
         if kept:
