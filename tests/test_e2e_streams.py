@@ -179,6 +179,9 @@ def test_lockdown_changes_arrive_exactly_once_across_sigkills(
             fake.lockdowns.unlock("host", 501)
             settled(7)
             assert conn.terminate() == 0
+            started = [r for r in conn.log_records() if r.get("event") == "siemconn started"][0]
+            assert started["streams_off"] == ["audit", "detections", "entity_scoring", "health"]
+            assert started["schedules"] == {"lockdown": "* * * * * *"}
         finally:
             conn.kill()
         got = changes()

@@ -206,6 +206,8 @@ def test_check_tries_every_enabled_stream_and_names_the_role(
     assert "FAILED stream detections: HTTP 403: the API client lacks the Read-Only role" in out
     assert "FAILED stream lockdown: HTTP 403: the API client lacks the Read-Only role" in out
     assert "ok     stream audit" in out
+    assert main(["status", "--config", str(p)]) == 0
+    assert "streams off: entity_scoring, health" in capsys.readouterr().out
 
 
 # --- service pulls --------------------------------------------------------------------------

@@ -169,6 +169,8 @@ def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> s
         lines.append(f"service: running (pid {report.running_pid})")
     else:
         lines.append("service: not running")
+    if streams_off:
+        lines.append(f"streams off: {', '.join(streams_off)}")
     if not report.exists:
         lines.append("no queue database yet (the service has not run with this data_dir)")
         return "\n".join(lines)
@@ -180,8 +182,6 @@ def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> s
         cp = "-" if s.checkpoint is None else str(s.checkpoint)
         off = " (off)" if s.key.partition(".")[0] in streams_off else ""
         lines.append(f"{s.key:<26}{cp:>14}  {_fmt_time(s.last_poll)}{off}")
-    if streams_off:
-        lines.append(f"streams off: {', '.join(streams_off)}")
     lines.append("")
     lines.append(f"{'destination':<26}{'undelivered':>14}  {'oldest undelivered':<20}streams")
     if not report.destinations:
