@@ -141,7 +141,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     for server in settings.servers:
         ok, detail = await _check_server(server, settings)
         all_ok &= ok
-        streams = ", ".join(settings.configuration.server_streams(server))
+        streams = ", ".join(settings.configuration.server_streams(server)) or "no stream that is on"
         _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
     return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
 
