@@ -19,6 +19,19 @@ def test_demo_shows_events_of_every_stream(tmp_path: Path) -> None:
         lines = [ln for ln in out.splitlines() if "VECTRA-SYSLOG-CONNECTOR: {" in ln]
         assert any(" tcp " in ln for ln in lines) and any(" udp " in ln for ln in lines), (run, out[-2000:])
         log = (workdir / "siemconn.out").read_text()
-        for key in ("audit", "detections", "entity_scoring.account", "entity_scoring.host"):
+        for key in (
+            "audit",
+            "detections",
+            "entity_scoring.account",
+            "entity_scoring.host",
+            "health",
+            "lockdown",
+        ):
             assert f"stream={key}" in log, (run, key, log[-2000:])
+        # routing: the UDP server takes only detections and entity scoring
+        assert any(" tcp " in ln and '"lock_event_timestamp"' in ln for ln in lines), out[-2000:]
+        assert any(" tcp " in ln and '{"connectivity": {' in ln for ln in lines), out[-2000:]
+        assert not any(
+            " udp " in ln and ('"lock_event_timestamp"' in ln or '{"connectivity": {' in ln) for ln in lines
+        )
         assert "Traceback" not in out

@@ -12,10 +12,11 @@ from typing import TextIO
 
 from siemconn.cli import ExitCode
 from siemconn.config import ServerConfig, Settings
-from siemconn.errors import QueueError, RuxError, SiemconnError
+from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
 from siemconn.logging import setup_logging
 from siemconn.queue import read_status, render_status
 from siemconn.rux.client import RuxClient
+from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
@@ -88,8 +89,41 @@ def _check_data_dir(settings: Settings) -> tuple[bool, str]:
     return True, f"{data_dir} is writable" + ("" if report.exists else " (no queue yet)")
 
 
+async def _check_streams(client: RuxClient, settings: Settings, out: TextIO) -> bool:
+    """One small request per enabled stream (event streams: limit=1). A 403 names the role to add."""
+    all_ok = True
+    scheduler = settings.configuration.scheduler
+    for stream in scheduler.enabled:
+        for spec in stream_specs(stream):
+            try:
+                detail = await client.probe(spec)
+            except RuxPermissionError as exc:
+                all_ok = False
+                _line(
+                    out,
+                    False,
+                    f"stream {spec.key}",
+                    f"HTTP 403: the API client lacks the {spec.role} role; add it in the Vectra UI "
+                    f'(Manage > API Clients), or turn the stream off with "scheduler": {{"{stream}": null}} '
+                    f"({exc})",
+                )
+                continue
+            except RuxAuthError as exc:
+                _line(out, False, f"stream {spec.key}", str(exc))
+                return False
+            except RuxError as exc:
+                all_ok = False
+                _line(out, False, f"stream {spec.key}", str(exc))
+                continue
+            _line(out, True, f"stream {spec.key}", detail)
+    for stream in scheduler.disabled:
+        _line(out, True, f"stream {stream}", "off (not polled)")
+    return all_ok
+
+
 async def run_checks(settings: Settings, out: TextIO) -> int:
-    """Validate (done by the caller), then obtain a RUX token and connect to every syslog server."""
+    """Validate (done by the caller), obtain a RUX token, try every enabled stream once, and connect to
+    every syslog server."""
     _quiet_logging(settings)
     _line(out, True, "configuration", f"{settings.config_path} is valid")
     all_ok, detail = _check_data_dir(settings)
@@ -98,6 +132,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     try:
         await client.authenticate()
         _line(out, True, "Vectra API", f"token obtained from {settings.credentials.base_url}")
+        all_ok &= await _check_streams(client, settings, out)
     except RuxError as exc:
         all_ok = False
         _line(out, False, "Vectra API", str(exc))
@@ -106,7 +141,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     for server in settings.servers:
         ok, detail = await _check_server(server, settings)
         all_ok &= ok
-        _line(out, ok, f"syslog server {server.label}", detail)
+        streams = ", ".join(settings.configuration.server_streams(server)) or "no stream that is on"
+        _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
@@ -117,7 +153,7 @@ def print_status(settings: Settings, out: TextIO) -> int:
     except QueueError as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED
-    print(render_status(report), file=out)
+    print(render_status(report, streams_off=settings.configuration.scheduler.disabled), file=out)
     return ExitCode.OK
 
 

@@ -32,7 +32,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from siemconn.errors import ConfigError
 
-STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
+STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring", "health", "lockdown")
+# the reference's three streams: their `scheduler` keys are required; health and lockdown are opt-in
+REQUIRED_STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
+OFF = "off"  # `"scheduler": {"audit": "off"}` (or null) turns a stream off
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -109,6 +112,7 @@ class ServerConfig(_Strict):
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    streams: tuple[str, ...] | None = None  # None: every enabled stream
 
     @field_validator("name", mode="before")
     @classmethod
@@ -194,6 +198,37 @@ class ServerConfig(_Strict):
             raise _err("size", "is not a message size; expected an integer 480-16777216 (bytes)")
         return v
 
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _streams(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, list | tuple):
+            raise _err("streams", 'is not a list of streams; expected e.g. ["detections", "audit"]')
+        if not v:
+            raise _err(
+                "streams",
+                "is empty; expected at least one of {names}, or leave it out (every stream)",
+                names=", ".join(STREAMS),
+            )
+        seen: list[str] = []
+        for item in v:
+            if not isinstance(item, str) or item not in STREAMS:
+                raise _err(
+                    "streams",
+                    "holds {item}, which is not a stream; expected a list of {names}",
+                    item=json.dumps(item, ensure_ascii=False, default=str),
+                    names=", ".join(STREAMS),
+                )
+            if item in seen:
+                raise _err("streams", "lists {item} twice; expected each stream once", item=json.dumps(item))
+            seen.append(item)
+        return tuple(seen)
+
+    def takes(self, stream: str) -> bool:
+        """True if this server receives the events of `stream` (when that stream is on)."""
+        return self.streams is None or stream in self.streams
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
@@ -210,24 +245,56 @@ class ServerConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    """Cron expressions per stream (5 fields, or 6 with seconds last as aiocron reads them)."""
+    """Cron expressions per stream (5 fields, or 6 with seconds last as aiocron reads them).
 
-    audit: str
-    detections: str
-    entity_scoring: str
+    `null` or `"off"` (any case) turns a stream off. audit, detections and entity_scoring must be
+    present (the reference's keys; a missing key is more likely a mistake than a wish); health and
+    lockdown are off unless set. At least one stream must be on.
+    """
 
-    @field_validator("audit", "detections", "entity_scoring", mode="before")
+    audit: str | None
+    detections: str | None
+    entity_scoring: str | None
+    health: str | None = None
+    lockdown: str | None = None
+
+    @field_validator(*STREAMS, mode="before")
     @classmethod
     def _cron(cls, v: Any) -> Any:
+        if v is None or (isinstance(v, str) and v.strip().lower() == OFF):
+            return None
         try:
             return validate_cron(v)
         except ValueError as exc:
             raise _err(
                 "cron",
                 "is not a cron expression ({reason}); expected 5 fields 'min hour day month weekday' "
-                "(or 6 with seconds last), e.g. '* * * * *'",
+                "(or 6 with seconds last), e.g. '* * * * *', or null / \"off\" to turn the stream off",
                 reason=str(exc),
             ) from None
+
+    @model_validator(mode="after")
+    def _one_on(self) -> SchedulerConfig:
+        if not self.enabled:
+            raise ValueError(
+                "every stream is off; expected a cron expression for at least one of " + ", ".join(STREAMS)
+            )
+        return self
+
+    def schedule(self, stream: str) -> str | None:
+        """The cron expression of a stream, or None when it is off."""
+        value: str | None = getattr(self, stream)
+        return value
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The streams that are on, in STREAMS order."""
+        return tuple(s for s in STREAMS if getattr(self, s) is not None)
+
+    @property
+    def disabled(self) -> tuple[str, ...]:
+        """The streams that are off, in STREAMS order."""
+        return tuple(s for s in STREAMS if getattr(self, s) is None)
 
 
 class Configuration(_Strict):
@@ -332,6 +399,10 @@ class Configuration(_Strict):
                 raise ValueError(f"server name {s.name!r} is used twice; expected unique names")
             seen.add(s.name)
         return self
+
+    def server_streams(self, server: ServerConfig) -> tuple[str, ...]:
+        """The enabled streams a server receives (its `streams`, default every enabled stream)."""
+        return tuple(s for s in self.scheduler.enabled if server.takes(s))
 
 
 class Credentials(BaseSettings):

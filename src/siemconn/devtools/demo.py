@@ -1,6 +1,10 @@
 """`make demo`: the fake RUX tenant, a printing syslog receiver and siemconn, wired together locally.
 
 No Vectra account, no root and no network are needed. Ctrl-C stops everything that was started.
+
+The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
+The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
+`--no-snapshots` turns them off.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object]:
+def demo_config(tcp_port: int, udp_port: int, workdir: Path, *, snapshots: bool = True) -> dict[str, object]:
     return {
         "configuration": {
             "server": [
@@ -51,12 +55,15 @@ def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object
                     "server_protocol": "udp",
                     "server_host": "127.0.0.1",
                     "server_port": udp_port,
+                    "streams": ["detections", "entity_scoring"],
                 },
             ],
             "scheduler": {
                 "audit": "*/5 * * * * *",
                 "detections": "*/5 * * * * *",
                 "entity_scoring": "*/5 * * * * *",
+                "health": "*/30 * * * * *" if snapshots else None,
+                "lockdown": "*/5 * * * * *" if snapshots else None,
             },
             "retry_count": -1,
             "data_dir": str(workdir / "data"),
@@ -92,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
     )
+    ap.add_argument(
+        "--no-snapshots", action="store_true", help="turn the opt-in health and lockdown streams off"
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
     signal.signal(signal.SIGTERM, _interrupt)
@@ -102,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
-    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir), indent=2))
+    config_path.write_text(
+        json.dumps(demo_config(tcp_port, udp_port, workdir, snapshots=not args.no_snapshots), indent=2)
+    )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -123,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 "10",
                 "--seed-entity",
                 "10",
+                "--seed-lockdown",
+                "2",
                 "--generate-interval",
                 "3",
             ],
