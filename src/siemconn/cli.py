@@ -137,7 +137,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit:  # --help, --version, usage errors: their text must reach the reader, or EPIPE
+            sys.stdout.flush()
+            raise
         code = _dispatch(args, out, err)
         out.flush()
         return code
