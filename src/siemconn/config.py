@@ -511,16 +511,17 @@ _EXPECT = {
 
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """The option names valid at the object that holds `loc`'s last key (for "did you mean")."""
+    inner: dict[str, type[BaseModel]] = {
+        "configuration": Configuration,
+        "server": ServerConfig,
+        "scheduler": SchedulerConfig,
+    }
     model: type[BaseModel] = ConfigFile
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int):  # a list index: the item's model is the list's
             continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return []
-        inner = {"server": ServerConfig, "scheduler": SchedulerConfig, "configuration": Configuration}
         nxt = inner.get(str(part))
-        if nxt is None:
+        if str(part) not in model.model_fields or nxt is None:
             return []
         model = nxt
     return list(model.model_fields)
