@@ -312,7 +312,7 @@ def test_unit_settings(unit: str) -> None:
     assert s["NotifyAccess"] == ["main"]
     assert re.fullmatch(r"\d+s?", s["WatchdogSec"][0])
     assert s["Restart"] == ["always"]
-    assert s["RestartPreventExitStatus"] == [str(exitcodes.CONFIG)]
+    assert s["RestartPreventExitStatus"] == [f"{exitcodes.CONFIG} {exitcodes.USAGE}"]
     assert s["DynamicUser"] == ["yes"]
     assert s["ProtectSystem"] == ["strict"]
     assert s["NoNewPrivileges"] == ["yes"]
