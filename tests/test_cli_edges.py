@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.e2e import wait_until
 from support.rsyslog import RsyslogReceiver, free_port
 
 from siemconn import exitcodes
@@ -243,3 +245,39 @@ def test_main_returns_usage_code_in_process(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as ei:
         main([])
     assert ei.value.code == exitcodes.USAGE
+
+
+def test_run_with_a_closed_stdout_keeps_running_and_logging_to_its_file(tmp_path: Path) -> None:
+    """`siemconn run | head -1`: no 'Logging error' traceback per record; the file log goes on."""
+    cfg = _write_config(
+        tmp_path, [{"name": "u", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}]
+    )
+    env = {
+        **_no_api_env(),
+        "BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "CLIENT_ID": "c",
+        "CLIENT_SECRET": "s",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siemconn", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    log = tmp_path / "logs" / "siemconn.log"
+    try:
+        wait_until(
+            lambda: log.exists() and "Vectra API unavailable" in log.read_text(), 30, "API retries logged"
+        )
+        assert proc.poll() is None  # still running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == exitcodes.OK
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode()
+    assert "Logging error" not in err and "Traceback" not in err, err
+    assert "shutdown requested" in log.read_text()
