@@ -71,9 +71,9 @@ def test_ctrl_c_in_a_terminal_stops_siemconn_cleanly(tmp_path: Path) -> None:
     reader.join(timeout=5)
     os.close(master)
     log = (workdir / "siemconn.out").read_text()
-    assert "shutdown requested" in log and "siemconn stopped" in log, log[-2000:]
-    assert "second signal" not in log, log[-2000:]
-    assert "exit_code=0" in log.split("siemconn stopped", 1)[1].splitlines()[0], log[-2000:]
+    assert "shutdown_requested" in log and "siemconn_stopped" in log, log[-2000:]
+    assert "second_signal_exit" not in log, log[-2000:]
+    assert "exit_code=0" in log.split("siemconn_stopped", 1)[1].splitlines()[0], log[-2000:]
     assert b"Traceback" not in b"".join(out), b"".join(out)[-3000:]
 
 
@@ -103,5 +103,5 @@ def test_sigint_then_sigterm_half_a_millisecond_apart_is_one_request(tmp_path: P
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     log = (workdir / "siemconn.out").read_text()
-    assert "siemconn stopped" in log and "second signal" not in log, log[-2000:]
-    assert "signal taken as the same request" in log, log[-2000:]
+    assert "siemconn_stopped" in log and "second_signal_exit" not in log, log[-2000:]
+    assert "signal_repeated" in log, log[-2000:]

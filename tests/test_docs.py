@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from siemconn import exitcodes
+from siemconn.cli import ExitCode
 from siemconn.config import validate_cron
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,12 +116,12 @@ def test_readme_exit_codes_and_opt_out() -> None:
     readme = (ROOT / "README.md").read_text()
     table = _sections(readme)["Commands and exit codes"]
     for code in (
-        exitcodes.OK,
-        exitcodes.UNEXPECTED,
-        exitcodes.CONFIG,
-        exitcodes.ALL_SERVERS_DOWN,
-        exitcodes.USAGE,
-        exitcodes.BROKEN_PIPE,
+        ExitCode.OK,
+        ExitCode.UNEXPECTED,
+        ExitCode.CONFIG,
+        ExitCode.ALL_SERVERS_DOWN,
+        ExitCode.USAGE,
+        ExitCode.BROKEN_PIPE,
     ):
         assert re.search(rf"^\| {code} \|", table, re.M), code
     assert "SIEMCONN_SKIP_RSYSLOG=1" in readme

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 
 MONITORING = Path(__file__).resolve().parents[1] / "packaging" / "monitoring"
 RULES = MONITORING / "siemconn-alerts.yml"
@@ -32,6 +32,7 @@ needs_promtool = pytest.mark.skipif(
 def exported_names() -> set[str]:
     """Every series name siemconn's registry exposes: counters as NAME_total (and NAME_created)."""
     metrics = Metrics()
+    assert metrics.registry is not None
     names: set[str] = set()
     for family in metrics.registry.collect():
         if family.type == "counter":

@@ -1,4 +1,5 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`.
+"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`; the process
+exit codes (`ExitCode`, documented in the README and in `--help`).
 
 `run` and `check` load config.json and the API credentials; `status` and `send-test` never call the
 API and load config.json alone, so they work with BASE_URL / CLIENT_ID / CLIENT_SECRET unset.
@@ -11,13 +12,25 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import Final, NoReturn, TextIO
 
-from siemconn import __version__, exitcodes
+from siemconn import __version__
 from siemconn.config import LocalSettings, Settings, load_local_settings, load_settings
 from siemconn.errors import ConfigError
 
-__all__ = ["main"]
+__all__ = ["ExitCode", "main"]
+
+
+class ExitCode:
+    """The process exit codes (plain ints; the README's table and the systemd unit use the numbers)."""
+
+    OK: Final = 0
+    UNEXPECTED: Final = 1
+    CONFIG: Final = 2  # invalid configuration or environment, or credentials rejected at startup
+    ALL_SERVERS_DOWN: Final = 3
+    USAGE: Final = 64  # sysexits.h EX_USAGE: bad command line (2 stays reserved for an invalid config)
+    BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: the reader of stdout went away (`siemconn status | head -2`)
+
 
 EPILOG = f"""\
 environment (run and check; status and send-test need none of it):
@@ -27,12 +40,12 @@ environment (run and check; status and send-test need none of it):
   SIEMCONN_TUNING=off  keep glibc malloc's defaults (run)
 
 exit codes:
-  {exitcodes.OK:<3}  clean stop; every check passed
-  {exitcodes.UNEXPECTED:<3}  unexpected error; queue corrupt, locked or not writable; a failed check or send-test
-  {exitcodes.CONFIG:<3}  invalid configuration or environment, or credentials rejected at start-up
-  {exitcodes.ALL_SERVERS_DOWN:<3}  every syslog server is down after retry_count reconnects
-  {exitcodes.USAGE:<3}  bad command line (no or unknown command, unknown option)
-  {exitcodes.BROKEN_PIPE:<3}  the reader of the output went away (e.g. `siemconn status | head -2`)
+  {ExitCode.OK:<3}  clean stop; every check passed
+  {ExitCode.UNEXPECTED:<3}  unexpected error; queue corrupt, locked or not writable; a failed check or send-test
+  {ExitCode.CONFIG:<3}  invalid configuration or environment, or credentials rejected at start-up
+  {ExitCode.ALL_SERVERS_DOWN:<3}  every syslog server is down after retry_count reconnects
+  {ExitCode.USAGE:<3}  bad command line (no or unknown command, unknown option)
+  {ExitCode.BROKEN_PIPE:<3}  the reader of the output went away (e.g. `siemconn status | head -2`)
 """
 
 
@@ -41,7 +54,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(exitcodes.USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,7 +114,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.command in ("status", "send-test"):
         local = _load_local(args.config, err)
         if local is None:
-            return exitcodes.CONFIG
+            return ExitCode.CONFIG
         if args.command == "status":
             from siemconn.checks import print_status
 
@@ -111,7 +124,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return asyncio.run(send_test(local, out))
     settings = _load(args.config, err)
     if settings is None:
-        return exitcodes.CONFIG
+        return ExitCode.CONFIG
     if args.command == "run":
         from siemconn.service import run_service
 
@@ -120,7 +133,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from siemconn.checks import run_checks
 
         return asyncio.run(run_checks(settings, out))
-    return exitcodes.USAGE  # pragma: no cover - argparse rejects unknown commands
+    return ExitCode.USAGE  # pragma: no cover - argparse rejects unknown commands
 
 
 def _silence_stdout() -> None:
@@ -148,4 +161,4 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     except BrokenPipeError:  # the reader went away (`| head`): not an error worth a traceback
         if out is sys.stdout:
             _silence_stdout()
-        return exitcodes.BROKEN_PIPE
+        return ExitCode.BROKEN_PIPE

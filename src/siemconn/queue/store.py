@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 
 from siemconn.errors import QueueError
 from siemconn.logging import get_logger
+from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue.batch import Batch
 from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
@@ -85,7 +86,7 @@ class DurableQueue:
         min_free_disk_mb: int,
         disk_free: Callable[[Path], int],
         housekeeping_every: int,
-        metrics: Any,
+        metrics: Metrics,
     ) -> None:
         self._executor = executor
         self.data_dir = data_dir
@@ -111,6 +112,15 @@ class DurableQueue:
         self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
         self._reader = PageReader()  # worker thread only
 
+        for key, cp in self._checkpoints.items():
+            metrics.checkpoint.labels(key).set(cp)
+        for dest in self._cursors:
+            self._report_depth(dest)
+
+    def _report_depth(self, destination: str) -> None:
+        """The one place the queue_depth gauge is set: whenever the head or a cursor moves."""
+        self._metrics.queue_depth.labels(destination).set(self._head - self._cursors[destination])
+
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
@@ -123,7 +133,7 @@ class DurableQueue:
         min_free_disk_mb: int = 256,
         disk_free: Callable[[Path], int] | None = None,
         housekeeping_every: int = 64,
-        metrics: Any = None,
+        metrics: Metrics = NO_METRICS,
     ) -> DurableQueue:
         """Open (or create) the queue in data_dir for these destinations. Raises Queue*Error."""
         data_dir = Path(data_dir)
@@ -218,11 +228,9 @@ class DurableQueue:
         if kept:
             for ev in self._data_events.values():
                 ev.set()
-        if self._metrics is not None:
-            with contextlib.suppress(Exception):
-                self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
-                for d, s in self._cursors.items():
-                    self._metrics.queue_depth.labels(d).set(self._head - s)
+        self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
+        for d in self._cursors:
+            self._report_depth(d)
         return kept
 
     def _commit_sync(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
@@ -350,11 +358,7 @@ class DurableQueue:
     async def ack(self, batch: Batch) -> None:
         """Durably move batch.destination's cursor past the batch (one small commit)."""
         await self._run(self._guard, self._ack_sync, batch)
-        if self._metrics is not None:
-            with contextlib.suppress(Exception):
-                self._metrics.queue_depth.labels(batch.destination).set(
-                    self._head - self._cursors[batch.destination]
-                )
+        self._report_depth(batch.destination)
 
     def _ack_sync(self, batch: Batch) -> None:
         cur = self._cursor_of(batch.destination)
