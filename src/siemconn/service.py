@@ -49,6 +49,10 @@ from siemconn.syslog.pool import WriterPool
 log = get_logger("siemconn.service")
 
 SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
+# A second signal this soon after the first is the same request: a terminal's Ctrl-C reaches the whole
+# process group, and a launcher that forwards it (make, a supervisor, `make demo`) adds its own SIGTERM
+# within a millisecond. Only a second signal after this grace means "exit at once".
+SIGNAL_GRACE = 1.0
 HEARTBEAT_EVERY = 5.0
 
 
@@ -87,6 +91,7 @@ class Service:
         self._stopping = False
         self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
+        self._first_signal_at = 0.0
         self._exit_code = ExitCode.OK
 
     # --- pulling ----------------------------------------------------------------------------
@@ -212,10 +217,18 @@ class Service:
     # --- lifecycle --------------------------------------------------------------------------
 
     def _on_signal(self, signame: str) -> None:
+        now = time.monotonic()
         self._signals += 1
         if self._signals == 1:
+            self._first_signal_at = now
             log.info("shutdown_requested", signal=signame)
             self._stop.set()
+        elif now - self._first_signal_at < SIGNAL_GRACE:
+            log.info(
+                "signal_repeated",
+                detail="shutdown already requested; taken as the same request",
+                signal=signame,
+            )
         else:
             log.warning(
                 "second_signal_exit", detail="exiting at once; queued events stay on disk", signal=signame

@@ -5,6 +5,11 @@ No Vectra account, no root and no network are needed. Ctrl-C stops everything th
 The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
 The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
 `--no-snapshots` turns them off.
+
+Stopping: a terminal's Ctrl-C sends SIGINT to the whole foreground process group, so the three children
+already have it; the launcher then only waits for them (forwarding a SIGTERM on top would reach siemconn
+0.5 ms after the SIGINT). A SIGTERM to the launcher, or a SIGINT that did not come from its terminal, is
+forwarded as SIGTERM.
 """
 
 from __future__ import annotations
@@ -89,8 +94,15 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
     raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def terminal_signalled_group() -> bool:
+    """True if this process is in its terminal's foreground group: a Ctrl-C there reached every child."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
-    signal.signal(signal.SIGTERM, _interrupt)
+    received: list[int] = []
+
+    def _on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     workdir = Path(args.workdir).resolve()
     # the fake tenant is new on every run (ids start at 1), so a queue left by an earlier run would hold
     # checkpoints from another tenant: start the demo's queue afresh
@@ -193,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:
+        # a Ctrl-C from the terminal reached the children too: do not send them a second signal
+        forward = not (received[:1] == [signal.SIGINT] and terminal_signalled_group())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the waiting below
         for p in reversed(procs):
-            if p.poll() is None:
+            if p.poll() is None and forward:
                 p.send_signal(signal.SIGTERM)
         for p in reversed(procs):
             try:
