@@ -34,6 +34,8 @@ from siemconn.errors import ConfigError
 
 STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+# LEEF 2.0 attribute delimiters: tab (LEEF's default) and printable characters JSON only has in strings
+LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$", "%", "&", "*", "?")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -94,7 +96,7 @@ class ServerConfig(_Strict):
     server_host: str
     server_port: int
 
-    format: Literal["legacy", "rfc5424", "rfc3164"] = "legacy"
+    format: Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"] = "legacy"
     framing: Literal["lf", "octet-counting"] = "lf"
     facility: int = 1
     severity: int = 6
@@ -104,6 +106,8 @@ class ServerConfig(_Strict):
     structured_data: str | None = None
     max_message_size: int = 65507
     udp_oversize: Literal["truncate", "drop"] = "truncate"
+    include_raw_event: bool = False
+    leef_delimiter: str = "\t"
     tls_ca_file: str | None = None
     tls_verify_hostname: bool = True
     tls_client_cert: str | None = None
@@ -192,6 +196,16 @@ class ServerConfig(_Strict):
     def _max_size(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int) or not 480 <= v <= 16 * 1024 * 1024:
             raise _err("size", "is not a message size; expected an integer 480-16777216 (bytes)")
+        return v
+
+    @field_validator("leef_delimiter", mode="before")
+    @classmethod
+    def _leef_delimiter(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in LEEF_DELIMITERS:
+            raise _err(
+                "leef_delimiter",
+                'is not a LEEF delimiter; expected a tab ("\\t", the default) or one of ^ ~ # ; ! ` @ $ % & * ?',
+            )
         return v
 
     @model_validator(mode="after")
