@@ -72,6 +72,15 @@ def frame(message: bytes, framing: str) -> bytes:
     raise ValueError(f"unknown framing {framing!r}; expected 'lf' or 'octet-counting'")
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8. A lone surrogate (JSON can spell one, "\\ud800"; UTF-8 cannot) becomes U+FFFD
+    instead of failing the whole batch; the raw event JSON, being ASCII, keeps it exactly."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
 def fit_datagram(message: bytes, server: ServerConfig) -> bytes | None:
     """Apply the UDP oversize policy: the message, the message cut to max_message_size, or None (drop)."""
     limit = server.max_message_size
@@ -209,7 +218,7 @@ class Formatter:
     def format(self, payload: str, stream: str, now: datetime) -> bytes:
         """One message, without framing."""
         if self._siem is not None:
-            return (self._prefix(now) + self._siem.encode(payload, stream)).encode()
+            return utf8(self._prefix(now) + self._siem.encode(payload, stream))
         if self._fmt != "rfc5424":
             return (self._prefix(now) + payload).encode()
         sd = self._sd
@@ -247,7 +256,7 @@ class Formatter:
         """`format` for a payload given as UTF-8 bytes: the same message, without decoding the payload
         (except for cef and leef, which map the decoded event)."""
         if self._siem is not None:
-            return (self._prefix(now) + self._siem.encode(payload, stream)).encode()
+            return utf8(self._prefix(now) + self._siem.encode(payload, stream))
         if self._event_ts:
             ts = parse_event_timestamp(payload)
             if ts is not None:

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
-import orjson
-
 from siemconn.syslog.mapping import audit, detections, entity_scoring
 from siemconn.syslog.mapping.common import (
     PRODUCTS,
@@ -58,12 +56,9 @@ def map_event(event: Any, stream: str, *, include_raw: bool, raw_json: str) -> M
 def decode(payload: str | bytes) -> tuple[Any, str]:
     """The event decoded from its stored JSON, and the JSON as text; (None, text) if it does not parse.
 
-    orjson first; the standard library for what orjson refuses (integers beyond 64 bits, NaN)."""
+    The standard library's decoder, not orjson: orjson reads an integer beyond 64 bits as a float,
+    which would change the number that a field carries."""
     text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-    try:
-        return orjson.loads(payload), text
-    except orjson.JSONDecodeError:
-        pass
     try:
         return json.loads(text), text
     except (ValueError, RecursionError):
