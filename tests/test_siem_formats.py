@@ -89,7 +89,7 @@ def slug(v: Any, default: str = "unknown") -> str:
 def half_up(v: Any, div: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int | float) or v != v:
         return 0
-    return max(0, min(10, int(v / div + 0.5)))
+    return 10 if v >= 10 * div else 0 if v <= 0 else int(v / div + 0.5)
 
 
 def etime(ev: Mapping[str, Any]) -> datetime | None:
@@ -546,6 +546,15 @@ def test_every_field_escapes_and_parses_back(
     if raw:
         lwant["rawEvent"] = leef_clean(raw, delimiter, True)
     assert lp.attributes == lwant
+
+
+@pytest.mark.parametrize("score", [float("inf"), float("-inf"), 10**400, -(10**400), 1e308, 99, 94, 95])
+def test_severity_of_any_number(score: float) -> None:
+    ev = {"urgency_score": score, "threat": score, "certainty": 0}
+    want = 10 if score >= 100 else 0 if score <= 0 else (score + 5) // 10
+    for stream in ("detections", "entity_scoring.host"):
+        msg = Formatter(server("cef")).format(json.dumps(ev), stream, NOW)
+        assert cefparse.parse_syslog(msg).cef.severity == want
 
 
 def test_escapes_are_exactly_the_specs() -> None:

@@ -130,7 +130,13 @@ def scaled(value: Any, divisor: int) -> int:
     """A 0-10 severity from a score: value / divisor rounded half up, clamped to 0-10; 0 if not a number."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
         return 0
-    return max(0, min(10, int(value / divisor + 0.5)))
+    # clamp before dividing and before int(): JSON can spell Infinity and integers of any size, and
+    # int(inf) or a huge int / divisor raise
+    if value >= 10 * divisor:
+        return 10
+    if value <= 0:
+        return 0
+    return int(value / divisor + 0.5)
 
 
 class Fields:
