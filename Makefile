@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 test: install
 	$(BIN)/python -m pytest -q
 
+# FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format
 demo: install
-	$(BIN)/python -m siemconn.devtools.demo
+	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT))
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -22,3 +22,26 @@ def test_demo_shows_events_of_every_stream(tmp_path: Path) -> None:
         for key in ("audit", "detections", "entity_scoring.account", "entity_scoring.host"):
             assert f"stream={key}" in log, (run, key, log[-2000:])
         assert "Traceback" not in out
+
+
+def test_demo_shows_a_cef_server(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siemconn.devtools.demo",
+            "--seconds",
+            "8",
+            "--workdir",
+            str(tmp_path / "d"),
+            "--format",
+            "cef",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = [ln for ln in out.splitlines() if " CEF:0|Vectra AI|RUX " in ln]
+    assert any(" tcp " in ln for ln in lines) and any(" udp " in ln for ln in lines), out[-2000:]
+    assert any("|RUX Detections|" in ln for ln in lines) and any("|RUX Audit|" in ln for ln in lines)
+    assert "Traceback" not in out

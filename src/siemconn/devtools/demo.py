@@ -36,23 +36,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object]:
+FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
+
+
+def demo_config(tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy") -> dict[str, object]:
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {"name": "demo-udp", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": udp_port},
+    ]
+    if fmt != "legacy":
+        for server in servers:
+            server["format"] = fmt
     return {
         "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                },
-            ],
+            "server": servers,
             "scheduler": {
                 "audit": "*/5 * * * * *",
                 "detections": "*/5 * * * * *",
@@ -92,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
     )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
     signal.signal(signal.SIGTERM, _interrupt)
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
-    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir), indent=2))
+    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir, args.format), indent=2))
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
