@@ -699,3 +699,17 @@ async def test_writer_bytes_path_matches_per_event_path(
             else:
                 ids.append(json.loads(leefparse.parse_syslog(m).leef.attributes["rawEvent"])["id"])
         assert ids == [e.event_id for e in batch.events]
+
+
+def test_readme_sample_lines_are_what_siemconn_sends() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    samples = [
+        ln.strip().replace("<tab>", "\t")
+        for ln in readme.splitlines()
+        if ln.startswith("    <14>Mar  5 07:08:09 conn-1 ")
+    ]
+    cef_line = (
+        Formatter(server("cef")).format(encode_event(SAMPLES["detections"][0]), "detections", NOW).decode()
+    )
+    leef_line = Formatter(server("leef")).format(encode_event(SAMPLES["audit"][1]), "audit", NOW).decode()
+    assert samples == [cef_line, leef_line]
