@@ -664,41 +664,41 @@ def writer(srv: ServerConfig, tmp_path: Path) -> _Writer:
     ids=lambda t: "-".join(map(str, t.values())),
 )
 @pytest.mark.parametrize("fmt", ["cef", "leef"])
-async def test_writer_bytes_path_matches_per_event_path(
+async def test_writer_segments_path_matches_per_event_format(
     tmp_path: Path, transport: dict[str, Any], fmt: str
 ) -> None:
+    """The writer formats a batch of payload-bytes segments; for these payload-dependent formats each
+    message must be `Formatter.format` of its event, framed and fitted per message."""
     q = await DurableQueue.open(tmp_path / "q", ["s"])
     try:
         await q.commit_page("audit", SAMPLES["audit"], 100_000)
         await q.commit_page("detections", SAMPLES["detections"], 100_000)
-        await q.commit_page(
-            "entity_scoring.host", [e for e in SAMPLES["entity_scoring"] if e.get("type") == "host"], 100
-        )
+        hosts = [e for e in SAMPLES["entity_scoring"] if e.get("type") == "host"]
+        await q.commit_page("entity_scoring.host", hosts, 100)
         batch = await q.read_batch("s", 50)
         assert batch is not None
         t = dict(transport)
         srv = server(fmt, t.pop("protocol"), include_raw_event=True, **t)
-        fast = writer(srv, tmp_path)._prepare(batch)
-        slow = writer(srv, tmp_path)._prepare(SimpleNamespace(events=batch.events))  # type: ignore[arg-type]
+        prepared = writer(srv, tmp_path)._prepare(batch)
     finally:
         await q.close()
-    messages = fast.frames if srv.server_protocol == "UDP" else unframe(b"".join(fast.frames), srv.framing)
-    slow_messages = (
-        slow.frames if srv.server_protocol == "UDP" else unframe(b"".join(slow.frames), srv.framing)
-    )
-    # the send time is taken per _prepare call; compare without the syslog header's timestamp
+    events = [(seg.stream, p) for seg in batch.segments for p in seg.payloads]
+    assert len(events) == 2 + 3 + len(hosts)
+    udp = srv.server_protocol == "UDP"
+    messages = prepared.frames if udp else unframe(b"".join(prepared.frames), srv.framing)
+    ref = Formatter(srv)
+    want = [fit_datagram(ref.format(p.decode(), stream, NOW), srv) for stream, p in events]
+    # the writer takes its own send time: compare without the syslog header's timestamp
     strip = lambda m: re.sub(rb"^<14>\w{3} [ \d]\d \d\d:\d\d:\d\d ", b"", m)  # noqa: E731
-    assert [strip(m) for m in messages] == [strip(m) for m in slow_messages]
-    assert (fast.events, fast.sent) == (slow.events, slow.sent)
+    assert [strip(m) for m in messages] == [strip(m) for m in want if m is not None]
+    assert (prepared.events, prepared.sent) == (len(events), len(messages))
     if "max_message_size" not in transport:
-        assert fast.sent == len(messages) == len(batch.events)
-        ids = []
-        for m in messages:
-            if fmt == "cef":
-                ids.append(json.loads(cefparse.parse_syslog(m).cef.labelled()["rawEvent"])["id"])
-            else:
-                ids.append(json.loads(leefparse.parse_syslog(m).leef.attributes["rawEvent"])["id"])
-        assert ids == [e.event_id for e in batch.events]
+        parse_raw = (
+            (lambda m: cefparse.parse_syslog(m).cef.labelled()["rawEvent"])
+            if fmt == "cef"
+            else (lambda m: leefparse.parse_syslog(m).leef.attributes["rawEvent"])
+        )
+        assert [json.loads(parse_raw(m)) for m in messages] == [json.loads(p) for _, p in events]
 
 
 def test_readme_sample_lines_are_what_siemconn_sends() -> None:

@@ -40,7 +40,9 @@ def escape_header(value: str, max_len: int) -> str:
 
 def escape_value(value: str) -> str:
     """One extension value: `\\`, `=`, LF and CR escaped."""
-    return value.translate(_VALUE)
+    if "\\" in value or "=" in value or "\n" in value or "\r" in value:
+        return value.translate(_VALUE)
+    return value
 
 
 def render(m: Mapped) -> str:

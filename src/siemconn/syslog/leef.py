@@ -56,7 +56,9 @@ class LeefEncoder:
 
     def value(self, value: str, is_json: bool) -> str:
         """One attribute value with the delimiter, CR and LF kept out (see the module docstring)."""
-        return value.translate(self._json if is_json else self._text)
+        if self.delimiter in value or "\n" in value or "\r" in value:
+            return value.translate(self._json if is_json else self._text)
+        return value
 
     def render(self, m: Mapped) -> str:
         """The LEEF text of a mapped event (no syslog header)."""

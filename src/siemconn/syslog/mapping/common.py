@@ -86,7 +86,9 @@ def as_text(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str):
         return value or None
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return str(value)  # what json.dumps writes for an int, without its machinery
+    if isinstance(value, float):
         return json.dumps(value)
     return None
 
