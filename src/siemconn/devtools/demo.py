@@ -25,7 +25,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
             with socket.socket(socket.AF_INET, other) as s2:
@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = p.args[2] if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:

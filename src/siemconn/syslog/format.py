@@ -19,9 +19,10 @@ TAG, as ArcSight, Sentinel and QRadar expect in front of "CEF:" and "LEEF:".
 All send times are UTC. Per-server constant parts are precomputed by `Formatter`, and the header is
 cached per distinct `now`, so a batch formatted with one `now` costs one header build plus one bytes
 concatenation per event. Except for rfc5424 with `timestamp: "event"`, cef and leef (whose whole message
-is built from the payload), the header does not depend on the payload: `Formatter.constant_header(stream, now)` returns it as bytes, and the message is that header
-followed by the payload bytes as stored in the queue (`Formatter.format_bytes` is the per-event form, and
-the only one for event timestamps, cef and leef). Both are byte-identical to `Formatter.format`.
+is built from the payload), the header does not depend on the payload:
+`Formatter.constant_header(stream, now)` returns it as bytes, and the message is that header followed by
+the payload bytes as stored in the queue (`Formatter.format_bytes` is the per-event form, and the only
+one for event timestamps, cef and leef). Both are byte-identical to `Formatter.format`.
 
 UDP (RFC 5426): one message per datagram and NO framing: the datagram boundary is the frame, and
 rsyslog drops a trailing LF anyway, so adding one would only change what a stricter receiver stores.
@@ -195,7 +196,8 @@ class Formatter:
             self._tail = f" {self._host} {tag}: "
 
     def _prefix(self, now: datetime) -> str:
-        """The header up to (legacy, rfc3164, cef, leef) or up to and including the timestamp (rfc5424), cached."""
+        """The header up to (legacy, rfc3164, cef, leef) or up to and including the timestamp (rfc5424),
+        cached."""
         if now is self._last_now or now == self._last_now:
             return self._last_prefix
         utc = now.astimezone(UTC) if now.tzinfo is not None else now.replace(tzinfo=UTC)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -47,9 +48,15 @@ def map_event(event: Any, stream: str, *, include_raw: bool, raw_json: str) -> M
         product = PRODUCTS.get(base, "RUX")
         return Mapped(product, "unparsed", "Unparsed event", 1, None, [], raw_json)
     mapper = _MAPPERS.get(base)
-    m = generic(event, stream) if mapper is None else mapper(event, stream)
+    if mapper is not None:
+        try:
+            m = mapper(event, stream)
+        except RecursionError:  # a list or object nested deeper than json.dumps goes
+            mapper = None
+    if mapper is None:
+        m = generic(event, stream)
     if mapper is None or include_raw:
-        return Mapped(m.product, m.signature, m.name, m.severity, m.time, m.fields, raw_json)
+        return replace(m, raw=raw_json)
     return m
 
 
