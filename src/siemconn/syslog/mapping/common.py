@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from siemconn import __version__
 
@@ -48,11 +48,10 @@ PRODUCTS: dict[str, str] = {
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """One fact of the event. `cef` is a CEF key; for a custom slot (cs1-cs6, cn1-cn3, flexString1-2,
     flexNumber1-2) `label` is written as its ``<key>Label``. `leef` is the LEEF key. `value` is the text
-    before any escaping."""
+    before any escaping. A named tuple: one is built per field per event, and tuples build fastest."""
 
     cef: str
     leef: str
