@@ -713,3 +713,11 @@ def test_readme_sample_lines_are_what_siemconn_sends() -> None:
     )
     leef_line = Formatter(server("leef")).format(encode_event(SAMPLES["audit"][1]), "audit", NOW).decode()
     assert samples == [cef_line, leef_line]
+
+
+def test_integers_beyond_64_bits_stay_exact() -> None:
+    big = 2**70 + 1
+    ev = {"id": big, "detection_id": -big, "threat": 10**30, "detection_type": "X"}
+    got = cefparse.parse_syslog(Formatter(server("cef")).format(json.dumps(ev), "detections", NOW)).cef
+    assert (got.labelled()["externalId"], got.labelled()["detectionId"]) == (str(big), str(-big))
+    assert got.severity == 10
