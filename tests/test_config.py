@@ -88,7 +88,7 @@ def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
         ("server_port", "514", "is not a port"),
         ("server_port", 514.5, "is not a port"),
         ("server_port", True, "is not a port"),
-        ("format", "cef", "expected one of"),
+        ("format", "xml", "expected one of"),
         ("framing", "nul", "expected one of"),
         ("facility", 24, "is not a syslog facility"),
         ("severity", "loud", "is not a syslog severity"),

@@ -257,7 +257,10 @@ async def send_test(settings: LocalSettings, out: TextIO) -> int:
     payload = encode_event(event)
     all_ok = True
     for server in settings.servers:
-        message = format_message(payload, "audit", server, now)
+        # cef/leef map events per stream; the test message is no audit event, so it gets its own
+        # header (product "siemconn", signature id "siemconn.send_test") and carries its JSON whole
+        stream = "send_test" if server.format in ("cef", "leef") else "audit"
+        message = format_message(payload, stream, server, now)
         data = message if server.server_protocol == "UDP" else frame(message, server.framing)
         try:
             transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)

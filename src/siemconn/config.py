@@ -41,6 +41,8 @@ STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring", "health", "
 REQUIRED_STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
 OFF = "off"  # `"scheduler": {"audit": "off"}` (or null) turns a stream off
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+# LEEF 2.0 attribute delimiters: tab (LEEF's default) and printable characters JSON only has in strings
+LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$", "%", "&", "*", "?")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -168,7 +170,7 @@ class ServerConfig(_Strict):
     server_host: str
     server_port: int
 
-    format: Literal["legacy", "rfc5424", "rfc3164"] = "legacy"
+    format: Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"] = "legacy"
     framing: Literal["lf", "octet-counting"] = "lf"
     facility: int = 1
     severity: int = 6
@@ -178,6 +180,8 @@ class ServerConfig(_Strict):
     structured_data: str | None = None
     max_message_size: int = 65507
     udp_oversize: Literal["truncate", "drop"] = "truncate"
+    include_raw_event: bool = False
+    leef_delimiter: str = "\t"
     tls_ca_file: str | None = None
     tls_verify_hostname: bool = True
     tls_client_cert: str | None = None
@@ -299,6 +303,16 @@ class ServerConfig(_Strict):
     def takes(self, stream: str) -> bool:
         """True if this server receives the events of `stream` (when that stream is on)."""
         return self.streams is None or stream in self.streams
+
+    @field_validator("leef_delimiter", mode="before")
+    @classmethod
+    def _leef_delimiter(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in LEEF_DELIMITERS:
+            raise _err(
+                "leef_delimiter",
+                'is not a LEEF delimiter; expected a tab ("\\t", the default) or one of ^ ~ # ; ! ` @ $ % & * ?',
+            )
+        return v
 
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:

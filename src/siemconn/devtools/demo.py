@@ -34,7 +34,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
             with socket.socket(socket.AF_INET, other) as s2:
@@ -45,24 +45,28 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def demo_config(tcp_port: int, udp_port: int, workdir: Path, *, snapshots: bool = True) -> dict[str, object]:
+FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
+
+
+def demo_config(
+    tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy", *, snapshots: bool = True
+) -> dict[str, object]:
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {
+            "name": "demo-udp",
+            "server_protocol": "udp",
+            "server_host": "127.0.0.1",
+            "server_port": udp_port,
+            "streams": ["detections", "entity_scoring"],
+        },
+    ]
+    if fmt != "legacy":
+        for server in servers:
+            server["format"] = fmt
     return {
         "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                    "streams": ["detections", "entity_scoring"],
-                },
-            ],
+            "server": servers,
             "scheduler": {
                 "audit": "*/5 * * * * *",
                 "detections": "*/5 * * * * *",
@@ -114,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-snapshots", action="store_true", help="turn the opt-in health and lockdown streams off"
     )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
     received: list[int] = []
@@ -132,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
     config_path.write_text(
-        json.dumps(demo_config(tcp_port, udp_port, workdir, snapshots=not args.no_snapshots), indent=2)
+        json.dumps(
+            demo_config(tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots), indent=2
+        )
     )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
@@ -208,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = p.args[2] if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:
