@@ -220,7 +220,7 @@ def test_missing_env_vars_all_reported(tmp_path: Path) -> None:
 def test_base_url_must_be_http(tmp_path: Path) -> None:
     msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": "tenant.portal.vectra.ai"})
     assert msgs == [
-        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected http(s)://HOST such as '
+        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected https://HOST such as '
         "https://tenant.uw2.portal.vectra.ai"
     ]
 
