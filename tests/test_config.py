@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siemconn.cli import main
-from siemconn.config import load_settings
+from siemconn.config import load_configuration, load_settings
 from siemconn.errors import ConfigError
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -296,3 +296,32 @@ def test_loader_only_raises_config_error(tmp_path: Path, doc: Any) -> None:
         load_settings(p, ENV)
     except ConfigError as exc:
         assert exc.problems and SECRET not in str(exc)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://tenant.uw2.portal.vectra.ai", "HTTP://10.0.0.5:8080", "http://[2001:db8::1]"]
+)
+def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path, url: str) -> None:
+    msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": url})
+    assert len(msgs) == 1 and msgs[0].startswith("env BASE_URL:")
+    assert "expected https://" in msgs[0] and "loopback" in msgs[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "https://[2001:db8::1]",
+    ],
+)
+def test_plain_http_to_loopback_and_https_anywhere_are_allowed(tmp_path: Path, url: str) -> None:
+    assert load_settings(write(tmp_path, REFERENCE), {**ENV, "BASE_URL": url}).credentials.base_url == url
+
+
+def test_max_response_mb(tmp_path: Path) -> None:
+    doc = {"configuration": {**REFERENCE["configuration"], "max_response_mb": 0}}
+    assert "max_response_mb" in problems(tmp_path, doc)[0]
+    assert load_configuration(write(tmp_path, REFERENCE)).max_response_mb == 8

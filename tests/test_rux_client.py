@@ -769,3 +769,71 @@ def test_plausible_checkpoint_rule() -> None:
     assert rule(51, cursor=None, request_from=0, limit=1000, max_id=None).value == 51
     assert rule(5000, cursor=None, request_from=0, limit=1000, max_id=None).value is None
     assert rule(None, cursor=None, request_from=0, limit=1000, max_id=None).value is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"access_token": "at-1", "expires_in": 1' + b"0" * 400 + b"}",
+            "unusable expires_in (an integer of",
+        ),
+        (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+        (b'{"access_token": "at-1", "expires_in": "soon"}', "unusable expires_in ('soon')"),
+        (b'{"access_token": "at-1", "expires_in": 1e400}', "unusable expires_in"),
+        (b'{"access_token": "at-1", "expires_in": -5}', "unusable expires_in (-5)"),
+        (b'{"access_token": "at-1", "refresh_token": 7}', "refresh_token of type int"),
+        (b'{"access_token": 12345}', "access_token of type int"),
+        (b'{"access_token": "line\\nbreak-0123456789"}', "cannot be sent as a bearer token"),
+        (b'["at-1"]', "a JSON list instead of an object"),
+        (b"<html>", "not JSON"),
+        (b'{"access_token": "' + b"a" * 70_000 + b'"}', "more than 65536 bytes"),
+    ],
+)
+async def test_malformed_token_answers_are_response_errors(make_client, body: bytes, message: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
+    with pytest.raises(RuxResponseError) as info:
+        await client.authenticate()
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert "line" not in str(info.value) and "0123456789" not in str(info.value)
+
+
+async def test_an_error_body_echoing_the_token_is_redacted_before_it_is_cut(make_client) -> None:
+    token = "at-" + "A1b2C3d4E5" * 4
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": token, "expires_in": 3600})
+        return httpx.Response(400, content=("x" * 185 + request.headers["Authorization"]).encode())
+
+    client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
+    with pytest.raises(RuxResponseError) as info:
+        await collect(client, DET, 1)
+    assert (
+        "***" in str(info.value)
+        and token[:12] not in str(info.value)
+        and "A1b2C3d4E5A1" not in str(info.value)
+    )
+
+
+async def test_a_too_large_answer_is_retried_with_a_smaller_limit(make_client) -> None:
+    limits: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
+        limit = request.url.params["limit"]
+        limits.append(limit)
+        if int(limit) > 20:
+            return httpx.Response(200, content=b'{"events": [], "pad": "' + b"x" * (2 << 20) + b'"}')
+        return httpx.Response(200, json={"events": [{"id": 5}], "next_checkpoint": 6, "remaining_count": 0})
+
+    client = make_client(
+        "https://tenant.example", cfg(max_response_mb=1), transport=httpx.MockTransport(handler)
+    )
+    pages = await collect(client, DET, 5)
+    assert [p.next_checkpoint for p in pages] == [6]
+    assert limits == ["1000", "250", "62", "15"]
