@@ -366,6 +366,8 @@ def test_log_and_heartbeat_files_are_private_whatever_the_umask(
     finally:
         conn.terminate()
     warned = {r["what"]: r["mode"] for r in log_events(conn, "insecure_file_permissions")}
+    check = _cli(conn, "check").stdout
+    assert "warn   config.json" in check and "warn   CLIENT_SECRET_FILE" in check, check
     figure("bad_input_file_modes", {"modes": {k: oct(v) for k, v in modes.items()}, "warned": warned})
     assert modes["siemconn.log"] & ~0o640 == 0
     assert modes["siemconn.heartbeat"] == 0o600

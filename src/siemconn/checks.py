@@ -13,6 +13,7 @@ from typing import TextIO
 from siemconn.cli import ExitCode
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
 from siemconn.queue import read_status, render_status
 from siemconn.rux.client import RuxClient
@@ -128,6 +129,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     _line(out, True, "configuration", f"{settings.config_path} is valid")
     all_ok, detail = _check_data_dir(settings)
     _line(out, all_ok, "data directory", detail)
+    for w in permission_warnings(settings):  # a warning: `check` still passes
+        print(f"warn   {w.what}: {w.path} is {w.problem} (mode {w.mode:04o}); fix: {w.fix}", file=out)
     client = RuxClient(settings.credentials, settings.configuration)
     try:
         await client.authenticate()
