@@ -1,3 +1,10 @@
+"""Peak memory of one accepted API answer of N tiny events (`{"id": N}`, the worst shape per byte).
+
+    .venv/bin/python bench/answer_memory.py 590000    # ~7.8 MB of JSON, just under max_response_mb 8
+
+Prints the body size, the events parsed (or the too-large error) and the peak RSS before and after.
+"""
+
 import asyncio
 import resource
 import sys
