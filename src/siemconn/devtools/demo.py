@@ -6,7 +6,6 @@ No Vectra account, no root and no network are needed. Ctrl-C stops everything th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -16,70 +15,21 @@ import sys
 import time
 from pathlib import Path
 
+from siemconn.devtools.harness import config_skeleton, free_port, start_fake_tenant, write_config
+
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-a-real-one"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s2:
-                s2.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")
-
-
 def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object]:
-    return {
-        "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                },
-            ],
-            "scheduler": {
-                "audit": "*/5 * * * * *",
-                "detections": "*/5 * * * * *",
-                "entity_scoring": "*/5 * * * * *",
-            },
-            "retry_count": -1,
-            "data_dir": str(workdir / "data"),
-            "log_dir": str(workdir / "logs"),
-            "cert_dir": str(workdir / "cert"),
-            "min_free_disk_mb": 0,
-            "log_format": "console",
-        }
-    }
-
-
-def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-            continue
-        if needle in line:
-            return line
-    raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
+    """Two servers (TCP and UDP) on the receiver, every stream every 5 s, console logs."""
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {"name": "demo-udp", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": udp_port},
+    ]
+    return config_skeleton(
+        workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -102,15 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
-    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir), indent=2))
+    write_config(config_path, demo_config(tcp_port, udp_port, workdir))
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
-        fake = subprocess.Popen(
+        fake, _url = start_fake_tenant(
             [
-                py,
-                "-m",
-                "siemconn.devtools.fake_rux",
                 "--port",
                 str(api_port),
                 "--client-id",
@@ -125,12 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                 "10",
                 "--generate-interval",
                 "3",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+            ]
         )
         procs.append(fake)
-        _wait_line(fake, "listening", 15)
         receiver = subprocess.Popen(
             [
                 py,
