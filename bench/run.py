@@ -145,7 +145,8 @@ def start_fake(workdir: Path) -> tuple[subprocess.Popen[str], str, float]:
 
 def fake_state(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/_fake/state", timeout=10) as r:
-        return json.loads(r.read())
+        state: dict[str, Any] = json.loads(r.read())
+    return state
 
 
 def fake_cpu(proc: subprocess.Popen[str]) -> float:
@@ -430,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
                 fake.wait(10)
             except subprocess.TimeoutExpired:
                 fake.kill()
-        sizes = (10_000, 1_000_000) if args.full else (10_000, 200_000)
+        sizes: tuple[int, ...] = (10_000, 1_000_000) if args.full else (10_000, 200_000)
         if args.queue_sizes:
             sizes = tuple(int(x) for x in args.queue_sizes.split(","))
         print(f"queue bench at {sizes} ...", file=sys.stderr, flush=True)

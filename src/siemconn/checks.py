@@ -19,6 +19,8 @@ from siemconn.rux.client import RuxClient
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
+__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
+
 CONNECT_TIMEOUT = 10.0
 
 

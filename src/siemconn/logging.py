@@ -112,5 +112,6 @@ def setup_logging(
     return redactor
 
 
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """The structlog logger of module `name` (snake_case event names, key/value fields)."""
+    return structlog.stdlib.get_logger(name)

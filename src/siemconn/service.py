@@ -43,6 +43,8 @@ from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
 from siemconn.syslog.pool import WriterPool
 
+__all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "Service", "run_service"]
+
 log = get_logger("siemconn.service")
 
 SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
@@ -266,17 +268,17 @@ class Service:
             done, _ = await asyncio.wait({pool_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if pool_task in done:
                 stop_task.cancel()
-                exc = pool_task.exception()
-                if isinstance(exc, AllServersDownError):
+                failure = pool_task.exception()
+                if isinstance(failure, AllServersDownError):
                     log.error(
                         "all_syslog_servers_down",
                         detail="exiting so the restart policy takes over",
-                        error=str(exc),
+                        error=str(failure),
                         exit_code=ExitCode.ALL_SERVERS_DOWN,
                     )
                     self._exit_code = ExitCode.ALL_SERVERS_DOWN
-                elif exc is not None:
-                    log.error("writer_pool_failed", error=repr(exc))
+                elif failure is not None:
+                    log.error("writer_pool_failed", error=repr(failure))
                     self._exit_code = ExitCode.UNEXPECTED
             await self._shutdown(pool_task)
             return self._exit_code

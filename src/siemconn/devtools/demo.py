@@ -17,6 +17,8 @@ from pathlib import Path
 
 from siemconn.devtools.harness import config_skeleton, free_port, start_fake_tenant, write_config
 
+__all__ = ["DEMO_CLIENT_ID", "DEMO_SECRET", "demo_config", "main"]
+
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-a-real-one"
 
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = os.fsdecode(p.args[2]) if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:

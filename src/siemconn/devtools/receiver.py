@@ -19,6 +19,8 @@ from typing import TextIO
 
 from siemconn.devtools.harness import split_frames
 
+__all__ = ["Printer", "main", "serve"]
+
 
 class Printer:
     """Prints one line per received message; counts them."""

@@ -224,7 +224,7 @@ class DurableQueue:
         """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe."""
         if not key:
             raise ValueError("commit_page: empty key")
-        kept = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
+        kept: int = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
         if kept:
             for ev in self._data_events.values():
                 ev.set()

@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -111,7 +112,7 @@ def _loads(content: bytes) -> Any:
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # what the queue (SQLite INTEGER) can store
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -205,7 +206,7 @@ class RuxClient:
         self._metrics.api_requests.labels(status=status).inc()
 
     def _backoff(self, attempt: int) -> float:
-        d = min(self._backoff_cap, self._backoff_base * (2**attempt))
+        d = min(self._backoff_cap, self._backoff_base * float(2**attempt))
         return d / 2 + self._rng.random() * d / 2
 
     async def _send(self, what: str, request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
@@ -409,7 +410,9 @@ class RuxClient:
         for attempt in (1, 2):
             tok = await self._access_token(stale)
             headers = {"Authorization": f"Bearer {tok.access}"}
-            resp = await self._send(path, lambda h=headers: self._http.get(url, params=params, headers=h))
+            resp = await self._send(
+                path, functools.partial(self._http.get, url, params=params, headers=headers)
+            )
             if resp.status_code == 401 and attempt == 1:
                 log.info(
                     "api_unauthorized_retrying", detail="renewing the token and retrying once", endpoint=path
@@ -480,7 +483,7 @@ class RuxClient:
 
     async def pages(
         self, spec: StreamSpec, checkpoint: int | None, *, hold: asyncio.Lock | None = None
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Yield the pages after `checkpoint` (None = first run, with the lookback window).
 
         Each page is yielded before the next one is requested. Raises RuxAuthError,

@@ -401,7 +401,7 @@ class DatagramTransport:
             send(f)
         loop = asyncio.get_running_loop()
         delay = 0.0005
-        while self._transport.get_write_buffer_size() > 0:
+        while self._transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]  # typeshed omits it; asyncio's datagram transports have it
             self._check("during the write")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
