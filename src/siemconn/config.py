@@ -32,6 +32,23 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from siemconn.errors import ConfigError
 
+__all__ = [
+    "ConfigFile",
+    "Configuration",
+    "Credentials",
+    "FACILITIES",
+    "LEGACY_HOSTNAME",
+    "SEVERITIES",
+    "STREAMS",
+    "SchedulerConfig",
+    "ServerConfig",
+    "Settings",
+    "is_valid_host",
+    "load_configuration",
+    "load_settings",
+    "validate_cron",
+]
+
 STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
 

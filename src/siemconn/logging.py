@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+__all__ = ["REDACTED", "get_logger", "setup_logging"]
+
 REDACTED = "***"
 
 

@@ -49,6 +49,8 @@ from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.rux.streams import StreamSpec, api_path, build_params
 
+__all__ = ["Page", "RuxClient", "TOKEN_PATH", "parse_retry_after"]
+
 log = get_logger("siemconn.rux")
 
 TOKEN_PATH = "/oauth2/token"

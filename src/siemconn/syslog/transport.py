@@ -34,6 +34,16 @@ from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.logging import get_logger
 
+__all__ = [
+    "DEFAULT_SETTLE_SECONDS",
+    "DatagramTransport",
+    "StreamTransport",
+    "Transport",
+    "build_tls_context",
+    "handshake_error",
+    "open_transport",
+]
+
 log = get_logger(__name__)
 
 _SIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)  # same value as SIOCOUTQ on Linux
