@@ -22,7 +22,8 @@ from siemconn.errors import DeliveryError
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import Batch, DurableQueue, QueuedEvent, Segment
 from siemconn.syslog.format import Formatter, encode_event, fit_datagram, frame, parse_event_timestamp
-from siemconn.syslog.pool import Oversize, ServerWriter, WriterPool
+from siemconn.syslog.pool import ServerWriter, WriterPool
+from siemconn.syslog.wire import Oversize
 
 NOW = datetime(2024, 3, 5, 7, 8, 9, 123456, tzinfo=UTC)
 LATER = datetime(2024, 3, 5, 7, 8, 10, tzinfo=UTC)

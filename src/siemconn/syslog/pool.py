@@ -3,13 +3,8 @@
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
 acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
 
-Formatting (`ServerWriter.prepare`): a batch holds its payloads as bytes, in segments (one per page slice).
-When the header does not depend on the payload (every format except rfc5424 with `timestamp: "event"`), a
-segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE chunk
-`header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per event
-(UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting event
-by event with `Formatter.format`. So the chunks given to `Transport.write` are not one per event: event
-counts (delivered, failed) come from the batch, not from the number of chunks.
+Formatting and framing a batch is `siemconn.syslog.wire.prepare_batch`; the chunks given to
+`Transport.write` are not one per event, so event counts (delivered, failed) come from the batch.
 
 The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
 message timestamps come from the injected `wall_clock`. Metrics are always given (`NO_METRICS` when
@@ -34,7 +29,6 @@ import contextlib
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,8 +38,9 @@ from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, Tls
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics, emit
 from siemconn.queue import Batch
-from siemconn.syslog.format import Formatter, fit_datagram
+from siemconn.syslog.format import Formatter
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
+from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
 
 __all__ = [
     "BASE_BACKOFF",
@@ -121,28 +116,6 @@ def backoff_delay(failures: int, cap: float, rand: float) -> float:
     cap = min(cap, MAX_BACKOFF_CAP)
     exp = BASE_BACKOFF * float(2 ** min(failures - 1, 30))
     return min(cap, exp) * (0.5 + 0.5 * rand)
-
-
-@dataclass
-class Oversize:
-    """What the UDP oversize policy did to a batch: events truncated, ids of events dropped."""
-
-    truncated: int = 0
-    dropped_ids: list[int | None] | None = None
-
-
-@dataclass
-class PreparedBatch:
-    """A batch formatted for the wire. `frames` are bytes chunks for `Transport.write`: one per event,
-    except for TCP/TLS LF framing from segments, where one chunk holds a whole segment's lines. So the
-    counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
-    minus UDP-dropped ones)."""
-
-    batch: Batch
-    frames: list[bytes]
-    events: int
-    sent: int
-    oversize: Oversize | None
 
 
 class ServerWriter:
@@ -294,57 +267,8 @@ class ServerWriter:
         return self.prepare(batch)
 
     def prepare(self, batch: Batch) -> PreparedBatch:
-        """Format and frame a batch (the CPU part of a delivery, done before the write): the same bytes as
-        formatting event by event with `Formatter.format`, without decoding or a per-event header build.
-        With a constant header, TCP/TLS LF framing is one bytes join per segment."""
-        now = self.pool.wall_clock()
-        server = self.server
-        formatter = self.formatter
-        udp = server.server_protocol == "UDP"
-        lf = server.framing == "lf"
-        frames: list[bytes] = []
-        oversize: Oversize | None = None
-        events = 0
-        for seg in batch.segments:
-            payloads = seg.payloads
-            if not payloads:
-                continue
-            events += len(payloads)
-            prefix = formatter.constant_header(seg.stream, now)
-            if not udp and lf:
-                if prefix is not None:
-                    frames.append(prefix + (b"\n" + prefix).join(payloads) + b"\n")
-                else:
-                    fmt = formatter.format_bytes
-                    stream = seg.stream
-                    frames.append(b"\n".join([fmt(p, stream, now) for p in payloads]) + b"\n")
-                continue
-            if prefix is not None:
-                msgs = [prefix + p for p in payloads]
-            else:
-                fmt = formatter.format_bytes
-                stream = seg.stream
-                msgs = [fmt(p, stream, now) for p in payloads]
-            if not udp:
-                frames.extend([b"%d %s" % (len(m), m) for m in msgs])
-                continue
-            limit = server.max_message_size
-            if max(map(len, msgs)) <= limit:
-                frames.extend(msgs)
-                continue
-            for event_id, msg in zip(seg.ids, msgs, strict=True):
-                fitted = fit_datagram(msg, server)
-                if fitted is not msg:
-                    oversize = oversize or Oversize()
-                    if fitted is None:
-                        if oversize.dropped_ids is None:
-                            oversize.dropped_ids = []
-                        oversize.dropped_ids.append(event_id)
-                        continue
-                    oversize.truncated += 1
-                frames.append(fitted)
-        dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
-        return PreparedBatch(batch, frames, events, events - dropped, oversize)
+        """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
+        return prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
 
     async def _deliver(self, prepared: PreparedBatch) -> None:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
