@@ -1,4 +1,4 @@
-"""siemconn.devtools.harness: the helpers the tests, the benchmarks and the demo share."""
+"""siemconn.devtools.harness: what the tests, the benchmarks and the demo share."""
 
 from __future__ import annotations
 
