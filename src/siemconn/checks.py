@@ -14,7 +14,7 @@ from siemconn import exitcodes
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxError, SiemconnError
 from siemconn.logging import setup_logging
-from siemconn.queue import read_status, render_status
+from siemconn.queue import export_row, read_quarantine, read_status, render_status
 from siemconn.rux.client import RuxClient
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
@@ -118,6 +118,48 @@ def print_status(settings: Settings, out: TextIO) -> int:
         print(f"error: {exc}", file=out)
         return exitcodes.UNEXPECTED
     print(render_status(report), file=out)
+    return exitcodes.OK
+
+
+def quarantine_export(settings: Settings, output: str | None, out: TextIO, err: TextIO) -> int:
+    """Write every quarantined event as one JSON line (to `output`, created 0600, or to `out`)."""
+    try:
+        if output is None:
+            n = _write_quarantine(settings, out)
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                n = _write_quarantine(settings, f)
+    except QueueError as exc:
+        print(f"error: {exc}", file=err)
+        return exitcodes.UNEXPECTED
+    except OSError as exc:
+        print(f"error: cannot write {output}: {exc.strerror or exc}", file=err)
+        return exitcodes.UNEXPECTED
+    print(f"{n} quarantined events exported" + (f" to {output}" if output else ""), file=err)
+    return exitcodes.OK
+
+
+def _write_quarantine(settings: Settings, f: TextIO) -> int:
+    n = 0
+    for q in read_quarantine(settings.data_dir):
+        f.write(json.dumps(export_row(q), ensure_ascii=False) + "\n")
+        n += 1
+    f.flush()
+    return n
+
+
+def quarantine_count(settings: Settings, out: TextIO) -> int:
+    """Print the number of quarantined events, per stream (and destination) and reason."""
+    try:
+        report = read_status(settings.data_dir)
+    except QueueError as exc:
+        print(f"error: {exc}", file=out)
+        return exitcodes.UNEXPECTED
+    print(f"{report.quarantined_total} quarantined events", file=out)
+    for q in report.quarantined:
+        where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
+        print(f"  {where:<38}{q.reason:<16}{q.count:>8}", file=out)
     return exitcodes.OK
 
 

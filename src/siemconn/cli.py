@@ -1,4 +1,5 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`."""
+"""Command line: `siemconn run | check | status | send-test --config PATH`, `siemconn quarantine export
+[--output FILE] | count --config PATH`, and `--version`."""
 
 from __future__ import annotations
 
@@ -26,10 +27,25 @@ def _parser() -> argparse.ArgumentParser:
         ("send-test", "send one clearly marked test message to every syslog server"),
     ):
         sp = sub.add_parser(name, help=text, description=text)
-        sp.add_argument(
-            "--config", default="config.json", help="path to config.json (default: ./config.json)"
-        )
+        _config_arg(sp)
+    qp = sub.add_parser(
+        "quarantine",
+        help="events kept instead of sent (bad bytes, unparseable, unformattable): export or count them",
+        description="Quarantined events stay in the queue database; read-only, works while running.",
+    )
+    qsub = qp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ep = qsub.add_parser(
+        "export",
+        help="write every quarantined event as one JSON line (raw text, stream, id, reason, time)",
+    )
+    ep.add_argument("--output", default=None, help="file to write (created 0600); default: stdout")
+    _config_arg(ep)
+    _config_arg(qsub.add_parser("count", help="count quarantined events per stream and reason"))
     return p
+
+
+def _config_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
 
 
 def _load(path: str, err: TextIO) -> Settings | None:
@@ -59,6 +75,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from siemconn.checks import print_status
 
         return print_status(settings, out)
+    if args.command == "quarantine":
+        from siemconn.checks import quarantine_count, quarantine_export
+
+        if args.action == "export":
+            return quarantine_export(settings, args.output, out, err)
+        return quarantine_count(settings, out)
     if args.command == "send-test":
         from siemconn.checks import send_test
 

@@ -141,9 +141,12 @@ class Service:
         # one parsed page alive at a time across streams (peak memory); requests still overlap
         async with aclosing(self.client.pages(spec, checkpoint, hold=self._ingest)) as pages:
             async for page in pages:
-                stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
+                stored = await self.queue.commit_page(
+                    spec.key, page.events, page.next_checkpoint, page.rejects
+                )
                 total += stored
-                self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
+                if page.next_checkpoint is not None:
+                    self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
                 del page  # stored: do not keep the parsed events alive while the next page is fetched
                 if self._stopping:
                     break
@@ -210,6 +213,7 @@ class Service:
                 [s.name for s in self.cfg.server],
                 max_events=self.cfg.queue_max_events,
                 min_free_disk_mb=self.cfg.min_free_disk_mb,
+                metrics=self.metrics,
             )
         except QueueError as exc:
             log.error("cannot open the queue", error=str(exc))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from siemconn.syslog.format import encode_event
 
@@ -32,6 +33,7 @@ class MemQueue:
         self.cursors: dict[str, int] = {d: 0 for d in destinations}
         self.acks: dict[str, list[Batch]] = {d: [] for d in self.cursors}
         self.reads: dict[str, int] = {d: 0 for d in self.cursors}
+        self.quarantined: list[tuple[str, str, Any]] = []  # (destination, stream, Rejected)
         self._data = asyncio.Event()
 
     def put(self, stream: str, events: Iterable[dict]) -> list[QueuedEvent]:
@@ -52,6 +54,9 @@ class MemQueue:
             raise AssertionError(f"ack of a stale batch for {batch.destination}")
         self.cursors[batch.destination] = batch.start + len(batch.events)
         self.acks[batch.destination].append(batch)
+
+    async def quarantine(self, destination: str, stream: str, rejects: Iterable[Any]) -> None:
+        self.quarantined.extend((destination, stream, r) for r in rejects)
 
     async def wait_for_data(self, destination: str, timeout: float) -> None:
         if self.cursors[destination] < len(self.events):

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from persistqueue import SQLiteQueue
@@ -93,8 +93,7 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
     @property
     def connection(self) -> sqlite3.Connection:
         """The one connection (persist-queue's writer connection), for the store's own SQL."""
-        conn: sqlite3.Connection = self._putter
-        return conn
+        return cast(sqlite3.Connection, self._putter)
 
     def put(self, item: Any, block: bool = True) -> int:
         raise NotImplementedError("use put_page(): the page log stores one row per API page")
@@ -108,18 +107,23 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
         next_checkpoint: int,
         now: float,
     ) -> int:
-        """Append one page (one durable commit). Returns the row id."""
+        """Append one page. Outside a transaction the INSERT is one durable commit; inside one (the store
+        BEGINs when quarantine rows go with the page) it commits with the rest. Returns the row id."""
         known = [i for i in ids if i is not None]
-        row_id: int = self._insert_into(
-            self._serializer.dumps(payloads),
-            now,
-            key,
-            first_seq,
-            len(payloads),
-            known[0] if known else None,
-            max(known) if known else None,
-            next_checkpoint,
-            json.dumps(list(ids), separators=(",", ":")),
+        cur = self.connection.execute(
+            self._sql_insert,
+            (
+                self._serializer.dumps(payloads),
+                now,
+                key,
+                first_seq,
+                len(payloads),
+                known[0] if known else None,
+                max(known) if known else None,
+                next_checkpoint,
+                json.dumps(list(ids), separators=(",", ":")),
+            ),
         )
         self.total += 1
+        row_id: int = cur.lastrowid or 0
         return row_id

@@ -45,6 +45,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,14 +58,44 @@ from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
 from siemconn.queue.opening import QueueState, open_file
 from siemconn.queue.pagelog import PageLog
+from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
 from siemconn.queue.reader import PageReader
-from siemconn.queue.schema import DB_FILE, MB, PAGE_TABLE
+from siemconn.queue.schema import DB_FILE, MB, NO_CHECKPOINT, PAGE_TABLE
 
 __all__ = ["DurableQueue"]
 
 log = get_logger(__name__)
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _CommitResult:
+    """What one commit_page did with the page's events (for the log lines and the counters)."""
+
+    kept: int
+    duplicates: int
+    dup_min: int | None
+    dup_max: int | None
+    hwm: int | None  # the high-water mark the duplicates were measured against
+    quarantined: list[Rejected]
+
+
+def _reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
+    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
+    try:
+        raw = raw_json(event)
+    except Exception:  # pragma: no cover - parsed JSON always re-encodes
+        raw = b""
+    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
+
+
+def _int_id(r: Rejected) -> int | None:
+    """The integer id of a quarantined event (it counts towards the dedupe high-water mark), or None."""
+    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
+        return None
+    v = int(r.event_id)
+    return v if I64_MIN <= v <= I64_MAX else None
 
 
 class DurableQueue:
@@ -210,56 +241,184 @@ class DurableQueue:
 
     # ------------------------------------------------------------------ source side
 
-    async def commit_page(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
-        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe."""
+    async def commit_page(
+        self,
+        key: str,
+        events: Sequence[Mapping[str, Any]],
+        next_checkpoint: int | None,
+        rejects: Sequence[Rejected] = (),
+    ) -> int:
+        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe.
+
+        Every event ends in exactly one of three places, all in that one commit: queued, quarantined
+        (`rejects`, plus any event that cannot be encoded) or counted and logged as a duplicate (an integer
+        id at or below the key's high-water mark). `next_checkpoint` None (a first run whose answer gave no
+        usable checkpoint) stores the events and leaves the key without a checkpoint.
+        """
         if not key:
             raise ValueError("commit_page: empty key")
-        kept = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
-        if kept:
+        cp = None if next_checkpoint is None else int(next_checkpoint)
+        result: _CommitResult = await self._run(
+            self._guard, self._commit_sync, key, events, cp, list(rejects)
+        )
+        if result.kept:
             for ev in self._data_events.values():
                 ev.set()
+        self._report_commit(key, result)
         if self._metrics is not None:
             with contextlib.suppress(Exception):
-                self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
+                if key in self._checkpoints:
+                    self._metrics.checkpoint.labels(key).set(self._checkpoints[key])
                 for d, s in self._cursors.items():
                     self._metrics.queue_depth.labels(d).set(self._head - s)
-        return kept
+        return result.kept
 
-    def _commit_sync(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
+    def _report_commit(self, key: str, result: _CommitResult) -> None:
+        if result.duplicates:
+            log.info(
+                "duplicate_events_dropped",
+                stream=key,
+                count=result.duplicates,
+                first_id=result.dup_min,
+                last_id=result.dup_max,
+                high_water_mark=result.hwm,
+                detail="ids at or below the highest id already queued for this stream are not queued again",
+            )
+        for r in result.quarantined:
+            log.error(
+                "event_quarantined",
+                stream=key,
+                event_id=r.event_id,
+                reason=r.reason,
+                detail=r.detail,
+                raw_bytes=len(r.raw),
+                hint="kept in the queue database; see it with: siemconn quarantine export",
+            )
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                if result.duplicates:
+                    self._metrics.events_duplicate.labels(key).inc(result.duplicates)
+                for r in result.quarantined:
+                    self._metrics.events_quarantined.labels(key, r.reason).inc()
+
+    def _commit_sync(
+        self,
+        key: str,
+        events: Sequence[Mapping[str, Any]],
+        next_checkpoint: int | None,
+        rejects: list[Rejected],
+    ) -> _CommitResult:
         if self._pages is None:
             raise QueueError(f"queue {self.db_path} is closed")
         hwm = self._hwm.get(key)
         payloads: list[str] = []
         ids: list[int | None] = []
+        dup_ids: list[int] = []
         encode = encode_event
         add_payload, add_id = payloads.append, ids.append
         for event in events:
             v = event.get(EVENT_ID_FIELD)
             eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
             if eid is not None and hwm is not None and eid <= hwm:
+                dup_ids.append(eid)
                 continue
-            add_payload(encode(event))
+            try:
+                add_payload(encode(event))
+            except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
+                rejects.append(_reject_parsed(event, exc))
+                continue
             add_id(eid)
         prev = self._checkpoints.get(key)
-        new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
-        if not payloads:
-            if prev is None or next_checkpoint > prev:
-                self._db().execute(
-                    "INSERT INTO checkpoints (key, checkpoint) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                    "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint)",
-                    (key, new_cp),
-                )
-                self._checkpoints[key] = new_cp
-            return 0
-        first_seq = self._head
-        self._pages.put_page(payloads, key, first_seq, ids, new_cp, time.time())
-        self._head = first_seq + len(payloads)
-        self._checkpoints[key] = new_cp
+        if next_checkpoint is None:
+            new_cp = prev
+        else:
+            new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
+        reject_ids = [i for i in map(_int_id, rejects) if i is not None]
         known = [i for i in ids if i is not None]
-        if known:
-            top = max(known)
-            self._hwm[key] = top if hwm is None else max(hwm, top)
-        return len(payloads)
+        top = max(known + reject_ids) if known or reject_ids else None
+        new_hwm = hwm if top is None else (top if hwm is None else max(hwm, top))
+        result = _CommitResult(
+            len(payloads),
+            len(dup_ids),
+            min(dup_ids) if dup_ids else None,
+            max(dup_ids) if dup_ids else None,
+            hwm,
+            rejects,
+        )
+        conn = self._db()
+        side = bool(rejects) or (not payloads and new_cp is not None and new_cp != prev)
+        if not payloads and not side:
+            return result
+        now = time.time()
+        inserted = False
+        if side:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rejects:
+                insert_rejected(conn, key, rejects, now)
+            if payloads:
+                stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
+                self._pages.put_page(payloads, key, self._head, ids, stored_cp, now)
+                inserted = True
+            if side and (new_cp is not None or new_hwm is not None):
+                conn.execute(
+                    "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN checkpoint "
+                    "ELSE MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint) END, "
+                    "hwm = CASE WHEN excluded.hwm IS NULL THEN hwm "
+                    "ELSE MAX(COALESCE(hwm, excluded.hwm), excluded.hwm) END",
+                    (key, new_cp, new_hwm),
+                )
+            if side:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if inserted:
+                self._pages.total = max(0, self._pages.total - 1)
+            raise
+        if payloads:
+            self._head += len(payloads)
+        if new_cp is not None:
+            self._checkpoints[key] = new_cp
+        if new_hwm is not None:
+            self._hwm[key] = new_hwm
+        return result
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        """Durably keep events a destination cannot send (its formatter raised on them), before that
+        destination acks the batch that holds them."""
+        if not rejects:
+            return
+        await self._run(self._guard, self._quarantine_sync, destination, stream, list(rejects))
+        for r in rejects:
+            log.error(
+                "event_quarantined",
+                stream=stream,
+                destination=destination,
+                event_id=r.event_id,
+                reason=r.reason,
+                detail=r.detail,
+                raw_bytes=len(r.raw),
+                hint="not sent to this destination; kept in the queue database: siemconn quarantine export",
+            )
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                for r in rejects:
+                    self._metrics.events_quarantined.labels(stream, r.reason).inc()
+
+    def _quarantine_sync(self, destination: str, stream: str, rejects: list[Rejected]) -> None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            insert_rejected(conn, stream, rejects, time.time(), destination)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     async def checkpoint(self, key: str) -> int | None:
         """The committed checkpoint of key (the `from` of the next fetch), or None before the first page."""
@@ -305,6 +464,8 @@ class DurableQueue:
                 )
         free = self._disk_free(self.data_dir) + self._free_pages_bytes
         if free < self._min_free:
+            free = self._reclaim()
+        if free < self._min_free:
             return (
                 False,
                 f"free disk space for {self.data_dir} is {free // MB} MB, under min_free_disk_mb="
@@ -312,6 +473,34 @@ class DurableQueue:
                 "disk",
             )
         return True, "", ""
+
+    def _reclaim(self) -> int:
+        """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
+
+        Delivered pages not yet cleared are deleted (housekeeping) and the WAL, which keeps its size after a
+        checkpoint, is truncated, so a queue whose backlog drained resumes pulling by itself on any disk
+        where its own reclaimable space satisfies the floor. A failure (disk completely full, a reader
+        holding the WAL) is logged and retried on the next check; nothing is lost either way.
+        """
+        conn = self._db()
+        before = self._disk_free(self.data_dir) + self._free_pages_bytes
+        deleted = 0
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            deleted = self._housekeeping()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
+        free = self._disk_free(self.data_dir) + self._free_pages_bytes
+        if free != before or deleted:
+            log.info(
+                "queue_space_reclaimed",
+                pages_deleted=deleted,
+                free_mb_before=round(before / MB, 1),
+                free_mb_after=round(free / MB, 1),
+                min_free_disk_mb=self._min_free // MB,
+            )
+        return free
 
     # ------------------------------------------------------------------ sink side
 

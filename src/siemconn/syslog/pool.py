@@ -41,6 +41,7 @@ from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
 from siemconn.logging import get_logger
 from siemconn.metrics import Metrics
+from siemconn.queue.quarantine import FORMAT_ERROR, Rejected, id_text
 from siemconn.syslog.format import Formatter, fit_datagram, frame
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
 
@@ -51,6 +52,7 @@ BASE_BACKOFF = 0.5
 IDLE_WAIT_SECONDS = 5.0
 DEPTH_EVERY_SECONDS = 1.0
 TRUNCATION_LOG_EVERY = 1000
+FALLBACK_LOG_EVERY = 1000
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -101,6 +103,7 @@ class QueueLike(Protocol):
     async def ack(self, batch: Any) -> None: ...
     async def wait_for_data(self, destination: str, timeout: float) -> None: ...
     async def depth(self, destination: str) -> int: ...
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None: ...
 
 
 class HealthLike(Protocol):
@@ -130,13 +133,17 @@ class _Prepared:
     """A batch formatted for the wire. `frames` are bytes chunks for `Transport.write`: one per event,
     except for TCP/TLS LF framing from segments, where one chunk holds a whole segment's lines. So the
     counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
-    minus UDP-dropped ones)."""
+    minus UDP-dropped and quarantined ones). `rejected` holds, per stream, the events the formatter raised
+    on: they are quarantined before the batch is acked, so no event of a batch is skipped silently."""
 
     batch: BatchLike
     frames: list[bytes]
     events: int
     sent: int
     oversize: _Oversize | None
+    rejected: dict[str, list[Rejected]] | None = None
+    fallbacks: int = 0
+    fallback_detail: str = ""
 
 
 class _Writer:
@@ -154,12 +161,14 @@ class _Writer:
         self._tls_ctx: ssl.SSLContext | None = None
         self._ever_connected = False
         self._truncations = 0
+        self._fallbacks = 0
         self._last_depth = float("-inf")
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
         self._m_delivered = m.events_delivered.labels(self.name) if m else None
         self._m_failed = m.events_failed.labels(self.name) if m else None
         self._m_truncated = m.events_truncated.labels(self.name) if m else None
+        self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable") if m else None
         self._m_reconnects = m.reconnects.labels(self.name) if m else None
         self._m_up = m.server_up.labels(self.name) if m else None
         self._m_depth = m.queue_depth.labels(self.name) if m else None
@@ -297,34 +306,93 @@ class _Writer:
         return self._prepare(batch)
 
     def _prepare(self, batch: BatchLike) -> _Prepared:
-        """Format and frame a batch (the CPU part of a delivery, done before the write)."""
+        """Format and frame a batch (the CPU part of a delivery, done before the write).
+
+        A formatting failure of one event never stops the writer: a segment is formatted as a whole, and
+        only when that raises is it formatted again event by event; an event that still raises is left
+        out of the frames and quarantined (FORMAT_ERROR) before the batch is acked."""
         now = datetime.now(UTC)
+        before = self.formatter.fallbacks
         segments = _segments(batch)
         if segments is not None:
-            return self._prepare_segments(batch, segments, now)
-        events = batch.events
-        fmt = self.formatter.format
-        oversize: _Oversize | None = None
-        if self.server.server_protocol == "UDP":
-            frames: list[bytes] = []
-            for ev in events:
-                msg = fmt(ev.payload, ev.stream, now)
-                fitted = fit_datagram(msg, self.server)
-                if fitted is not msg:
-                    oversize = oversize or _Oversize()
-                    if fitted is None:
-                        if oversize.dropped_ids is None:
-                            oversize.dropped_ids = []
-                        oversize.dropped_ids.append(ev.event_id)
-                        continue
-                    oversize.truncated += 1
-                frames.append(fitted)
-        elif self.server.framing == "lf":
-            frames = [fmt(ev.payload, ev.stream, now) + b"\n" for ev in events]
+            prepared = self._prepare_segments(batch, segments, now)
         else:
-            framing = self.server.framing
-            frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
-        return _Prepared(batch, frames, len(events), len(frames), oversize)
+            prepared = self._prepare_events(batch, now)
+        prepared.fallbacks = self.formatter.fallbacks - before
+        if prepared.fallbacks:
+            prepared.fallback_detail = self.formatter.fallback_detail
+        return prepared
+
+    def _format_guarded(
+        self,
+        payload: str | bytes,
+        stream: str,
+        event_id: int | None,
+        now: datetime,
+        rejected: dict[str, list[Rejected]],
+    ) -> bytes | None:
+        """One event's message, or None after recording it in `rejected` when the formatter raised."""
+        try:
+            if isinstance(payload, bytes):
+                return self.formatter.format_bytes(payload, stream, now)
+            return self.formatter.format(payload, stream, now)
+        except Exception as exc:  # any format, any event: quarantined, never a dead writer
+            raw = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogateescape")
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            rejected.setdefault(stream, []).append(Rejected(raw, FORMAT_ERROR, detail, id_text(event_id)))
+            return None
+
+    def _prepare_events(self, batch: BatchLike, now: datetime) -> _Prepared:
+        """`_prepare` for batches that only have `events` (payloads as str), event by event."""
+        events = batch.events
+        rejected: dict[str, list[Rejected]] = {}
+        oversize: _Oversize | None = None
+        udp = self.server.server_protocol == "UDP"
+        framing = self.server.framing
+        frames: list[bytes] = []
+        for ev in events:
+            msg = self._format_guarded(ev.payload, ev.stream, ev.event_id, now, rejected)
+            if msg is None:
+                continue
+            if not udp:
+                frames.append(msg + b"\n" if framing == "lf" else frame(msg, framing))
+                continue
+            fitted = fit_datagram(msg, self.server)
+            if fitted is not msg:
+                oversize = oversize or _Oversize()
+                if fitted is None:
+                    if oversize.dropped_ids is None:
+                        oversize.dropped_ids = []
+                    oversize.dropped_ids.append(ev.event_id)
+                    continue
+                oversize.truncated += 1
+            frames.append(fitted)
+        n_rejected = sum(map(len, rejected.values()))
+        dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
+        return _Prepared(
+            batch, frames, len(events), len(events) - dropped - n_rejected, oversize, rejected or None
+        )
+
+    def _format_each(
+        self, seg: SegmentLike, now: datetime, rejected: dict[str, list[Rejected]], exc: Exception
+    ) -> tuple[list[int | None], list[bytes]]:
+        """A segment whose whole-segment formatting raised, formatted event by event (the slow path)."""
+        log.warning(
+            "syslog_segment_format_failed",
+            server=self.server.label,
+            stream=seg.stream,
+            events=len(seg.payloads),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+            detail="formatting this segment event by event; events that still fail are quarantined",
+        )
+        ids: list[int | None] = []
+        msgs: list[bytes] = []
+        for event_id, payload in zip(seg.ids, seg.payloads, strict=True):
+            msg = self._format_guarded(payload, seg.stream, event_id, now, rejected)
+            if msg is not None:
+                ids.append(event_id)
+                msgs.append(msg)
+        return ids, msgs
 
     def _prepare_segments(
         self, batch: BatchLike, segments: Sequence[SegmentLike], now: datetime
@@ -337,35 +405,40 @@ class _Writer:
         lf = server.framing == "lf"
         frames: list[bytes] = []
         oversize: _Oversize | None = None
+        rejected: dict[str, list[Rejected]] = {}
         events = 0
         for seg in segments:
             payloads = seg.payloads
             if not payloads:
                 continue
             events += len(payloads)
-            prefix = formatter.constant_header(seg.stream, now)
-            if not udp and lf:
-                if prefix is not None:
+            ids: Sequence[int | None] = seg.ids
+            try:
+                prefix = formatter.constant_header(seg.stream, now)
+                if prefix is not None and lf and not udp:
                     frames.append(prefix + (b"\n" + prefix).join(payloads) + b"\n")
+                    continue
+                if prefix is not None:
+                    msgs = [prefix + p for p in payloads]
                 else:
                     fmt = formatter.format_bytes
                     stream = seg.stream
-                    frames.append(b"\n".join([fmt(p, stream, now) for p in payloads]) + b"\n")
-                continue
-            if prefix is not None:
-                msgs = [prefix + p for p in payloads]
-            else:
-                fmt = formatter.format_bytes
-                stream = seg.stream
-                msgs = [fmt(p, stream, now) for p in payloads]
+                    msgs = [fmt(p, stream, now) for p in payloads]
+            except Exception as exc:  # one bad event must not stop the writer: per event from here
+                ids, msgs = self._format_each(seg, now, rejected, exc)
+                if not msgs:
+                    continue
             if not udp:
-                frames.extend([b"%d %s" % (len(m), m) for m in msgs])
+                if lf:
+                    frames.append(b"\n".join(msgs) + b"\n")
+                else:
+                    frames.extend([b"%d %s" % (len(m), m) for m in msgs])
                 continue
             limit = server.max_message_size
             if max(map(len, msgs)) <= limit:
                 frames.extend(msgs)
                 continue
-            for event_id, msg in zip(seg.ids, msgs, strict=True):
+            for event_id, msg in zip(ids, msgs, strict=True):
                 fitted = fit_datagram(msg, server)
                 if fitted is not msg:
                     oversize = oversize or _Oversize()
@@ -377,7 +450,8 @@ class _Writer:
                     oversize.truncated += 1
                 frames.append(fitted)
         dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
-        return _Prepared(batch, frames, events, events - dropped, oversize)
+        n_rejected = sum(map(len, rejected.values()))
+        return _Prepared(batch, frames, events, events - dropped - n_rejected, oversize, rejected or None)
 
     async def _deliver(self, prepared: _Prepared) -> None:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
@@ -402,13 +476,32 @@ class _Writer:
         except BaseException:
             await self._drop_prefetched()
             raise
+        if prepared.rejected:
+            for stream, rejects in prepared.rejected.items():
+                await pool.queue.quarantine(self.name, stream, rejects)
         await pool.queue.ack(batch)
         if self._m_delivered is not None:
             self._m_delivered.inc(prepared.sent)
         self.failures = 0
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
+        if prepared.fallbacks:
+            self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
         await self._update_depth()
+
+    def _report_fallbacks(self, count: int, detail: str) -> None:
+        if self._m_fallbacks is not None:
+            self._m_fallbacks.inc(count)
+        before = self._fallbacks
+        self._fallbacks += count
+        if before == 0 or before // FALLBACK_LOG_EVERY != self._fallbacks // FALLBACK_LOG_EVERY:
+            log.warning(
+                "syslog_event_time_unusable",
+                server=self.server.label,
+                total=self._fallbacks,
+                last_problem=detail,
+                detail="sent with the send time as TIMESTAMP; the payload is unchanged",
+            )
 
     def _report_oversize(self, o: _Oversize) -> None:
         dropped = o.dropped_ids or []
