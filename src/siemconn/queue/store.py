@@ -29,7 +29,8 @@ in the queue but no longer in the config has its cursor dropped at open, with a 
 events it still had undelivered; those events are then reclaimed once the other destinations pass them.
 
 Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
-`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free). The
+`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free, the WAL's size
+as used; under the floor, delivered pages are deleted and the WAL truncated before pulling pauses). The
 reasons for the defaults are in docs/architecture.md.
 
 Everything here raises only siemconn.errors.Queue*Error: QueueCorruptError (names the file and the fix,
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -121,6 +123,9 @@ class DurableQueue:
         self._executor = executor
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
+        self._wal_path = data_dir / f"{DB_FILE}-wal"
+        self._wal_cap = 1000 * 4096  # bytes the WAL grows to before it is reused (set by _bound_wal)
+        self._largest_page = 0  # bytes of the largest page committed by this process
         self._pages: PageLog | None = pages
         self._conn: sqlite3.Connection | None = pages.connection
         self._lock_fd: int | None = lock_fd
@@ -167,7 +172,7 @@ class DurableQueue:
         except BaseException:
             executor.shutdown(wait=True)
             raise
-        return cls(
+        queue = cls(
             executor=executor,
             data_dir=data_dir,
             pages=pages,
@@ -179,6 +184,16 @@ class DurableQueue:
             housekeeping_every=housekeeping_every,
             metrics=metrics,
         )
+        await queue._run(queue._guard, queue._bound_wal)
+        return queue
+
+    def _bound_wal(self) -> None:
+        """Checkpoint the WAL often enough that it stays well under the disk floor (SQLite's default lets
+        it grow to 1,000 pages, 4 MB, before it is reused; on a small floor that alone would eat it)."""
+        page = int(self._db().execute("PRAGMA page_size").fetchone()[0])
+        pages = max(16, min(1000, self._min_free // 4 // page))
+        self._db().execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
+        self._wal_cap = pages * page
 
     async def close(self) -> None:
         """Flush housekeeping, close the database and release the data_dir lock. Idempotent."""
@@ -358,8 +373,9 @@ class DurableQueue:
                 insert_rejected(conn, key, rejects, now)
             if payloads:
                 stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
-                self._pages.put_page(payloads, key, self._head, ids, stored_cp, now)
+                size = self._pages.put_page(payloads, key, self._head, ids, stored_cp, now)
                 inserted = True
+                self._largest_page = max(self._largest_page, size)
             if side and (new_cp is not None or new_hwm is not None):
                 conn.execute(
                     "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
@@ -462,17 +478,41 @@ class DurableQueue:
                     f"(queue_max_events={self._max_events})",
                     f"cap:{dest}",
                 )
-        free = self._disk_free(self.data_dir) + self._free_pages_bytes
-        if free < self._min_free:
+        free = self._free_bytes()
+        if free < self._min_free or not self._wal_fits():
             free = self._reclaim()
-        if free < self._min_free:
+        if free < self._min_free or not self._wal_fits():
             return (
                 False,
-                f"free disk space for {self.data_dir} is {free // MB} MB, under min_free_disk_mb="
+                f"free disk space for {self.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
                 f"{self._min_free // MB}",
                 "disk",
             )
         return True, "", ""
+
+    def _free_bytes(self) -> int:
+        """Free disk space as the floor sees it: free bytes on the file system, plus free pages inside the
+        database (reused before it grows), minus the WAL file's size. A checkpoint copies the WAL's pages
+        into the database, which may grow by up to that much while the WAL keeps its size; counting it as
+        used keeps that growth inside the floor, so the disk never fills to the last byte, where not even
+        the small write that acks a batch or deletes delivered pages can be made."""
+        try:
+            wal = os.stat(self._wal_path).st_size
+        except OSError:
+            wal = 0
+        conn = self._db()
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        self._free_pages_bytes = free_pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
+        return self._disk_free(self.data_dir) + self._free_pages_bytes - wal
+
+    def _wal_fits(self) -> bool:
+        """Whether the file system itself (free pages inside the database do not count: new data goes to the
+        WAL first) has room for the WAL to grow to its reuse point plus one more page."""
+        try:
+            wal = os.stat(self._wal_path).st_size
+        except OSError:
+            wal = 0
+        return self._disk_free(self.data_dir) >= self._wal_cap + self._largest_page - wal
 
     def _reclaim(self) -> int:
         """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
@@ -483,15 +523,17 @@ class DurableQueue:
         holding the WAL) is logged and retried on the next check; nothing is lost either way.
         """
         conn = self._db()
-        before = self._disk_free(self.data_dir) + self._free_pages_bytes
+        before = self._free_bytes()
         deleted = 0
         try:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
+            # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             deleted = self._housekeeping()
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
             log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
-        free = self._disk_free(self.data_dir) + self._free_pages_bytes
+        free = self._free_bytes()
         if free != before or deleted:
             log.info(
                 "queue_space_reclaimed",

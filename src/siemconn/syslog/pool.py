@@ -38,7 +38,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from siemconn.config import Configuration, ServerConfig
-from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
+from siemconn.errors import (
+    AllServersDownError,
+    DeliveryError,
+    QueueUnavailableError,
+    SyslogError,
+    TlsConfigError,
+)
 from siemconn.logging import get_logger
 from siemconn.metrics import Metrics
 from siemconn.queue.quarantine import FORMAT_ERROR, Rejected, id_text
@@ -53,6 +59,7 @@ IDLE_WAIT_SECONDS = 5.0
 DEPTH_EVERY_SECONDS = 1.0
 TRUNCATION_LOG_EVERY = 1000
 FALLBACK_LOG_EVERY = 1000
+ACK_RETRY_SECONDS = 1.0
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -476,10 +483,8 @@ class _Writer:
         except BaseException:
             await self._drop_prefetched()
             raise
-        if prepared.rejected:
-            for stream, rejects in prepared.rejected.items():
-                await pool.queue.quarantine(self.name, stream, rejects)
-        await pool.queue.ack(batch)
+        if not await self._record_delivery(prepared):
+            return
         if self._m_delivered is not None:
             self._m_delivered.inc(prepared.sent)
         self.failures = 0
@@ -488,6 +493,32 @@ class _Writer:
         if prepared.fallbacks:
             self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
         await self._update_depth()
+
+    async def _record_delivery(self, prepared: _Prepared) -> bool:
+        """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
+        full) is retried here, not raised: the writer stays alive and the batch is not resent. False when
+        stopping first (the batch stays unacked and is resent after the restart, at most once)."""
+        while True:
+            try:
+                if prepared.rejected:
+                    for stream, rejects in prepared.rejected.items():
+                        await self.pool.queue.quarantine(self.name, stream, rejects)
+                    prepared.rejected = None
+                await self.pool.queue.ack(prepared.batch)
+                return True
+            except QueueUnavailableError as exc:
+                log.error(
+                    "queue_ack_failed",
+                    server=self.server.label,
+                    error=str(exc),
+                    retry_in_seconds=ACK_RETRY_SECONDS,
+                    detail="the batch was delivered; its ack is retried (nothing is lost or resent)",
+                )
+                if self.pool.stopping:
+                    return False
+                await self.pool.until_stopped(self.pool.sleep(ACK_RETRY_SECONDS))
+                if self.pool.stopping:
+                    return False
 
     def _report_fallbacks(self, count: int, detail: str) -> None:
         if self._m_fallbacks is not None:
