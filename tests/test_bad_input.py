@@ -275,3 +275,45 @@ def test_queue_files_are_private_whatever_the_umask(tmp_path: Path, rsyslog: Rsy
     finally:
         conn.kill()
         api.stop()
+
+
+def test_a_queue_written_by_schema_version_1_keeps_its_backlog(
+    tmp_path: Path, rsyslog: RsyslogReceiver
+) -> None:
+    """A queue.db of schema version 1 (before the quarantine) with 5 undelivered events: the service opens
+    it, migrates it to the current version in place and delivers the backlog; nothing is re-fetched."""
+    import asyncio
+    import sqlite3
+
+    from siemconn.queue import DurableQueue
+    from siemconn.queue.schema import SCHEMA_VERSION
+
+    api = PoisonApi({}).start()
+    conn = Connector(tmp_path / "c", api.url, [rsyslog.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND)
+    data = Path(conn.config["configuration"]["data_dir"])
+
+    async def backlog() -> None:
+        q = await DurableQueue.open(data, ["tcp1"])
+        await q.commit_page("detections", [event(i) for i in range(1, 6)], 6)
+        await q.close()
+
+    asyncio.run(backlog())
+    db = sqlite3.connect(data / "queue.db")
+    db.execute("DROP TABLE quarantine")  # exactly what version 1 had: this version's file minus the table
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    try:
+        conn.start()
+        wait_for(lambda: set(_ids(rsyslog)) >= {1, 2, 3, 4, 5}, 40, "the version 1 backlog")
+        assert log_events(conn, "queue_schema_migrated")[0]["from_version"] == 1
+        assert status_checkpoints(conn)["detections"] == 6
+        assert api.froms("detections")[0] == 6  # the checkpoint survived: no re-fetch from the start
+        assert conn.terminate() == 0
+    finally:
+        conn.kill()
+        api.stop()
+    db = sqlite3.connect(data / "queue.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+    assert max(_ids(rsyslog).values()) == 1

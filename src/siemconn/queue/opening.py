@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from siemconn.errors import QueueCorruptError
 from siemconn.logging import get_logger
 from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lock, take_lock
-from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
 from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
 from siemconn.queue.schema import (
@@ -123,11 +122,7 @@ def make_private(db_path: Path) -> None:
 def _migrate(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
     """Bring a file of an older schema version to SCHEMA_VERSION in one transaction; refuse a newer one."""
     if version > SCHEMA_VERSION:
-        raise QueueCorruptError(
-            f"queue database {db_path} has schema version {version}, written by a newer siemconn; this "
-            f"siemconn reads versions 1 to {SCHEMA_VERSION}. Fix: run the newer siemconn again (the file is "
-            "left unchanged; a downgrade over a migrated queue is not supported)"
-        )
+        raise newer_version_error(db_path, version)
     if version == SCHEMA_VERSION:
         return
     if version < 1 or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
