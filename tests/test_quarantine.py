@@ -281,6 +281,13 @@ def test_an_unusable_event_time_falls_back_to_the_send_time_and_is_counted(raw: 
     assert f.fallbacks == 2
 
 
+def test_event_times_before_year_1000_keep_four_digits() -> None:
+    assert parse_event_timestamp('{"event_timestamp": "0001-01-01T00:00:00Z"}') == "0001-01-01T00:00:00Z"
+    assert parse_event_timestamp('{"event_timestamp": "0999-12-31T23:00:00.5-01:00"}') == (
+        "1000-01-01T00:00:00.500000Z"
+    )
+
+
 # --- schema migration -------------------------------------------------------------------------------
 
 

@@ -78,11 +78,15 @@ def sanitize_field(value: str, max_len: int) -> str:
 
 
 def rfc3339(ts: datetime) -> str:
-    """RFC 3339 UTC timestamp with a Z: to the second, or with microseconds when there are any."""
+    """RFC 3339 UTC timestamp with a Z: to the second, or with microseconds when there are any.
+
+    The year always has four digits (strftime's %Y gives "1" for year 1 on glibc, which is not an RFC 5424
+    TIMESTAMP)."""
     ts = ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    text = f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}"
     if ts.microsecond:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{ts.microsecond:06d}Z"
+    return text + "Z"
 
 
 def parse_event_timestamp(payload: str | bytes) -> str | None:
