@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench soak lint clean
+.PHONY: install test test-packaging demo bench soak lint clean
 
 install: $(STAMP)
 
@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
+test-packaging: install
+	$(BIN)/python -m pytest -q -m packaging -o addopts='' tests/deploy
 
 demo: install
 	$(BIN)/python -m siemconn.devtools.demo
