@@ -10,7 +10,9 @@ test follows the Dockerfile when the command changes.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from support.e2e import CLIENT_ID, REPO, SECRET, expected_payloads, received, summary, wait_until
 from support.podman import BuiltImage, Podman, fact, unique
 from support.rsyslog import RsyslogReceiver
@@ -258,3 +261,52 @@ def test_sigterm_stops_within_the_compose_grace_period(deployment: Deployment) -
 def test_image_layers(image: BuiltImage) -> None:
     """The image's own layers (the venv and the user) stay small; the figure goes to the summary."""
     assert 0 < image.own_bytes < 40 * 1024 * 1024, image.own_bytes
+
+
+def test_runs_as_the_kubernetes_manifest_runs_it(deployment: Deployment, cleanup: list[str]) -> None:
+    """packaging/kubernetes/statefulset.yaml's container settings, applied with podman: read-only root,
+    no capabilities, no privilege escalation, the secret as a file (group-readable as with fsGroup)."""
+    d = deployment
+    sts = yaml.safe_load((REPO / "packaging" / "kubernetes" / "statefulset.yaml").read_text())
+    pod = sts["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    sc, psc = c["securityContext"], pod["securityContext"]
+    assert sc["readOnlyRootFilesystem"] and sc["capabilities"]["drop"] == ["ALL"]
+    secret_file = Path(next(e["value"] for e in c["env"] if e["name"] == "CLIENT_SECRET_FILE"))
+    secrets = Path(tempfile.mkdtemp(dir=d.config.parent))
+    secrets.chmod(0o755)
+    (secrets / secret_file.name).write_text(SECRET)
+    os.chown(secrets / secret_file.name, 0, psc["fsGroup"])
+    (secrets / secret_file.name).chmod(0o440)
+    data = unique("siemconn-k8s-data")
+    name = unique("siemconn-k8s")
+    cleanup.extend([f"v:{data}", f"c:{name}"])
+    mark = d.rsyslog.mark()
+    d.podman.run(
+        "run", "-d", "--name", name, "--network", "host",
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+        "--user", f"{psc['runAsUser']}:{psc['runAsGroup']}", "--group-add", str(psc["fsGroup"]),
+        "--tmpfs", "/tmp",
+        "-e", "BASE_URL", "-e", "CLIENT_ID", "-e", f"CLIENT_SECRET_FILE={secret_file}",
+        "-v", f"{d.config}:/app/config.json:ro", "-v", f"{d.cert_dir}:/app/cert:ro",
+        "-v", f"{secrets}:{secret_file.parent}:ro", "-v", f"{data}:/app/data", "-v", f"{d.logs_volume}:/app/logs",
+        d.image.tag, *c["args"],
+        env={"BASE_URL": d.fake.url, "CLIENT_ID": CLIENT_ID},
+    )  # fmt: skip
+    expected = expected_payloads(d.fake)  # a new claim starts from initial_lookback_hours: all again
+
+    def all_again() -> bool:
+        return set(expected) <= set(received(d.rsyslog.raw_lines()[mark:])[0])
+
+    try:
+        wait_until(all_again, 90, "every event from the read-only container", interval=0.25)
+    except AssertionError:
+        raise AssertionError(d.podman.run("logs", name, check=False).stderr[-3000:]) from None
+    s = summary(expected, received(d.rsyslog.raw_lines()[mark:])[0])
+    assert s["missing"] == s["duplicated"] == s["unexpected"] == 0, s
+    for probe in ("livenessProbe", "readinessProbe"):
+        cmd = c[probe]["exec"]["command"]
+        wait_until(
+            lambda cmd=cmd: d.podman.run("exec", name, *cmd, check=False).returncode == 0, 30, f"{probe} ok"
+        )
+    assert d.podman.run("exec", name, "touch", "/app/x", check=False).returncode != 0  # read-only root

@@ -30,7 +30,6 @@ from siemconn import exitcodes
 from siemconn.devtools.fake_rux import FakeRux, Fault
 
 SYSTEMD_README = REPO / "packaging" / "systemd" / "README.md"
-SYSTEMD_IMAGE = "localhost/siemconn-systemd:packaging-test"
 BATCH = 500
 
 
@@ -129,12 +128,6 @@ def config_json(rsyslog: RsyslogReceiver, **extra: Any) -> str:
     return json.dumps({"configuration": cfg}, indent=2)
 
 
-@pytest.fixture(scope="module")
-def systemd_image(podman: Podman, systemd_base: str, wheel: Path, pip_cache: Path) -> str:
-    """The systemd base with the wheel and pip's cache at hand; the install itself is the README's."""
-    return systemd_base
-
-
 def boot(
     podman: Podman,
     image: str,
@@ -203,7 +196,7 @@ CERT_STEP = "install -d -m 0755 /etc/siemconn/cert && install -m 0644 server1.pe
 @pytest.fixture(scope="module")
 def single(
     podman: Podman,
-    systemd_image: str,
+    systemd_base: str,
     wheel: Path,
     pip_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -215,9 +208,7 @@ def single(
     fake = FakeRux(
         seed_audit=300, seed_detections=300, seed_entity=300, client_id=CLIENT_ID, client_secret=SECRET
     ).start()
-    host = boot(
-        podman, systemd_image, wheel, pip_cache, tmp_path_factory.mktemp("sd"), fake, rsyslog, cleanup
-    )
+    host = boot(podman, systemd_base, wheel, pip_cache, tmp_path_factory.mktemp("sd"), fake, rsyslog, cleanup)
     venv, files, unit = readme_install(host, wheel)
     started = time.monotonic()
     host.sh(venv)
@@ -300,7 +291,7 @@ def test_stop_is_clean(single: Host) -> None:
 @pytest.fixture(scope="module")
 def tenant(
     podman: Podman,
-    systemd_image: str,
+    systemd_base: str,
     wheel: Path,
     pip_cache: Path,
     tmp_path_factory: pytest.TempPathFactory,
@@ -310,9 +301,7 @@ def tenant(
     rsyslog = RsyslogReceiver(tmp_path_factory.mktemp("rsyslog"))
     rsyslog.start()
     fake = FakeRux(seed_detections=300, client_id=CLIENT_ID, client_secret=SECRET).start()
-    host = boot(
-        podman, systemd_image, wheel, pip_cache, tmp_path_factory.mktemp("sd"), fake, rsyslog, cleanup
-    )
+    host = boot(podman, systemd_base, wheel, pip_cache, tmp_path_factory.mktemp("sd"), fake, rsyslog, cleanup)
     venv, files, _ = readme_install(host, wheel)
     host.sh(venv)
     # "config.json, env, client_secret as above, in this folder"
