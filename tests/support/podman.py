@@ -286,6 +286,11 @@ class Podman:
         )
         tar.unlink()
         report(f"local base {image}: built in {time.monotonic() - started:.0f} s")
+        # an older base of this kind (another CA bundle or package list) is not needed any more
+        listed = self.run("images", "--format", "{{.Repository}}:{{.Tag}}", BASE_REPO, check=False).stdout
+        for old in listed.split():
+            if old.startswith(f"{BASE_REPO}:{kind}-") and old != image:
+                self.run("rmi", old, check=False)
         return image
 
     # --- builds --------------------------------------------------------------------------------
