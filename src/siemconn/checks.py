@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from siemconn import exitcodes
+from siemconn.cli import ExitCode
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxError, SiemconnError
 from siemconn.logging import setup_logging
@@ -107,7 +107,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         ok, detail = await _check_server(server, settings)
         all_ok &= ok
         _line(out, ok, f"syslog server {server.label}", detail)
-    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
+    return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
 def print_status(settings: Settings, out: TextIO) -> int:
@@ -116,9 +116,9 @@ def print_status(settings: Settings, out: TextIO) -> int:
         report = read_status(settings.data_dir)
     except QueueError as exc:
         print(f"error: {exc}", file=out)
-        return exitcodes.UNEXPECTED
+        return ExitCode.UNEXPECTED
     print(render_status(report), file=out)
-    return exitcodes.OK
+    return ExitCode.OK
 
 
 TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
@@ -155,4 +155,4 @@ async def send_test(settings: Settings, out: TextIO) -> int:
             f"send-test {server.label}",
             f"sent {len(data)} bytes ({server.format}); search your SIEM for {json.dumps(TEST_EVENT_MARK)}",
         )
-    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
+    return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
