@@ -26,7 +26,6 @@ from support.e2e import CLIENT_ID, REPO, SECRET, expected_payloads, received, su
 from support.podman import Podman, fact, unique
 from support.rsyslog import RsyslogReceiver
 
-from siemconn import exitcodes
 from siemconn.devtools.fake_rux import FakeRux, Fault
 
 SYSTEMD_README = REPO / "packaging" / "systemd" / "README.md"
@@ -322,8 +321,17 @@ def test_tenant_bad_config_is_not_restarted(tenant: tuple[Host, str]) -> None:
     bad["configuration"]["server"][0]["server_port"] = 70000
     (host.install_dir / "config.json").write_text(json.dumps(bad))
     host.sh(script, check=False)  # `enable --now` fails: the unit never sent READY=1
-    p = host.show("siemconn@acme", "ActiveState", "Result", "ExecMainStatus", "NRestarts", "RestartUSec")
-    assert p["ActiveState"] == "failed" and p["ExecMainStatus"] == str(exitcodes.CONFIG), p
+    p = host.show(
+        "siemconn@acme",
+        "ActiveState",
+        "ExecMainStatus",
+        "NRestarts",
+        "RestartUSec",
+        "RestartPreventExitStatus",
+    )
+    # exit code 2 is "invalid configuration" (README, Commands and exit codes)
+    assert p["ActiveState"] == "failed" and p["ExecMainStatus"] == "2", p
+    assert p["RestartPreventExitStatus"].split() == ["2"], p
     assert p["RestartUSec"] == "10s", p
     time.sleep(12)  # longer than RestartSec: a restart would have happened by now
     p = host.show("siemconn@acme", "ActiveState", "NRestarts")
