@@ -104,6 +104,6 @@ def cleanup(podman: Podman) -> Iterator[list[str]]:
     for n in reversed(names):
         kind, _, name = n.partition(":")
         if kind == "c":
-            podman.run("rm", "-f", "-t", "0", name, check=False)
+            podman.run("rm", "-f", "-v", "-t", "0", name, check=False)
         else:
             podman.run("volume", "rm", "-f", name, check=False)

@@ -166,7 +166,7 @@ def deployment(
     d = Deployment(podman, image, fake, rsyslog, config, cert_dir, data, logs)
     yield d
     if d.name:
-        podman.run("rm", "-f", "-t", "0", d.name, check=False)
+        podman.run("rm", "-f", "-v", "-t", "0", d.name, check=False)
     fake.stop()
     rsyslog.stop()
 
