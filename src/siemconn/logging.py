@@ -49,6 +49,28 @@ class _Redactor:
         return {k: self._scrub(v) for k, v in event_dict.items()}
 
 
+class _StreamHandler(logging.StreamHandler[Any]):
+    """A StreamHandler that goes quiet, without a traceback per record, once its reader is gone.
+
+    `siemconn run | head` closes stdout after a few lines; the service must keep running and keep
+    logging to its file. The first EPIPE mutes this handler for the rest of the process.
+    """
+
+    muted = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.muted:
+            return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, BrokenPipeError):
+            self.muted = True
+            return
+        super().handleError(record)
+
+
 def setup_logging(
     *,
     log_dir: Path | None,
@@ -75,7 +97,7 @@ def setup_logging(
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
-    handler = logging.StreamHandler(stream)
+    handler = _StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, console_renderer],

@@ -17,6 +17,10 @@ Behaviour (see the RUX API notes, section 9):
   "reauthenticating"; an unknown refresh token -> 400 "Invalid refresh token".
 * ``GET /api/v3.3|v3.4/events/{audits,detections,entity_scoring}`` (and v3.5 detections), with or
   without a trailing slash; ``Bearer`` (any case) required -> 401 ``{"detail": "Unauthorized"}``.
+* ``GET /api/v3.3|v3.4/health`` (one object, fresh ``updated_at`` per call) and
+  ``GET /api/v3.3|v3.4/lockdown`` (a bare array of the entities in lockdown, no cursor); roles: health
+  needs Auditor, lockdown Read-Only. Entities are locked and unlocked over time with
+  ``generate_interval`` (see `siemconn.devtools.snapshots`); faults apply to these paths like the others.
 * One auto-incrementing id sequence per stream. account and host entity_scoring events share the
   entity_scoring sequence and are filtered by the required ``type``, so each type's ids have gaps.
 * ``id >= from`` AND ``gte <= event_timestamp <= lte`` AND stream filters; ``limit`` default 500,
@@ -27,7 +31,8 @@ Behaviour (see the RUX API notes, section 9):
   stream), ``POST /_fake/faults`` (a JSON object or list, fields of `Fault`), ``DELETE
   /_fake/faults``, ``POST /_fake/revoke-tokens[?refresh=true]``, ``POST /_fake/config`` (JSON
   knobs of `Knobs`), ``GET /_fake/state``, ``GET /_fake/ids?stream=...&type=...``,
-  ``GET /_fake/requests?limit=N``.
+  ``GET /_fake/requests?limit=N``, ``POST /_fake/lockdown?action=lock|unlock|extend&type=host&entity_id=N``
+  (``name``, ``seconds`` optional).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import base64
 import binascii
 import bisect
 import dataclasses
+import random
 import secrets
 import signal
 import socket
@@ -54,6 +60,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from siemconn.devtools.events import STREAM_ENDPOINTS, EventFactory, GeneratedEvent
+from siemconn.devtools.snapshots import Lockdowns, health_body
 
 REAUTH_TEXT = "Authentication Error. Please try reauthenticating using API client credentials."
 INVALID_REFRESH_TEXT = "Invalid refresh token. Please reauthenticate using client credentials and try again."
@@ -62,7 +69,14 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "v3.4": STREAM_ENDPOINTS,
     "v3.5": ("detections",),
 }
-_ROLE_OF = {"audits": "Auditor", "detections": "Read-Only", "entity_scoring": "Read-Only"}
+SNAPSHOT_VERSIONS: tuple[str, ...] = ("v3.3", "v3.4")
+_ROLE_OF = {
+    "audits": "Auditor",
+    "detections": "Read-Only",
+    "entity_scoring": "Read-Only",
+    "health": "Auditor",
+    "lockdown": "Read-Only",
+}
 _STREAM_ALIASES = {
     "audit": "audits",
     "audits": "audits",
@@ -209,6 +223,7 @@ class FakeRux:
         seed_audit: int = 0,
         seed_detections: int = 0,
         seed_entity: int = 0,
+        seed_lockdown: int = 0,
         seed_span_seconds: float = 6 * 3600,
         seed: int = 0,
         first_id: int = 1,
@@ -223,6 +238,8 @@ class FakeRux:
         self.knobs = Knobs(**knobs)
         self._lock = threading.RLock()
         self._factory = EventFactory(seed, tenant_url)
+        self.lockdowns = Lockdowns(seed)
+        self._health_rng = random.Random(seed)
         self._events: dict[str, list[GeneratedEvent]] = {s: [] for s in STREAM_ENDPOINTS}
         self._next_id: dict[str, int] = dict.fromkeys(STREAM_ENDPOINTS, first_id)
         self._views: dict[tuple[Any, ...], _View] = {}
@@ -249,6 +266,8 @@ class FakeRux:
             if n > 0:
                 span = max(0.0, seed_span_seconds)
                 self.append(stream, n, timestamps=[now - span + span * (i + 1) / n for i in range(n)])
+        for i in range(seed_lockdown):
+            self.lockdowns.lock("host" if i % 2 == 0 else "account", now=now - 600 * (seed_lockdown - i))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -304,6 +323,7 @@ class FakeRux:
         while not self._stop.wait(self._generate_interval):
             for stream in STREAM_ENDPOINTS:
                 self.append(stream, self._generate_count)
+            self.lockdowns.churn()
 
     # --- control -------------------------------------------------------------------------
 
@@ -403,6 +423,7 @@ class FakeRux:
                     "active_access": len(self._access),
                 },
                 "faults_pending": sum(f.count for f in self._faults),
+                "lockdown": len(self.lockdowns.entries()),
                 "knobs": dataclasses.asdict(self.knobs),
             }
 
@@ -530,6 +551,13 @@ class FakeRux:
                 del self._access[token]
                 return False
             return True
+
+    # snapshot endpoints
+
+    def health(self) -> dict[str, Any]:
+        """The /health object now."""
+        with self._lock:
+            return health_body(time.time(), self._health_rng)
 
     # streams
 
@@ -860,6 +888,30 @@ class _Handler(BaseHTTPRequestHandler):
             record(status)
             self._send(status, page, stall=stall)
             return
+        # ['', 'api', 'v3.4', 'health']
+        if (
+            len(seg) == 4
+            and seg[1] == "api"
+            and seg[2] in SNAPSHOT_VERSIONS
+            and seg[3] in ("health", "lockdown")
+        ):
+            if method not in ("GET", "HEAD"):
+                record(405)
+                self._json(405, {"detail": f'Method "{method}" not allowed.'})
+                return
+            if not fake.check_bearer(self.headers.get("Authorization")):
+                record(401)
+                self._json(401, {"detail": "Unauthorized"}, {"WWW-Authenticate": "Bearer"})
+                return
+            roles = fake.knobs.roles
+            if roles is not None and _ROLE_OF[seg[3]] not in roles:
+                record(403)
+                self._json(403, {"detail": "You do not have permission to perform this action."})
+                return
+            record(200)
+            body_obj: Any = fake.health() if seg[3] == "health" else fake.lockdowns.entries()
+            self._json(200, body_obj, stall=stall)
+            return
         record(404)
         self._json(404, {"detail": "Not found."})
 
@@ -902,6 +954,18 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("config is a JSON object")
                 fake.configure(**obj)
                 self._json(200, dataclasses.asdict(fake.knobs))
+            elif path == "/_fake/lockdown" and method == "POST":
+                action = params.get("action", "lock")
+                etype = params.get("type", "host")
+                eid = int(params["entity_id"]) if "entity_id" in params else None
+                if action == "lock":
+                    self._json(200, fake.lockdowns.lock(etype, eid, name=params.get("name")))
+                elif action == "unlock" and eid is not None:
+                    self._json(200, {"unlocked": fake.lockdowns.unlock(etype, eid)})
+                elif action == "extend" and eid is not None:
+                    self._json(200, fake.lockdowns.extend(etype, eid, float(params.get("seconds", "3600"))))
+                else:
+                    raise ValueError("action is lock, or unlock / extend with entity_id")
             elif path == "/_fake/requests" and method == "GET":
                 n = int(params.get("limit", "1000"))
                 with fake._lock:
@@ -909,7 +973,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"requests": [dataclasses.asdict(r) for r in recs]})
             else:
                 self._json(404, {"detail": "Not found."})
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
             self._json(400, {"error": str(exc)})
 
 
@@ -924,6 +988,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-audit", type=int, default=0)
     p.add_argument("--seed-detections", type=int, default=0)
     p.add_argument("--seed-entity", type=int, default=0)
+    p.add_argument("--seed-lockdown", type=int, default=0, help="entities in lockdown at start")
     p.add_argument(
         "--seed-span-hours", type=float, default=6.0, help="spread seeded events over the last N hours"
     )
@@ -945,6 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_audit=a.seed_audit,
         seed_detections=a.seed_detections,
         seed_entity=a.seed_entity,
+        seed_lockdown=a.seed_lockdown,
         seed_span_seconds=a.seed_span_hours * 3600,
         seed=a.seed,
         tenant_url=a.tenant_url,

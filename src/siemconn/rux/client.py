@@ -46,7 +46,7 @@ from siemconn.errors import (
 )
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
-from siemconn.rux.streams import StreamSpec, api_path, build_params
+from siemconn.rux.streams import StreamSpec, api_path, build_params, probe_params
 
 log = get_logger("siemconn.rux")
 
@@ -425,7 +425,8 @@ class RuxClient:
         if resp.status_code == 403:
             raise RuxPermissionError(
                 f"{path} answered HTTP 403: the API client {self._client_id} may not read stream {spec.key}; "
-                f"give it the {spec.role} role in the Vectra UI (Manage > API Clients), or remove the stream"
+                f"give it the {spec.role} role in the Vectra UI (Manage > API Clients), or turn the stream off "
+                f'with "scheduler": {{"{spec.stream}": null}}'
             )
         if resp.status_code != 200:
             snippet = resp.text[:200].replace("\n", " ")
@@ -477,6 +478,42 @@ class RuxClient:
         if not _is_int(remaining):
             raise bad(f"remaining_count {remaining!r} is not an integer")
         return events, nxt, remaining
+
+    async def snapshot(self, spec: StreamSpec) -> Any:
+        """GET a snapshot stream (health: one object; lockdown: a bare array); return the parsed JSON.
+
+        Raises like `pages()`; a body that is not JSON is a RuxResponseError (the caller keeps its state).
+        """
+        path = api_path(spec, self._cfg.api_version)
+        resp = await self._get(spec, path, {})
+        try:
+            return _loads(resp.content)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            ctype = resp.headers.get("Content-Type", "?")
+            raise RuxResponseError(
+                f"bad response from {path} for stream {spec.key}: body is not JSON ({type(exc).__name__}, "
+                f"Content-Type {ctype}, {len(resp.content)} bytes); nothing forwarded"
+            ) from None
+
+    async def probe(self, spec: StreamSpec) -> str:
+        """One small request for `siemconn check` (event streams: limit=1). Returns what came back;
+        raises RuxPermissionError on 403 (its message names the role to add) and RuxError otherwise."""
+        path = api_path(spec, self._cfg.api_version)
+        resp = await self._get(spec, path, probe_params(spec, self._cfg, self._now()))
+        if spec.is_snapshot:
+            try:
+                body = _loads(resp.content)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                raise RuxResponseError(f"{path} answered HTTP 200 with a body that is not JSON") from None
+            if spec.stream == "lockdown":
+                if not isinstance(body, list):
+                    raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an array")
+                return f"HTTP 200, {len(body)} entit{'y' if len(body) == 1 else 'ies'} in lockdown"
+            if not isinstance(body, dict):
+                raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an object")
+            return f"HTTP 200, health object with {len(body)} sections"
+        events, _nxt, _remaining = self._parse_page(spec, path, resp)
+        return f"HTTP 200, {len(events)} event{'' if len(events) == 1 else 's'} (limit=1)"
 
     async def pages(
         self, spec: StreamSpec, checkpoint: int | None, *, hold: asyncio.Lock | None = None
