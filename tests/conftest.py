@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from support.rsyslog import rsyslog, rsyslog_factory  # noqa: F401
+from support.rsyslog import relp_receiver, rsyslog, rsyslog_factory  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

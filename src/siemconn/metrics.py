@@ -36,6 +36,7 @@ class Metrics:
 
     events_fetched: MetricLike
     events_delivered: MetricLike
+    events_sent: MetricLike
     events_failed: MetricLike
     events_truncated: MetricLike
     api_requests: MetricLike
@@ -61,7 +62,13 @@ class Metrics:
             "siemconn_events_fetched", "Events fetched from RUX", ["stream"], registry=r
         )
         self.events_delivered = Counter(
-            "siemconn_events_delivered", "Events accepted by a syslog server", ["server"], registry=r
+            "siemconn_events_delivered", "Events accepted by a syslog server (TCP, TLS, RELP)", ["server"], registry=r
+        )
+        self.events_sent = Counter(
+            "siemconn_events_sent",
+            "Events sent as UDP datagrams (UDP has no acknowledgement: sent, not known delivered)",
+            ["server"],
+            registry=r,
         )
         self.events_failed = Counter(
             "siemconn_events_failed",

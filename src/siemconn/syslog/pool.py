@@ -1,7 +1,8 @@
 """One writer task per syslog server: read_batch -> format -> frame -> write -> flush -> ack.
 
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
-acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
+acknowledged by the peer's TCP stack; RELP: every message answered `rsp 200`); anything not acked is read
+again and resent after a reconnect.
 
 Formatting (`_Writer._prepare`): a batch of the durable queue holds its payloads as bytes, in segments
 (one per page slice). When the header does not depend on the payload (every format except rfc5424 with
@@ -157,7 +158,9 @@ class _Writer:
         self._last_depth = float("-inf")
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
-        self._m_delivered = m.events_delivered.labels(self.name) if m else None
+        # UDP has no acknowledgement: its events are counted as sent, never as delivered
+        counter = m.events_sent if m and server.server_protocol == "UDP" else m.events_delivered if m else None
+        self._m_delivered = counter.labels(self.name) if counter else None
         self._m_failed = m.events_failed.labels(self.name) if m else None
         self._m_truncated = m.events_truncated.labels(self.name) if m else None
         self._m_reconnects = m.reconnects.labels(self.name) if m else None
@@ -198,7 +201,7 @@ class _Writer:
             if self._m_reconnects is not None:
                 self._m_reconnects.inc()
         try:
-            if self.server.server_protocol == "TLS" and self._tls_ctx is None:
+            if self.server.uses_tls and self._tls_ctx is None:
                 self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
             self.transport = await pool.opener(
                 self.server,
