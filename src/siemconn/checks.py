@@ -20,6 +20,10 @@ from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
 CONNECT_TIMEOUT = 10.0
+UDP_NOTE = (
+    "note: UDP has no acknowledgement: siemconn can only count events as sent, and a receiver whose "
+    "buffer is full drops them unseen; use TCP, TLS or RELP when every event matters"
+)
 
 
 def _line(out: TextIO, ok: bool, what: str, detail: str) -> None:
@@ -40,6 +44,8 @@ async def _check_server(server: ServerConfig, settings: Settings) -> tuple[bool,
     except (SiemconnError, OSError, TimeoutError) as exc:
         return False, _reason(exc, server)
     await transport.close()
+    if server.server_protocol == "RELP":
+        return True, "RELP session opened" + (" over TLS" if server.tls else "")
     return True, "TLS handshake completed" if server.server_protocol == "TLS" else "TCP connection opened"
 
 
@@ -107,6 +113,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         ok, detail = await _check_server(server, settings)
         all_ok &= ok
         _line(out, ok, f"syslog server {server.label}", detail)
+        if server.server_protocol == "UDP":
+            print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
     return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
 
 
@@ -118,6 +126,13 @@ def print_status(settings: Settings, out: TextIO) -> int:
         print(f"error: {exc}", file=out)
         return exitcodes.UNEXPECTED
     print(render_status(report), file=out)
+    udp = [s.name for s in settings.servers if s.server_protocol == "UDP"]
+    if udp:
+        print(
+            f"\nUDP destinations ({', '.join(udp)}): 'undelivered' means not yet sent; what was sent is not "
+            "known to be delivered (UDP has no acknowledgement)",
+            file=out,
+        )
     return exitcodes.OK
 
 
@@ -149,10 +164,14 @@ async def send_test(settings: Settings, out: TextIO) -> int:
             all_ok = False
             _line(out, False, f"send-test {server.label}", _reason(exc, server))
             continue
+        acked = " and acknowledged (rsp 200)" if server.server_protocol == "RELP" else ""
         _line(
             out,
             True,
             f"send-test {server.label}",
-            f"sent {len(data)} bytes ({server.format}); search your SIEM for {json.dumps(TEST_EVENT_MARK)}",
+            f"sent {len(data)} bytes ({server.format}){acked}; search your SIEM for "
+            f"{json.dumps(TEST_EVENT_MARK)}",
         )
+        if server.server_protocol == "UDP":
+            print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
     return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
