@@ -213,7 +213,9 @@ def test_check_and_send_test_relp_and_the_udp_note(
     assert main(["check", "--config", cfg]) == 0
     out = capsys.readouterr().out
     assert re.search(r"ok     syslog server r \(RELP 127\.0\.0\.1:\d+\): RELP session opened\n", out), out
-    assert re.search(r"ok     syslog server rt \(RELP\+TLS 127\.0\.0\.1:\d+\): RELP session opened over TLS", out)
+    assert re.search(
+        r"ok     syslog server rt \(RELP\+TLS 127\.0\.0\.1:\d+\): RELP session opened over TLS", out
+    )
     assert out.count("u: note: UDP has no acknowledgement") == 1
     assert relp_receiver.raw_lines() == []
     assert main(["send-test", "--config", cfg]) == 0

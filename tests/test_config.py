@@ -116,7 +116,12 @@ def test_relp_options_and_defaults(tmp_path: Path) -> None:
 
     s = load_settings(write(tmp_path, with_server(server_protocol="relp", tls="on", window_size=64)), ENV)
     server = s.servers[0]
-    assert (server.server_protocol, server.tls, server.window_size, server.uses_tls) == ("RELP", True, 64, True)
+    assert (server.server_protocol, server.tls, server.window_size, server.uses_tls) == (
+        "RELP",
+        True,
+        64,
+        True,
+    )
     assert server.label == "server1 (RELP+TLS siem.example.com:514)"
     plain = load_settings(write(tmp_path, with_server(server_protocol="RELP")), ENV).servers[0]
     assert (plain.tls, plain.window_size, plain.uses_tls) == (False, DEFAULT_RELP_WINDOW, False)
@@ -127,7 +132,10 @@ def test_relp_options_and_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "expect"),
     [
-        ({"server_protocol": "TCP", "tls": True}, 'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS"'),
+        (
+            {"server_protocol": "TCP", "tls": True},
+            'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS"',
+        ),
         ({"server_protocol": "RELP", "framing": "octet-counting"}, "does not apply to RELP"),
     ],
 )

@@ -289,7 +289,9 @@ def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: Relp
     RELP+TLS. Every event arrives: a batch is acked only after rsp 200 for each of its events. The
     duplicates are bounded by the batch whose answers the kill interrupted: one batch per destination
     per kill (with batch_size <= window_size, also within the window)."""
-    fake = FakeRux(seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET)
+    fake = FakeRux(
+        seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET
+    )
     fake.start()
     rs = relp_receiver
     servers = [rs.server_entry("relp1", "RELP"), rs.server_entry("relptls1", "RELP-TLS")]

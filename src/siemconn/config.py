@@ -140,7 +140,7 @@ class ServerConfig(_Strict):
             return v
         if isinstance(v, str) and v.strip().lower() in ("on", "off"):
             return v.strip().lower() == "on"
-        raise _err("tls", "is not a TLS switch; expected true/false or \"on\"/\"off\" (as omrelp's tls=)")
+        raise _err("tls", 'is not a TLS switch; expected true/false or "on"/"off" (as omrelp\'s tls=)')
 
     @field_validator("window_size", mode="before")
     @classmethod
@@ -234,7 +234,7 @@ class ServerConfig(_Strict):
             raise ValueError("tls_client_cert and tls_client_key must be given together (mutual TLS)")
         if self.tls and self.server_protocol != "RELP":
             raise ValueError(
-                f"tls applies to RELP servers; for syslog over TLS set server_protocol \"TLS\" "
+                f'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS" '
                 f"(server {self.name!r} is {self.server_protocol})"
             )
         if self.server_protocol == "RELP" and self.framing != "lf":

@@ -62,7 +62,10 @@ class Metrics:
             "siemconn_events_fetched", "Events fetched from RUX", ["stream"], registry=r
         )
         self.events_delivered = Counter(
-            "siemconn_events_delivered", "Events accepted by a syslog server (TCP, TLS, RELP)", ["server"], registry=r
+            "siemconn_events_delivered",
+            "Events accepted by a syslog server (TCP, TLS, RELP)",
+            ["server"],
+            registry=r,
         )
         self.events_sent = Counter(
             "siemconn_events_sent",

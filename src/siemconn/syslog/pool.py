@@ -159,8 +159,10 @@ class _Writer:
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
         # UDP has no acknowledgement: its events are counted as sent, never as delivered
-        counter = m.events_sent if m and server.server_protocol == "UDP" else m.events_delivered if m else None
-        self._m_delivered = counter.labels(self.name) if counter else None
+        accepted = (
+            None if m is None else m.events_sent if server.server_protocol == "UDP" else m.events_delivered
+        )
+        self._m_delivered = accepted.labels(self.name) if accepted is not None else None
         self._m_failed = m.events_failed.labels(self.name) if m else None
         self._m_truncated = m.events_truncated.labels(self.name) if m else None
         self._m_reconnects = m.reconnects.labels(self.name) if m else None

@@ -40,9 +40,7 @@ _READ_CHUNK = 65536
 _MAX_HEADER = 64  # "999999999 serverclose 999999999 " is 32; anything longer is not a RELP header
 _MAX_RSP_DATA = 1 << 20  # answers are short; a larger DATALEN is a framing error
 _CLOSE_TIMEOUT = 1.0
-_OFFERS = (
-    b"relp_version=0\nrelp_software=siemconn," + __version__.encode() + b"\ncommands=syslog"
-)
+_OFFERS = b"relp_version=0\nrelp_software=siemconn," + __version__.encode() + b"\ncommands=syslog"
 
 
 class RelpProtocolError(Exception):
@@ -72,7 +70,9 @@ def parse_frames(buf: bytearray) -> list[tuple[int, bytes, bytes]]:
                 raise RelpProtocolError(f"no RELP header in {bytes(buf[pos : pos + 40])!r}")
             break
         txnr_s, cmd, len_s = bytes(buf[pos:sp1]), bytes(buf[sp1 + 1 : sp2]), bytes(buf[sp2 + 1 : end_len])
-        if not (txnr_s.isdigit() and len_s.isdigit() and cmd.isalpha() and len(txnr_s) <= 9 and len(len_s) <= 9):
+        if not (
+            txnr_s.isdigit() and len_s.isdigit() and cmd.isalpha() and len(txnr_s) <= 9 and len(len_s) <= 9
+        ):
             raise RelpProtocolError(f"bad RELP header {bytes(buf[pos:end_len])[:60]!r}")
         datalen = int(len_s)
         if datalen > _MAX_RSP_DATA:
@@ -174,8 +174,10 @@ class RelpTransport:
             self._fail(f"RELP protocol error ({exc}); the connection is dropped and the batch resent")
         except ssl.SSLError as exc:
             self._fail(f"TLS error on the RELP connection ({exc.reason or exc})")
-        except (OSError, EOFError) as exc:
+        except OSError as exc:
             self._fail(f"RELP connection lost ({exc.strerror or type(exc).__name__})")
+        except EOFError:
+            self._fail("RELP connection lost (EOF)")
 
     def _on_frame(self, txnr: int, cmd: bytes, data: bytes) -> None:
         if cmd == b"serverclose" and txnr == 0:
@@ -186,7 +188,9 @@ class RelpTransport:
             )
             return
         if cmd != b"rsp":
-            self._fail(f"unexpected RELP frame {cmd.decode('ascii', 'replace')!r} (txnr {txnr}) from the server")
+            self._fail(
+                f"unexpected RELP frame {cmd.decode('ascii', 'replace')!r} (txnr {txnr}) from the server"
+            )
             return
         if not self._pending or self._pending[0] != txnr:
             want = self._pending[0] if self._pending else None
@@ -288,9 +292,7 @@ class RelpTransport:
                 await changed.wait()
                 self._check("while waiting for the acknowledgements")
         except (OSError, RuntimeError) as exc:
-            raise DeliveryError(
-                f"syslog server {self._server.label}: RELP write failed ({exc})"
-            ) from None
+            raise DeliveryError(f"syslog server {self._server.label}: RELP write failed ({exc})") from None
         except ssl.SSLError as exc:
             raise DeliveryError(
                 f"syslog server {self._server.label}: TLS error on the RELP connection ({exc.reason or exc})"
