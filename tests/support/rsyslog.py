@@ -14,6 +14,7 @@ Register them from tests/conftest.py with `from support.rsyslog import rsyslog, 
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -377,9 +378,8 @@ def relp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelpRece
     """One started rsyslog imrelp receiver (plain and TLS RELP inputs); stopped at teardown."""
     if not rsyslog_available():
         pytest.skip("rsyslogd is not installed")
-    if not any(Path(d).glob("*/rsyslog/imrelp.so") for d in ("/usr/lib", "/usr/lib64")) and not any(
-        Path("/usr/lib").glob("rsyslog/imrelp.so")
-    ):
+    patterns = ("/usr/lib/*/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so", "/usr/lib64/rsyslog/imrelp.so")
+    if not any(glob.glob(p) for p in patterns):
         pytest.skip("rsyslog's imrelp module is not installed (Debian package rsyslog-relp)")
     r = RelpReceiver(tmp_path_factory.mktemp("relp"))
     r.start()
