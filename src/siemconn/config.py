@@ -40,7 +40,7 @@ _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 5424 PRINTUSASCII (33-126)
 _PRINTUSASCII_RE = re.compile(r"^[\x21-\x7e]+$")
 # Defaults chosen by measurement (docs/reliability.md, bench/relp_window.py and bench/udp_pacing.py).
-DEFAULT_RELP_WINDOW = 128
+DEFAULT_RELP_WINDOW = 512
 DEFAULT_UDP_RATE_LIMIT = 1000
 MAX_PACED_BATCH_SECONDS = 30.0  # a paced UDP batch must fit well within the writer's 60 s write timeout
 
