@@ -166,6 +166,7 @@ class RelpTransport:
                     )
                     return
                 buf += data
+                self._take_plain_acks(buf)
                 for txnr, cmd, body in parse_frames(buf):
                     self._on_frame(txnr, cmd, body)
                     if self._error is not None:
@@ -178,6 +179,26 @@ class RelpTransport:
             self._fail(f"RELP connection lost ({exc.strerror or type(exc).__name__})")
         except EOFError:
             self._fail("RELP connection lost (EOF)")
+
+    def _take_plain_acks(self, buf: bytearray) -> None:
+        """Fast path: remove the leading `TXNR rsp 6 200 OK` answers to the oldest pending messages.
+
+        That is nearly every frame an imrelp server sends; anything else is left to parse_frames."""
+        pending = self._pending
+        if not pending or self._close_answer is not None:
+            return
+        if self._open_answer is not None and not self._open_answer.done():
+            return
+        pos = 0
+        while pending:
+            expected = b"%d rsp 6 200 OK\n" % pending[0]
+            if not buf.startswith(expected, pos):
+                break
+            pending.popleft()
+            pos += len(expected)
+        if pos:
+            del buf[:pos]
+            self._changed.set()
 
     def _on_frame(self, txnr: int, cmd: bytes, data: bytes) -> None:
         if cmd == b"serverclose" and txnr == 0:
