@@ -43,6 +43,6 @@ STOPSIGNAL SIGTERM
 # Needs no open port: the service rewrites data_dir/siemconn.heartbeat every few seconds; this exits 1
 # when the file is older than 60 s or says a syslog server has been down past health_window_seconds.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD ["python", "-m", "siemconn.observe", "healthcheck", "--config", "/app/config.json"]
+    CMD ["python", "-m", "siemconn.ops.heartbeat", "healthcheck", "--config", "/app/config.json"]
 ENTRYPOINT ["python", "-m", "siemconn"]
 CMD ["run", "--config", "/app/config.json"]

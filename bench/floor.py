@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from siemconn.devtools.events import EventFactory
-from siemconn.queue import _ENCODE
+from siemconn.queue import encode_event
 
 PAGE = 1000
 ROUNDS = 5
@@ -71,12 +71,12 @@ def run() -> dict[str, float]:
     parsed = [orjson.loads(p)["events"] for p in pages]
     events = [e for page in parsed for e in page]
     n = len(events)
-    assert all(_ENCODE(e) == json.dumps(e) for e in events)
+    assert all(encode_event(e) == json.dumps(e) for e in events)
     gc.collect()
     out = {
         "event_json_bytes": sum(len(p) for p in pages) / n,
         "parse_us": _best_us_per_event(_each(orjson.loads, pages), n),
-        "encode_us": _best_us_per_event(_each(_ENCODE, events), n),
+        "encode_us": _best_us_per_event(_each(encode_event, events), n),
         "json_dumps_us": _best_us_per_event(_each(json.dumps, events), n),
         "orjson_dumps_us": _best_us_per_event(_each(orjson.dumps, events), n),
     }

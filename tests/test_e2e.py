@@ -67,7 +67,7 @@ def test_three_streams_two_servers_exactly_once(
     assert len(raw) == 2 * len(expected)
     assert all(" VECTRA-SYSLOG-CONNECTOR: {" in line for line in raw)
     assert not any(
-        word in line for line in raw for word in ("siemconn started", "connected", "events queued")
+        word in line for line in raw for word in ("siemconn_started", "connected", "events_queued")
     )
     # no secret anywhere in what the process printed or logged
     assert SECRET not in conn.all_logs_text()
@@ -255,14 +255,12 @@ def test_overlapping_ticks_are_skipped(tmp_path: Path, rsyslog: RsyslogReceiver)
             tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule="* * * * * *"
         ).start()
         try:
-            conn.wait_log("pull skipped: previous pull still running", timeout=30)
+            conn.wait_log("pull_skipped", timeout=30)
             wait_until(lambda: delivered_all(rsyslog, fake, ("tcp",)), 60, "all events despite the slow API")
             assert conn.terminate() == 0
         finally:
             conn.kill()
-        skipped = [
-            r for r in conn.log_records() if r.get("event") == "pull skipped: previous pull still running"
-        ]
+        skipped = [r for r in conn.log_records() if r.get("event") == "pull_skipped"]
         assert skipped and {r["stream"] for r in skipped} >= {"detections"}
         counts, _ = received(by_proto(rsyslog, "tcp"))
         assert summary(expected_payloads(fake), counts)["duplicated"] == 0
@@ -299,14 +297,14 @@ def test_second_signal_exits_at_once_and_nothing_is_lost(tmp_path: Path) -> None
     conn = Connector(tmp_path / "c", fake.url, [entry])
     try:
         conn.start()
-        conn.wait_log("events queued", timeout=30)
+        conn.wait_log("events_queued", timeout=30)
         time.sleep(1.0)  # let the writer fill the socket buffers and block
         conn.signal(signal.SIGTERM)
-        conn.wait_log("shutdown requested", timeout=10)
+        conn.wait_log("shutdown_requested", timeout=10)
         assert conn.alive()  # still flushing towards a receiver that does not read
         conn.signal(signal.SIGINT)
         assert conn.wait(timeout=5) == 1
-        conn.wait_log("second signal: exiting at once; queued events stay on disk")
+        conn.wait_log("second_signal_exit")
         stalled.close()
         catcher = _tcp_collector(port)
         try:
@@ -341,6 +339,6 @@ def test_sigterm_during_a_slow_startup_token_exits_promptly(tmp_path: Path, rsys
             assert conn.wait(timeout=10) == 0
         finally:
             conn.kill()
-        assert "shutdown requested" in conn.output()
+        assert "shutdown_requested" in conn.output()
     finally:
         fake.stop()

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.configs import configuration
 
-from siemconn import __version__, exitcodes
+from siemconn import __version__
+from siemconn.cli import ExitCode
 from siemconn.config import load_settings
-from siemconn.observe import write_heartbeat
+from siemconn.ops.heartbeat import write_heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "packaging" / "systemd"
@@ -139,7 +141,7 @@ def test_default_command_without_config_exits_2(stages: list[list[Instruction]],
     missing = tmp_path / "app" / "config.json"
     cmd = [str(missing) if a == "/app/config.json" else a for a in cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=_env())
-    assert r.returncode == exitcodes.CONFIG
+    assert r.returncode == ExitCode.CONFIG
     assert "file not found" in r.stderr and str(missing) in r.stderr
 
 
@@ -148,7 +150,8 @@ def test_healthcheck_command(stages: list[list[Instruction]], tmp_path: Path) ->
     cmd = _runtime_cmd(json.loads(hc[hc.index("CMD ") + 4 :]))
     app = tmp_path / "app"  # stands for /app, the WORKDIR the check runs in
     app.mkdir()
-    (app / "config.json").write_text(json.dumps({"configuration": {"data_dir": "./data"}}))
+    conf = configuration(data_dir="./data").model_dump(exclude_unset=True)
+    (app / "config.json").write_text(json.dumps({"configuration": conf}))
     cmd = [str(app / "config.json") if a == "/app/config.json" else a for a in cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=app)
     assert r.returncode == 1 and "no heartbeat file" in r.stdout
@@ -220,7 +223,7 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
     for src in sources:
         assert (ROOT / src).exists(), f"COPY source {src} is missing from the repository"
         assert not dockerignored(src, patterns), f"COPY source {src} is excluded by .dockerignore"
-    for kept in ("src/siemconn/__init__.py", "src/siemconn/observe.py"):
+    for kept in ("src/siemconn/__init__.py", "src/siemconn/ops/heartbeat.py"):
         assert not dockerignored(kept, patterns)
     for secret_or_junk in (
         "config.json",
@@ -230,8 +233,8 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
         "logs/siemconn.log",
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/test_observe.py",
-        "src/siemconn/__pycache__/observe.cpython-311.pyc",
+        "tests/test_ops.py",
+        "src/siemconn/ops/__pycache__/heartbeat.cpython-311.pyc",
         "src/siemconn.egg-info/PKG-INFO",
     ):
         assert dockerignored(secret_or_junk, patterns), f"{secret_or_junk} would enter the build context"
@@ -312,7 +315,7 @@ def test_unit_settings(unit: str) -> None:
     assert s["NotifyAccess"] == ["main"]
     assert re.fullmatch(r"\d+s?", s["WatchdogSec"][0])
     assert s["Restart"] == ["always"]
-    assert s["RestartPreventExitStatus"] == [str(exitcodes.CONFIG)]
+    assert s["RestartPreventExitStatus"] == [str(ExitCode.CONFIG)]
     assert s["DynamicUser"] == ["yes"]
     assert s["ProtectSystem"] == ["strict"]
     assert s["NoNewPrivileges"] == ["yes"]

@@ -16,7 +16,7 @@ from support.syslogparse import parse, unframe
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import MAX_BACKOFF_CAP, WriterPool, backoff_delay
 from siemconn.syslog.transport import open_transport
 
@@ -138,7 +138,7 @@ async def test_delivers_everything_in_order_and_acks(tmp_path: Path, sinks: Any)
     assert sink.ids() == list(range(100))
     assert [len(b.events) for b in q.acks["a"]][:9] == [10] * 9  # batch_size respected
     assert metrics.events_delivered.labels("a")._value.get() == 100
-    assert metrics.queue_depth.labels("a")._value.get() == 0
+    assert metrics.server_up.labels("a")._value.get() == 0  # stopped
     assert pool.state("a") == "stopped"
 
 
@@ -183,7 +183,7 @@ async def test_ack_only_after_the_write_is_flushed(tmp_path: Path) -> None:
     assert q.cursors["a"] == 0 and not q.acks["a"]  # written but not flushed: not acked
     transports[0].gate.set()
     await wait_until(lambda: q.cursors["a"] == 10)
-    assert len(transports[0].written) == 10
+    assert len(unframe(b"".join(transports[0].written), "lf")) == 10
     await pool.stop(5)
     await run
 
@@ -207,7 +207,8 @@ async def test_failed_write_is_resent_after_reconnect(tmp_path: Path) -> None:
     await pool.stop(5)
     await run
     assert len(transports) == 2 and transports[0].closed and transports[0].written == []
-    ids = [json.loads(parse(m[:-1], "legacy").payload)["id"] for m in transports[1].written]
+    lines = unframe(b"".join(transports[1].written), "lf")
+    ids = [json.loads(parse(m, "legacy").payload)["id"] for m in lines]
     assert ids == list(range(25))
     assert metrics.events_failed.labels("a")._value.get() == 10
     assert metrics.reconnects.labels("a")._value.get() == 1
@@ -368,7 +369,7 @@ async def test_udp_oversize_truncate_and_drop(tmp_path: Path, capsys: pytest.Cap
         if policy == "truncate":
             assert len(got[1]) == 1000 and got[1].startswith(b"<14>")
         assert metrics.events_truncated.labels("u")._value.get() == 1
-        assert metrics.events_delivered.labels("u")._value.get() == (3 if policy == "truncate" else 2)
+        assert metrics.events_sent.labels("u")._value.get() == (3 if policy == "truncate" else 2)
     rx.close()
     out = capsys.readouterr().out
     assert "syslog_udp_events_truncated" in out

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
+from siemconn.ops.metrics import Metrics
 from siemconn.queue import Batch, DurableQueue, QueuedEvent, read_status, render_status
 
 WORKER = Path(__file__).parent / "support" / "queue_worker.py"
@@ -585,3 +586,28 @@ async def test_first_start_that_died_before_marking_the_file_is_completed(data_d
     finally:
         await q.close()
     assert read_status(data_dir).streams[0].checkpoint == 2
+
+
+async def test_queue_sets_depth_and_checkpoint_gauges(tmp_path: Path) -> None:
+    """queue_depth and checkpoint are set by the queue, at open, on every commit and on every ack."""
+    metrics = Metrics()
+    depth, checkpoint = metrics.queue_depth.labels, metrics.checkpoint.labels
+    q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=metrics)
+    try:
+        assert depth("a")._value.get() == 0 and depth("b")._value.get() == 0
+        await q.commit_page("audit", events(range(1, 11)), 11)
+        assert depth("a")._value.get() == 10 and depth("b")._value.get() == 10
+        assert checkpoint("audit")._value.get() == 11
+        batch = await q.read_batch("a", 4)
+        assert batch is not None
+        await q.ack(batch)
+        assert depth("a")._value.get() == 6 and depth("b")._value.get() == 10
+    finally:
+        await q.close()
+    reopened = Metrics()
+    q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=reopened)
+    try:
+        assert reopened.queue_depth.labels("a")._value.get() == 6
+        assert reopened.checkpoint.labels("audit")._value.get() == 11
+    finally:
+        await q.close()

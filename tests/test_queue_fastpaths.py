@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
-from siemconn.queue import _ENCODE, DurableQueue
+from siemconn.queue import DurableQueue, encode_event
 from siemconn.rux.client import _has_long_digit_run, _loads
 from siemconn.syslog.pool import WriterPool
 
@@ -39,12 +39,12 @@ json_values = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), json_values, max_size=8))
 def test_encoder_is_byte_identical_to_json_dumps(event: dict[str, Any]) -> None:
-    assert _ENCODE(event) == json.dumps(event)
+    assert encode_event(event) == json.dumps(event)
 
 
 def test_encoder_special_values() -> None:
     event = {"a": math.nan, "b": -math.inf, "c": "é\x7f\u2028😀", "d": [1.5, True, None], "e": {}}
-    assert _ENCODE(event) == json.dumps(event)
+    assert encode_event(event) == json.dumps(event)
 
 
 def _events(first: int, n: int) -> list[dict[str, Any]]:

@@ -24,8 +24,8 @@ from siemconn.devtools.fake_rux import FakeRux, Fault
 pytestmark = pytest.mark.e2e
 
 EVERY_SECOND = "* * * * * *"
-PULL_FAILED = "pull failed; the next tick retries from the same checkpoint"
-SKIPPED = "pull skipped: previous pull still running"
+PULL_FAILED = "pull_failed"
+SKIPPED = "pull_skipped"
 
 
 def _assert_no_overlap(fake: FakeRux) -> int:

@@ -156,10 +156,10 @@ def _make_queue(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver) -> Connector
 
 
 def _refused(conn: Connector, expect: str) -> dict[str, object]:
-    """Start the connector: exit 1 with one clear 'cannot open the queue' error containing `expect`."""
+    """Start the connector: exit 1 with one clear 'queue_open_failed' error containing `expect`."""
     conn.start()
     rc = conn.wait(timeout=30)
-    errors = log_events(conn, "cannot open the queue")
+    errors = log_events(conn, "queue_open_failed")
     assert rc == 1, conn.output()[-2000:]
     assert errors and expect in errors[-1]["error"], errors
     return errors[-1]
@@ -216,7 +216,7 @@ def test_second_instance_on_one_data_dir_is_refused(
     first = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND)
     first.start()
     try:
-        first.wait_log("siemconn started", timeout=30)
+        first.wait_log("siemconn_started", timeout=30)
         second = Connector(
             tmp_path / "c2", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND
         )

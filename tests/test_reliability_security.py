@@ -108,7 +108,7 @@ def test_no_secret_or_token_in_any_output(tmp_path: Path, fake: FakeRux, rsyslog
     bad.env["CLIENT_SECRET"] = "Wrong-Secret-Value-Also-Never-Logged"
     bad.start()
     assert bad.wait(30) == 2
-    assert log_events(bad, "cannot start: credentials rejected")
+    assert log_events(bad, "startup_credentials_rejected")
     assert "Wrong-Secret-Value-Also-Never-Logged" not in bad.all_logs_text()
     text = "\n".join(extra) + "\n" + "\n".join(rsyslog.raw_lines())
     n = assert_no_secrets(conn, fake, text)
@@ -140,7 +140,7 @@ def test_private_directories(tmp_path: Path, fake: FakeRux, rsyslog: RsyslogRece
     pre.chmod(0o777)
     conn = Connector(tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")]).start()
     try:
-        conn.wait_log("siemconn started", timeout=30)
+        conn.wait_log("siemconn_started", timeout=30)
         assert conn.terminate() == 0
     finally:
         conn.kill()

@@ -17,7 +17,7 @@ from support.syslogparse import parse
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import open_transport
 

@@ -27,7 +27,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import setup_logging
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import Metrics
 from siemconn.rux.client import Page, RuxClient, parse_retry_after
 from siemconn.rux.streams import StreamSpec
 
@@ -699,8 +699,8 @@ async def test_logs_never_contain_secret_or_tokens(fake_factory, make_client) ->
         structlog.reset_defaults()
     text = out.getvalue()
     assert n == 3500
-    assert "access token obtained" in text and "access token refreshed" in text
-    assert "refresh token rejected" in text and "renewing the token" in text
+    assert "access_token_obtained" in text and "access_token_refreshed" in text
+    assert "refresh_token_rejected" in text and "api_unauthorized_retrying" in text
     assert len(seen_tokens) >= 6  # access + refresh tokens of several grants
     for secret in [SECRET, *seen_tokens]:
         assert secret not in text

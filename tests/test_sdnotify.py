@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from siemconn.sdnotify import Notifier, socket_address
+from siemconn.ops.sdnotify import Notifier, socket_address
 
 
 @pytest.fixture

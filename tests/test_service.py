@@ -11,7 +11,7 @@ import pytest
 from support.e2e import CLIENT_ID, SECRET, connector_config
 from support.rsyslog import RsyslogReceiver
 
-from siemconn import exitcodes
+from siemconn.cli import ExitCode
 from siemconn.config import load_settings
 from siemconn.devtools.fake_rux import FakeRux, Fault
 from siemconn.service import Service
@@ -46,7 +46,7 @@ async def test_cron_runs_in_configured_timezone(
         extra = {"timezone": tz} if tz else {}
         service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *", **extra))
         rc = await _run_until(service, lambda: len(rsyslog.raw_lines()) >= 5)
-    assert rc == exitcodes.OK
+    assert rc == ExitCode.OK
     assert len(service._crons) == 3
     assert {c.tz for c in service._crons} == {ZoneInfo(expected)}
     assert all(c.spec == "0 0 * * *" for c in service._crons)
@@ -65,6 +65,6 @@ async def test_a_tick_during_a_running_pull_is_skipped(tmp_path: Path, rsyslog: 
 
         rc = await _run_until(service, check)
         requests = fake.count_requests("events/detections")
-    assert rc == exitcodes.OK
+    assert rc == ExitCode.OK
     assert runner.skipped == 1
     assert requests == 1  # the skipped tick sent no request

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from siemconn import exitcodes
+from siemconn.cli import ExitCode
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxError, SiemconnError
 from siemconn.logging import setup_logging
@@ -115,7 +115,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         _line(out, ok, f"syslog server {server.label}", detail)
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
-    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
+    return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
 def print_status(settings: Settings, out: TextIO) -> int:
@@ -124,7 +124,7 @@ def print_status(settings: Settings, out: TextIO) -> int:
         report = read_status(settings.data_dir)
     except QueueError as exc:
         print(f"error: {exc}", file=out)
-        return exitcodes.UNEXPECTED
+        return ExitCode.UNEXPECTED
     print(render_status(report), file=out)
     udp = [s.name for s in settings.servers if s.server_protocol == "UDP"]
     if udp:
@@ -133,7 +133,7 @@ def print_status(settings: Settings, out: TextIO) -> int:
             "known to be delivered (UDP has no acknowledgement)",
             file=out,
         )
-    return exitcodes.OK
+    return ExitCode.OK
 
 
 TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
@@ -174,4 +174,4 @@ async def send_test(settings: Settings, out: TextIO) -> int:
         )
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
-    return exitcodes.OK if all_ok else exitcodes.UNEXPECTED
+    return ExitCode.OK if all_ok else ExitCode.UNEXPECTED

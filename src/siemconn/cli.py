@@ -1,4 +1,5 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`."""
+"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`; the process
+exit codes (`ExitCode`, documented in the README)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Final, TextIO
 
-from siemconn import __version__, exitcodes
+from siemconn import __version__
 from siemconn.config import Settings, load_settings
 from siemconn.errors import ConfigError
+
+__all__ = ["ExitCode", "main"]
+
+
+class ExitCode:
+    """The process exit codes (plain ints; the README's table and the systemd unit use the numbers)."""
+
+    OK: Final = 0
+    UNEXPECTED: Final = 1
+    CONFIG: Final = 2  # invalid configuration or environment, or credentials rejected at startup
+    ALL_SERVERS_DOWN: Final = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +58,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     args = _parser().parse_args(argv)
     settings = _load(args.config, err)
     if settings is None:
-        return exitcodes.CONFIG
+        return ExitCode.CONFIG
     if args.command == "run":
         from siemconn.service import run_service
 
@@ -63,4 +75,4 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from siemconn.checks import send_test
 
         return asyncio.run(send_test(settings, out))
-    return exitcodes.UNEXPECTED  # pragma: no cover - argparse rejects unknown commands
+    return ExitCode.UNEXPECTED  # pragma: no cover - argparse rejects unknown commands

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 import aiocron
 
-from siemconn import __version__, exitcodes
+from siemconn import __version__
+from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Settings
 from siemconn.errors import (
     AllServersDownError,
@@ -31,13 +32,15 @@ from siemconn.errors import (
     RuxPermissionError,
 )
 from siemconn.logging import get_logger, setup_logging
-from siemconn.metrics import Metrics
-from siemconn.observe import Health, start_http_server, write_heartbeat
+from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.health import Health
+from siemconn.ops.heartbeat import write_heartbeat
+from siemconn.ops.malloc import tune_process
+from siemconn.ops.metrics import Metrics
+from siemconn.ops.sdnotify import Notifier
 from siemconn.queue import DurableQueue
-from siemconn.runtime import tune_process
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
-from siemconn.sdnotify import Notifier
 from siemconn.syslog.pool import WriterPool
 
 log = get_logger("siemconn.service")
@@ -64,13 +67,12 @@ class Service:
         self,
         settings: Settings,
         *,
-        metrics: Metrics | None = None,
         on_secret: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._on_secret = on_secret
         self.cfg = settings.configuration
-        self.metrics = metrics or Metrics(enabled=bool(self.cfg.metrics_address))
+        self.metrics = Metrics(enabled=bool(self.cfg.metrics_address))
         self.health = Health([s.name for s in self.cfg.server], window=self.cfg.health_window_seconds)
         self.notifier = Notifier()
         self.queue: DurableQueue | None = None
@@ -82,7 +84,7 @@ class Service:
         self._stopping = False
         self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
-        self._exit_code = exitcodes.OK
+        self._exit_code = ExitCode.OK
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -94,7 +96,10 @@ class Service:
         if runner.lock.locked():
             runner.skipped += 1
             log.warning(
-                "pull skipped: previous pull still running", stream=stream, skipped_total=runner.skipped
+                "pull_skipped",
+                detail="previous pull still running",
+                stream=stream,
+                skipped_total=runner.skipped,
             )
             return
         runner.task = asyncio.get_running_loop().create_task(self._pull(runner), name=f"pull-{stream}")
@@ -107,32 +112,33 @@ class Service:
                     return
                 ok, reason = await self.queue.can_pull()
                 if not ok:
-                    log.debug("pull paused", stream=spec.key, reason=reason)
+                    log.debug("pull_paused", stream=spec.key, reason=reason)
                     return
                 try:
                     fetched = await self._pull_spec(spec)
                 except RuxAuthError as exc:
-                    log.error("pull failed: credentials rejected", stream=spec.key, error=str(exc))
+                    log.error("pull_failed_credentials_rejected", stream=spec.key, error=str(exc))
                     return
                 except RuxPermissionError as exc:
-                    log.error("pull failed: permission denied", stream=spec.key, error=str(exc))
+                    log.error("pull_failed_permission_denied", stream=spec.key, error=str(exc))
                     continue
                 except RuxError as exc:
                     log.error(
-                        "pull failed; the next tick retries from the same checkpoint",
+                        "pull_failed",
+                        detail="the next tick retries from the same checkpoint",
                         stream=spec.key,
                         error=str(exc),
                     )
                     return
                 except QueueError as exc:
-                    log.error("pull stopped: queue error", stream=spec.key, error=str(exc))
+                    log.error("pull_stopped_queue_error", stream=spec.key, error=str(exc))
                     return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # keep the process alive; the checkpoint did not move
-                    log.exception("pull failed unexpectedly", stream=spec.key, error=repr(exc))
+                    log.exception("pull_failed_unexpectedly", stream=spec.key, error=repr(exc))
                     return
-                log.debug("pull done", stream=spec.key, events=fetched)
+                log.debug("pull_done", stream=spec.key, events=fetched)
 
     async def _pull_spec(self, spec: StreamSpec) -> int:
         assert self.queue is not None and self.client is not None
@@ -143,7 +149,6 @@ class Service:
             async for page in pages:
                 stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
                 total += stored
-                self.metrics.checkpoint.labels(stream=spec.key).set(page.next_checkpoint)
                 del page  # stored: do not keep the parsed events alive while the next page is fetched
                 if self._stopping:
                     break
@@ -154,7 +159,7 @@ class Service:
         await self.queue.record_poll(spec.key, now)
         self.metrics.last_poll.labels(stream=spec.key).set(now)
         if total:
-            log.info("events queued", stream=spec.key, events=total)
+            log.info("events_queued", stream=spec.key, events=total)
         return total
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -162,11 +167,13 @@ class Service:
     def _on_signal(self, signame: str) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.info("shutdown requested", signal=signame)
+            log.info("shutdown_requested", signal=signame)
             self._stop.set()
         else:
-            log.warning("second signal: exiting at once; queued events stay on disk", signal=signame)
-            os._exit(exitcodes.UNEXPECTED)
+            log.warning(
+                "second_signal_exit", detail="exiting at once; queued events stay on disk", signal=signame
+            )
+            os._exit(ExitCode.UNEXPECTED)
 
     async def _heartbeat(self) -> None:
         interval = min(HEARTBEAT_EVERY, (self.notifier.watchdog_interval() or HEARTBEAT_EVERY * 2) / 2)
@@ -176,9 +183,8 @@ class Service:
             with suppress(OSError):
                 write_heartbeat(self.settings.data_dir, self.health)
             if self.queue is not None:
-                for s in self.cfg.server:
+                for s in self.cfg.server:  # the one place oldest_age is set (queue_depth: the queue)
                     with suppress(Exception):
-                        self.metrics.queue_depth.labels(server=s.name).set(await self.queue.depth(s.name))
                         age = await self.queue.oldest_age(s.name)
                         self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
             await asyncio.sleep(interval)
@@ -188,7 +194,7 @@ class Service:
         checkpoints = await self.queue.checkpoints()
         depths = {s.name: await self.queue.depth(s.name) for s in self.cfg.server}
         log.info(
-            "siemconn started",
+            "siemconn_started",
             version=__version__,
             api=f"{self.settings.credentials.base_url} ({self.cfg.api_version})",
             schedules={s: getattr(self.cfg.scheduler, s) for s in STREAMS},
@@ -210,10 +216,11 @@ class Service:
                 [s.name for s in self.cfg.server],
                 max_events=self.cfg.queue_max_events,
                 min_free_disk_mb=self.cfg.min_free_disk_mb,
+                metrics=self.metrics,
             )
         except QueueError as exc:
-            log.error("cannot open the queue", error=str(exc))
-            return exitcodes.UNEXPECTED
+            log.error("queue_open_failed", error=str(exc))
+            return ExitCode.UNEXPECTED
         http_server: Any = None
         background: list[asyncio.Task[Any]] = []
         try:
@@ -222,21 +229,21 @@ class Service:
             )
             try:
                 if not await self._until_stop(self.client.authenticate()):
-                    log.info("siemconn stopped before it started", exit_code=exitcodes.OK)
-                    return exitcodes.OK
+                    log.info("siemconn_stopped_before_start", exit_code=ExitCode.OK)
+                    return ExitCode.OK
             except RuxAuthError as exc:
-                log.error("cannot start: credentials rejected", error=str(exc))
-                return exitcodes.CONFIG
+                log.error("startup_credentials_rejected", error=str(exc))
+                return ExitCode.CONFIG
             except RuxError as exc:
-                log.error("Vectra API not reachable at startup; pulls will retry on schedule", error=str(exc))
+                log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
             if self.cfg.metrics_address:
                 try:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
                 except EndpointError as exc:
-                    log.error("cannot start the metrics endpoint", error=str(exc))
-                    return exitcodes.CONFIG
-                log.info("metrics and health endpoint listening", address=self.cfg.metrics_address)
+                    log.error("metrics_endpoint_failed", error=str(exc))
+                    return ExitCode.CONFIG
+                log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
             self.pool = WriterPool(
                 self.cfg.server,
                 self.queue,
@@ -262,14 +269,15 @@ class Service:
                 exc = pool_task.exception()
                 if isinstance(exc, AllServersDownError):
                     log.error(
-                        "every syslog server is down; exiting so the restart policy takes over",
+                        "all_syslog_servers_down",
+                        detail="exiting so the restart policy takes over",
                         error=str(exc),
-                        exit_code=exitcodes.ALL_SERVERS_DOWN,
+                        exit_code=ExitCode.ALL_SERVERS_DOWN,
                     )
-                    self._exit_code = exitcodes.ALL_SERVERS_DOWN
+                    self._exit_code = ExitCode.ALL_SERVERS_DOWN
                 elif exc is not None:
-                    log.error("writer pool failed", error=repr(exc))
-                    self._exit_code = exitcodes.UNEXPECTED
+                    log.error("writer_pool_failed", error=repr(exc))
+                    self._exit_code = ExitCode.UNEXPECTED
             await self._shutdown(pool_task)
             return self._exit_code
         finally:
@@ -322,7 +330,7 @@ class Service:
                 await self.pool.stop(timeout=max(0.5, deadline - time.monotonic()))
             with suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(pool_task, timeout=max(0.1, deadline - time.monotonic()))
-        log.info("siemconn stopped", exit_code=self._exit_code)
+        log.info("siemconn_stopped", exit_code=self._exit_code)
 
 
 def run_service(settings: Settings) -> int:
@@ -334,11 +342,11 @@ def run_service(settings: Settings) -> int:
         level=cfg.log_level,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
-    log.debug("process tuned", malloc=tune_process())
+    log.debug("process_tuned", malloc=tune_process())
     try:
         return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:
-        return exitcodes.OK
+        return ExitCode.OK
     except Exception as exc:  # pragma: no cover - last resort, logged for the operator
-        log.exception("siemconn crashed", error=repr(exc))
-        return exitcodes.UNEXPECTED
+        log.exception("siemconn_crashed", error=repr(exc))
+        return ExitCode.UNEXPECTED

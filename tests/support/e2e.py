@@ -2,7 +2,7 @@
 
 fake = FakeRux(seed_detections=200, client_id=CLIENT_ID, client_secret=SECRET).start()
 conn = Connector(tmp_path, fake.url, servers=[rsyslog.server_entry("tcp1", "TCP")])
-conn.start(); conn.wait_log("siemconn started"); ...; conn.terminate()
+conn.start(); conn.wait_log("siemconn_started"); ...; conn.terminate()
 expected = expected_payloads(fake)            # {(stream, id): event dict} as the API returns it
 got = received_payloads(rsyslog.raw_lines())  # Counter of (stream, id), and the parsed events
 """

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from siemconn.devtools.fake_rux import FakeRux
-from siemconn.queue_status import DB_FILE
+from siemconn.queue.schema import DB_FILE
 from support.e2e import SECRET, Connector, expected_payloads, received, summary
 from support.rsyslog import RsyslogReceiver
 

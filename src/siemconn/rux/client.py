@@ -45,7 +45,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import get_logger
-from siemconn.metrics import Metrics
+from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.rux.streams import StreamSpec, api_path, build_params
 
 log = get_logger("siemconn.rux")
@@ -148,7 +148,7 @@ class RuxClient:
         configuration: Configuration,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        metrics: Metrics | None = None,
+        metrics: Metrics = NO_METRICS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -202,8 +202,7 @@ class RuxClient:
     # --- HTTP with retries ---------------------------------------------------------------
 
     def _count(self, status: str) -> None:
-        if self._metrics is not None:
-            self._metrics.api_requests.labels(status=status).inc()
+        self._metrics.api_requests.labels(status=status).inc()
 
     def _backoff(self, attempt: int) -> float:
         d = min(self._backoff_cap, self._backoff_base * (2**attempt))
@@ -231,7 +230,12 @@ class RuxClient:
                 if resp.status_code == 429:
                     limited += 1
                     if limited >= self._rate_limit_tries:
-                        log.error("rate limited, giving up for this run", endpoint=what, tries=limited)
+                        log.error(
+                            "api_rate_limited_giving_up",
+                            detail="giving up for this run",
+                            endpoint=what,
+                            tries=limited,
+                        )
                         raise RuxRateLimitedError(
                             f"Vectra API rate limit: {what} answered HTTP 429 {limited} times in a row; "
                             "giving up for this run, the next scheduled run retries "
@@ -241,7 +245,7 @@ class RuxClient:
                         resp.headers.get("Retry-After"), self._retry_after_default, self._retry_after_cap
                     )
                     log.warning(
-                        "rate limited, waiting", endpoint=what, wait_seconds=round(delay, 3), attempt=limited
+                        "api_rate_limited", endpoint=what, wait_seconds=round(delay, 3), attempt=limited
                     )
                     await self._sleep(delay)
                     continue
@@ -250,14 +254,15 @@ class RuxClient:
                 reason = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
             failures += 1
             if failures >= self._unavailable_tries:
-                log.error("Vectra API unavailable, giving up", endpoint=what, tries=failures, reason=reason)
+                log.error("api_unavailable_giving_up", endpoint=what, tries=failures, reason=reason)
                 raise RuxUnavailableError(
                     f"Vectra API server is down or unreachable: {reason} ({what}, {failures} tries); "
                     f"check that {self._base_url} is reachable from this host"
                 )
             delay = self._backoff(failures - 1)
             log.warning(
-                "Vectra API unavailable, backing off",
+                "api_unavailable",
+                detail="backing off",
                 endpoint=what,
                 wait_seconds=round(delay, 3),
                 reason=reason,
@@ -307,7 +312,7 @@ class RuxClient:
             if refresh:
                 self._on_secret(refresh)
         log.info(
-            "access token refreshed" if refreshed else "access token obtained",
+            "access_token_refreshed" if refreshed else "access_token_obtained",
             expires_in=int(lifetime),
             has_refresh_token=refresh is not None,
         )
@@ -330,7 +335,7 @@ class RuxClient:
             ),
         )
         if resp.status_code in (400, 401):
-            log.error("client credentials rejected", status=resp.status_code, client_id=self._client_id)
+            log.error("client_credentials_rejected", status=resp.status_code, client_id=self._client_id)
             raise RuxAuthError(
                 f"client id or secret rejected by {self._base_url} (HTTP {resp.status_code}); "
                 "fix CLIENT_ID and CLIENT_SECRET (or CLIENT_SECRET_FILE) with an API client created in the "
@@ -358,12 +363,12 @@ class RuxClient:
             ),
         )
         if resp.status_code != 200:
-            log.info("refresh token rejected, using client credentials", status=resp.status_code)
+            log.info("refresh_token_rejected", detail="using client credentials", status=resp.status_code)
             return False
         try:
             self._store_token(self._token_body(resp), refreshed=True)
         except RuxResponseError:
-            log.info("refresh answer unusable, using client credentials")
+            log.info("refresh_answer_unusable", detail="using client credentials")
             return False
         return True
 
@@ -406,7 +411,9 @@ class RuxClient:
             headers = {"Authorization": f"Bearer {tok.access}"}
             resp = await self._send(path, lambda h=headers: self._http.get(url, params=params, headers=h))
             if resp.status_code == 401 and attempt == 1:
-                log.info("API answered 401, renewing the token and retrying once", endpoint=path)
+                log.info(
+                    "api_unauthorized_retrying", detail="renewing the token and retrying once", endpoint=path
+                )
                 stale = tok.generation
                 continue
             break
@@ -505,7 +512,8 @@ class RuxClient:
                     ]
                     if len(events) != n_parsed:
                         log.debug(
-                            "dropped events repeated from the previous page",
+                            "page_overlap_dropped",
+                            detail="events repeated from the previous page",
                             stream=spec.key,
                             count=n_parsed - len(events),
                         )
@@ -514,7 +522,8 @@ class RuxClient:
                     nxt = max(int_ids) + 1 if int_ids else cursor
                 elif cursor is not None and nxt < cursor:
                     log.warning(
-                        "server moved the checkpoint backwards, keeping ours",
+                        "checkpoint_moved_backwards",
+                        detail="keeping ours",
                         stream=spec.key,
                         server=nxt,
                         kept=cursor,
@@ -530,7 +539,7 @@ class RuxClient:
                     if nxt is None or (cursor is None and not events and nxt <= 0):
                         pass  # first run with nothing: never commit a cursor that replays history
                     else:
-                        if self._metrics is not None and events:
+                        if events:
                             self._metrics.events_fetched.labels(stream=spec.key).inc(len(events))
                         yield Page(spec=spec, events=events, next_checkpoint=nxt)
                         cursor = nxt

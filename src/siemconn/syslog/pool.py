@@ -4,14 +4,17 @@ Delivery is at-least-once. A batch is acked only after `Transport.write` returne
 acknowledged by the peer's TCP stack; RELP: every message answered `rsp 200`); anything not acked is read
 again and resent after a reconnect.
 
-Formatting (`_Writer._prepare`): a batch of the durable queue holds its payloads as bytes, in segments
-(one per page slice). When the header does not depend on the payload (every format except rfc5424 with
-`timestamp: "event"`), a segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE
-chunk `header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per
-event (UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting
-event by event with `Formatter.format`, which remains the path for batches that only have `events`. So
-the chunks given to `Transport.write` are not one per event: event counts (delivered, failed) come from
-the batch, not from the number of chunks.
+Formatting (`_Writer._prepare`): a batch holds its payloads as bytes, in segments (one per page slice).
+When the header does not depend on the payload (every format except rfc5424 with `timestamp: "event"`), a
+segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE chunk
+`header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per event
+(UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting event
+by event with `Formatter.format`. So the chunks given to `Transport.write` are not one per event: event
+counts (delivered, failed) come from the batch, not from the number of chunks.
+
+The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
+message timestamps come from the injected `wall_clock`. Metrics are always given (`NO_METRICS` when
+nobody watches); queue_depth is the queue's to set, not the pool's.
 
 retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
 
@@ -31,8 +34,7 @@ import asyncio
 import contextlib
 import random
 import ssl
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +43,9 @@ from typing import Any, Protocol
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
 from siemconn.logging import get_logger
-from siemconn.metrics import Metrics
-from siemconn.syslog.format import Formatter, fit_datagram, frame
+from siemconn.ops.metrics import NO_METRICS, Metrics, emit
+from siemconn.queue import Batch
+from siemconn.syslog.format import Formatter, fit_datagram
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
 
 log = get_logger(__name__)
@@ -50,66 +53,50 @@ log = get_logger(__name__)
 MAX_BACKOFF_CAP = 300.0
 BASE_BACKOFF = 0.5
 IDLE_WAIT_SECONDS = 5.0
-DEPTH_EVERY_SECONDS = 1.0
 TRUNCATION_LOG_EVERY = 1000
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
 
 
-class QueuedEventLike(Protocol):
-    @property
-    def stream(self) -> str: ...
-    @property
-    def event_id(self) -> int | None: ...
-    @property
-    def payload(self) -> str: ...
-
-
-class BatchLike(Protocol):
-    @property
-    def events(self) -> Sequence[QueuedEventLike]: ...
-
-
-class SegmentLike(Protocol):
-    """Consecutive events of one stream with their payloads as bytes (siemconn.queue.Segment)."""
-
-    @property
-    def stream(self) -> str: ...
-    @property
-    def ids(self) -> Sequence[int | None]: ...
-    @property
-    def payloads(self) -> Sequence[bytes]: ...
-
-
-def _segments(batch: BatchLike) -> Sequence[SegmentLike] | None:
-    """The batch's segments when it has them (siemconn.queue.Batch), else None (events only)."""
-    segments: Sequence[SegmentLike] | None = getattr(batch, "segments", None)
-    return segments
-
-
-def _batch_len(batch: BatchLike) -> int:
-    segments = _segments(batch)
-    if segments is None:
-        return len(batch.events)
-    return sum(len(seg.payloads) for seg in segments)
-
-
 class QueueLike(Protocol):
-    """What the pool needs from siemconn.queue.DurableQueue."""
+    """The whole contract between the pool and the queue (siemconn.queue.DurableQueue implements it; so does
+    the tests' in-memory queue). Reading never advances a destination; ack() does, in read order."""
 
-    async def read_batch(self, destination: str, max_events: int) -> Any: ...
-    async def ack(self, batch: Any) -> None: ...
-    async def wait_for_data(self, destination: str, timeout: float) -> None: ...
-    async def depth(self, destination: str) -> int: ...
+    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
+        """Up to max_events undelivered events of destination from its cursor, or None."""
+        ...
+
+    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
+        """Like read_batch, from start_seq (>= the cursor): the batch after one not yet acked."""
+        ...
+
+    async def ack(self, batch: Batch) -> None:
+        """Durably move batch.destination's cursor to batch.end_seq."""
+        ...
+
+    async def wait_for_data(self, destination: str, timeout: float) -> None:
+        """Return when destination has undelivered events, or after timeout."""
+        ...
+
+    async def depth(self, destination: str) -> int:
+        """Undelivered events of destination."""
+        ...
+
+    async def oldest_age(self, destination: str) -> float | None:
+        """Seconds since the oldest undelivered event of destination was committed, or None."""
+        ...
 
 
 class HealthLike(Protocol):
+    """What the pool reports to the health state (siemconn's Health)."""
+
     def server_ok(self, name: str) -> None: ...
     def server_failed(self, name: str, reason: str) -> None: ...
 
 
 Sleep = Callable[[float], Awaitable[None]]
+WallClock = Callable[[], datetime]
 Opener = Callable[..., Awaitable[Transport]]
 
 
@@ -133,7 +120,7 @@ class _Prepared:
     counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
     minus UDP-dropped ones)."""
 
-    batch: BatchLike
+    batch: Batch
     frames: list[bytes]
     events: int
     sent: int
@@ -155,21 +142,16 @@ class _Writer:
         self._tls_ctx: ssl.SSLContext | None = None
         self._ever_connected = False
         self._truncations = 0
-        self._last_depth = float("-inf")
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
         m = pool.metrics
         # UDP has no acknowledgement: its events are counted as sent, never as delivered
-        accepted = (
-            None if m is None else m.events_sent if server.server_protocol == "UDP" else m.events_delivered
-        )
-        self._m_delivered = accepted.labels(self.name) if accepted is not None else None
-        self._m_failed = m.events_failed.labels(self.name) if m else None
-        self._m_truncated = m.events_truncated.labels(self.name) if m else None
-        self._m_reconnects = m.reconnects.labels(self.name) if m else None
-        self._m_up = m.server_up.labels(self.name) if m else None
-        self._m_depth = m.queue_depth.labels(self.name) if m else None
-        if self._m_up is not None:
-            self._m_up.set(0)
+        accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
+        self._m_delivered = accepted.labels(self.name)
+        self._m_failed = m.events_failed.labels(self.name)
+        self._m_truncated = m.events_truncated.labels(self.name)
+        self._m_reconnects = m.reconnects.labels(self.name)
+        self._m_up = m.server_up.labels(self.name)
+        self._m_up.set(0)
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -183,9 +165,8 @@ class _Writer:
                 prepared = await self._take_prefetched()
                 if prepared is None:
                     batch = await pool.queue.read_batch(self.name, pool.batch_size)
-                    if batch is None or not _batch_len(batch):
+                    if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
-                        await self._update_depth(force=True)
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
                         continue
                     prepared = self._prepare(batch)
@@ -194,14 +175,12 @@ class _Writer:
             await self._drop_prefetched()
             await self._close()
             self.state = STOPPED
-            if self._m_up is not None:
-                self._m_up.set(0)
+            self._m_up.set(0)
 
     async def _connect(self) -> bool:
         pool = self.pool
         if self._ever_connected or self.failures:
-            if self._m_reconnects is not None:
-                self._m_reconnects.inc()
+            self._m_reconnects.inc()
         try:
             if self.server.uses_tls and self._tls_ctx is None:
                 self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
@@ -226,8 +205,7 @@ class _Writer:
             log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
         else:
             log.info("syslog_server_connected", server=self.server.label)
-        if self._m_up is not None:
-            self._m_up.set(1)
+        self._m_up.set(1)
         if pool.health is not None:
             pool.health.server_ok(self.name)
         pool.server_changed()
@@ -238,8 +216,7 @@ class _Writer:
         pool = self.pool
         self.failures += 1
         self.reason = reason
-        if self._m_up is not None:
-            self._m_up.set(0)
+        self._m_up.set(0)
         if self.transport is not None:
             await self._close()
         first = self.state in (STARTING, UP)
@@ -249,7 +226,7 @@ class _Writer:
         delay = backoff_delay(self.failures, pool.max_backoff, pool.rand())
         if retry >= 0 and self.failures > retry and self.state != DOWN:
             self.state = DOWN
-            depth = await self._update_depth(force=True)
+            depth = await pool.queue.depth(self.name)
             log.error(
                 "syslog_server_down",
                 server=self.server.label,
@@ -295,47 +272,16 @@ class _Writer:
                 await task
 
     async def _read_prepared(self, start_seq: int) -> _Prepared | None:
-        read_from = self.pool.queue.read_batch_from  # type: ignore[attr-defined]
-        batch = await read_from(self.name, start_seq, self.pool.batch_size)
-        if batch is None or not _batch_len(batch):
+        batch = await self.pool.queue.read_batch_from(self.name, start_seq, self.pool.batch_size)
+        if batch is None or not len(batch):
             return None
         return self._prepare(batch)
 
-    def _prepare(self, batch: BatchLike) -> _Prepared:
-        """Format and frame a batch (the CPU part of a delivery, done before the write)."""
-        now = datetime.now(UTC)
-        segments = _segments(batch)
-        if segments is not None:
-            return self._prepare_segments(batch, segments, now)
-        events = batch.events
-        fmt = self.formatter.format
-        oversize: _Oversize | None = None
-        if self.server.server_protocol == "UDP":
-            frames: list[bytes] = []
-            for ev in events:
-                msg = fmt(ev.payload, ev.stream, now)
-                fitted = fit_datagram(msg, self.server)
-                if fitted is not msg:
-                    oversize = oversize or _Oversize()
-                    if fitted is None:
-                        if oversize.dropped_ids is None:
-                            oversize.dropped_ids = []
-                        oversize.dropped_ids.append(ev.event_id)
-                        continue
-                    oversize.truncated += 1
-                frames.append(fitted)
-        elif self.server.framing == "lf":
-            frames = [fmt(ev.payload, ev.stream, now) + b"\n" for ev in events]
-        else:
-            framing = self.server.framing
-            frames = [frame(fmt(ev.payload, ev.stream, now), framing) for ev in events]
-        return _Prepared(batch, frames, len(events), len(frames), oversize)
-
-    def _prepare_segments(
-        self, batch: BatchLike, segments: Sequence[SegmentLike], now: datetime
-    ) -> _Prepared:
-        """`_prepare` for payload bytes: the same bytes on the wire, without decoding or a per-event
-        header build. With a constant header, TCP/TLS LF framing is one bytes join per segment."""
+    def _prepare(self, batch: Batch) -> _Prepared:
+        """Format and frame a batch (the CPU part of a delivery, done before the write): the same bytes as
+        formatting event by event with `Formatter.format`, without decoding or a per-event header build.
+        With a constant header, TCP/TLS LF framing is one bytes join per segment."""
+        now = self.pool.wall_clock()
         server = self.server
         formatter = self.formatter
         udp = server.server_protocol == "UDP"
@@ -343,7 +289,7 @@ class _Writer:
         frames: list[bytes] = []
         oversize: _Oversize | None = None
         events = 0
-        for seg in segments:
+        for seg in batch.segments:
             payloads = seg.payloads
             if not payloads:
                 continue
@@ -391,43 +337,39 @@ class _Writer:
         pool = self.pool
         batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
-        end_seq = getattr(batch, "end_seq", None)
-        if end_seq is not None and hasattr(pool.queue, "read_batch_from") and not pool.stopping:
-            self._prefetch = asyncio.ensure_future(self._read_prepared(end_seq))
+        if not pool.stopping:
+            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq))
         try:
             if frames:
                 await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
         except (SyslogError, OSError, TimeoutError) as exc:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
-            if self._m_failed is not None:
-                self._m_failed.inc(prepared.events)
+            self._m_failed.inc(prepared.events)
             await self._failed(reason)
             return
         except BaseException:
             await self._drop_prefetched()
             raise
         await pool.queue.ack(batch)
-        if self._m_delivered is not None:
-            self._m_delivered.inc(prepared.sent)
+        self._m_delivered.inc(prepared.sent)
         self.failures = 0
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
-        await self._update_depth()
 
     def _report_oversize(self, o: _Oversize) -> None:
-        dropped = o.dropped_ids or []
-        if self._m_truncated is not None:
-            self._m_truncated.inc(o.truncated + len(dropped))
-        for event_id in dropped:
-            log.warning(
+        for event_id in o.dropped_ids or []:
+            emit(
+                log.warning,
                 "syslog_udp_event_dropped",
+                self._m_truncated,
                 server=self.server.label,
                 event_id=event_id,
                 max_message_size=self.server.max_message_size,
                 hint="use TCP or TLS for this server, or udp_oversize 'truncate'",
             )
         if o.truncated:
+            self._m_truncated.inc(o.truncated)  # logged every TRUNCATION_LOG_EVERY, counted every time
             before = self._truncations
             self._truncations += o.truncated
             if before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY:
@@ -438,22 +380,6 @@ class _Writer:
                     max_message_size=self.server.max_message_size,
                     hint="use TCP or TLS for this server to send large events whole",
                 )
-
-    async def _update_depth(self, force: bool = False) -> int | None:
-        if self._m_depth is None and not force:
-            return None
-        now = self.pool.clock()
-        if not force and now - self._last_depth < DEPTH_EVERY_SECONDS:
-            return None
-        self._last_depth = now
-        depth = await self.pool.queue.depth(self.name)
-        if self._m_depth is not None:
-            self._m_depth.set(depth)
-            oldest_age = getattr(self.pool.queue, "oldest_age", None)  # optional in QueueLike
-            if oldest_age is not None and self.pool.metrics is not None:
-                age = await oldest_age(self.name)
-                self.pool.metrics.oldest_age.labels(self.name).set(age or 0.0)
-        return depth
 
     async def _close(self) -> None:
         t, self.transport = self.transport, None
@@ -472,9 +398,9 @@ class WriterPool:
         configuration: Configuration,
         cert_dir: Path,
         *,
-        metrics: Metrics | None = None,
+        metrics: Metrics = NO_METRICS,
         health: HealthLike | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        wall_clock: WallClock = lambda: datetime.now(UTC),
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         opener: Opener = open_transport,
@@ -488,7 +414,7 @@ class WriterPool:
         self.cert_dir = cert_dir
         self.metrics = metrics
         self.health = health
-        self.clock = clock
+        self.wall_clock = wall_clock
         self.sleep = sleep
         self.rand = rand
         self.opener = opener
@@ -533,8 +459,10 @@ class WriterPool:
                     t.cancel()
                     with contextlib.suppress(BaseException):
                         await t
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
+        if task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                raise exc
 
     def _all_down(self) -> bool:
         return all(w.state == DOWN for w in self._writers.values())
@@ -555,8 +483,10 @@ class WriterPool:
                     changed.cancel()
                 self._changed.clear()
                 for t in done:
-                    if t is not changed and not t.cancelled() and t.exception() is not None:
-                        raise t.exception()  # type: ignore[misc]
+                    if t is not changed and not t.cancelled():
+                        exc = t.exception()
+                        if exc is not None:
+                            raise exc
                 if self._all_down() and not self.stopping:
                     reasons = "; ".join(
                         w.reason if w.reason.startswith("syslog server ") else f"{w.server.label}: {w.reason}"

@@ -11,18 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.configs import configuration
 
 from siemconn.errors import EndpointError
-from siemconn.metrics import Metrics
-from siemconn.observe import (
-    HEARTBEAT_FILE,
-    Health,
-    check_heartbeat,
-    main,
-    parse_address,
-    start_http_server,
-    write_heartbeat,
-)
+from siemconn.ops.endpoint import parse_address, start_http_server
+from siemconn.ops.health import Health
+from siemconn.ops.heartbeat import HEARTBEAT_FILE, check_heartbeat, main, write_heartbeat
+from siemconn.ops.metrics import NO_METRICS, Metrics
 
 
 class Clock:
@@ -219,7 +214,7 @@ async def test_garbage_request_gets_400_and_server_keeps_serving(
 
 
 async def test_metrics_optional(health: Health) -> None:
-    server = await start_http_server("127.0.0.1:0", None, health)
+    server = await start_http_server("127.0.0.1:0", NO_METRICS, health)
     port = server.sockets[0].getsockname()[1]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
@@ -236,7 +231,7 @@ async def test_port_in_use_raises_endpoint_error(health: Health) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(EndpointError, match=f"127.0.0.1:{port}.*cannot be bound"):
-            await start_http_server(f"127.0.0.1:{port}", None, health)
+            await start_http_server(f"127.0.0.1:{port}", NO_METRICS, health)
 
 
 # --- heartbeat file ------------------------------------------------------------------------
@@ -279,7 +274,8 @@ def test_healthcheck_command_reads_data_dir_from_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"configuration": {"data_dir": "./state"}}))
+    conf = configuration(data_dir="./state").model_dump(exclude_unset=True)
+    (tmp_path / "config.json").write_text(json.dumps({"configuration": conf}))
     out = io.StringIO()
     assert main(["healthcheck", "--config", "config.json"], out=out) == 1
     assert "no heartbeat file" in out.getvalue()
@@ -291,7 +287,12 @@ def test_healthcheck_command_reads_data_dir_from_config(
     # default data_dir is ./data; a missing config is reported, not raised
     out = io.StringIO()
     assert main(["healthcheck", "--config", "missing.json"], out=out) == 1
-    assert "cannot read missing.json" in out.getvalue()
+    assert "cannot read missing.json" in out.getvalue() and "file not found" in out.getvalue()
+    # the config loader reads it: an invalid file is reported with the field, not guessed around
+    (tmp_path / "bad.json").write_text(json.dumps({"configuration": {"data_dir": 5}}))
+    out = io.StringIO()
+    assert main(["healthcheck", "--config", "bad.json"], out=out) == 1
+    assert "cannot read bad.json" in out.getvalue() and "configuration.data_dir" in out.getvalue()
     out = io.StringIO()
     assert main(["healthcheck", "--data-dir", "state", "--max-age", "30"], out=out) == 0
 
@@ -305,7 +306,7 @@ def test_metrics_off_record_nothing_and_do_not_load_prometheus_client() -> None:
     code = (
         "import sys\n"
         "import siemconn.service\n"
-        "from siemconn.metrics import Metrics\n"
+        "from siemconn.ops.metrics import Metrics\n"
         "m = Metrics(enabled=False)\n"
         "m.events_fetched.labels(stream='audit').inc(5)\n"
         "m.queue_depth.labels('s').set(3)\n"

@@ -1,11 +1,11 @@
-"""siemconn.runtime: the malloc setting of `siemconn run`."""
+"""siemconn.ops.malloc: the malloc setting of `siemconn run`."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from siemconn.runtime import ARENA_MAX, malloc_settings, tune_process
+from siemconn.ops.malloc import ARENA_MAX, malloc_settings, tune_process
 
 
 def test_malloc_plan_on_linux_caps_the_arenas() -> None:
@@ -25,7 +25,7 @@ def test_malloc_plan_can_be_turned_off_and_is_linux_only() -> None:
 
 def test_tune_process_in_a_fresh_interpreter() -> None:
     # mallopt is process-wide: apply it in a child, not in pytest itself
-    code = "from siemconn.runtime import tune_process; print(tune_process({}))"
+    code = "from siemconn.ops.malloc import tune_process; print(tune_process({}))"
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     libc = subprocess.run(["ldd", "--version"], capture_output=True, text=True).stdout.lower()
     if sys.platform.startswith("linux") and ("glibc" in libc or "gnu libc" in libc):

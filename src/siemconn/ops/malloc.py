@@ -1,21 +1,15 @@
-"""Process-wide malloc setting for `siemconn run` (measured in docs/performance.md).
+"""Process-wide malloc tuning for `siemconn run`: one glibc malloc arena for the process.
 
-The connector's working set is a few large, short-lived buffers per API page (the response body, the
-JSON payloads joined for the queue row, the SQLite record, each ~1.2 MB for 1,000 events) and ~5 MB of
-small objects per parsed page. Half of that work runs on the queue's SQLite worker thread, and glibc gives
-that thread its own malloc arena: each arena then keeps its own free memory at its own high-water mark.
-One arena for the process (`mallopt(M_ARENA_MAX, 1)`, what MALLOC_ARENA_MAX=1 does) lowered the peak
-RSS of the 120,000-event bench by ~4 MB with no measurable CPU cost (two threads, and one of them holds
-the GIL most of the time, so the shared arena lock is rarely contended).
+Why: the working set is a few large, short-lived buffers per API page (the response body, the payloads
+joined for the queue row, the SQLite record) plus the small objects of a parsed page, and half of that
+work runs on the queue's SQLite worker thread. glibc gives that thread its own arena, and each arena keeps
+its own free memory at its own high-water mark; one arena (`mallopt(M_ARENA_MAX, 1)`, what
+MALLOC_ARENA_MAX=1 does) lowers the peak RSS. The shared arena lock is rarely contended: there are two
+threads, and one of them holds the GIL most of the time. The figures, and the settings measured and not
+adopted, are in docs/performance.md.
 
-Measured and NOT adopted (same bench, same session): a fixed mmap threshold (512 KB or 256 KB) so page
-buffers are unmapped when freed lowered the peak by another ~5 MB but cost 5-10 us of CPU per event
-(mmap/munmap and page faults for every page buffer); freezing the start-up objects and a 10,000-object
-young-generation threshold for the garbage collector raised the peak by ~10 MB (objects in reference
-cycles, e.g. around HTTP responses, lived longer) for no CPU gain end to end.
-
-Nothing here changes behaviour. Operators who set glibc's own MALLOC_* variables keep their values, and
-`SIEMCONN_TUNING=off` leaves malloc at its defaults.
+Invariants: nothing here changes behaviour; operators who set glibc's own MALLOC_* variables keep their
+values, `SIEMCONN_TUNING=off` leaves malloc at its defaults, and non-glibc platforms are left alone.
 """
 
 from __future__ import annotations
@@ -25,6 +19,8 @@ import ctypes.util
 import os
 import sys
 from collections.abc import Mapping
+
+__all__ = ["ARENA_MAX", "malloc_settings", "tune_process"]
 
 _M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
 ARENA_MAX = 1

@@ -1,4 +1,4 @@
-"""Read-only view of the durable queue for `siemconn status`, plus the schema facts it shares with queue.py.
+"""Read-only view of the durable queue for `siemconn status`.
 
 `read_status(data_dir)` opens the SQLite file with a `mode=ro` URI, so it works while the service runs
 (WAL mode lets readers run beside the one writer) and never takes the data_dir lock. It reads everything
@@ -14,61 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from siemconn.errors import QueueCorruptError, QueueUnavailableError
+from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, PAGE_TABLE, stored_head
 
-DB_FILE = "queue.db"
-LOCK_FILE = "queue.lock"
-PAGE_TABLE = "page_log"  # persist-queue names its table "<_TABLE_NAME>_<name>": "page" + "log"
-APPLICATION_ID = 0x53434E51  # "SCNQ": marks a SQLite file as a siemconn queue
-SCHEMA_VERSION = 1
-
-# SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
-_CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
-_UNAVAILABLE_CODES = {3, 5, 6, 8, 10, 13, 14, 15, 22, 23}  # PERM BUSY LOCKED READONLY IOERR FULL CANTOPEN ...
-
-
-def corrupt_error(path: Path, detail: str) -> QueueCorruptError:
-    """The QueueCorruptError for `path`, naming the file and the fix."""
-    return QueueCorruptError(
-        f"queue database {path} is corrupt or not a siemconn queue ({detail}). "
-        f"Fix: stop siemconn, move the file aside (mv {path} {path}.corrupt; also move {path}-wal and "
-        f"{path}-shm if present) and start again. A new queue starts from the configured start time; "
-        f"undelivered events in the old file can be salvaged with: sqlite3 {path}.corrupt .recover"
-    )
-
-
-def stored_head(conn: sqlite3.Connection) -> int:
-    """The event sequence number after the newest stored event (the head every cursor moves towards)."""
-    row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
-    head = int(row[0]) if row else 0
-    row = conn.execute(f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1").fetchone()
-    return max(head, int(row[0])) if row else head
-
-
-def unavailable_error(path: Path, detail: str) -> QueueUnavailableError:
-    """The QueueUnavailableError for `path`, naming the file and the fix."""
-    return QueueUnavailableError(
-        f"queue database {path} cannot be opened or written ({detail}). Fix: give the siemconn user "
-        f"read/write access to {path.parent} (not a read-only mount), and make sure the disk is not full"
-    )
-
-
-def classify_sqlite_error(exc: BaseException, path: Path) -> Exception:
-    """Map an sqlite3 / OS error to our exception tree (corrupt vs. unavailable)."""
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = code & 0xFF if isinstance(code, int) else None
-        msg = str(exc)
-        if primary in _CORRUPT_CODES or "not a database" in msg or "malformed" in msg:
-            return corrupt_error(path, msg)
-        return unavailable_error(path, msg)
-    if isinstance(exc, OSError):
-        return unavailable_error(path, f"{type(exc).__name__}: {exc.strerror or exc}")
-    return unavailable_error(path, f"{type(exc).__name__}: {exc}")
+__all__ = ["DestinationStatus", "StatusReport", "StreamStatus", "read_status", "render_status"]
 
 
 @dataclass(frozen=True, slots=True)
 class StreamStatus:
+    """One stream key: its committed checkpoint and the time of its last successful poll."""
+
     key: str
     checkpoint: int | None
     last_poll: float | None  # unix time of the last successful poll
@@ -76,6 +31,8 @@ class StreamStatus:
 
 @dataclass(frozen=True, slots=True)
 class DestinationStatus:
+    """One destination: undelivered events and the age of the oldest one."""
+
     destination: str
     depth: int  # undelivered events
     oldest_age: float | None  # seconds since the oldest undelivered event was committed
@@ -83,6 +40,8 @@ class DestinationStatus:
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
+    """A consistent snapshot of one queue file, as `siemconn status` prints it."""
+
     data_dir: Path
     database: Path
     exists: bool

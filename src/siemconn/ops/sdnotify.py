@@ -37,7 +37,7 @@ class Notifier:
         raw = env.get("NOTIFY_SOCKET", "")
         self._address = socket_address(raw) if raw else None
         if raw and self._address is None:
-            log.warning("sd_notify disabled: unsupported NOTIFY_SOCKET", notify_socket=raw)
+            log.warning("sd_notify_disabled", detail="unsupported NOTIFY_SOCKET", notify_socket=raw)
         self._watchdog = self._parse_watchdog(env)
         self._sock: socket.socket | None = None
         self._failing = False
@@ -77,11 +77,11 @@ class Notifier:
         except OSError as exc:
             if not self._failing:
                 self._failing = True
-                log.warning("sd_notify send failed", error=f"{type(exc).__name__}: {exc}")
+                log.warning("sd_notify_send_failed", error=f"{type(exc).__name__}: {exc}")
             return False
         if self._failing:
             self._failing = False
-            log.info("sd_notify send works again")
+            log.info("sd_notify_recovered")
         return True
 
     def ready(self) -> bool:

@@ -1,0 +1,33 @@
+"""The durable queue (the buffer between the RUX source and the syslog sink).
+
+One SQLite file per data_dir holds every fetched page, a derived checkpoint per stream key and one
+delivery cursor per syslog server. Modules, one concept each:
+
+* `schema`: file names, tables, DDL, schema version;
+* `errors`: sqlite3/OS errors -> siemconn.errors' Queue*Error, with the file and the fix;
+* `datadir`: data_dir permissions, the single-process lock, the "is this our file" check;
+* `encoder`: event -> payload text (json.dumps byte for byte);
+* `batch`: the value types `Batch`, `Segment`, `QueuedEvent`;
+* `pagelog`: the persist-queue page log (one row per API page);
+* `housekeeping`: deleting pages every destination has passed;
+* `store`: `DurableQueue`, the engine;
+* `status`: the read-only view behind `siemconn status`.
+"""
+
+from siemconn.queue.batch import Batch, QueuedEvent, Segment
+from siemconn.queue.encoder import encode_event
+from siemconn.queue.status import DestinationStatus, StatusReport, StreamStatus, read_status, render_status
+from siemconn.queue.store import DurableQueue
+
+__all__ = [
+    "Batch",
+    "DestinationStatus",
+    "DurableQueue",
+    "QueuedEvent",
+    "Segment",
+    "StatusReport",
+    "StreamStatus",
+    "encode_event",
+    "read_status",
+    "render_status",
+]

@@ -1,0 +1,77 @@
+"""Housekeeping: delete pages every destination has passed, and hand freed space back to the disk.
+
+Invariants: a page is deleted only when every destination's cursor is at or past its last event; its
+checkpoint and dedupe high-water mark are folded into `checkpoints` in the same transaction that deletes
+it, and `meta.seq_floor` keeps the head, so what is derived from stored pages never goes backwards. Work is
+done in bounded transactions so the writer is never held for long. Freed SQLite pages are reused first;
+incremental vacuum returns them to the file system once enough pile up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from siemconn.queue.schema import PAGE_TABLE
+
+__all__ = ["HOUSEKEEPING_PAGES", "delete_passed_pages", "free_pages_bytes"]
+
+HOUSEKEEPING_PAGES = 512  # pages deleted per housekeeping transaction
+_VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQLite pages pile up
+_VACUUM_STEP_PAGES = 2048
+
+
+def delete_passed_pages(conn: sqlite3.Connection, floor: int) -> int:
+    """Delete the pages whose events all lie below `floor` (the lowest cursor). Returns pages deleted."""
+    deleted = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                f"SELECT first_seq, n, key, next_checkpoint, last_event_id FROM {PAGE_TABLE} "
+                "WHERE first_seq < ? ORDER BY first_seq LIMIT ?",
+                (floor, HOUSEKEEPING_PAGES),
+            ).fetchall()
+            rows = [r for r in rows if r[0] + r[1] <= floor]
+            if not rows:
+                conn.execute("COMMIT")
+                break
+            fold: dict[str, tuple[int, int | None]] = {}
+            for _, _, key, cp, hwm in rows:
+                old_cp, old_hwm = fold.get(key, (cp, hwm))
+                top = hwm if old_hwm is None else (old_hwm if hwm is None else max(old_hwm, hwm))
+                fold[key] = (max(old_cp, cp), top)
+            for key, (cp, hwm) in fold.items():
+                conn.execute(
+                    "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET "
+                    "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint), "
+                    "hwm = MAX(COALESCE(hwm, excluded.hwm), COALESCE(excluded.hwm, hwm))",
+                    (key, cp, hwm),
+                )
+            last_first, last_n = rows[-1][0], rows[-1][1]
+            conn.execute(f"DELETE FROM {PAGE_TABLE} WHERE first_seq <= ?", (last_first,))
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('seq_floor', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                (last_first + last_n,),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        deleted += len(rows)
+        if len(rows) < HOUSEKEEPING_PAGES:
+            break
+    return deleted
+
+
+def free_pages_bytes(conn: sqlite3.Connection) -> int:
+    """Vacuum a step if many SQLite pages are free; return the bytes still free inside the file (they are
+    reused before the file grows, so they count as free disk space)."""
+    free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    if free_pages >= _VACUUM_THRESHOLD_PAGES:
+        conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})").fetchall()
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    return free_pages * page_size

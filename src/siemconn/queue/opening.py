@@ -1,0 +1,158 @@
+"""Opening a queue file: every piece of I/O `DurableQueue.open` does before the object is built.
+
+Invariants: on success the file is ours (application_id, schema version), writable (a write probe ran),
+locked for this process, and the returned state matches the file (derived checkpoints and high-water
+marks, one cursor per configured destination, passed pages deleted). On any failure nothing stays open
+or locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from siemconn.logging import get_logger
+from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lock, take_lock
+from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
+from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
+from siemconn.queue.schema import (
+    APPLICATION_ID,
+    DB_FILE,
+    PAGE_TABLE,
+    SCHEMA_VERSION,
+    SIDE_TABLES,
+    stored_head,
+)
+
+__all__ = ["QueueState", "open_file"]
+
+log = get_logger(__name__)
+
+
+@dataclass(slots=True)
+class QueueState:
+    """What is read from the file at open; afterwards mutated only on the worker thread."""
+
+    head: int = 0
+    cursors: dict[str, int] = field(default_factory=dict)
+    checkpoints: dict[str, int] = field(default_factory=dict)
+    hwm: dict[str, int] = field(default_factory=dict)
+    polls: dict[str, float] = field(default_factory=dict)
+    free_pages_bytes: int = 0
+
+
+def _load_state(conn: sqlite3.Connection) -> QueueState:
+    state = QueueState()
+    for key, cp, hwm in conn.execute("SELECT key, checkpoint, hwm FROM checkpoints"):
+        if cp is not None:
+            state.checkpoints[key] = int(cp)
+        if hwm is not None:
+            state.hwm[key] = int(hwm)
+    for key, cp, hwm in conn.execute(
+        f"SELECT key, MAX(next_checkpoint), MAX(last_event_id) FROM {PAGE_TABLE} GROUP BY key"
+    ):
+        if cp is not None:
+            state.checkpoints[key] = max(int(cp), state.checkpoints.get(key, int(cp)))
+        if hwm is not None:
+            state.hwm[key] = max(int(hwm), state.hwm.get(key, int(hwm)))
+    head = stored_head(conn)
+    state.cursors = {d: int(s) for d, s in conn.execute("SELECT destination, seq FROM cursors")}
+    state.head = max([head, *state.cursors.values()])
+    state.polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
+    return state
+
+
+def _reconcile_destinations(
+    conn: sqlite3.Connection, state: QueueState, destinations: list[str], new: bool
+) -> None:
+    for dest in list(state.cursors):
+        if dest not in destinations:
+            pending = state.head - state.cursors[dest]
+            conn.execute("DELETE FROM cursors WHERE destination = ?", (dest,))
+            del state.cursors[dest]
+            log.warning(
+                "queue_destination_removed",
+                destination=dest,
+                undelivered_events_dropped=pending,
+                detail="no longer in the configuration; its cursor is dropped and it gets no more events",
+            )
+    for dest in destinations:
+        if dest not in state.cursors:
+            conn.execute(
+                "INSERT INTO cursors (destination, seq, added) VALUES (?, ?, ?)",
+                (dest, state.head, time.time()),
+            )
+            state.cursors[dest] = state.head
+            if not new:
+                log.info(
+                    "queue_destination_added",
+                    destination=dest,
+                    starts_at=state.head,
+                    detail="new destination starts from now; it does not receive the existing backlog",
+                )
+
+
+def open_file(data_dir: Path, destinations: list[str]) -> tuple[PageLog, int, QueueState]:
+    """All of open's I/O (on the worker thread): lock, check, create, load, reconcile, housekeeping.
+
+    Returns (page log, lock fd, state); on any failure nothing stays open or locked.
+    """
+    db_path = data_dir / DB_FILE
+    prepare_data_dir(data_dir)
+    lock_fd = take_lock(data_dir)
+    pages: PageLog | None = None
+    try:
+        try:
+            new = is_new_database(db_path)
+            pages = PageLog(
+                str(data_dir),
+                name=PAGE_LOG_NAME,
+                serializer=PageSerializer,
+                db_file_name=DB_FILE,
+                auto_commit=True,
+            )
+            conn = pages.connection
+            if new:
+                conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            for sql in SIDE_TABLES:
+                conn.execute(sql)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version != SCHEMA_VERSION:
+                raise corrupt_error(
+                    db_path, f"schema version {version}, this siemconn reads {SCHEMA_VERSION}"
+                )
+            with contextlib.suppress(OSError):
+                db_path.chmod(0o600)
+            # write probe: a read-only file or mount fails here, not at the first page
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('opened_at', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (time.time(),),
+            )
+            state = _load_state(conn)
+            _reconcile_destinations(conn, state, destinations, new)
+            floor = min(state.cursors.values(), default=state.head)
+            pages.total = max(0, pages.total - delete_passed_pages(conn, floor))
+            state.free_pages_bytes = free_pages_bytes(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise classify_sqlite_error(exc, db_path) from exc
+    except BaseException:
+        if pages is not None:
+            with contextlib.suppress(sqlite3.Error):
+                pages.close()
+        release_lock(lock_fd)
+        raise
+    log.info(
+        "queue_opened",
+        database=str(db_path),
+        pages=pages.total,
+        head=state.head,
+        depth={d: state.head - s for d, s in state.cursors.items()},
+        checkpoints=dict(state.checkpoints),
+    )
+    return pages, lock_fd, state

@@ -1,0 +1,125 @@
+"""The page log: persist-queue's SQLiteQueue with one row per API page and the columns range reads need.
+
+persist-queue keeps the table, the connection handling and the serializer protocol; its own consumers
+(get/ack) are not used: the store reads with its own range SQL on `first_seq` so that several destinations
+can read the same rows at their own pace (why the stock consumers do not fit: docs/architecture.md).
+
+Invariants: a row's `data` is the page's payloads joined with b"\\n" (a payload never holds a raw
+newline); `ids` is a compact JSON list of the same length as the payloads; each INSERT is one durable
+commit (WAL, synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from persistqueue import SQLiteQueue
+
+from siemconn.queue.schema import JOURNAL_SIZE_LIMIT, PAGE_LOG_NAME, PAGE_TABLE_PREFIX
+
+__all__ = ["PAGE_LOG_NAME", "PageLog", "PageSerializer", "load_ids", "split_page"]
+
+
+class PageSerializer:
+    """persist-queue serializer protocol for a page: a list of JSON strings <-> newline-joined text.
+
+    json.dumps with ensure_ascii never emits a raw newline, so the newline is a safe separator. The joined
+    str is bound as is (sqlite3 hands an ASCII str's buffer to SQLite without a copy; `.encode()` would
+    add a copy of the whole page); the read side selects `CAST(data AS BLOB)`, so it gets bytes for rows
+    stored either way (older rows were stored as BLOBs).
+    """
+
+    @staticmethod
+    def dumps(payloads: Sequence[str]) -> str:
+        return "\n".join(payloads)
+
+    @staticmethod
+    def loads(data: bytes | str) -> list[str]:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray | memoryview) else data
+        return text.split("\n") if text else []
+
+
+def split_page(data: bytes | str) -> list[bytes]:
+    """A stored page's payloads as bytes, not decoded (the read side; `PageSerializer.loads` decodes)."""
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    return raw.split(b"\n") if raw else []
+
+
+def load_ids(ids_text: str) -> list[int | None]:
+    """A page's stored id list: integers within 64 bits (see encoder.event_id) or null, so orjson reads
+    them exactly and faster than json.loads."""
+    ids: list[int | None] = orjson.loads(ids_text)
+    return ids
+
+
+class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type information
+    """persist-queue's SQLiteQueue with one row per API page and the columns the range reads need."""
+
+    _TABLE_NAME = PAGE_TABLE_PREFIX
+    _SQL_CREATE = (
+        "CREATE TABLE IF NOT EXISTS {table_name} ("
+        "{key_column} INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, "
+        "key TEXT NOT NULL, first_seq INTEGER NOT NULL, n INTEGER NOT NULL, "
+        "first_event_id INTEGER, last_event_id INTEGER, next_checkpoint INTEGER NOT NULL, ids TEXT NOT NULL)"
+    )
+    _SQL_INSERT = (
+        "INSERT INTO {table_name} (data, timestamp, key, first_seq, n, first_event_id, last_event_id, "
+        "next_checkpoint, ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+    def _new_db_connection(self, path: str, multithreading: bool, timeout: float) -> sqlite3.Connection:
+        # One connection, used only by the queue's single worker thread (so check_same_thread is off to let
+        # close() run from whichever thread finalizes the object). Autocommit mode: one statement = one
+        # transaction unless we BEGIN explicitly.
+        conn = sqlite3.connect(
+            os.path.join(path, self.db_file_name),
+            timeout=timeout,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective only on a new, empty file
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        return conn
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The one connection (persist-queue's writer connection), for the store's own SQL."""
+        conn: sqlite3.Connection = self._putter
+        return conn
+
+    def put(self, item: Any, block: bool = True) -> int:
+        raise NotImplementedError("use put_page(): the page log stores one row per API page")
+
+    def put_page(
+        self,
+        payloads: Sequence[str],
+        key: str,
+        first_seq: int,
+        ids: Sequence[int | None],
+        next_checkpoint: int,
+        now: float,
+    ) -> int:
+        """Append one page (one durable commit). Returns the row id."""
+        known = [i for i in ids if i is not None]
+        row_id: int = self._insert_into(
+            self._serializer.dumps(payloads),
+            now,
+            key,
+            first_seq,
+            len(payloads),
+            known[0] if known else None,
+            max(known) if known else None,
+            next_checkpoint,
+            json.dumps(list(ids), separators=(",", ":")),
+        )
+        self.total += 1
+        return row_id

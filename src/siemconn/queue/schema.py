@@ -1,0 +1,55 @@
+"""The queue file's layout: file names, tables, DDL and the schema version, shared by the store and the
+read-only status view.
+
+Invariants: one row of `page_log` per API page, contiguous on `first_seq` (a page's events are
+[first_seq, first_seq + n)); a key's checkpoint and dedupe high-water mark are the maximum over its stored
+pages and the value folded into `checkpoints` when pages are deleted; `meta.seq_floor` remembers the head
+when every page has been deleted, so sequence numbers never go backwards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = [
+    "APPLICATION_ID",
+    "DB_FILE",
+    "JOURNAL_SIZE_LIMIT",
+    "LOCK_FILE",
+    "MB",
+    "OUR_TABLES",
+    "PAGE_LOG_NAME",
+    "PAGE_TABLE",
+    "PAGE_TABLE_PREFIX",
+    "SCHEMA_VERSION",
+    "SIDE_TABLES",
+    "stored_head",
+]
+
+MB = 1024 * 1024
+DB_FILE = "queue.db"
+LOCK_FILE = "queue.lock"
+PAGE_TABLE_PREFIX = "page"  # persist-queue names its table "<_TABLE_NAME>_<name>": "page" + "log"
+PAGE_LOG_NAME = "log"
+PAGE_TABLE = f"{PAGE_TABLE_PREFIX}_{PAGE_LOG_NAME}"
+APPLICATION_ID = 0x53434E51  # "SCNQ": marks a SQLite file as a siemconn queue
+SCHEMA_VERSION = 1
+# the WAL is truncated back to this size after a checkpoint; min_free_disk_mb's default is a multiple of it
+JOURNAL_SIZE_LIMIT = 64 * MB
+
+OUR_TABLES = frozenset({PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta"})
+SIDE_TABLES = (
+    "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, checkpoint INTEGER, hwm INTEGER)",
+    "CREATE TABLE IF NOT EXISTS cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL, added REAL)",
+    "CREATE TABLE IF NOT EXISTS polls (key TEXT PRIMARY KEY, at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
+    f"CREATE UNIQUE INDEX IF NOT EXISTS page_log_first_seq ON {PAGE_TABLE} (first_seq)",
+)
+
+
+def stored_head(conn: sqlite3.Connection) -> int:
+    """The event sequence number after the newest stored event (the head every cursor moves towards)."""
+    row = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
+    head = int(row[0]) if row else 0
+    row = conn.execute(f"SELECT first_seq + n FROM {PAGE_TABLE} ORDER BY first_seq DESC LIMIT 1").fetchone()
+    return max(head, int(row[0])) if row else head

@@ -1,0 +1,425 @@
+"""The store: the durable queue's engine, the only shared state of siemconn and the only place progress
+is recorded.
+
+Why this exists: a connector that saves its checkpoint before its events are delivered loses events on a
+kill or a syslog outage. Here a checkpoint moves only when the events of its page are durably stored, and
+an event leaves the queue for a destination only after that destination acked it. Nothing is ever dropped
+to make room: when full, the queue stops the source (backpressure).
+
+Invariants
+----------
+* one page log row per API page; one INSERT = one durable commit (WAL, synchronous=FULL) per page.
+* the checkpoint is DERIVED from what is queued: checkpoint(key) = max(next_checkpoint of the key's queued
+  pages, the value folded into the side table `checkpoints`), so "events + checkpoint" are atomic by
+  construction. The same holds for the dedupe high-water mark (max committed event id per key).
+* each destination has a durable cursor (a sequence number) in the side table `cursors` of the same file;
+  read_batch is an index range read, so its cost does not depend on the backlog. Reading never moves a
+  cursor; ack() does, in read order only.
+* the read side never decodes payloads: a `Batch` holds `Segment`s of stored bytes.
+* all SQLite work runs on ONE worker thread; the asyncio loop never blocks on disk.
+* the object is built only after the file is open and its state loaded (`DurableQueue.open`), so a
+  DurableQueue is always a usable, fully initialised queue until close().
+
+Dedupe: event ids are monotonic per key. commit_page drops events whose integer `id` is <= the key's
+high-water mark (a re-fetch of an overlapping page after a crash); events without an integer id are kept.
+
+Fan-out: a destination in the config but not in the queue (newly added) starts from "now", the current
+head: it does not receive the backlog that other destinations still hold (logged at open). A destination
+in the queue but no longer in the config has its cursor dropped at open, with a warning naming how many
+events it still had undelivered; those events are then reclaimed once the other destinations pass them.
+
+Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
+`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free). The
+reasons for the defaults are in docs/architecture.md.
+
+Everything here raises only siemconn.errors.Queue*Error: QueueCorruptError (names the file and the fix,
+never a silent reset), QueueLockedError (a second process on the same data_dir) and
+QueueUnavailableError (permissions, read-only, disk full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from siemconn.errors import QueueError
+from siemconn.logging import get_logger
+from siemconn.ops.metrics import NO_METRICS, Metrics
+from siemconn.queue.batch import Batch
+from siemconn.queue.datadir import default_disk_free, release_lock
+from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
+from siemconn.queue.errors import classify_sqlite_error
+from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
+from siemconn.queue.opening import QueueState, open_file
+from siemconn.queue.pagelog import PageLog
+from siemconn.queue.reader import PageReader
+from siemconn.queue.schema import DB_FILE, MB, PAGE_TABLE
+
+__all__ = ["DurableQueue"]
+
+log = get_logger(__name__)
+
+_T = TypeVar("_T")
+
+
+class DurableQueue:
+    """Pages of events on disk, a derived checkpoint per key and a cursor per destination. See module doc.
+
+    Create it with `await DurableQueue.open(...)`; the constructor only assembles an already opened file.
+    """
+
+    def __init__(
+        self,
+        *,
+        executor: ThreadPoolExecutor,
+        data_dir: Path,
+        pages: PageLog,
+        lock_fd: int,
+        state: QueueState,
+        max_events: int,
+        min_free_disk_mb: int,
+        disk_free: Callable[[Path], int],
+        housekeeping_every: int,
+        metrics: Metrics,
+    ) -> None:
+        self._executor = executor
+        self.data_dir = data_dir
+        self.db_path = data_dir / DB_FILE
+        self._pages: PageLog | None = pages
+        self._conn: sqlite3.Connection | None = pages.connection
+        self._lock_fd: int | None = lock_fd
+        self._closed = False
+        self._max_events = max_events
+        self._min_free = min_free_disk_mb * MB
+        self._disk_free = disk_free
+        self._housekeeping_every = max(1, housekeeping_every)
+        self._metrics = metrics
+        # state below is mutated only on the worker thread (reads of single ints from the loop are safe)
+        self._head = state.head
+        self._cursors = state.cursors
+        self._checkpoints = state.checkpoints
+        self._hwm = state.hwm
+        self._polls = state.polls
+        self._free_pages_bytes = state.free_pages_bytes
+        self._acks_since_housekeeping = 0
+        self._pull_state: tuple[bool, str] = (True, "")
+        self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
+        self._reader = PageReader()  # worker thread only
+
+        for key, cp in self._checkpoints.items():
+            metrics.checkpoint.labels(key).set(cp)
+        for dest in self._cursors:
+            self._report_depth(dest)
+
+    def _report_depth(self, destination: str) -> None:
+        """The one place the queue_depth gauge is set: whenever the head or a cursor moves."""
+        self._metrics.queue_depth.labels(destination).set(self._head - self._cursors[destination])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        destinations: list[str],
+        *,
+        max_events: int = 5_000_000,
+        min_free_disk_mb: int = 256,
+        disk_free: Callable[[Path], int] | None = None,
+        housekeeping_every: int = 64,
+        metrics: Metrics = NO_METRICS,
+    ) -> DurableQueue:
+        """Open (or create) the queue in data_dir for these destinations. Raises Queue*Error."""
+        data_dir = Path(data_dir)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
+        loop = asyncio.get_running_loop()
+        try:
+            pages, lock_fd, state = await loop.run_in_executor(
+                executor, open_file, data_dir, list(destinations)
+            )
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        return cls(
+            executor=executor,
+            data_dir=data_dir,
+            pages=pages,
+            lock_fd=lock_fd,
+            state=state,
+            max_events=max_events,
+            min_free_disk_mb=min_free_disk_mb,
+            disk_free=disk_free or default_disk_free,
+            housekeeping_every=housekeeping_every,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        """Flush housekeeping, close the database and release the data_dir lock. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for ev in self._data_events.values():
+            ev.set()
+        try:
+            await self._run(self._close_sync)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        try:
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._housekeeping()
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._pages is not None:
+                self._pages.close()
+        finally:
+            self._pages = None
+            self._conn = None
+            if self._lock_fd is not None:
+                release_lock(self._lock_fd)
+                self._lock_fd = None
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        if self._closed and fn != self._close_sync:
+            raise QueueError(f"queue {self.db_path} is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise QueueError(f"queue {self.db_path} is closed")
+        return self._conn
+
+    def _guard(self, fn: Callable[..., _T], *args: Any) -> _T:
+        try:
+            return fn(*args)
+        except (sqlite3.Error, OSError) as exc:
+            conn = self._conn
+            if conn is not None and conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise classify_sqlite_error(exc, self.db_path) from exc
+
+    def _cursor_of(self, destination: str) -> int:
+        try:
+            return self._cursors[destination]
+        except KeyError:
+            raise QueueError(
+                f"unknown destination {destination!r}; the queue was opened for {sorted(self._cursors)}"
+            ) from None
+
+    # ------------------------------------------------------------------ source side
+
+    async def commit_page(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
+        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe."""
+        if not key:
+            raise ValueError("commit_page: empty key")
+        kept = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
+        if kept:
+            for ev in self._data_events.values():
+                ev.set()
+        self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
+        for d in self._cursors:
+            self._report_depth(d)
+        return kept
+
+    def _commit_sync(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
+        if self._pages is None:
+            raise QueueError(f"queue {self.db_path} is closed")
+        hwm = self._hwm.get(key)
+        payloads: list[str] = []
+        ids: list[int | None] = []
+        encode = encode_event
+        add_payload, add_id = payloads.append, ids.append
+        for event in events:
+            v = event.get(EVENT_ID_FIELD)
+            eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
+            if eid is not None and hwm is not None and eid <= hwm:
+                continue
+            add_payload(encode(event))
+            add_id(eid)
+        prev = self._checkpoints.get(key)
+        new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
+        if not payloads:
+            if prev is None or next_checkpoint > prev:
+                self._db().execute(
+                    "INSERT INTO checkpoints (key, checkpoint) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint)",
+                    (key, new_cp),
+                )
+                self._checkpoints[key] = new_cp
+            return 0
+        first_seq = self._head
+        self._pages.put_page(payloads, key, first_seq, ids, new_cp, time.time())
+        self._head = first_seq + len(payloads)
+        self._checkpoints[key] = new_cp
+        known = [i for i in ids if i is not None]
+        if known:
+            top = max(known)
+            self._hwm[key] = top if hwm is None else max(hwm, top)
+        return len(payloads)
+
+    async def checkpoint(self, key: str) -> int | None:
+        """The committed checkpoint of key (the `from` of the next fetch), or None before the first page."""
+        return self._checkpoints.get(key)
+
+    async def checkpoints(self) -> dict[str, int]:
+        return dict(self._checkpoints)
+
+    async def record_poll(self, key: str, when: float) -> None:
+        """Remember (durably) the time of the last successful poll of key, for `siemconn status`."""
+        await self._run(self._guard, self._record_poll_sync, key, when)
+
+    def _record_poll_sync(self, key: str, when: float) -> None:
+        self._db().execute(
+            "INSERT INTO polls (key, at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET at = excluded.at",
+            (key, when),
+        )
+        self._polls[key] = when
+
+    def last_polls(self) -> dict[str, float]:
+        return dict(self._polls)
+
+    async def can_pull(self) -> tuple[bool, str]:
+        """(False, reason) while a destination is at max_events or free disk is under the floor."""
+        ok, reason, kind = await self._run(self._guard, self._can_pull_sync)
+        if (ok, kind) != self._pull_state:
+            if ok:
+                log.info("queue_pull_resumed", detail="queue has room again; fetching resumes")
+            else:
+                log.warning("queue_pull_paused", reason=reason, detail="fetching paused; no event is dropped")
+            self._pull_state = (ok, kind)
+        return ok, reason
+
+    def _can_pull_sync(self) -> tuple[bool, str, str]:
+        for dest, seq in sorted(self._cursors.items()):
+            depth = self._head - seq
+            if depth >= self._max_events:
+                return (
+                    False,
+                    f"destination {dest} has {depth} undelivered events "
+                    f"(queue_max_events={self._max_events})",
+                    f"cap:{dest}",
+                )
+        free = self._disk_free(self.data_dir) + self._free_pages_bytes
+        if free < self._min_free:
+            return (
+                False,
+                f"free disk space for {self.data_dir} is {free // MB} MB, under min_free_disk_mb="
+                f"{self._min_free // MB}",
+                "disk",
+            )
+        return True, "", ""
+
+    # ------------------------------------------------------------------ sink side
+
+    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
+        """Up to max_events undelivered events for destination, in order. Does not advance; ack() does."""
+        if max_events < 1:
+            raise ValueError("read_batch: max_events must be >= 1")
+        cur = self._cursor_of(destination)
+        if cur >= self._head:
+            return None
+        return await self._run(self._guard, self._read_sync, destination, max_events, None)
+
+    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
+        """Like read_batch, but starting at start_seq (>= the cursor): the batch after one not yet acked.
+
+        Lets a writer read its next batch while the previous one is still being confirmed. Reading does
+        not move anything; the batch can only be acked once every batch before it was acked.
+        """
+        if max_events < 1:
+            raise ValueError("read_batch_from: max_events must be >= 1")
+        cur = self._cursor_of(destination)
+        if start_seq < cur:
+            raise QueueError(f"read_batch_from {destination}: start {start_seq} is before the cursor {cur}")
+        if start_seq >= self._head:
+            return None
+        return await self._run(self._guard, self._read_sync, destination, max_events, start_seq)
+
+    def _read_sync(self, destination: str, max_events: int, start_seq: int | None) -> Batch | None:
+        cur = self._cursor_of(destination)
+        if start_seq is not None:
+            cur = max(cur, start_seq)
+        if cur >= self._head:
+            return None
+        return self._reader.read(self._db(), destination, cur, self._head, max_events)
+
+    async def ack(self, batch: Batch) -> None:
+        """Durably move batch.destination's cursor past the batch (one small commit)."""
+        await self._run(self._guard, self._ack_sync, batch)
+        self._report_depth(batch.destination)
+
+    def _ack_sync(self, batch: Batch) -> None:
+        cur = self._cursor_of(batch.destination)
+        if batch.start_seq > cur:
+            raise QueueError(
+                f"ack of {batch.destination} events [{batch.start_seq}, {batch.end_seq}) would skip "
+                f"events from {cur}; ack batches in the order they were read"
+            )
+        if batch.end_seq <= cur:
+            return  # already acked (stale batch)
+        end = min(batch.end_seq, self._head)
+        self._db().execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, batch.destination))
+        self._cursors[batch.destination] = end
+        self._acks_since_housekeeping += 1
+        if self._acks_since_housekeeping >= self._housekeeping_every:
+            self._housekeeping()
+
+    async def wait_for_data(self, destination: str, timeout: float) -> None:
+        """Return when destination has undelivered events (soon after a commit_page) or after timeout."""
+        cur = self._cursor_of(destination)
+        if cur < self._head or self._closed:
+            return
+        ev = self._data_events.setdefault(destination, asyncio.Event())
+        ev.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ev.wait(), timeout)
+
+    async def depth(self, destination: str) -> int:
+        """Undelivered events for destination."""
+        return self._head - self._cursor_of(destination)
+
+    async def oldest_age(self, destination: str) -> float | None:
+        """Seconds since the oldest undelivered event of destination was committed, or None if none."""
+        return await self._run(self._guard, self._oldest_age_sync, destination)
+
+    def _oldest_age_sync(self, destination: str) -> float | None:
+        cur = self._cursor_of(destination)
+        if cur >= self._head:
+            return None
+        row = (
+            self._db()
+            .execute(
+                f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
+                (cur,),
+            )
+            .fetchone()
+        )
+        return max(0.0, time.time() - float(row[0])) if row else None
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def housekeeping(self) -> int:
+        """Delete pages every destination has passed now (also runs by itself every N acks). Returns pages."""
+        return await self._run(self._guard, self._housekeeping)
+
+    def _housekeeping(self) -> int:
+        conn = self._db()
+        self._acks_since_housekeeping = 0
+        floor = min(self._cursors.values(), default=self._head)
+        deleted = delete_passed_pages(conn, floor)
+        if self._pages is not None:
+            self._pages.total = max(0, self._pages.total - deleted)
+        self._free_pages_bytes = free_pages_bytes(conn)
+        return deleted
