@@ -41,7 +41,7 @@ _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _PRINTUSASCII_RE = re.compile(r"^[\x21-\x7e]+$")
 # Defaults chosen by measurement (docs/reliability.md, bench/relp_window.py and bench/udp_pacing.py).
 DEFAULT_RELP_WINDOW = 512
-DEFAULT_UDP_RATE_LIMIT = 1000
+DEFAULT_UDP_RATE_LIMIT = 500
 MAX_PACED_BATCH_SECONDS = 30.0  # a paced UDP batch must fit well within the writer's 60 s write timeout
 
 FACILITIES: dict[str, int] = {
