@@ -4,7 +4,7 @@ For each rate (messages per second; 0 = unpaced) and each burst, it runs the rea
 (`python -m siemconn run`) against the fake RUX tenant seeded with that many detections and a fresh
 data_dir, so the first pull queues the whole burst and the writer drains it at once (1,200 events: a
 first pull; 20,000: a backlog drain). The receiver is `python -m siemconn.devtools.udp_sink`: the Linux
-default receive buffer, one `recv` per datagram in a Python loop, each message appended to a file. It
+default receive buffer, one `recv` per datagram in a Python loop, messages kept in memory. It
 reports received / sent per run and the achieved send rate (first to last datagram at the receiver).
 
     python bench/udp_pacing.py [--rates 0,2000,5000,10000,20000] [--bursts 1200,20000] [--repeat 3]

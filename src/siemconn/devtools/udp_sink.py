@@ -3,8 +3,10 @@
     python -m siemconn.devtools.udp_sink --port 5514 [--host 127.0.0.1] [--out FILE]
 
 It does not touch SO_RCVBUF (Linux default: net.core.rmem_default, 208 KB), reads one datagram per
-`recv` in a plain loop and appends each message as one line to `--out` (if given). Once a second, and
-on SIGTERM / SIGINT, it prints `{"received": N, "rcvbuf": BYTES}` on stdout. It is what the UDP pacing
+`recv` in a plain loop and keeps each message in memory; on SIGTERM / SIGINT it writes them to `--out`
+(if given), one per line. (Writing to a file inside the loop lets a busy disk stall the loop, which then
+measures the disk, not the sender.) Once a second, and at the end, it prints
+`{"received": N, "rcvbuf": BYTES}` on stdout. It is what the UDP pacing
 measurement (bench/udp_pacing.py) and its test send to: pacing must be slow enough for this receiver.
 """
 
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind((args.host, args.port))
     sock.settimeout(0.2)
     rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    out = open(args.out, "ab") if args.out else None  # noqa: SIM115 - closed below
+    kept: list[bytes] = []
+    keep = kept.append if args.out else None
     stopping = False
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -44,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     last_report = 0.0
 
     def report() -> None:
-        if out is not None:
-            out.flush()
         print(json.dumps({"received": received, "rcvbuf": rcvbuf}), flush=True)
 
     print(json.dumps({"ready": True, "port": args.port, "rcvbuf": rcvbuf}), flush=True)
@@ -58,16 +59,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if data:
             received += 1
-            if out is not None:
-                out.write(data + b"\n")
+            if keep is not None:
+                keep(data)
         now = time.monotonic()
         if now - last_report >= 1.0:
             last_report = now
             report()
-    report()
-    if out is not None:
-        out.close()
     sock.close()
+    if args.out:
+        with open(args.out, "wb") as fh:
+            fh.write(b"".join(m + b"\n" for m in kept))
+    report()
     return 0
 
 
