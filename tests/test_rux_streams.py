@@ -17,22 +17,40 @@ cfg = configuration
 
 
 def test_keys_and_paths() -> None:
-    keys = ["audit", "detections", "entity_scoring.account", "entity_scoring.host"]
+    keys = ["audit", "detections", "entity_scoring.account", "entity_scoring.host", "health", "lockdown"]
     assert [s.key for s in ALL_SPECS] == keys
     assert [s.path for s in ALL_SPECS] == [
         "events/audits",
         "events/detections",
         "events/entity_scoring",
         "events/entity_scoring",
+        "health",
+        "lockdown",
     ]
+    assert [s.is_snapshot for s in ALL_SPECS] == [False, False, False, False, True, True]
     assert api_path(StreamSpec("audit"), "v3.3") == "/api/v3.3/events/audits"
     assert api_path(StreamSpec("entity_scoring", "host"), "v3.4") == "/api/v3.4/events/entity_scoring"
+    assert api_path(StreamSpec("health"), "v3.4") == "/api/v3.4/health"
+    assert api_path(StreamSpec("lockdown"), "v3.3") == "/api/v3.3/lockdown"
 
 
 def test_roles() -> None:
     assert StreamSpec("audit").role == "Auditor"
     assert StreamSpec("detections").role == "Read-Only"
     assert StreamSpec("entity_scoring", "account").role == "Read-Only"
+    assert StreamSpec("health").role == "Auditor"
+    assert StreamSpec("lockdown").role == "Read-Only"
+
+
+def test_probe_params_ask_for_one_event() -> None:
+    from datetime import UTC, datetime
+
+    from siemconn.rux.streams import probe_params
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    p = probe_params(StreamSpec("entity_scoring", "host"), cfg(), now)
+    assert p["limit"] == "1" and p["type"] == "host" and p["from"] == "0"
+    assert probe_params(StreamSpec("lockdown"), cfg(), now) == {}
 
 
 def test_stream_specs() -> None:
@@ -40,8 +58,10 @@ def test_stream_specs() -> None:
     assert stream_specs("detections") == [StreamSpec("detections")]
     both = [StreamSpec("entity_scoring", "account"), StreamSpec("entity_scoring", "host")]
     assert stream_specs("entity_scoring") == both
+    assert stream_specs("lockdown") == [StreamSpec("lockdown")]
+    assert stream_specs("health") == [StreamSpec("health")]
     with pytest.raises(ValueError, match="unknown stream"):
-        stream_specs("lockdown")
+        stream_specs("lockdowns")
 
 
 def test_spec_validation() -> None:

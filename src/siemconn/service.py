@@ -22,7 +22,7 @@ import aiocron
 
 from siemconn import __version__
 from siemconn.cli import ExitCode
-from siemconn.config import STREAMS, Settings
+from siemconn.config import STREAMS, Settings, is_loopback
 from siemconn.errors import (
     AllServersDownError,
     EndpointError,
@@ -30,22 +30,32 @@ from siemconn.errors import (
     RuxAuthError,
     RuxError,
     RuxPermissionError,
+    RuxResponseError,
 )
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger, setup_logging
-from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import tune_process
 from siemconn.ops.metrics import Metrics
 from siemconn.ops.sdnotify import Notifier
 from siemconn.queue import DurableQueue
+from siemconn.rux import lockdown
 from siemconn.rux.client import RuxClient
-from siemconn.rux.streams import StreamSpec, stream_specs
+from siemconn.rux.health import health_event
+from siemconn.rux.streams import TIMESTAMP_FORMAT, StreamSpec, api_path, stream_specs
 from siemconn.syslog.pool import WriterPool
+
+__all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "Service", "run_service"]
 
 log = get_logger("siemconn.service")
 
 SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
+# A second signal this soon after the first is the same request: a terminal's Ctrl-C reaches the whole
+# process group, and a launcher that forwards it (make, a supervisor, `make demo`) adds its own SIGTERM
+# within a millisecond. Only a second signal after this grace means "exit at once".
+SIGNAL_GRACE = 1.0
 HEARTBEAT_EVERY = 5.0
 
 
@@ -84,6 +94,7 @@ class Service:
         self._stopping = False
         self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
+        self._first_signal_at = 0.0
         self._exit_code = ExitCode.OK
 
     # --- pulling ----------------------------------------------------------------------------
@@ -115,7 +126,7 @@ class Service:
                     log.debug("pull_paused", stream=spec.key, reason=reason)
                     return
                 try:
-                    fetched = await self._pull_spec(spec)
+                    fetched = await (self._pull_snapshot(spec) if spec.is_snapshot else self._pull_spec(spec))
                 except RuxAuthError as exc:
                     log.error("pull_failed_credentials_rejected", stream=spec.key, error=str(exc))
                     return
@@ -162,13 +173,65 @@ class Service:
             log.info("events_queued", stream=spec.key, events=total)
         return total
 
+    async def _pull_snapshot(self, spec: StreamSpec) -> int:
+        """health: the answer as one event; lockdown: the changes since the last-seen list, committed
+        together with the new list (one transaction). These streams have no API cursor: their checkpoint
+        counts the polls that queued events."""
+        assert self.queue is not None and self.client is not None
+        body = await self.client.snapshot(spec)
+        path = api_path(spec, self.cfg.api_version)
+        next_checkpoint = (await self.queue.checkpoint(spec.key) or 0) + 1
+        stored = 0
+        if spec.stream == "health":
+            stored = await self.queue.commit_page(
+                spec.key, [health_event(body, path)], next_checkpoint, dedupe=False
+            )
+        else:
+            if not isinstance(body, list):
+                raise RuxResponseError(
+                    f"bad response from {path} for stream lockdown: expected a JSON array, got a JSON "
+                    f"{type(body).__name__}; the last-seen list is kept, the next poll tries again"
+                )
+            seen = lockdown.load_state(await self.queue.stream_state(spec.key))
+            observed_at = time.strftime(TIMESTAMP_FORMAT, time.gmtime())
+            change = lockdown.diff(seen, body, observed_at)
+            if change.events:
+                stored = await self.queue.commit_page(
+                    spec.key,
+                    change.events,
+                    next_checkpoint,
+                    state=lockdown.dump_state(change.new_state),
+                    dedupe=False,
+                )
+                log.info(
+                    "lockdown_changes_queued",
+                    locked=change.locked,
+                    changed=change.changed,
+                    unlocked=change.unlocked,
+                    in_lockdown=len(change.new_state),
+                )
+        now = time.time()
+        await self.queue.record_poll(spec.key, now)
+        self.metrics.last_poll.labels(stream=spec.key).set(now)
+        if stored:
+            log.info("events_queued", stream=spec.key, events=stored)
+        return stored
+
     # --- lifecycle --------------------------------------------------------------------------
 
     def _on_signal(self, signame: str) -> None:
+        now = time.monotonic()
         self._signals += 1
         if self._signals == 1:
+            self._first_signal_at = now
             log.info("shutdown_requested", signal=signame)
             self._stop.set()
+        elif now - self._first_signal_at < SIGNAL_GRACE:
+            log.info(
+                "signal_repeated",
+                detail="shutdown already requested; taken as the same request",
+                signal=signame,
+            )
         else:
             log.warning(
                 "second_signal_exit", detail="exiting at once; queued events stay on disk", signal=signame
@@ -193,13 +256,19 @@ class Service:
         assert self.queue is not None
         checkpoints = await self.queue.checkpoints()
         depths = {s.name: await self.queue.depth(s.name) for s in self.cfg.server}
+        scheduler = self.cfg.scheduler
         log.info(
             "siemconn_started",
             version=__version__,
             api=f"{self.settings.credentials.base_url} ({self.cfg.api_version})",
-            schedules={s: getattr(self.cfg.scheduler, s) for s in STREAMS},
+            schedules={s: scheduler.schedule(s) for s in scheduler.enabled},
+            streams_off=list(scheduler.disabled),
             timezone=self.cfg.timezone,
-            servers=[f"{s.label} format={s.format} framing={s.framing}" for s in self.cfg.server],
+            servers=[
+                f"{s.label} format={s.format} framing={s.framing} "
+                f"streams={','.join(self.cfg.server_streams(s)) or '(none on)'}"
+                for s in self.cfg.server
+            ],
             checkpoints=checkpoints,
             queue_depths=depths,
             retry_count=self.cfg.retry_count,
@@ -217,6 +286,7 @@ class Service:
                 max_events=self.cfg.queue_max_events,
                 min_free_disk_mb=self.cfg.min_free_disk_mb,
                 metrics=self.metrics,
+                routes={s.name: s.streams for s in self.cfg.server if s.streams is not None},
             )
         except QueueError as exc:
             log.error("queue_open_failed", error=str(exc))
@@ -237,6 +307,8 @@ class Service:
             except RuxError as exc:
                 log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
+            self._warn_off_streams()
+            warn_file_permissions(self.settings)
             if self.cfg.metrics_address:
                 try:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
@@ -244,6 +316,13 @@ class Service:
                     log.error("metrics_endpoint_failed", error=str(exc))
                     return ExitCode.CONFIG
                 log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
+                if not is_loopback(parse_address(self.cfg.metrics_address)[0]):
+                    log.warning(
+                        "metrics_endpoint_not_loopback",
+                        address=self.cfg.metrics_address,
+                        hint="the endpoint has no authentication; bind it to 127.0.0.1 unless a firewall "
+                        "or the container network limits who can reach it",
+                    )
             self.pool = WriterPool(
                 self.cfg.server,
                 self.queue,
@@ -255,28 +334,29 @@ class Service:
             pool_task = loop.create_task(self.pool.run(), name="writer-pool")
             background.append(loop.create_task(self._heartbeat(), name="heartbeat"))
             tz = ZoneInfo(self.cfg.timezone)
-            for stream in STREAMS:
-                spec = getattr(self.cfg.scheduler, stream)
+            for stream in self.cfg.scheduler.enabled:
+                spec = self.cfg.scheduler.schedule(stream)
+                assert spec is not None
                 self._crons.append(aiocron.crontab(spec, func=self._make_tick(stream), start=True, tz=tz))
             if self.cfg.pull_at_startup:
-                for stream in STREAMS:
+                for stream in self.cfg.scheduler.enabled:
                     self.tick(stream)
             self.notifier.ready()
             stop_task = loop.create_task(self._stop.wait(), name="stop-wait")
             done, _ = await asyncio.wait({pool_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if pool_task in done:
                 stop_task.cancel()
-                exc = pool_task.exception()
-                if isinstance(exc, AllServersDownError):
+                failure = pool_task.exception()
+                if isinstance(failure, AllServersDownError):
                     log.error(
                         "all_syslog_servers_down",
                         detail="exiting so the restart policy takes over",
-                        error=str(exc),
+                        error=str(failure),
                         exit_code=ExitCode.ALL_SERVERS_DOWN,
                     )
                     self._exit_code = ExitCode.ALL_SERVERS_DOWN
-                elif exc is not None:
-                    log.error("writer_pool_failed", error=repr(exc))
+                elif failure is not None:
+                    log.error("writer_pool_failed", error=repr(failure))
                     self._exit_code = ExitCode.UNEXPECTED
             await self._shutdown(pool_task)
             return self._exit_code
@@ -290,6 +370,20 @@ class Service:
                     await self.client.aclose()
             with suppress(Exception):
                 await self.queue.close()
+
+    def _warn_off_streams(self) -> None:
+        """A server that lists a stream that is off gets only that stream's events already queued."""
+        on = set(self.cfg.scheduler.enabled)
+        for s in self.cfg.server:
+            off = [x for x in s.streams or () if x not in on]
+            if off:
+                log.warning(
+                    "server_stream_off",
+                    server=s.name,
+                    streams=off,
+                    detail="these streams are off in scheduler: the server receives only their events "
+                    "already queued; turn them on, or remove them from the server's streams",
+                )
 
     async def _until_stop(self, work: Awaitable[Any]) -> bool:
         """Run startup work unless a stop signal comes first; False (work cancelled) if it does."""
@@ -331,6 +425,19 @@ class Service:
             with suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(pool_task, timeout=max(0.1, deadline - time.monotonic()))
         log.info("siemconn_stopped", exit_code=self._exit_code)
+
+
+def warn_file_permissions(settings: Settings) -> None:
+    """Log `insecure_file_permissions` for each file others could read or change (never fatal)."""
+    for w in permission_warnings(settings):
+        log.warning(
+            "insecure_file_permissions",
+            file=str(w.path),
+            what=w.what,
+            mode=f"{w.mode:04o}",
+            problem=w.problem,
+            fix=w.fix,
+        )
 
 
 def run_service(settings: Settings) -> int:

@@ -1,12 +1,20 @@
 """`make demo`: the fake RUX tenant, a printing syslog receiver and siemconn, wired together locally.
 
 No Vectra account, no root and no network are needed. Ctrl-C stops everything that was started.
+
+The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
+The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
+`--no-snapshots` turns them off.
+
+Stopping: a terminal's Ctrl-C sends SIGINT to the whole foreground process group, so the three children
+already have it; the launcher then only waits for them (forwarding a SIGTERM on top would reach siemconn
+0.5 ms after the SIGINT). A SIGTERM to the launcher, or a SIGINT that did not come from its terminal, is
+forwarded as SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -16,74 +24,56 @@ import sys
 import time
 from pathlib import Path
 
+from siemconn.devtools.harness import config_skeleton, free_port, start_fake_tenant, write_config
+
+__all__ = ["DEMO_CLIENT_ID", "DEMO_SECRET", "demo_config", "main"]
+
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-a-real-one"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
+
+
+def demo_config(
+    tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy", *, snapshots: bool = True
+) -> dict[str, object]:
+    """Two servers on the receiver: TCP takes every stream, UDP detections and entity scoring only;
+    every event stream every 5 s, health every 30 s and lockdown every 5 s unless `snapshots` is off."""
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {
+            "name": "demo-udp",
+            "server_protocol": "udp",
+            "server_host": "127.0.0.1",
+            "server_port": udp_port,
+            "streams": ["detections", "entity_scoring"],
+        },
+    ]
+    if fmt != "legacy":
+        for server in servers:
+            server["format"] = fmt
+    config = config_skeleton(
+        workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0
+    )
+    config["configuration"]["scheduler"].update(
+        {
+            "health": "*/30 * * * * *" if snapshots else None,
+            "lockdown": "*/5 * * * * *" if snapshots else None,
+        }
+    )
+    return config
+
+
+def terminal_signalled_group() -> bool:
+    """True if this process is in its terminal's foreground group: a Ctrl-C there reached every child."""
+    for fd in (0, 1, 2):
         try:
-            with socket.socket(socket.AF_INET, other) as s2:
-                s2.bind(("127.0.0.1", port))
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
         except OSError:
             continue
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")
-
-
-def demo_config(tcp_port: int, udp_port: int, workdir: Path) -> dict[str, object]:
-    return {
-        "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                },
-            ],
-            "scheduler": {
-                "audit": "*/5 * * * * *",
-                "detections": "*/5 * * * * *",
-                "entity_scoring": "*/5 * * * * *",
-            },
-            "retry_count": -1,
-            "data_dir": str(workdir / "data"),
-            "log_dir": str(workdir / "logs"),
-            "cert_dir": str(workdir / "cert"),
-            "min_free_disk_mb": 0,
-            "log_format": "console",
-        }
-    }
-
-
-def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-            continue
-        if needle in line:
-            return line
-    raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +82,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seconds", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)"
     )
+    ap.add_argument(
+        "--no-snapshots", action="store_true", help="turn the opt-in health and lockdown streams off"
+    )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
-    signal.signal(signal.SIGTERM, _interrupt)
+    received: list[int] = []
+
+    def _on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     workdir = Path(args.workdir).resolve()
     # the fake tenant is new on every run (ids start at 1), so a queue left by an earlier run would hold
     # checkpoints from another tenant: start the demo's queue afresh
@@ -102,15 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
-    config_path.write_text(json.dumps(demo_config(tcp_port, udp_port, workdir), indent=2))
+    write_config(
+        config_path, demo_config(tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots)
+    )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
-        fake = subprocess.Popen(
+        fake, _url = start_fake_tenant(
             [
-                py,
-                "-m",
-                "siemconn.devtools.fake_rux",
                 "--port",
                 str(api_port),
                 "--client-id",
@@ -123,14 +128,13 @@ def main(argv: list[str] | None = None) -> int:
                 "10",
                 "--seed-entity",
                 "10",
+                "--seed-lockdown",
+                "2",
                 "--generate-interval",
                 "3",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+            ]
         )
         procs.append(fake)
-        _wait_line(fake, "listening", 15)
         receiver = subprocess.Popen(
             [
                 py,
@@ -175,12 +179,16 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = os.fsdecode(p.args[2]) if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:
+        # a Ctrl-C from the terminal reached the children too: do not send them a second signal
+        forward = not (received[:1] == [signal.SIGINT] and terminal_signalled_group())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the waiting below
         for p in reversed(procs):
-            if p.poll() is None:
+            if p.poll() is None and forward:
                 p.send_signal(signal.SIGTERM)
         for p in reversed(procs):
             try:

@@ -17,6 +17,10 @@ Behaviour (see the RUX API notes, section 9):
   "reauthenticating"; an unknown refresh token -> 400 "Invalid refresh token".
 * ``GET /api/v3.3|v3.4/events/{audits,detections,entity_scoring}`` (and v3.5 detections), with or
   without a trailing slash; ``Bearer`` (any case) required -> 401 ``{"detail": "Unauthorized"}``.
+* ``GET /api/v3.3|v3.4/health`` (one object, fresh ``updated_at`` per call) and
+  ``GET /api/v3.3|v3.4/lockdown`` (a bare array of the entities in lockdown, no cursor); roles: health
+  needs Auditor, lockdown Read-Only. Entities are locked and unlocked over time with
+  ``generate_interval`` (see `siemconn.devtools.snapshots`); faults apply to these paths like the others.
 * One auto-incrementing id sequence per stream. account and host entity_scoring events share the
   entity_scoring sequence and are filtered by the required ``type``, so each type's ids have gaps.
 * ``id >= from`` AND ``gte <= event_timestamp <= lte`` AND stream filters; ``limit`` default 500,
@@ -27,7 +31,8 @@ Behaviour (see the RUX API notes, section 9):
   stream), ``POST /_fake/faults`` (a JSON object or list, fields of `Fault`), ``DELETE
   /_fake/faults``, ``POST /_fake/revoke-tokens[?refresh=true]``, ``POST /_fake/config`` (JSON
   knobs of `Knobs`), ``GET /_fake/state``, ``GET /_fake/ids?stream=...&type=...``,
-  ``GET /_fake/requests?limit=N``.
+  ``GET /_fake/requests?limit=N``, ``POST /_fake/lockdown?action=lock|unlock|extend&type=host&entity_id=N``
+  (``name``, ``seconds`` optional).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import base64
 import binascii
 import bisect
 import dataclasses
+import random
 import secrets
 import signal
 import socket
@@ -54,6 +60,19 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from siemconn.devtools.events import STREAM_ENDPOINTS, EventFactory, GeneratedEvent
+from siemconn.devtools.snapshots import Lockdowns, health_body
+
+__all__ = [
+    "API_VERSIONS",
+    "FakeRux",
+    "Fault",
+    "INVALID_REFRESH_TEXT",
+    "Knobs",
+    "REAUTH_TEXT",
+    "RequestRecord",
+    "main",
+    "parse_timestamp",
+]
 
 REAUTH_TEXT = "Authentication Error. Please try reauthenticating using API client credentials."
 INVALID_REFRESH_TEXT = "Invalid refresh token. Please reauthenticate using client credentials and try again."
@@ -62,7 +81,14 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
     "v3.4": STREAM_ENDPOINTS,
     "v3.5": ("detections",),
 }
-_ROLE_OF = {"audits": "Auditor", "detections": "Read-Only", "entity_scoring": "Read-Only"}
+SNAPSHOT_VERSIONS: tuple[str, ...] = ("v3.3", "v3.4")
+_ROLE_OF = {
+    "audits": "Auditor",
+    "detections": "Read-Only",
+    "entity_scoring": "Read-Only",
+    "health": "Auditor",
+    "lockdown": "Read-Only",
+}
 _STREAM_ALIASES = {
     "audit": "audits",
     "audits": "audits",
@@ -87,6 +113,10 @@ class Fault:
     skip: int = 0  # let this many matching requests pass first
     body: str | None = None  # answer with exactly this body (status: `status`, or 200 when None)
     content_type: str = "application/json"  # Content-Type of `body`
+    drip: float = 0.0  # seconds between single body bytes (a body dripped byte by byte)
+    pad: int = 0  # with `body`: "@PAD@" in it becomes this many "x" bytes, streamed (a huge answer)
+    no_length: bool = False  # with `body`: no Content-Length, the body ends when the connection closes
+    # with `body`: "@TOKEN@" becomes the request's bearer token (an error body echoing the credential)
 
     @classmethod
     def from_json(cls, obj: Any) -> Fault:
@@ -209,6 +239,7 @@ class FakeRux:
         seed_audit: int = 0,
         seed_detections: int = 0,
         seed_entity: int = 0,
+        seed_lockdown: int = 0,
         seed_span_seconds: float = 6 * 3600,
         seed: int = 0,
         first_id: int = 1,
@@ -223,6 +254,8 @@ class FakeRux:
         self.knobs = Knobs(**knobs)
         self._lock = threading.RLock()
         self._factory = EventFactory(seed, tenant_url)
+        self.lockdowns = Lockdowns(seed)
+        self._health_rng = random.Random(seed)
         self._events: dict[str, list[GeneratedEvent]] = {s: [] for s in STREAM_ENDPOINTS}
         self._next_id: dict[str, int] = dict.fromkeys(STREAM_ENDPOINTS, first_id)
         self._views: dict[tuple[Any, ...], _View] = {}
@@ -249,6 +282,8 @@ class FakeRux:
             if n > 0:
                 span = max(0.0, seed_span_seconds)
                 self.append(stream, n, timestamps=[now - span + span * (i + 1) / n for i in range(n)])
+        for i in range(seed_lockdown):
+            self.lockdowns.lock("host" if i % 2 == 0 else "account", now=now - 600 * (seed_lockdown - i))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -304,6 +339,7 @@ class FakeRux:
         while not self._stop.wait(self._generate_interval):
             for stream in STREAM_ENDPOINTS:
                 self.append(stream, self._generate_count)
+            self.lockdowns.churn()
 
     # --- control -------------------------------------------------------------------------
 
@@ -403,6 +439,7 @@ class FakeRux:
                     "active_access": len(self._access),
                 },
                 "faults_pending": sum(f.count for f in self._faults),
+                "lockdown": len(self.lockdowns.entries()),
                 "knobs": dataclasses.asdict(self.knobs),
             }
 
@@ -530,6 +567,13 @@ class FakeRux:
                 del self._access[token]
                 return False
             return True
+
+    # snapshot endpoints
+
+    def health(self) -> dict[str, Any]:
+        """The /health object now."""
+        with self._lock:
+            return health_body(time.time(), self._health_rng)
 
     # streams
 
@@ -713,6 +757,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):  # a client that went away is not an error here
+            self.close_connection = True
+
     # plumbing
 
     def _send(
@@ -722,14 +772,41 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
         stall: float = 0.0,
+        drip: float = 0.0,
+        pad: int = 0,
+        no_length: bool = False,
     ) -> None:
+        head, _, tail = body.partition(b"@PAD@") if pad else (body, b"", b"")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(head) + pad + len(tail)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
+            return
+        try:
+            if drip > 0:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+                return
+            if pad:
+                self.wfile.write(head)
+                chunk = b"x" * (1 << 20)
+                left = pad
+                while left > 0:
+                    self.wfile.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+                self.wfile.write(tail)
+                return
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up: that is the point
+            self.close_connection = True
             return
         if stall > 0 and len(body) > 1:
             half = len(body) // 2
@@ -740,8 +817,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(body)
 
-    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None, stall: float = 0.0) -> None:
-        self._send(status, orjson.dumps(obj), headers=headers, stall=stall)
+    def _json(
+        self,
+        status: int,
+        obj: Any,
+        headers: dict[str, str] | None = None,
+        stall: float = 0.0,
+        drip: float = 0.0,
+    ) -> None:
+        self._send(status, orjson.dumps(obj), headers=headers, stall=stall, drip=drip)
 
     def _read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -793,6 +877,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         fault = fake._take_fault(path)
         stall = 0.0
+        drip = 0.0
         if fault is not None:
             if fault.delay > 0:
                 time.sleep(fault.delay)
@@ -807,7 +892,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.body is not None:
                 status = fault.status if fault.status is not None else 200
                 record(status)
-                self._send(status, fault.body.encode("utf-8"), fault.content_type)
+                text = fault.body
+                if "@TOKEN@" in text:
+                    bearer = (self.headers.get("Authorization") or "").partition(" ")[2].strip()
+                    text = text.replace("@TOKEN@", bearer)
+                self._send(
+                    status,
+                    text.encode("utf-8"),
+                    fault.content_type,
+                    drip=fault.drip,
+                    pad=fault.pad,
+                    no_length=fault.no_length,
+                )
                 return
             if fault.status is not None:
                 headers = {}
@@ -825,6 +921,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(fault.status, {"detail": f"Server error ({fault.status})"}, headers)
                 return
             stall = fault.stall
+            drip = fault.drip
 
         if path == "/oauth2/token":
             if method != "POST":
@@ -833,7 +930,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status, obj = fake.token(form, basic)
             record(status)
-            self._json(status, obj, stall=stall)
+            self._json(status, obj, stall=stall, drip=drip)
             return
         seg = path.split("/")
         # ['', 'api', 'v3.4', 'events', 'detections']
@@ -858,7 +955,31 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status, page = fake.page(seg[2], seg[4], params)
             record(status)
-            self._send(status, page, stall=stall)
+            self._send(status, page, stall=stall, drip=drip)
+            return
+        # ['', 'api', 'v3.4', 'health']
+        if (
+            len(seg) == 4
+            and seg[1] == "api"
+            and seg[2] in SNAPSHOT_VERSIONS
+            and seg[3] in ("health", "lockdown")
+        ):
+            if method not in ("GET", "HEAD"):
+                record(405)
+                self._json(405, {"detail": f'Method "{method}" not allowed.'})
+                return
+            if not fake.check_bearer(self.headers.get("Authorization")):
+                record(401)
+                self._json(401, {"detail": "Unauthorized"}, {"WWW-Authenticate": "Bearer"})
+                return
+            roles = fake.knobs.roles
+            if roles is not None and _ROLE_OF[seg[3]] not in roles:
+                record(403)
+                self._json(403, {"detail": "You do not have permission to perform this action."})
+                return
+            record(200)
+            body_obj: Any = fake.health() if seg[3] == "health" else fake.lockdowns.entries()
+            self._json(200, body_obj, stall=stall)
             return
         record(404)
         self._json(404, {"detail": "Not found."})
@@ -902,6 +1023,18 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ValueError("config is a JSON object")
                 fake.configure(**obj)
                 self._json(200, dataclasses.asdict(fake.knobs))
+            elif path == "/_fake/lockdown" and method == "POST":
+                action = params.get("action", "lock")
+                etype = params.get("type", "host")
+                eid = int(params["entity_id"]) if "entity_id" in params else None
+                if action == "lock":
+                    self._json(200, fake.lockdowns.lock(etype, eid, name=params.get("name")))
+                elif action == "unlock" and eid is not None:
+                    self._json(200, {"unlocked": fake.lockdowns.unlock(etype, eid)})
+                elif action == "extend" and eid is not None:
+                    self._json(200, fake.lockdowns.extend(etype, eid, float(params.get("seconds", "3600"))))
+                else:
+                    raise ValueError("action is lock, or unlock / extend with entity_id")
             elif path == "/_fake/requests" and method == "GET":
                 n = int(params.get("limit", "1000"))
                 with fake._lock:
@@ -909,7 +1042,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"requests": [dataclasses.asdict(r) for r in recs]})
             else:
                 self._json(404, {"detail": "Not found."})
-        except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
             self._json(400, {"error": str(exc)})
 
 
@@ -924,6 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed-audit", type=int, default=0)
     p.add_argument("--seed-detections", type=int, default=0)
     p.add_argument("--seed-entity", type=int, default=0)
+    p.add_argument("--seed-lockdown", type=int, default=0, help="entities in lockdown at start")
     p.add_argument(
         "--seed-span-hours", type=float, default=6.0, help="spread seeded events over the last N hours"
     )
@@ -945,6 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
         seed_audit=a.seed_audit,
         seed_detections=a.seed_detections,
         seed_entity=a.seed_entity,
+        seed_lockdown=a.seed_lockdown,
         seed_span_seconds=a.seed_span_hours * 3600,
         seed=a.seed,
         tenant_url=a.tenant_url,

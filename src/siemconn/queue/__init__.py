@@ -9,6 +9,8 @@ delivery cursor per syslog server. Modules, one concept each:
 * `encoder`: event -> payload text (json.dumps byte for byte);
 * `batch`: the value types `Batch`, `Segment`, `QueuedEvent`;
 * `pagelog`: the persist-queue page log (one row per API page);
+* `routing`: which streams a destination takes, and how its cursor steps over the others;
+* `reader`: the range read of a destination's next batch;
 * `housekeeping`: deleting pages every destination has passed;
 * `store`: `DurableQueue`, the engine;
 * `status`: the read-only view behind `siemconn status`.

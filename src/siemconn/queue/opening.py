@@ -19,6 +19,7 @@ from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lo
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
 from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
+from siemconn.queue.routing import Routes, reconcile_routes
 from siemconn.queue.schema import (
     APPLICATION_ID,
     DB_FILE,
@@ -28,7 +29,7 @@ from siemconn.queue.schema import (
     stored_head,
 )
 
-__all__ = ["QueueState", "open_file"]
+__all__ = ["QueueState", "close_opened", "open_file"]
 
 log = get_logger(__name__)
 
@@ -43,6 +44,9 @@ class QueueState:
     hwm: dict[str, int] = field(default_factory=dict)
     polls: dict[str, float] = field(default_factory=dict)
     free_pages_bytes: int = 0
+    routes: Routes = field(default_factory=dict)  # destination -> streams it takes (None: all)
+    pending: dict[str, int] = field(default_factory=dict)  # routed destinations: their undelivered events
+    stream_state: dict[str, str] = field(default_factory=dict)  # key -> state committed with its pages
 
 
 def _load_state(conn: sqlite3.Connection) -> QueueState:
@@ -63,6 +67,7 @@ def _load_state(conn: sqlite3.Connection) -> QueueState:
     state.cursors = {d: int(s) for d, s in conn.execute("SELECT destination, seq FROM cursors")}
     state.head = max([head, *state.cursors.values()])
     state.polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
+    state.stream_state = {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM stream_state")}
     return state
 
 
@@ -96,7 +101,9 @@ def _reconcile_destinations(
                 )
 
 
-def open_file(data_dir: Path, destinations: list[str]) -> tuple[PageLog, int, QueueState]:
+def open_file(
+    data_dir: Path, destinations: list[str], routes: Routes | None = None
+) -> tuple[PageLog, int, QueueState]:
     """All of open's I/O (on the worker thread): lock, check, create, load, reconcile, housekeeping.
 
     Returns (page log, lock fd, state); on any failure nothing stays open or locked.
@@ -136,23 +143,32 @@ def open_file(data_dir: Path, destinations: list[str]) -> tuple[PageLog, int, Qu
             )
             state = _load_state(conn)
             _reconcile_destinations(conn, state, destinations, new)
+            state.routes = {d: (routes or {}).get(d) for d in destinations}
+            state.pending = reconcile_routes(
+                conn, state.routes, state.cursors, state.head, state.checkpoints.keys()
+            )
             floor = min(state.cursors.values(), default=state.head)
             pages.total = max(0, pages.total - delete_passed_pages(conn, floor))
             state.free_pages_bytes = free_pages_bytes(conn)
         except (sqlite3.Error, OSError) as exc:
             raise classify_sqlite_error(exc, db_path) from exc
     except BaseException:
-        if pages is not None:
-            with contextlib.suppress(sqlite3.Error):
-                pages.close()
-        release_lock(lock_fd)
+        close_opened(pages, lock_fd)
         raise
     log.info(
         "queue_opened",
         database=str(db_path),
         pages=pages.total,
         head=state.head,
-        depth={d: state.head - s for d, s in state.cursors.items()},
+        depth={d: state.pending.get(d, state.head - s) for d, s in state.cursors.items()},
         checkpoints=dict(state.checkpoints),
     )
     return pages, lock_fd, state
+
+
+def close_opened(pages: PageLog | None, lock_fd: int) -> None:
+    """Undo open_file: close the page log (if it was opened) and release the data_dir lock."""
+    if pages is not None:
+        with contextlib.suppress(sqlite3.Error):
+            pages.close()
+    release_lock(lock_fd)

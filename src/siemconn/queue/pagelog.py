@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from persistqueue import SQLiteQueue
@@ -57,7 +57,7 @@ def load_ids(ids_text: str) -> list[int | None]:
     return ids
 
 
-class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type information
+class PageLog(SQLiteQueue):
     """persist-queue's SQLiteQueue with one row per API page and the columns the range reads need."""
 
     _TABLE_NAME = PAGE_TABLE_PREFIX
@@ -93,8 +93,8 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
     @property
     def connection(self) -> sqlite3.Connection:
         """The one connection (persist-queue's writer connection), for the store's own SQL."""
-        conn: sqlite3.Connection = self._putter
-        return conn
+        # persist-queue declares _putter as None before it connects; after __init__ it is the connection
+        return cast(sqlite3.Connection, self._putter)
 
     def put(self, item: Any, block: bool = True) -> int:
         raise NotImplementedError("use put_page(): the page log stores one row per API page")
@@ -107,10 +107,15 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
         ids: Sequence[int | None],
         next_checkpoint: int,
         now: float,
+        also: Sequence[tuple[str, tuple[Any, ...]]] = (),
     ) -> int:
-        """Append one page (one durable commit). Returns the row id."""
+        """Append one page (one durable commit). Returns the row id.
+
+        `also`: statements (sql, params) run in the same transaction as the INSERT (cursor steps, stream
+        state), so they are durable together with the page or not at all.
+        """
         known = [i for i in ids if i is not None]
-        row_id: int = self._insert_into(
+        record = (
             self._serializer.dumps(payloads),
             now,
             key,
@@ -121,5 +126,21 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
             next_checkpoint,
             json.dumps(list(ids), separators=(",", ":")),
         )
+        if not also:
+            row_id: int = self._insert_into(*record)
+        else:
+            conn = self.connection
+            with self.tran_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = conn.execute(self._sql_insert, record)
+                    for sql, params in also:
+                        conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                row_id = int(cur.lastrowid or 0)
         self.total += 1
         return row_id

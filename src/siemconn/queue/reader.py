@@ -3,6 +3,10 @@
 Invariants: a read never moves a cursor and never decodes a payload (a page's `data` is split on b"\\n"
 into bytes); its cost depends on the batch size, not on the backlog. Pages are contiguous on first_seq,
 so the page after a cached one starts where the cached one ends.
+
+A routed destination (one that takes only some streams, see `routing`) reads with `read_routed`: it
+finds the next page of its keys on the (key, first_seq, n) index, so the pages it steps over are never
+read; its batch covers [cursor, end) of the one sequence, with segments for its own pages only.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sqlite3
 
 from siemconn.queue.batch import Batch, Segment
 from siemconn.queue.pagelog import load_ids, split_page
+from siemconn.queue.routing import next_taken_page
 from siemconn.queue.schema import PAGE_TABLE
 
 __all__ = ["PageReader"]
@@ -82,3 +87,46 @@ class PageReader:
         if not count:
             return None
         return Batch(destination, segments, cur, cur + count)
+
+    def read_routed(
+        self,
+        conn: sqlite3.Connection,
+        destination: str,
+        cur: int,
+        head: int,
+        max_events: int,
+        keys: list[str],
+    ) -> Batch | None:
+        """Up to max_events events of these keys from sequence number cur, or None if there are none.
+
+        The batch starts at cur and ends after its last event, or at head when no page of these keys
+        follows it, so acking it also steps over the other streams' pages it passed.
+        """
+        segments: list[Segment] = []
+        count = 0
+        pos = cur
+        while count < max_events and pos < head:
+            nxt = next_taken_page(conn, pos, keys)
+            if nxt is None:
+                pos = head
+                break
+            first_seq, n, key = nxt
+            off = max(0, pos - first_seq)
+            cached = self._decoded.get(destination)
+            if cached is not None and cached[0] == first_seq:
+                _, stream, ids, payloads = cached
+            else:
+                row = conn.execute(
+                    f"SELECT ids, CAST(data AS BLOB) FROM {PAGE_TABLE} WHERE first_seq = ?", (first_seq,)
+                ).fetchone()
+                stream, ids, payloads = self._decode_page(destination, first_seq, key, row[0], row[1])
+            take = min(n - off, max_events - count)
+            segments.append(Segment(stream, ids[off : off + take], payloads[off : off + take]))
+            count += take
+            pos = first_seq + off + take
+        cached = self._decoded.get(destination)
+        if cached is not None and pos >= cached[0] + len(cached[3]):
+            del self._decoded[destination]
+        if not count:
+            return None
+        return Batch(destination, segments, cur, pos)

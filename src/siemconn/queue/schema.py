@@ -5,6 +5,11 @@ Invariants: one row of `page_log` per API page, contiguous on `first_seq` (a pag
 [first_seq, first_seq + n)); a key's checkpoint and dedupe high-water mark are the maximum over its stored
 pages and the value folded into `checkpoints` when pages are deleted; `meta.seq_floor` remembers the head
 when every page has been deleted, so sequence numbers never go backwards.
+
+Added without a schema version bump (every statement is CREATE ... IF NOT EXISTS, so a file written by an
+earlier siemconn is opened as is): `routes` (which streams a destination takes, NULL = every stream),
+`stream_state` (per key state committed with its pages, e.g. the last-seen lockdown list) and the index
+`page_log_key_first_seq` that lets a destination find the next page of the streams it takes.
 """
 
 from __future__ import annotations
@@ -37,13 +42,18 @@ SCHEMA_VERSION = 1
 # the WAL is truncated back to this size after a checkpoint; min_free_disk_mb's default is a multiple of it
 JOURNAL_SIZE_LIMIT = 64 * MB
 
-OUR_TABLES = frozenset({PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta"})
+OUR_TABLES = frozenset(
+    {PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta", "routes", "stream_state"}
+)
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, checkpoint INTEGER, hwm INTEGER)",
     "CREATE TABLE IF NOT EXISTS cursors (destination TEXT PRIMARY KEY, seq INTEGER NOT NULL, added REAL)",
     "CREATE TABLE IF NOT EXISTS polls (key TEXT PRIMARY KEY, at REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
     f"CREATE UNIQUE INDEX IF NOT EXISTS page_log_first_seq ON {PAGE_TABLE} (first_seq)",
+    "CREATE TABLE IF NOT EXISTS routes (destination TEXT PRIMARY KEY, streams TEXT)",
+    "CREATE TABLE IF NOT EXISTS stream_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS page_log_key_first_seq ON {PAGE_TABLE} (key, first_seq, n)",
 )
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.routing import Routes, load_routes, next_taken_page, taken_events, taken_keys
 from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, PAGE_TABLE, stored_head
 
 __all__ = ["DestinationStatus", "StatusReport", "StreamStatus", "read_status", "render_status"]
@@ -34,8 +36,9 @@ class DestinationStatus:
     """One destination: undelivered events and the age of the oldest one."""
 
     destination: str
-    depth: int  # undelivered events
+    depth: int  # undelivered events (of the streams it takes)
     oldest_age: float | None  # seconds since the oldest undelivered event was committed
+    streams: tuple[str, ...] | None = None  # the streams it takes; None: every stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,24 +100,35 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                     cps[key] = max(int(cp), cps.get(key, int(cp)))
             polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
             head = stored_head(conn)
+            routes: Routes = load_routes(conn) if _has_table(conn, "routes") else {}
+            keys = [str(k) for (k,) in conn.execute(f"SELECT DISTINCT key FROM {PAGE_TABLE}")]
             dests: list[DestinationStatus] = []
             for dest, seq in conn.execute(
                 "SELECT destination, seq FROM cursors ORDER BY destination"
             ).fetchall():
-                depth = max(0, head - int(seq))
+                taken = routes.get(dest)
+                pos = int(seq)
+                if taken is None:
+                    depth = max(0, head - pos)
+                else:
+                    depth = taken_events(conn, pos, taken_keys(keys, taken))
+                    nxt = next_taken_page(conn, pos, taken_keys(keys, taken)) if depth else None
+                    pos = max(pos, nxt[0]) if nxt else pos
                 age: float | None = None
                 if depth:
                     r = conn.execute(
                         f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? "
                         "ORDER BY first_seq DESC LIMIT 1",
-                        (int(seq),),
+                        (pos,),
                     ).fetchone()
                     if r is None:  # cursor below the first page (should not happen): use the first page
                         r = conn.execute(
                             f"SELECT timestamp FROM {PAGE_TABLE} ORDER BY first_seq LIMIT 1"
                         ).fetchone()
                     age = max(0.0, now - float(r[0])) if r else None
-                dests.append(DestinationStatus(dest, depth, age))
+                dests.append(
+                    DestinationStatus(dest, depth, age, None if taken is None else tuple(sorted(taken)))
+                )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise classify_sqlite_error(exc, db) from exc
@@ -123,6 +137,11 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
     keys = sorted(set(cps) | set(polls))
     streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
     return StatusReport(data_dir, db, True, pid, streams, tuple(dests), now)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return row is not None
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -142,13 +161,16 @@ def _fmt_age(age: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def render_status(report: StatusReport) -> str:
-    """Human-readable text of a StatusReport (plain ASCII, fixed columns)."""
+def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> str:
+    """Human-readable text of a StatusReport (plain ASCII, fixed columns); `streams_off` (from the
+    configuration) are listed as off."""
     lines = [f"queue: {report.database}"]
     if report.running_pid is not None:
         lines.append(f"service: running (pid {report.running_pid})")
     else:
         lines.append("service: not running")
+    if streams_off:
+        lines.append(f"streams off: {', '.join(streams_off)}")
     if not report.exists:
         lines.append("no queue database yet (the service has not run with this data_dir)")
         return "\n".join(lines)
@@ -158,11 +180,13 @@ def render_status(report: StatusReport) -> str:
         lines.append("  (no stream polled yet)")
     for s in report.streams:
         cp = "-" if s.checkpoint is None else str(s.checkpoint)
-        lines.append(f"{s.key:<26}{cp:>14}  {_fmt_time(s.last_poll)}")
+        off = " (off)" if s.key.partition(".")[0] in streams_off else ""
+        lines.append(f"{s.key:<26}{cp:>14}  {_fmt_time(s.last_poll)}{off}")
     lines.append("")
-    lines.append(f"{'destination':<26}{'undelivered':>14}  oldest undelivered")
+    lines.append(f"{'destination':<26}{'undelivered':>14}  {'oldest undelivered':<20}streams")
     if not report.destinations:
         lines.append("  (no destination)")
     for d in report.destinations:
-        lines.append(f"{d.destination:<26}{d.depth:>14}  {_fmt_age(d.oldest_age)}")
+        taken = "every stream" if d.streams is None else ", ".join(d.streams)
+        lines.append(f"{d.destination:<26}{d.depth:>14}  {_fmt_age(d.oldest_age):<20}{taken}")
     return "\n".join(lines)

@@ -23,6 +23,13 @@ Invariants
 Dedupe: event ids are monotonic per key. commit_page drops events whose integer `id` is <= the key's
 high-water mark (a re-fetch of an overlapping page after a crash); events without an integer id are kept.
 
+Routing: a destination may take only some streams (`routes`); pages are still stored once and its cursor
+steps over the pages of other streams (see `routing` for the invariants). Its depth counts only its own
+streams' events.
+
+Snapshot streams (health, lockdown) commit with `dedupe=False` (their entries carry ids that are not a
+cursor) and may commit a `state` text with a page, in the same transaction (`stream_state(key)` reads it).
+
 Fan-out: a destination in the config but not in the queue (newly added) starts from "now", the current
 head: it does not receive the backlog that other destinations still hold (logged at open). A destination
 in the queue but no longer in the config has its cursor dropped at open, with a warning naming how many
@@ -43,7 +50,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,9 +63,10 @@ from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
 from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
-from siemconn.queue.opening import QueueState, open_file
+from siemconn.queue.opening import QueueState, close_opened, open_file
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.reader import PageReader
+from siemconn.queue.routing import next_taken_page, normalise_routes, stream_of, taken_events, taken_keys
 from siemconn.queue.schema import DB_FILE, MB, PAGE_TABLE
 
 __all__ = ["DurableQueue"]
@@ -107,6 +115,9 @@ class DurableQueue:
         self._hwm = state.hwm
         self._polls = state.polls
         self._free_pages_bytes = state.free_pages_bytes
+        self._routes = state.routes
+        self._pending = state.pending  # routed destinations only
+        self._stream_state = state.stream_state
         self._acks_since_housekeeping = 0
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
@@ -119,7 +130,7 @@ class DurableQueue:
 
     def _report_depth(self, destination: str) -> None:
         """The one place the queue_depth gauge is set: whenever the head or a cursor moves."""
-        self._metrics.queue_depth.labels(destination).set(self._head - self._cursors[destination])
+        self._metrics.queue_depth.labels(destination).set(self._depth_of(destination))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,17 +145,24 @@ class DurableQueue:
         disk_free: Callable[[Path], int] | None = None,
         housekeeping_every: int = 64,
         metrics: Metrics = NO_METRICS,
+        routes: Mapping[str, Collection[str] | None] | None = None,
     ) -> DurableQueue:
-        """Open (or create) the queue in data_dir for these destinations. Raises Queue*Error."""
+        """Open (or create) the queue in data_dir for these destinations. Raises Queue*Error.
+
+        `routes`: destination -> the streams it takes; a destination not in it takes every stream.
+        """
         data_dir = Path(data_dir)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
-        loop = asyncio.get_running_loop()
+        opening = executor.submit(
+            open_file, data_dir, list(destinations), normalise_routes(destinations, routes)
+        )
         try:
-            pages, lock_fd, state = await loop.run_in_executor(
-                executor, open_file, data_dir, list(destinations)
-            )
+            pages, lock_fd, state = await asyncio.wrap_future(opening)
         except BaseException:
+            # cancelled while the worker still opens: wait for it, then close what it opened
             executor.shutdown(wait=True)
+            if not opening.cancelled() and opening.exception() is None:
+                close_opened(*opening.result()[:2])
             raise
         return cls(
             executor=executor,
@@ -210,6 +228,16 @@ class DurableQueue:
                     conn.execute("ROLLBACK")
             raise classify_sqlite_error(exc, self.db_path) from exc
 
+    def _depth_of(self, destination: str) -> int:
+        """Undelivered events of destination (a routed one: of its streams only)."""
+        if self._routes.get(destination) is None:
+            return self._head - self._cursor_of(destination)
+        return self._pending[destination]
+
+    def _takes(self, destination: str, key: str) -> bool:
+        streams = self._routes.get(destination)
+        return streams is None or stream_of(key) in streams
+
     def _cursor_of(self, destination: str) -> int:
         try:
             return self._cursors[destination]
@@ -220,20 +248,46 @@ class DurableQueue:
 
     # ------------------------------------------------------------------ source side
 
-    async def commit_page(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
-        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe."""
+    async def commit_page(
+        self,
+        key: str,
+        events: Sequence[Mapping[str, Any]],
+        next_checkpoint: int,
+        *,
+        state: str | None = None,
+        dedupe: bool = True,
+    ) -> int:
+        """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe.
+
+        `state`, if given, replaces the key's stream state in the same transaction. `dedupe=False` keeps
+        every event (for streams whose ids are not a cursor).
+        """
         if not key:
             raise ValueError("commit_page: empty key")
-        kept = await self._run(self._guard, self._commit_sync, key, events, int(next_checkpoint))
+        kept: int = await self._run(
+            self._guard, self._commit_sync, key, events, int(next_checkpoint), state, dedupe
+        )
         if kept:
-            for ev in self._data_events.values():
-                ev.set()
+            for d, ev in self._data_events.items():
+                if self._takes(d, key):
+                    ev.set()
         self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
         for d in self._cursors:
             self._report_depth(d)
         return kept
 
-    def _commit_sync(self, key: str, events: Sequence[Mapping[str, Any]], next_checkpoint: int) -> int:
+    async def stream_state(self, key: str) -> str | None:
+        """The state last committed with a page of key (`commit_page(..., state=...)`), or None."""
+        return self._stream_state.get(key)
+
+    def _commit_sync(
+        self,
+        key: str,
+        events: Sequence[Mapping[str, Any]],
+        next_checkpoint: int,
+        state: str | None = None,
+        dedupe: bool = True,
+    ) -> int:
         if self._pages is None:
             raise QueueError(f"queue {self.db_path} is closed")
         hwm = self._hwm.get(key)
@@ -244,26 +298,60 @@ class DurableQueue:
         for event in events:
             v = event.get(EVENT_ID_FIELD)
             eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
-            if eid is not None and hwm is not None and eid <= hwm:
+            if dedupe and eid is not None and hwm is not None and eid <= hwm:
                 continue
             add_payload(encode(event))
             add_id(eid)
         prev = self._checkpoints.get(key)
         new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
+        state_sql = (
+            "INSERT INTO stream_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        )
         if not payloads:
-            if prev is None or next_checkpoint > prev:
-                self._db().execute(
-                    "INSERT INTO checkpoints (key, checkpoint) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                    "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint)",
-                    (key, new_cp),
-                )
-                self._checkpoints[key] = new_cp
+            moved = prev is None or next_checkpoint > prev
+            if moved or state is not None:
+                conn = self._db()
+                conn.execute("BEGIN IMMEDIATE")
+                if moved:
+                    conn.execute(
+                        "INSERT INTO checkpoints (key, checkpoint) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                        "SET checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint)",
+                        (key, new_cp),
+                    )
+                if state is not None:
+                    conn.execute(state_sql, (key, state))
+                conn.execute("COMMIT")
+                if moved:
+                    self._checkpoints[key] = new_cp
+                if state is not None:
+                    self._stream_state[key] = state
             return 0
         first_seq = self._head
-        self._pages.put_page(payloads, key, first_seq, ids, new_cp, time.time())
-        self._head = first_seq + len(payloads)
+        new_head = first_seq + len(payloads)
+        # routed destinations with nothing of their own pending step over a page they do not take, in the
+        # page's own transaction (routing's invariant: pending == 0 implies cursor == head)
+        stepped = [
+            d
+            for d, streams in self._routes.items()
+            if streams is not None and stream_of(key) not in streams and self._pending[d] == 0
+        ]
+        also: list[tuple[str, tuple[Any, ...]]] = [
+            ("UPDATE cursors SET seq = ? WHERE destination = ?", (new_head, d)) for d in stepped
+        ]
+        if state is not None:
+            also.append((state_sql, (key, state)))
+        self._pages.put_page(payloads, key, first_seq, ids, new_cp, time.time(), also)
+        self._head = new_head
         self._checkpoints[key] = new_cp
-        known = [i for i in ids if i is not None]
+        for d in stepped:
+            self._cursors[d] = new_head
+        for d, streams in self._routes.items():
+            if streams is not None and stream_of(key) in streams:
+                self._pending[d] += len(payloads)
+        if state is not None:
+            self._stream_state[key] = state
+        known = [i for i in ids if i is not None] if dedupe else []
         if known:
             top = max(known)
             self._hwm[key] = top if hwm is None else max(hwm, top)
@@ -302,8 +390,8 @@ class DurableQueue:
         return ok, reason
 
     def _can_pull_sync(self) -> tuple[bool, str, str]:
-        for dest, seq in sorted(self._cursors.items()):
-            depth = self._head - seq
+        for dest in sorted(self._cursors):
+            depth = self._depth_of(dest)
             if depth >= self._max_events:
                 return (
                     False,
@@ -328,7 +416,7 @@ class DurableQueue:
         if max_events < 1:
             raise ValueError("read_batch: max_events must be >= 1")
         cur = self._cursor_of(destination)
-        if cur >= self._head:
+        if cur >= self._head or not self._depth_of(destination):
             return None
         return await self._run(self._guard, self._read_sync, destination, max_events, None)
 
@@ -343,7 +431,7 @@ class DurableQueue:
         cur = self._cursor_of(destination)
         if start_seq < cur:
             raise QueueError(f"read_batch_from {destination}: start {start_seq} is before the cursor {cur}")
-        if start_seq >= self._head:
+        if start_seq >= self._head or not self._depth_of(destination):
             return None
         return await self._run(self._guard, self._read_sync, destination, max_events, start_seq)
 
@@ -353,6 +441,10 @@ class DurableQueue:
             cur = max(cur, start_seq)
         if cur >= self._head:
             return None
+        streams = self._routes.get(destination)
+        if streams is not None:
+            keys = taken_keys(self._checkpoints, streams)
+            return self._reader.read_routed(self._db(), destination, cur, self._head, max_events, keys)
         return self._reader.read(self._db(), destination, cur, self._head, max_events)
 
     async def ack(self, batch: Batch) -> None:
@@ -370,16 +462,28 @@ class DurableQueue:
         if batch.end_seq <= cur:
             return  # already acked (stale batch)
         end = min(batch.end_seq, self._head)
-        self._db().execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, batch.destination))
-        self._cursors[batch.destination] = end
+        dest = batch.destination
+        streams = self._routes.get(dest)
+        pending: int | None = None
+        if streams is not None:
+            if batch.start_seq == cur:
+                pending = max(0, self._pending[dest] - sum(len(seg.payloads) for seg in batch.segments))
+            else:  # a batch overlapping what was acked already: count from the file
+                keys = taken_keys(self._checkpoints, streams)
+                pending = taken_events(self._db(), end, keys)
+            if pending == 0:
+                end = self._head  # nothing of its own after the batch: step over the rest too
+        self._db().execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
+        self._cursors[dest] = end
+        if pending is not None:
+            self._pending[dest] = pending
         self._acks_since_housekeeping += 1
         if self._acks_since_housekeeping >= self._housekeeping_every:
             self._housekeeping()
 
     async def wait_for_data(self, destination: str, timeout: float) -> None:
         """Return when destination has undelivered events (soon after a commit_page) or after timeout."""
-        cur = self._cursor_of(destination)
-        if cur < self._head or self._closed:
+        if self._depth_of(destination) > 0 or self._closed:
             return
         ev = self._data_events.setdefault(destination, asyncio.Event())
         ev.clear()
@@ -387,8 +491,8 @@ class DurableQueue:
             await asyncio.wait_for(ev.wait(), timeout)
 
     async def depth(self, destination: str) -> int:
-        """Undelivered events for destination."""
-        return self._head - self._cursor_of(destination)
+        """Undelivered events for destination (a routed destination: of the streams it takes)."""
+        return self._depth_of(destination)
 
     async def oldest_age(self, destination: str) -> float | None:
         """Seconds since the oldest undelivered event of destination was committed, or None if none."""
@@ -396,8 +500,14 @@ class DurableQueue:
 
     def _oldest_age_sync(self, destination: str) -> float | None:
         cur = self._cursor_of(destination)
-        if cur >= self._head:
+        if cur >= self._head or not self._depth_of(destination):
             return None
+        streams = self._routes.get(destination)
+        if streams is not None:
+            nxt = next_taken_page(self._db(), cur, taken_keys(self._checkpoints, streams))
+            if nxt is None:
+                return None
+            cur = max(cur, nxt[0])
         row = (
             self._db()
             .execute(

@@ -1,7 +1,11 @@
 """The RUX stream table and query parameters (pure, no I/O).
 
-Checkpoint keys: ``audit``, ``detections``, ``entity_scoring.account``, ``entity_scoring.host``.
-entity_scoring is pulled once per entity type, each with its own checkpoint.
+Checkpoint keys: ``audit``, ``detections``, ``entity_scoring.account``, ``entity_scoring.host``,
+``health``, ``lockdown``. entity_scoring is pulled once per entity type, each with its own checkpoint.
+
+Two kinds of stream: the *event* streams (audit, detections, entity_scoring) page through
+``/api/<version>/events/<name>`` from a checkpoint; the *snapshot* streams have no cursor: ``health``
+(``/api/<version>/health``, one object) and ``lockdown`` (``/api/<version>/lockdown``, a bare array).
 """
 
 from __future__ import annotations
@@ -11,16 +15,36 @@ from datetime import UTC, datetime, timedelta
 
 from siemconn.config import STREAMS, Configuration
 
+__all__ = [
+    "ALL_SPECS",
+    "ENTITY_TYPES",
+    "StreamSpec",
+    "TIMESTAMP_FORMAT",
+    "api_path",
+    "build_params",
+    "stream_specs",
+]
+
 ENTITY_TYPES: tuple[str, ...] = ("account", "host")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 _ENDPOINTS: dict[str, str] = {
-    "audit": "audits",
-    "detections": "detections",
-    "entity_scoring": "entity_scoring",
+    "audit": "events/audits",
+    "detections": "events/detections",
+    "entity_scoring": "events/entity_scoring",
+    "health": "health",
+    "lockdown": "lockdown",
 }
-# ELASTIC README: audits need the Auditor role; detection and entity events need Read-Only.
-_ROLES: dict[str, str] = {"audit": "Auditor", "detections": "Read-Only", "entity_scoring": "Read-Only"}
+SNAPSHOT_STREAMS: tuple[str, ...] = ("health", "lockdown")
+# Elastic's vectra_rux docs: audit and health need the Auditor role; detections, entity scoring and
+# lockdown need Read-Only.
+_ROLES: dict[str, str] = {
+    "audit": "Auditor",
+    "detections": "Read-Only",
+    "entity_scoring": "Read-Only",
+    "health": "Auditor",
+    "lockdown": "Read-Only",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +72,14 @@ class StreamSpec:
 
     @property
     def path(self) -> str:
-        """The path below /api/<version>/: events/audits, events/detections, events/entity_scoring."""
-        return f"events/{_ENDPOINTS[self.stream]}"
+        """The path below /api/<version>/: events/audits, events/detections, events/entity_scoring,
+        health, lockdown."""
+        return _ENDPOINTS[self.stream]
+
+    @property
+    def is_snapshot(self) -> bool:
+        """True for health and lockdown: no cursor, the whole answer each poll."""
+        return self.stream in SNAPSHOT_STREAMS
 
     @property
     def role(self) -> str:
@@ -62,6 +92,8 @@ ALL_SPECS: tuple[StreamSpec, ...] = (
     StreamSpec("detections"),
     StreamSpec("entity_scoring", "account"),
     StreamSpec("entity_scoring", "host"),
+    StreamSpec("health"),
+    StreamSpec("lockdown"),
 )
 
 
@@ -112,3 +144,11 @@ def build_params(
         if configuration.include_info_category is not None:
             params["include_info_category"] = _bool(configuration.include_info_category)
     return params
+
+
+def probe_params(spec: StreamSpec, configuration: Configuration, now: datetime) -> dict[str, str]:
+    """Query parameters of `siemconn check`'s one-event request: a first-run request with limit=1
+    (snapshot streams take no parameters)."""
+    if spec.is_snapshot:
+        return {}
+    return {**build_params(spec, configuration, None, now), "limit": "1"}
