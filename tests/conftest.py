@@ -13,10 +13,16 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
-from support.rsyslog import RSYSLOGD, rsyslog, rsyslog_available, rsyslog_factory  # noqa: F401
+from support.rsyslog import (  # noqa: F401
+    RSYSLOGD,
+    relp_receiver,
+    rsyslog,
+    rsyslog_available,
+    rsyslog_factory,
+)
 
 INSTALL_COMMAND = "sudo apt-get install -y rsyslog rsyslog-gnutls rsyslog-openssl rsyslog-relp"
-_RECEIVER_FIXTURES = {"rsyslog", "rsyslog_factory"}
+_RECEIVER_FIXTURES = {"rsyslog", "rsyslog_factory", "relp_receiver"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -197,6 +197,63 @@ def test_check_reports_a_damaged_queue_file(
     assert (tmp_path / "data" / "queue.db").read_bytes() == b"this is not a database" * 100
 
 
+def test_check_and_send_test_relp_and_the_udp_note(
+    tmp_path: Path,
+    fake: FakeRux,
+    relp_receiver: Any,
+    rsyslog: RsyslogReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    servers = [
+        relp_receiver.server_entry("r", "RELP"),
+        relp_receiver.server_entry("rt", "RELP-TLS"),
+        rsyslog.server_entry("u", "UDP"),
+    ]
+    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
+    assert main(["check", "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"ok     syslog server r \(RELP 127\.0\.0\.1:\d+\): RELP session opened; receives ", out
+    ), out
+    assert re.search(
+        r"ok     syslog server rt \(RELP\+TLS 127\.0\.0\.1:\d+\): RELP session opened over TLS", out
+    )
+    assert out.count("u: note: UDP has no acknowledgement") == 1
+    assert relp_receiver.raw_lines() == []
+    assert main(["send-test", "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert out.count("and acknowledged (rsp 200)") == 2, out
+    assert out.count("u: note: UDP has no acknowledgement") == 1
+    # acknowledged means stored: the lines are there as soon as send-test returned
+    assert len(relp_receiver.raw_lines()) == 2
+    assert all("SIEMCONN-TEST-MESSAGE" in line for line in relp_receiver.raw_lines())
+    assert main(["status", "--config", cfg]) == 0
+    out = capsys.readouterr().out
+    assert "UDP destinations (u): 'undelivered' means not yet sent" in out
+
+
+def test_udp_events_are_counted_as_sent_not_delivered(
+    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
+) -> None:
+    mport = free_port()
+    conn = Connector(
+        tmp_path / "c", fake.url, [rsyslog.server_entry("u", "UDP")], metrics_address=f"127.0.0.1:{mport}"
+    ).start()
+    try:
+        want = set(expected_payloads(fake))
+        wait_until(lambda: want <= set(received(rsyslog.raw_lines())[0]), 40, "delivery to u")
+
+        def scrape() -> str:
+            return httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text
+
+        wait_until(lambda: _metric(scrape(), "siemconn_events_sent_total", "u") == len(want), 20, "sent")
+        assert not re.search(r'^siemconn_events_delivered_total\{server="u"\}', scrape(), re.M)
+    finally:
+        assert conn.terminate() == 0
+        conn.kill()
+
+
 def test_send_test_in_cef_and_leef(
     tmp_path: Path,
     fake: FakeRux,

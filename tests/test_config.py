@@ -67,7 +67,7 @@ def test_reference_config_validates_unchanged(tmp_path: Path) -> None:
     assert c.include_triaged is None and c.timezone == "UTC"
 
 
-@pytest.mark.parametrize("proto", ["tcp", "Udp", "TLS", "tls"])
+@pytest.mark.parametrize("proto", ["tcp", "Udp", "TLS", "tls", "relp", "Relp"])
 def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
     s = load_settings(write(tmp_path, with_server(server_protocol=proto)), ENV)
     assert s.servers[0].server_protocol == proto.upper()
@@ -79,7 +79,11 @@ def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
         ("name", "bad name", "is not a server name"),
         ("name", "", "is not a server name"),
         ("name", 5, "is not a server name"),
-        ("server_protocol", "http", "is not a protocol; expected TCP, UDP or TLS"),
+        ("server_protocol", "http", "is not a protocol; expected TCP, UDP, TLS or RELP"),
+        ("tls", "yes", "is not a TLS switch"),
+        ("window_size", 0, "is not a RELP window"),
+        ("udp_rate_limit", -1, "is not a UDP rate"),
+        ("udp_rate_limit", 1.5, "is not a UDP rate"),
         ("server_host", "not a host!", "is not a host"),
         ("server_host", "", "is not a host"),
         ("server_host", "999.1.1.1", "is not a host"),
@@ -105,6 +109,47 @@ def test_server_field_rules(tmp_path: Path, field: str, value: Any, expect: str)
     assert expect in msgs[0]
     if field != "colour":
         assert json.dumps(value) in msgs[0] or value == ""
+
+
+def test_relp_options_and_defaults(tmp_path: Path) -> None:
+    from siemconn.config import DEFAULT_RELP_WINDOW, DEFAULT_UDP_RATE_LIMIT
+
+    s = load_settings(write(tmp_path, with_server(server_protocol="relp", tls="on", window_size=64)), ENV)
+    server = s.servers[0]
+    assert (server.server_protocol, server.tls, server.window_size, server.uses_tls) == (
+        "RELP",
+        True,
+        64,
+        True,
+    )
+    assert server.label == "server1 (RELP+TLS siem.example.com:514)"
+    plain = load_settings(write(tmp_path, with_server(server_protocol="RELP")), ENV).servers[0]
+    assert (plain.tls, plain.window_size, plain.uses_tls) == (False, DEFAULT_RELP_WINDOW, False)
+    udp = load_settings(write(tmp_path, with_server(server_protocol="UDP")), ENV).servers[0]
+    assert udp.udp_rate_limit == DEFAULT_UDP_RATE_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("changes", "expect"),
+    [
+        (
+            {"server_protocol": "TCP", "tls": True},
+            'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS"',
+        ),
+        ({"server_protocol": "RELP", "framing": "octet-counting"}, "does not apply to RELP"),
+    ],
+)
+def test_relp_option_combinations(tmp_path: Path, changes: dict[str, Any], expect: str) -> None:
+    msgs = problems(tmp_path, with_server(**changes))
+    assert len(msgs) == 1 and expect in msgs[0], msgs
+
+
+def test_a_udp_rate_too_slow_for_a_batch_is_refused(tmp_path: Path) -> None:
+    doc = with_server(server_protocol="UDP", udp_rate_limit=10)
+    msgs = problems(tmp_path, doc)
+    assert len(msgs) == 1 and "udp_rate_limit 10 sends one batch of 500 events in 50 s" in msgs[0], msgs
+    doc["configuration"]["batch_size"] = 100
+    assert load_settings(write(tmp_path, doc), ENV).servers[0].udp_rate_limit == 10
 
 
 @pytest.mark.parametrize(

@@ -366,7 +366,7 @@ async def test_udp_oversize_truncate_and_drop(tmp_path: Path, capsys: pytest.Cap
         if policy == "truncate":
             assert len(got[1]) == 1000 and got[1].startswith(b"<14>")
         assert metrics.events_truncated.labels("u")._value.get() == 1
-        assert metrics.events_delivered.labels("u")._value.get() == (3 if policy == "truncate" else 2)
+        assert metrics.events_sent.labels("u")._value.get() == (3 if policy == "truncate" else 2)
     rx.close()
     out = capsys.readouterr().out
     assert "syslog_udp_events_truncated" in out

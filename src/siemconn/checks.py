@@ -33,6 +33,10 @@ from siemconn.syslog.transport import open_transport
 __all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
 
 CONNECT_TIMEOUT = 10.0
+UDP_NOTE = (
+    "note: UDP has no acknowledgement: siemconn can only count events as sent, and a receiver whose "
+    "buffer is full drops them unseen; use TCP, TLS or RELP when every event matters"
+)
 API_CONNECT_TIMEOUT = 5.0  # `check`'s TCP probe of the API: a clear answer within seconds
 TLS_ANSWER_TIMEOUT = 5.0  # a TLS server answers a ClientHello at once; silence means it speaks no TLS
 _PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -71,6 +75,8 @@ async def _check_server(server: ServerConfig, settings: LocalSettings) -> tuple[
             )
         return False, _reason(exc, server)
     await transport.close()
+    if server.server_protocol == "RELP":
+        return True, "RELP session opened" + (" over TLS" if server.tls else "")
     return True, "TLS handshake completed" if server.server_protocol == "TLS" else "TCP connection opened"
 
 
@@ -207,6 +213,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         all_ok &= ok
         streams = ", ".join(settings.configuration.server_streams(server)) or "no stream that is on"
         _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
+        if server.server_protocol == "UDP":
+            print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
@@ -241,6 +249,13 @@ def print_status(settings: LocalSettings, out: TextIO) -> int:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED
     print(render_status(report, streams_off=settings.configuration.scheduler.disabled), file=out)
+    udp = [s.name for s in settings.servers if s.server_protocol == "UDP"]
+    if udp:
+        print(
+            f"\nUDP destinations ({', '.join(udp)}): 'undelivered' means not yet sent; what was sent is not "
+            "known to be delivered (UDP has no acknowledgement)",
+            file=out,
+        )
     return ExitCode.OK
 
 
@@ -317,10 +332,14 @@ async def send_test(settings: LocalSettings, out: TextIO) -> int:
             all_ok = False
             _line(out, False, f"send-test {server.label}", _reason(exc, server))
             continue
+        acked = " and acknowledged (rsp 200)" if server.server_protocol == "RELP" else ""
         _line(
             out,
             True,
             f"send-test {server.label}",
-            f"sent {len(data)} bytes ({server.format}); search your SIEM for {json.dumps(TEST_EVENT_MARK)}",
+            f"sent {len(data)} bytes ({server.format}){acked}; search your SIEM for "
+            f"{json.dumps(TEST_EVENT_MARK)}",
         )
+        if server.server_protocol == "UDP":
+            print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED

@@ -71,6 +71,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 5424 PRINTUSASCII (33-126)
 _PRINTUSASCII_RE = re.compile(r"^[\x21-\x7e]+$")
+# Defaults chosen by measurement (docs/reliability.md, bench/relp_window.py and bench/udp_pacing.py).
+DEFAULT_RELP_WINDOW = 512
+DEFAULT_UDP_RATE_LIMIT = 500
+MAX_PACED_BATCH_SECONDS = 30.0  # a paced UDP batch must fit well within the writer's 60 s write timeout
 
 FACILITIES: dict[str, int] = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
@@ -205,7 +209,7 @@ class ServerConfig(_Strict):
     """One syslog destination. The first four fields are the reference's; the rest are optional."""
 
     name: str
-    server_protocol: Literal["TCP", "UDP", "TLS"]
+    server_protocol: Literal["TCP", "UDP", "TLS", "RELP"]
     server_host: str
     server_port: int
 
@@ -226,6 +230,11 @@ class ServerConfig(_Strict):
     tls_client_cert: str | None = None
     tls_client_key: str | None = None
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    # RELP (rsyslog omrelp names: tls="on", windowSize)
+    tls: bool = False
+    window_size: int = DEFAULT_RELP_WINDOW
+    # UDP: messages per second; 0 = unpaced (the behaviour before pacing existed)
+    udp_rate_limit: int = DEFAULT_UDP_RATE_LIMIT
     streams: tuple[str, ...] | None = None  # None: every enabled stream
 
     @field_validator("name", mode="before")
@@ -238,9 +247,34 @@ class ServerConfig(_Strict):
     @field_validator("server_protocol", mode="before")
     @classmethod
     def _protocol(cls, v: Any) -> Any:
-        if isinstance(v, str) and v.strip().upper() in ("TCP", "UDP", "TLS"):
+        if isinstance(v, str) and v.strip().upper() in ("TCP", "UDP", "TLS", "RELP"):
             return v.strip().upper()
-        raise _err("protocol", "is not a protocol; expected TCP, UDP or TLS (any case)")
+        raise _err("protocol", "is not a protocol; expected TCP, UDP, TLS or RELP (any case)")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().lower() in ("on", "off"):
+            return v.strip().lower() == "on"
+        raise _err("tls", 'is not a TLS switch; expected true/false or "on"/"off" (as omrelp\'s tls=)')
+
+    @field_validator("window_size", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
+            raise _err("window", "is not a RELP window; expected an integer 1-100000 (unacknowledged frames)")
+        return v
+
+    @field_validator("udp_rate_limit", mode="before")
+    @classmethod
+    def _udp_rate(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 10_000_000:
+            raise _err(
+                "udp_rate", "is not a UDP rate; expected messages per second as an integer >= 0 (0 = unpaced)"
+            )
+        return v
 
     @field_validator("server_host", mode="before")
     @classmethod
@@ -357,7 +391,22 @@ class ServerConfig(_Strict):
     def _tls_pair(self) -> ServerConfig:
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
             raise ValueError("tls_client_cert and tls_client_key must be given together (mutual TLS)")
+        if self.tls and self.server_protocol != "RELP":
+            raise ValueError(
+                f'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS" '
+                f"(server {self.name!r} is {self.server_protocol})"
+            )
+        if self.server_protocol == "RELP" and self.framing != "lf":
+            raise ValueError(
+                f"framing {self.framing!r} does not apply to RELP (server {self.name!r}): RELP frames each "
+                "message itself; remove framing"
+            )
         return self
+
+    @property
+    def uses_tls(self) -> bool:
+        """True for TLS servers and RELP servers with tls on."""
+        return self.server_protocol == "TLS" or (self.server_protocol == "RELP" and self.tls)
 
     def ca_file(self, cert_dir: Path) -> Path:
         """The CA file for a TLS server: tls_ca_file, else the reference's cert/NAME.pem."""
@@ -365,7 +414,8 @@ class ServerConfig(_Strict):
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({self.server_protocol} {self.server_host}:{self.server_port})"
+        protocol = "RELP+TLS" if self.server_protocol == "RELP" and self.tls else self.server_protocol
+        return f"{self.name} ({protocol} {self.server_host}:{self.server_port})"
 
 
 class SchedulerConfig(_Strict):
@@ -526,6 +576,14 @@ class Configuration(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Configuration:
+        for s in self.server:
+            rate = s.udp_rate_limit
+            if s.server_protocol == "UDP" and rate and self.batch_size / rate > MAX_PACED_BATCH_SECONDS:
+                raise ValueError(
+                    f"server {s.name!r}: udp_rate_limit {rate} sends one batch of {self.batch_size} events in "
+                    f"{self.batch_size / rate:.0f} s, more than {MAX_PACED_BATCH_SECONDS:g} s; raise "
+                    "udp_rate_limit or lower batch_size"
+                )
         seen: set[str] = set()
         for s in self.server:
             if s.name in seen:

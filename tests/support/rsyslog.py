@@ -14,6 +14,7 @@ Register them from tests/conftest.py with `from support.rsyslog import rsyslog, 
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -127,7 +128,7 @@ class RsyslogReceiver:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        pending = {self.tcp_port, self.tls_port, self.tls_anon_port}
+        pending = self._ports()
         while pending:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"rsyslogd exited with {self._proc.returncode}: {self.stderr()[-2000:]}")
@@ -142,6 +143,10 @@ class RsyslogReceiver:
             if pending:
                 time.sleep(0.05)
         time.sleep(0.1)  # imudp starts with the TCP inputs; give its worker a moment
+
+    def _ports(self) -> set[int]:
+        """The TCP ports that accept connections once rsyslogd is ready."""
+        return {self.tcp_port, self.tls_port, self.tls_anon_port}
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (SIGTERM; rsyslog flushes its outputs), SIGKILL after `timeout`."""
@@ -280,6 +285,58 @@ class RsyslogReceiver:
         return ServerConfig.model_validate(self.server_entry(name, protocol, mutual=mutual, **extra))
 
 
+RELP_TEMPLATE = Path(__file__).with_name("rsyslog-relp.conf.in")
+
+
+class RelpReceiver(RsyslogReceiver):
+    """An rsyslogd with imrelp only: plain RELP (input name `relp`) and RELP over mutual TLS (`relptls`),
+    configured so that `rsp 200` means written to the output file (see rsyslog-relp.conf.in)."""
+
+    def __init__(self, directory: Path, **kwargs: Any) -> None:
+        self.relp_port = free_port()
+        self.relp_tls_port = free_port()
+        super().__init__(directory, **kwargs)
+
+    def _write_conf(self) -> None:
+        for sub in ("spool", "out"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        values = {
+            "DIR": str(self.directory),
+            "MAXSIZE": str(self.max_message_size),
+            "CA": str(self.certs.ca),
+            "CERT": str(self.certs.server_cert),
+            "KEY": str(self.certs.server_key),
+            "RELP_PORT": str(self.relp_port),
+            "RELP_TLS_PORT": str(self.relp_tls_port),
+        }
+        text = RELP_TEMPLATE.read_text()
+        for k, v in values.items():
+            text = text.replace(f"@{k}@", v)
+        self.conf.write_text(text)
+
+    def _ports(self) -> set[int]:
+        return {self.relp_port, self.relp_tls_port}
+
+    def port_for(self, protocol: str, *, mutual: bool = True) -> int:
+        return self.relp_tls_port if protocol.upper() in ("RELP-TLS", "TLS") else self.relp_port
+
+    def server_entry(self, name: str, protocol: str, *, mutual: bool = True, **extra: Any) -> dict[str, Any]:
+        """A config.json "server" object: protocol "RELP" (plain) or "RELP-TLS" (RELP, tls on, mutual)."""
+        entry: dict[str, Any] = {
+            "name": name,
+            "server_protocol": "RELP",
+            "server_host": "127.0.0.1",
+            "server_port": self.port_for(protocol),
+        }
+        if protocol.upper() == "RELP-TLS":
+            entry["tls"] = True
+            entry["tls_ca_file"] = str(self.certs.ca)
+            entry["tls_client_cert"] = str(self.certs.client_cert)
+            entry["tls_client_key"] = str(self.certs.client_key)
+        entry.update(extra)
+        return entry
+
+
 def rsyslog_available() -> bool:
     return os.access(RSYSLOGD, os.X_OK)
 
@@ -300,6 +357,20 @@ def rsyslog_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callab
     yield make
     for r in made:
         r.stop()
+
+
+@pytest.fixture
+def relp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelpReceiver]:
+    """One started rsyslog imrelp receiver (plain and TLS RELP inputs); stopped at teardown."""
+    if not rsyslog_available():
+        pytest.skip("rsyslogd is not installed")
+    patterns = ("/usr/lib/*/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so", "/usr/lib64/rsyslog/imrelp.so")
+    if not any(glob.glob(p) for p in patterns):
+        pytest.skip("rsyslog's imrelp module is not installed (Debian package rsyslog-relp)")
+    r = RelpReceiver(tmp_path_factory.mktemp("relp"))
+    r.start()
+    yield r
+    r.stop()
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ class Metrics:
 
     events_fetched: CounterLike
     events_delivered: CounterLike
+    events_sent: CounterLike
     events_failed: CounterLike
     events_truncated: CounterLike
     events_quarantined: CounterLike
@@ -102,7 +103,16 @@ class Metrics:
             "siemconn_events_fetched", "Events fetched from RUX", ["stream"], registry=r
         )
         self.events_delivered = Counter(
-            "siemconn_events_delivered", "Events accepted by a syslog server", ["server"], registry=r
+            "siemconn_events_delivered",
+            "Events accepted by a syslog server (TCP, TLS, RELP)",
+            ["server"],
+            registry=r,
+        )
+        self.events_sent = Counter(
+            "siemconn_events_sent",
+            "Events sent as UDP datagrams (UDP has no acknowledgement: sent, not known delivered)",
+            ["server"],
+            registry=r,
         )
         self.events_failed = Counter(
             "siemconn_events_failed",

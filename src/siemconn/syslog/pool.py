@@ -1,7 +1,8 @@
 """One writer task per syslog server: read_batch -> format -> frame -> write -> flush -> ack.
 
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
-acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
+acknowledged by the peer's TCP stack; RELP: every message answered `rsp 200`); anything not acked is read
+again and resent after a reconnect.
 
 Formatting and framing a batch is `siemconn.syslog.wire.prepare_batch`; the chunks given to
 `Transport.write` are not one per event, so event counts (delivered, failed) come from the batch.
@@ -149,7 +150,9 @@ class ServerWriter:
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
         self._fallbacks = 0
         m = pool.metrics
-        self._m_delivered = m.events_delivered.labels(self.name)
+        # UDP has no acknowledgement: its events are counted as sent, never as delivered
+        accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
+        self._m_delivered = accepted.labels(self.name)
         self._m_failed = m.events_failed.labels(self.name)
         self._m_truncated = m.events_truncated.labels(self.name)
         self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
@@ -186,7 +189,7 @@ class ServerWriter:
         if self._ever_connected or self.failures:
             self._m_reconnects.inc()
         try:
-            if self.server.server_protocol == "TLS" and self._tls_ctx is None:
+            if self.server.uses_tls and self._tls_ctx is None:
                 self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
             self.transport = await pool.opener(
                 self.server,

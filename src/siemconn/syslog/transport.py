@@ -11,6 +11,10 @@ returns only once the frames are as far as this side can know they are delivered
   alert, a reset) makes `write` raise `DeliveryError` instead of swallowing the batch.
 - UDP: one datagram per message (no framing), sent on a connected socket; an ICMP "port unreachable"
   reported by the kernel fails the write so the batch is kept. UDP has no delivery guarantee beyond that.
+  Sends are paced to `udp_rate_limit` messages per second (0 = unpaced): a receiver's socket buffer
+  that is full drops datagrams silently, so pacing is what keeps a burst (a first pull, a backlog drain)
+  within what the receiver reads.
+- RELP (siemconn.syslog.relp): `write` returns after the server answered `rsp 200` to every message.
 
 TLS: `build_tls_context(server, cert_dir)` builds the client context. Every TLS problem, at build time or
 during the handshake, becomes one `TlsConfigError` naming the server, the file and the fix.
@@ -33,6 +37,7 @@ from typing import Protocol
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.logging import get_logger
+from siemconn.syslog.relp import open_relp
 
 __all__ = [
     "DEFAULT_SETTLE_SECONDS",
@@ -397,15 +402,29 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.lost = True
 
 
+# Pacing sends bursts of at most this long at the rate (one sleep per burst, not one per datagram).
+_PACE_BURST_SECONDS = 0.005
+
+
 class DatagramTransport:
-    """A connected UDP socket: one datagram per message."""
+    """A connected UDP socket: one datagram per message, at most `rate` messages per second (0: no limit).
+
+    Pacing keeps a schedule across writes (`_next_send`), so the rate holds over a whole backlog drain
+    and not only within one batch; an idle period does not build up credit beyond one burst."""
 
     def __init__(
-        self, server: ServerConfig, transport: asyncio.DatagramTransport, proto: _UdpProtocol
+        self,
+        server: ServerConfig,
+        transport: asyncio.DatagramTransport,
+        proto: _UdpProtocol,
+        *,
+        rate: int = 0,
     ) -> None:
         self._server = server
         self._transport = transport
         self._proto = proto
+        self._rate = rate
+        self._next_send = 0.0  # loop time at which the next datagram may go
 
     def _check(self, when: str) -> None:
         err = self._proto.error
@@ -419,9 +438,12 @@ class DatagramTransport:
         await asyncio.sleep(0)
         self._check("before the write")
         send = self._transport.sendto
-        for f in frames:
-            send(f)
         loop = asyncio.get_running_loop()
+        if self._rate <= 0:
+            for f in frames:
+                send(f)
+        else:
+            await self._send_paced(frames, loop)
         delay = 0.0005
         while self._transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]  # typeshed omits it; asyncio's datagram transports have it
             self._check("during the write")
@@ -431,6 +453,26 @@ class DatagramTransport:
                 break
         await asyncio.sleep(0)  # an ICMP port-unreachable for this batch shows up now
         self._check("after the write")
+
+    async def _send_paced(self, frames: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        send = self._transport.sendto
+        interval = 1.0 / self._rate
+        burst = max(1, int(self._rate * _PACE_BURST_SECONDS))
+        now = loop.time()
+        nxt = max(self._next_send, now - burst * interval)
+        i, n = 0, len(frames)
+        while i < n:
+            now = loop.time()
+            if nxt > now:
+                await asyncio.sleep(nxt - now)
+                self._check("during the write")
+            # everything due by now (at most one burst) goes out
+            due = min(n - i, burst, max(1, int((loop.time() - nxt) / interval) + 1))
+            for f in frames[i : i + due]:
+                send(f)
+            i += due
+            nxt += due * interval
+        self._next_send = nxt
 
     def is_closing(self) -> bool:
         return self._proto.lost or self._transport.is_closing()
@@ -458,10 +500,12 @@ async def open_transport(
             dt, proto = await asyncio.wait_for(
                 loop.create_datagram_endpoint(_UdpProtocol, remote_addr=(host, port)), connect_timeout
             )
-            return DatagramTransport(server, dt, proto)
+            return DatagramTransport(server, dt, proto, rate=server.udp_rate_limit)
         ctx = None
-        if server.server_protocol == "TLS":
+        if server.uses_tls:
             ctx = tls_context or build_tls_context(server, cert_dir)
+        if server.server_protocol == "RELP":
+            return await open_relp(server, cert_dir, connect_timeout=connect_timeout, tls_context=ctx)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 host,
