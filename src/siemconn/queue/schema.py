@@ -9,7 +9,10 @@ when every page has been deleted, so sequence numbers never go backwards.
 Added without a schema version bump (every statement is CREATE ... IF NOT EXISTS, so a file written by an
 earlier siemconn is opened as is): `routes` (which streams a destination takes, NULL = every stream),
 `stream_state` (per key state committed with its pages, e.g. the last-seen lockdown list) and the index
-`page_log_key_first_seq` that lets a destination find the next page of the streams it takes.
+`page_log_key_first_seq` that lets a destination find the next page of the streams it takes;
+`destinations` (per destination: events delivered, the last one delivered, up/down state and since when;
+written with the ack's cursor commit and on state changes, read by `siemconn status`) and `replays`
+(re-send requests `siemconn replay` inserts and the service works through).
 """
 
 from __future__ import annotations
@@ -43,7 +46,18 @@ SCHEMA_VERSION = 1
 JOURNAL_SIZE_LIMIT = 64 * MB
 
 OUR_TABLES = frozenset(
-    {PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta", "routes", "stream_state"}
+    {
+        PAGE_TABLE,
+        "sqlite_sequence",
+        "checkpoints",
+        "cursors",
+        "polls",
+        "meta",
+        "routes",
+        "stream_state",
+        "destinations",
+        "replays",
+    }
 )
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, checkpoint INTEGER, hwm INTEGER)",
@@ -54,6 +68,13 @@ SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS routes (destination TEXT PRIMARY KEY, streams TEXT)",
     "CREATE TABLE IF NOT EXISTS stream_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS page_log_key_first_seq ON {PAGE_TABLE} (key, first_seq, n)",
+    "CREATE TABLE IF NOT EXISTS destinations (destination TEXT PRIMARY KEY, "
+    "delivered INTEGER NOT NULL DEFAULT 0, last_event_id INTEGER, last_event_time TEXT, "
+    "last_delivered_at REAL, state TEXT, state_since REAL, reason TEXT)",
+    "CREATE TABLE IF NOT EXISTS replays (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, "
+    "since REAL NOT NULL, until REAL NOT NULL, stream TEXT, requested_at REAL NOT NULL, "
+    "state TEXT NOT NULL DEFAULT 'pending', start_seq INTEGER, end_seq INTEGER, position INTEGER, "
+    "events INTEGER NOT NULL DEFAULT 0, detail TEXT)",
 )
 
 
