@@ -1,4 +1,5 @@
-"""Operator commands that do one thing and report: `check`, `status`, `send-test`."""
+"""Operator commands that do one thing and report: `check`, `status`, `send-test` (and `locate_queue`,
+how `status` and `replay` find the queue a running service uses)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from siemconn.cli import ExitCode
 from siemconn.config import ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
 from siemconn.logging import setup_logging
+from siemconn.ops.runtime import RuntimeRecord, find_record
 from siemconn.queue import read_status, render_status
+from siemconn.queue.status import report_dict
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
@@ -146,14 +151,87 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
-def print_status(settings: Settings, out: TextIO) -> int:
-    """Print checkpoints, last polls and queue depths; read-only, safe while the service runs."""
+@dataclass(frozen=True, slots=True)
+class QueueLocation:
+    """Where `status`/`replay` look for the queue, and why there (printed, so the answer is never
+    silently about another queue)."""
+
+    config: Path  # absolute
+    data_dir: Path  # absolute
+    how: str  # one line: how data_dir was found
+    record: RuntimeRecord | None
+    configured: str  # data_dir as written in config.json
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    def not_found_hint(self) -> str:
+        """What to do when there is no queue at data_dir."""
+        if Path(self.configured).is_absolute():
+            return (
+                f"data_dir {self.configured!r} has no queue yet: the service has not run with this "
+                "config, or runs with another config file"
+            )
+        return (
+            f"data_dir {self.configured!r} in {self.config} is relative: the service takes it from ITS "
+            f"working directory, and no running service was found for this config (looked for its "
+            "runtime record), so it was taken from this shell's directory. Run status from the service's "
+            "working directory (systemd: WorkingDirectory=, e.g. cd /var/lib/siemconn), or pass "
+            "--data-dir /path/to/data"
+        )
+
+
+def locate_queue(config_path: Path, configured: str, data_dir: str | None = None) -> QueueLocation:
+    """The queue to report on: --data-dir if given; else the data_dir of a running service that uses
+    this config file (its runtime record, siemconn.ops.runtime); else `configured` (config.json's data_dir), a relative one
+    from the current directory (as `run` takes it)."""
+    config = Path(config_path).absolute()
+    if data_dir is not None:
+        return QueueLocation(config, Path(data_dir).absolute(), "from --data-dir", None, configured)
+    record = find_record(config)
+    if record is not None:
+        how = f"from the running service (pid {record.pid}, working directory {record.cwd})"
+        return QueueLocation(config, record.data_dir, how, record, configured)
+    if Path(configured).is_absolute():
+        return QueueLocation(config, Path(configured), "from config.json", None, configured)
+    how = f"from config.json ({configured!r}, relative: taken from the current directory {Path.cwd()})"
+    return QueueLocation(config, Path(configured).absolute(), how, None, configured)
+
+
+def print_status(
+    settings: Settings, out: TextIO, *, data_dir: str | None = None, as_json: bool = False
+) -> int:
+    """Print the paths used, checkpoints, last polls and per-server delivery; read-only, safe while the
+    service runs. Exit 1 when there is no queue at the path it found (with the path and the fix)."""
+    loc = locate_queue(settings.config_path, settings.configuration.data_dir, data_dir)
     try:
-        report = read_status(settings.data_dir)
+        report = read_status(loc.data_dir)
     except QueueError as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED
-    print(render_status(report, streams_off=settings.configuration.scheduler.disabled), file=out)
+    protocols = {s.name: s.server_protocol for s in settings.servers}
+    scheduler = settings.configuration.scheduler
+    if as_json:
+        data = {
+            "config": str(loc.config),
+            "data_dir": str(loc.data_dir),
+            "data_dir_found": loc.how,
+            **report_dict(report),
+            "streams_off": list(scheduler.disabled),
+            "protocols": protocols,
+        }
+        if not report.exists:
+            data["error"] = f"no queue database at {loc.database}; {loc.not_found_hint()}"
+        print(json.dumps(data, indent=2, default=str), file=out)
+        return ExitCode.OK if report.exists else ExitCode.UNEXPECTED
+    print(f"config: {loc.config}", file=out)
+    print(f"data_dir: {loc.data_dir} ({loc.how})", file=out)
+    if not report.exists:
+        print(f"error: no queue database at {loc.database}", file=out)
+        print(f"hint: {loc.not_found_hint()}", file=out)
+        return ExitCode.UNEXPECTED
+    print(render_status(report, streams_off=scheduler.disabled, protocols=protocols), file=out)
     return ExitCode.OK
 
 

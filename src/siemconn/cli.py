@@ -1,4 +1,4 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`; the process
+"""Command line: `siemconn run | check | status | send-test | replay --config PATH`, and `--version`; the process
 exit codes (`ExitCode`, documented in the README)."""
 
 from __future__ import annotations
@@ -41,6 +41,31 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--config", default="config.json", help="path to config.json (default: ./config.json)"
         )
+        if name == "status":
+            sp.add_argument(
+                "--data-dir",
+                default=None,
+                help="the queue's directory (default: found as the service has it)",
+            )
+            sp.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
+    rp = sub.add_parser(
+        "replay",
+        help="re-send the retained events of a time window to one server (the running service sends them)",
+        description="Ask the running service to re-send the events whose event time is in [--since, "
+        "--until) to one server only. Needs retain_hours > 0 (delivered pages are kept that long).",
+    )
+    rp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
+    rp.add_argument("--server", required=True, help="the server's name in config.json")
+    rp.add_argument(
+        "--since",
+        required=True,
+        help="start of the window: ISO 8601 (UTC if no zone) or e.g. 2h, 30m, 1d ago",
+    )
+    rp.add_argument("--until", default=None, help="end of the window (exclusive; default: now)")
+    rp.add_argument(
+        "--stream", default=None, help="only this stream (default: every stream the server takes)"
+    )
+    rp.add_argument("--data-dir", default=None, help="the queue's directory (default: found as for status)")
     return p
 
 
@@ -56,6 +81,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     out = out or sys.stdout
     err = err or sys.stderr
     args = _parser().parse_args(argv)
+    if args.command == "replay":
+        from siemconn.replay_cli import request_replay
+
+        return request_replay(args, out, err)
     settings = _load(args.config, err)
     if settings is None:
         return ExitCode.CONFIG
@@ -70,7 +99,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
     if args.command == "status":
         from siemconn.checks import print_status
 
-        return print_status(settings, out)
+        return print_status(settings, out, data_dir=args.data_dir, as_json=args.json)
     if args.command == "send-test":
         from siemconn.checks import send_test
 
