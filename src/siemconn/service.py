@@ -638,7 +638,8 @@ class Service:
         self._stopping = True
         self.notifier.stopping()
         deadline = time.monotonic() + SHUTDOWN_BUDGET - 1.0
-        self._stop_crons()
+        for cron in self._crons:
+            cron.stop()
         await self._wait_pulls(max(0.1, (deadline - time.monotonic()) / 2))
         await self._stop_replays()
         if self.pool is not None and not pool_task.done():
