@@ -133,7 +133,7 @@ class Service:
         assert self.queue is not None and self.client is not None
         async with runner.lock:
             for spec in runner.specs:
-                if self._stopping:
+                if self._stopping or self._quiet:
                     return
                 ok, reason = await self.queue.can_pull()
                 if not ok:
@@ -175,7 +175,7 @@ class Service:
                 stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
                 total += stored
                 del page  # stored: do not keep the parsed events alive while the next page is fetched
-                if self._stopping:
+                if self._stopping or self._quiet:  # a stop or a reload: the rest waits for the next tick
                     break
                 ok, _reason = await self.queue.can_pull()
                 if not ok:
