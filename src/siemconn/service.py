@@ -568,6 +568,8 @@ class Service:
     async def _start_replays(self) -> None:
         assert self.queue is not None
         for request in await self.queue.pending_replays():
+            if self._quiet or self._stopping:  # a reload or a stop began while the requests were read
+                return
             if request.id in self._replays:
                 continue
             task = asyncio.get_running_loop().create_task(self._replay(request), name=f"replay-{request.id}")
