@@ -2,23 +2,37 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# two stamps: the service's own dependencies (all `make demo` needs), and those plus the test toolchain
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install test demo bench soak lint clean
+.PHONY: install install-runtime receiver test demo bench soak lint clean
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-$(STAMP): pyproject.toml
+install-runtime: $(RUNTIME_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install -q -e .
+	touch $(RUNTIME_STAMP)
 
-test: install
+$(TEST_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
+
+# the real rsyslogd the suite tests against: installed here where possible (root + apt-get), else the
+# exact command is printed and make stops; SIEMCONN_SKIP_RSYSLOG=1 skips those tests instead
+receiver:
+	$(PY) scripts/ensure_receiver.py
+
+test: install receiver
 	$(BIN)/python -m pytest -q
 
-demo: install
-	$(BIN)/python -m siemconn.devtools.demo
+# FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format
+demo: install-runtime
+	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT))
 
 bench: install
 	$(BIN)/python bench/run.py
@@ -27,8 +41,8 @@ soak: install
 	$(BIN)/python -m pytest -q -m soak -o addopts=''
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache data logs .demo

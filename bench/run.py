@@ -8,7 +8,7 @@ What runs (all on 127.0.0.1, each in its own process):
   gets all 120,000 events.
 * the counting sink `bench/sink.py` (TCP, UDP or TLS with trustme certificates),
 * `python -m siemconn run --config ...` with pull_at_startup, a fresh data_dir, default batch_size and the
-  cron of every stream at every 10 s (6th field = seconds).
+  cron of every stream at every 10 s (`*/10 * * * * *`: in six fields the seconds come first).
 
 For each protocol it reports events/s (first to last delivered event, and from process start), the
 siemconn process's CPU seconds per event (user+sys from /proc/PID/stat; whole run including interpreter
@@ -187,7 +187,7 @@ def write_config(
     }
     if proto == "tls":
         server["tls_ca_file"] = certs["ca"]
-    every10s = "* * * * * */10"
+    every10s = "*/10 * * * * *"  # seconds come first in a 6-field expression (aiocron 2 / cronsim)
     cfg = {
         "configuration": {
             "server": [server],

@@ -1,14 +1,49 @@
-"""Shared fixtures: the real rsyslog receiver lives in tests/support/rsyslog.py."""
+"""Shared fixtures: the real rsyslog receiver lives in tests/support/rsyslog.py.
+
+A test that needs the real receiver (fixture `rsyslog` / `rsyslog_factory`, or marker `needs_rsyslog`)
+never skips silently: without rsyslogd the run stops at collection with the command to install it,
+unless the user opted out with SIEMCONN_SKIP_RSYSLOG=1 (then those tests are skipped, and say why).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
-from support.rsyslog import rsyslog, rsyslog_factory  # noqa: F401
+from support.rsyslog import RSYSLOGD, rsyslog, rsyslog_available, rsyslog_factory  # noqa: F401
+
+INSTALL_COMMAND = "sudo apt-get install -y rsyslog rsyslog-gnutls rsyslog-openssl rsyslog-relp"
+_RECEIVER_FIXTURES = {"rsyslog", "rsyslog_factory"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_rsyslog: the test runs a real rsyslogd receiver")
+
+
+def _needs_rsyslog(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & _RECEIVER_FIXTURES) or item.get_closest_marker("needs_rsyslog") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    needing = [i for i in items if _needs_rsyslog(i)]
+    if not needing or rsyslog_available():
+        return
+    if os.environ.get("SIEMCONN_SKIP_RSYSLOG", "") == "1":
+        skip = pytest.mark.skip(reason=f"SIEMCONN_SKIP_RSYSLOG=1 and rsyslogd ({RSYSLOGD}) is not installed")
+        for item in needing:
+            item.add_marker(skip)
+        return
+    raise pytest.UsageError(
+        f"{len(needing)} tests need the real rsyslogd receiver, and {RSYSLOGD} is not installed.\n"
+        f"Install it with:\n\n    {INSTALL_COMMAND}\n\n"
+        "(`make test` does this itself when run as root with apt-get), or run without those tests:\n\n"
+        "    SIEMCONN_SKIP_RSYSLOG=1 make test\n"
+    )
 
 
 @pytest.fixture(autouse=True)

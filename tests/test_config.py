@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siemconn.cli import main
-from siemconn.config import load_settings
+from siemconn.config import load_configuration, load_local_settings, load_settings
 from siemconn.errors import ConfigError
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -88,7 +88,7 @@ def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
         ("server_port", "514", "is not a port"),
         ("server_port", 514.5, "is not a port"),
         ("server_port", True, "is not a port"),
-        ("format", "cef", "expected one of"),
+        ("format", "xml", "expected one of"),
         ("framing", "nul", "expected one of"),
         ("facility", 24, "is not a syslog facility"),
         ("severity", "loud", "is not a syslog severity"),
@@ -129,7 +129,7 @@ def test_servers_required_nonempty(tmp_path: Path) -> None:
     assert problems(tmp_path, doc) == ["configuration.server: [] is empty; expected at least one entry"]
 
 
-@pytest.mark.parametrize("spec", ["* * * *", "61 * * * *", "* * * * * * *", "", "@daily", 5])
+@pytest.mark.parametrize("spec", ["* * * *", "61 * * * *", "* * * * * * *", "", "@reboot", "@every", 5])
 def test_bad_cron(tmp_path: Path, spec: Any) -> None:
     doc = json.loads(json.dumps(REFERENCE))
     doc["configuration"]["scheduler"]["audit"] = spec
@@ -220,7 +220,7 @@ def test_missing_env_vars_all_reported(tmp_path: Path) -> None:
 def test_base_url_must_be_http(tmp_path: Path) -> None:
     msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": "tenant.portal.vectra.ai"})
     assert msgs == [
-        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected http(s)://HOST such as '
+        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected https://HOST such as '
         "https://tenant.uw2.portal.vectra.ai"
     ]
 
@@ -296,3 +296,116 @@ def test_loader_only_raises_config_error(tmp_path: Path, doc: Any) -> None:
         load_settings(p, ENV)
     except ConfigError as exc:
         assert exc.problems and SECRET not in str(exc)
+
+
+# --- messages a new user meets (issue 15, item 10) ------------------------------------------
+
+
+def test_typo_suggests_the_nearest_key(tmp_path: Path) -> None:
+    doc = with_server(fromat="rfc5424")
+    doc["configuration"]["retyr_count"] = 2
+    doc["configuration"]["scheduler"]["detection"] = "* * * * *"
+    msgs = problems(tmp_path, doc)
+    assert 'configuration.server[0].fromat is not a known option; did you mean "format"?' in msgs
+    assert 'configuration.retyr_count is not a known option; did you mean "retry_count"?' in msgs
+    assert 'configuration.scheduler.detection is not a known option; did you mean "detections"?' in msgs
+
+
+def test_unknown_key_without_a_near_one_says_so(tmp_path: Path) -> None:
+    msgs = problems(tmp_path, with_server(zzzzzz=1))
+    assert msgs == [
+        "configuration.server[0].zzzzzz: 1 is not a known option; "
+        "check its spelling against the README's configuration reference"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expect"),
+    [
+        ("70 * * * * *", "field 1 (seconds) '70' is out of range"),
+        ("* * * * * 70", "the seconds field comes FIRST"),
+        ("* * * * * */10", "did you mean '*/10 * * * * *'?"),
+        ("61 * * * *", "field 1 (minute) '61'"),
+        ("@reboot", "pull_at_startup"),
+        ("@every 5m", "unknown nickname"),
+    ],
+)
+def test_cron_errors_name_the_field(tmp_path: Path, spec: str, expect: str) -> None:
+    doc = json.loads(json.dumps(REFERENCE))
+    doc["configuration"]["scheduler"]["audit"] = spec
+    (msg,) = problems(tmp_path, doc)
+    assert expect in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("nick", "spec"), [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@WEEKLY", "0 0 * * 0")]
+)
+def test_cron_nicknames_are_accepted(tmp_path: Path, nick: str, spec: str) -> None:
+    doc = json.loads(json.dumps(REFERENCE))
+    doc["configuration"]["scheduler"]["audit"] = nick
+    assert load_settings(write(tmp_path, doc), ENV).configuration.scheduler.audit == spec
+
+
+def test_environment_problems_are_headed_as_environment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as ei:
+        load_settings(write(tmp_path, REFERENCE), {"CLIENT_ID": "cid"})
+    text = ei.value.render()
+    assert text.startswith("environment: 2 problems\n"), text
+    assert "config.json" not in text
+    with pytest.raises(ConfigError) as ei:
+        load_settings(write(tmp_path, with_server(server_port=0)), {"CLIENT_ID": "cid"})
+    head_file, *_ = ei.value.render().splitlines()
+    assert head_file == f"{(tmp_path / 'config.json').absolute()}: 1 problem"
+    assert "environment: 2 problems" in ei.value.render()
+
+
+def test_missing_config_prints_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["status", "--config", "nope/config.json"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'nope' / 'config.json'}: file not found" in err
+
+
+# --- commands that never call the API run without credentials (item 1) ---------------------
+
+
+def test_local_settings_need_no_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    s = load_local_settings(write(tmp_path, REFERENCE))
+    assert s.servers[0].name == "server1"
+    assert not hasattr(s, "credentials")
+    with pytest.raises(ConfigError) as ei:
+        load_local_settings(write(tmp_path, with_server(fromat="x")))
+    assert ei.value.environment_problems == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://tenant.uw2.portal.vectra.ai", "HTTP://10.0.0.5:8080", "http://[2001:db8::1]"]
+)
+def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path, url: str) -> None:
+    msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": url})
+    assert len(msgs) == 1 and msgs[0].startswith("env BASE_URL:")
+    assert "expected https://" in msgs[0] and "loopback" in msgs[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "https://[2001:db8::1]",
+    ],
+)
+def test_plain_http_to_loopback_and_https_anywhere_are_allowed(tmp_path: Path, url: str) -> None:
+    assert load_settings(write(tmp_path, REFERENCE), {**ENV, "BASE_URL": url}).credentials.base_url == url
+
+
+def test_max_response_mb(tmp_path: Path) -> None:
+    doc = {"configuration": {**REFERENCE["configuration"], "max_response_mb": 0}}
+    assert "max_response_mb" in problems(tmp_path, doc)[0]
+    assert load_configuration(write(tmp_path, REFERENCE)).max_response_mb == 8

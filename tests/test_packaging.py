@@ -315,7 +315,7 @@ def test_unit_settings(unit: str) -> None:
     assert s["NotifyAccess"] == ["main"]
     assert re.fullmatch(r"\d+s?", s["WatchdogSec"][0])
     assert s["Restart"] == ["always"]
-    assert s["RestartPreventExitStatus"] == [str(ExitCode.CONFIG)]
+    assert s["RestartPreventExitStatus"] == [f"{ExitCode.CONFIG} {ExitCode.USAGE}"]
     assert s["DynamicUser"] == ["yes"]
     assert s["ProtectSystem"] == ["strict"]
     assert s["NoNewPrivileges"] == ["yes"]

@@ -21,7 +21,10 @@ from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import open_transport
 
-pytestmark = pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd is not installed")
+pytestmark = [
+    pytest.mark.needs_rsyslog,
+    pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd is not installed (SIEMCONN_SKIP_RSYSLOG=1)"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,15 @@
-"""Operator commands that do one thing and report: `check`, `status`, `send-test` (and `locate_queue`,
-how `status` and `replay` find the queue a running service uses)."""
+"""Operator commands that do one thing and report: `check`, `status`, `send-test`.
+
+`status` and `send-test` take `LocalSettings` (config.json only): they never call the API, so they need
+no credentials; `locate_queue` is how `status` and `replay` find the queue a running service uses. `check` answers each problem in one line within seconds: it first opens a plain TCP
+connection (to the API, and to a TLS syslog server before its handshake), so a refused port, a silent
+firewall and a peer that does not speak TLS are told apart instead of ending in a retry loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -13,9 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+import httpx
+
 from siemconn.cli import ExitCode
-from siemconn.config import ServerConfig, Settings
+from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
 from siemconn.ops.runtime import RuntimeRecord, find_record
 from siemconn.queue import read_status, render_status
@@ -25,14 +34,19 @@ from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
+__all__ = ["TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
+
 CONNECT_TIMEOUT = 10.0
+API_CONNECT_TIMEOUT = 5.0  # `check`'s TCP probe of the API: a clear answer within seconds
+TLS_ANSWER_TIMEOUT = 5.0  # a TLS server answers a ClientHello at once; silence means it speaks no TLS
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
 def _line(out: TextIO, ok: bool, what: str, detail: str) -> None:
     print(f"{'ok    ' if ok else 'FAILED'} {what}: {detail}", file=out, flush=True)
 
 
-async def _check_server(server: ServerConfig, settings: Settings) -> tuple[bool, str]:
+async def _check_server(server: ServerConfig, settings: LocalSettings) -> tuple[bool, str]:
     if server.server_protocol == "UDP":
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
@@ -41,9 +55,24 @@ async def _check_server(server: ServerConfig, settings: Settings) -> tuple[bool,
         except OSError as exc:
             return False, f"cannot resolve {server.server_host}: {exc}"
         return True, f"resolved to {infos[0][4][0]} (UDP: nothing sent)"
+    if server.server_protocol == "TLS":
+        # TCP first: a refused or filtered port is said as such, not as a TLS failure
+        problem = await _tcp_probe(server.server_host, server.server_port, CONNECT_TIMEOUT)
+        if problem is not None:
+            return False, problem
     try:
-        transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)
+        transport = await open_transport(
+            server,
+            settings.cert_dir,
+            connect_timeout=TLS_ANSWER_TIMEOUT if server.server_protocol == "TLS" else CONNECT_TIMEOUT,
+        )
     except (SiemconnError, OSError, TimeoutError) as exc:
+        if server.server_protocol == "TLS" and _no_tls_answer(exc):
+            return False, (
+                f"the TCP connection opened but the peer did not speak TLS (no TLS answer within "
+                f"{TLS_ANSWER_TIMEOUT:g} s, or it closed the connection): is {server.server_port} a "
+                "plain-TCP syslog port? Use its TLS port, or server_protocol TCP"
+            )
         return False, _reason(exc, server)
     await transport.close()
     return True, "TLS handshake completed" if server.server_protocol == "TLS" else "TCP connection opened"
@@ -61,18 +90,50 @@ def _reason(exc: BaseException, server: ServerConfig) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _quiet_logging(settings: Settings) -> None:
-    """One-shot commands: warnings and errors only, on stderr, so stdout stays the command's report."""
-    setup_logging(
-        log_dir=None,
-        fmt="console",
-        level="WARNING",
-        stream=sys.stderr,
-        secrets=[settings.credentials.client_secret.get_secret_value()],
+def _no_tls_answer(exc: BaseException) -> bool:
+    """True when a TLS handshake to an open TCP port met silence or a hang-up: no TLS server there."""
+    text = str(exc).lower()
+    return isinstance(exc, TimeoutError | ConnectionResetError) or any(
+        k in text for k in ("no answer within", "eof", "connection reset", "closed the connection")
     )
 
 
-def _check_data_dir(settings: Settings) -> tuple[bool, str]:
+async def _tcp_probe(host: str, port: int, timeout: float) -> str | None:
+    """Open and close one TCP connection; None if it opened, else one sentence naming host and port."""
+    where = f"{host}:{port}"
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except ConnectionRefusedError:
+        return f"cannot connect to {where}: connection refused (nothing listens on that port)"
+    except TimeoutError:
+        return f"cannot connect to {where}: no answer within {timeout:g} s (firewall, or wrong host/port?)"
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    except OSError as exc:
+        return f"cannot connect to {where}: {(exc.strerror or str(exc)).lower()}"
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+def _api_endpoint(base_url: str) -> tuple[str, int]:
+    url = httpx.URL(base_url)
+    return url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _quiet_logging(secrets: list[str], level: str = "WARNING") -> None:
+    """One-shot commands: warnings and errors only, on stderr, so stdout stays the command's report."""
+    setup_logging(log_dir=None, fmt="console", level=level, stream=sys.stderr, secrets=secrets)
+
+
+def _env_secret() -> list[str]:
+    """CLIENT_SECRET if set: redacted from output even by commands that do not use it."""
+    value = os.environ.get("CLIENT_SECRET", "")
+    return [value] if value else []
+
+
+def _check_data_dir(settings: LocalSettings) -> tuple[bool, str]:
     """The queue's directory: writable, its database readable, and whether a service holds it now."""
     data_dir = settings.data_dir
     if not data_dir.exists():
@@ -129,26 +190,51 @@ async def _check_streams(client: RuxClient, settings: Settings, out: TextIO) -> 
 async def run_checks(settings: Settings, out: TextIO) -> int:
     """Validate (done by the caller), obtain a RUX token, try every enabled stream once, and connect to
     every syslog server."""
-    _quiet_logging(settings)
-    _line(out, True, "configuration", f"{settings.config_path} is valid")
+    # the report says what failed, one line each: the client's retry/backoff log lines would only repeat it
+    _quiet_logging([settings.credentials.client_secret.get_secret_value()], level="CRITICAL")
+    _line(out, True, "configuration", f"{settings.config_path.absolute()} is valid")
     all_ok, detail = _check_data_dir(settings)
     _line(out, all_ok, "data directory", detail)
-    client = RuxClient(settings.credentials, settings.configuration)
-    try:
-        await client.authenticate()
-        _line(out, True, "Vectra API", f"token obtained from {settings.credentials.base_url}")
-        all_ok &= await _check_streams(client, settings, out)
-    except RuxError as exc:
+    for w in permission_warnings(settings):  # a warning: `check` still passes
+        print(f"warn   {w.what}: {w.path} is {w.problem} (mode {w.mode:04o}); fix: {w.fix}", file=out)
+    client, detail = await _check_api(settings)
+    _line(out, client is not None, "Vectra API", detail)
+    if client is None:
         all_ok = False
-        _line(out, False, "Vectra API", str(exc))
-    finally:
-        await client.aclose()
+    else:
+        try:
+            all_ok &= await _check_streams(client, settings, out)
+        finally:
+            await client.aclose()
     for server in settings.servers:
         ok, detail = await _check_server(server, settings)
         all_ok &= ok
         streams = ", ".join(settings.configuration.server_streams(server)) or "no stream that is on"
         _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
+
+
+async def _check_api(settings: Settings) -> tuple[RuxClient | None, str]:
+    """Probe the API's TCP port, then get a token with one try (no backoff: `check` answers at once).
+
+    Returns the authenticated client (the caller closes it) and the line's detail, or None and the problem.
+    """
+    base_url = settings.credentials.base_url
+    if not any(os.environ.get(name) for name in _PROXY_ENV):  # through a proxy, the proxy connects
+        host, port = _api_endpoint(base_url)
+        problem = await _tcp_probe(host, port, API_CONNECT_TIMEOUT)
+        if problem is not None:
+            return None, f"{problem}; check BASE_URL ({base_url}), DNS and firewall"
+    client = RuxClient(settings.credentials, settings.configuration, unavailable_tries=1)
+    try:
+        await client.authenticate()
+    except RuxError as exc:
+        await client.aclose()
+        return None, str(exc)
+    except BaseException:
+        await client.aclose()
+        raise
+    return client, f"token obtained from {base_url}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +286,7 @@ def locate_queue(config_path: Path, configured: str, data_dir: str | None = None
 
 
 def print_status(
-    settings: Settings, out: TextIO, *, data_dir: str | None = None, as_json: bool = False
+    settings: LocalSettings, out: TextIO, *, data_dir: str | None = None, as_json: bool = False
 ) -> int:
     """Print the paths used, checkpoints, last polls and per-server delivery; read-only, safe while the
     service runs. Exit 1 when there is no queue at the path it found (with the path and the fix)."""
@@ -238,9 +324,9 @@ def print_status(
 TEST_EVENT_MARK = "SIEMCONN-TEST-MESSAGE"
 
 
-async def send_test(settings: Settings, out: TextIO) -> int:
+async def send_test(settings: LocalSettings, out: TextIO) -> int:
     """Send one clearly marked test message to every server in its configured format."""
-    _quiet_logging(settings)
+    _quiet_logging(_env_secret())
     now = datetime.now(UTC)
     event = {
         "siemconn_test": True,
@@ -251,7 +337,10 @@ async def send_test(settings: Settings, out: TextIO) -> int:
     payload = encode_event(event)
     all_ok = True
     for server in settings.servers:
-        message = format_message(payload, "audit", server, now)
+        # cef/leef map events per stream; the test message is no audit event, so it gets its own
+        # header (product "siemconn", signature id "siemconn.send_test") and carries its JSON whole
+        stream = "send_test" if server.format in ("cef", "leef") else "audit"
+        message = format_message(payload, stream, server, now)
         data = message if server.server_protocol == "UDP" else frame(message, server.framing)
         try:
             transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)

@@ -1,16 +1,21 @@
-"""Command line: `siemconn run | check | status | send-test | replay --config PATH`, and `--version`; the process
-exit codes (`ExitCode`, documented in the README)."""
+"""Command line: `siemconn run | check | status | send-test | replay --config PATH`, and `--version`; the
+process exit codes (`ExitCode`, documented in the README and in `--help`).
+
+`run` and `check` load config.json and the API credentials; `status`, `send-test` and `replay` never call
+the API and load config.json alone, so they work with BASE_URL / CLIENT_ID / CLIENT_SECRET unset.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
-from typing import Final, TextIO
+from typing import Final, NoReturn, TextIO
 
 from siemconn import __version__
-from siemconn.config import Settings, load_settings
+from siemconn.config import LocalSettings, Settings, load_local_settings, load_settings
 from siemconn.errors import ConfigError
 
 __all__ = ["ExitCode", "main"]
@@ -23,21 +28,58 @@ class ExitCode:
     UNEXPECTED: Final = 1
     CONFIG: Final = 2  # invalid configuration or environment, or credentials rejected at startup
     ALL_SERVERS_DOWN: Final = 3
+    USAGE: Final = 64  # sysexits.h EX_USAGE: bad command line (2 stays reserved for an invalid config)
+    BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: the reader of stdout went away (`siemconn status | head -2`)
+
+
+EPILOG = f"""\
+environment (run and check; status, send-test and replay need none of it):
+  BASE_URL             the tenant portal, https://<tenant>.<region>.portal.vectra.ai
+  CLIENT_ID            API client id (Vectra UI: Manage > API Clients)
+  CLIENT_SECRET        API client secret, or CLIENT_SECRET_FILE naming a file that holds it
+  SIEMCONN_TUNING=off  keep glibc malloc's defaults (run)
+  SIEMCONN_RUNTIME_DIR where run writes, and status/replay look for, the record naming its queue
+
+exit codes:
+  {ExitCode.OK:<3}  clean stop; every check passed
+  {ExitCode.UNEXPECTED:<3}  unexpected error; queue corrupt, locked or not writable; a failed check or send-test
+  {ExitCode.CONFIG:<3}  invalid configuration or environment, or credentials rejected at start-up
+  {ExitCode.ALL_SERVERS_DOWN:<3}  every syslog server is down after retry_count reconnects
+  {ExitCode.USAGE:<3}  bad command line (no or unknown command, unknown option)
+  {ExitCode.BROKEN_PIPE:<3}  the reader of the output went away (e.g. `siemconn status | head -2`)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with EX_USAGE (64) for command-line mistakes: 2 means an invalid config here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="siemconn", description="Forward Vectra RUX events to syslog servers without losing any."
+    p = _Parser(
+        prog="siemconn",
+        description="Forward Vectra RUX events to syslog servers without losing any.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"siemconn {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, text in (
         ("run", "run the connector until SIGTERM/SIGINT"),
         ("check", "validate the config, then test the RUX token and every syslog server"),
-        ("status", "show checkpoints, last polls and queue depths (read-only, works while running)"),
-        ("send-test", "send one clearly marked test message to every syslog server"),
+        ("status", "show checkpoints, last polls and queue depths (read-only, no API credentials needed)"),
+        ("send-test", "send one clearly marked test message to every syslog server (no API credentials)"),
     ):
-        sp = sub.add_parser(name, help=text, description=text)
+        sp = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.add_argument(
             "--config", default="config.json", help="path to config.json (default: ./config.json)"
         )
@@ -48,20 +90,21 @@ def _parser() -> argparse.ArgumentParser:
                 help="the queue's directory (default: found as the service has it)",
             )
             sp.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
+    text = "re-send the retained events of a time window to one server (the running service sends them)"
     rp = sub.add_parser(
         "replay",
-        help="re-send the retained events of a time window to one server (the running service sends them)",
-        description="Ask the running service to re-send the events whose event time is in [--since, "
-        "--until) to one server only. Needs retain_hours > 0 (delivered pages are kept that long).",
+        help=text,
+        description=text + ". The window is in event time (event_timestamp), [--since, --until). Needs "
+        "retain_hours > 0 (delivered events are kept that long); no API credentials needed.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
     rp.add_argument("--server", required=True, help="the server's name in config.json")
     rp.add_argument(
-        "--since",
-        required=True,
-        help="start of the window: ISO 8601 (UTC if no zone) or e.g. 2h, 30m, 1d ago",
+        "--since", required=True, help="start of the window: ISO 8601 (UTC if no zone), or 30m, 6h, 2d (ago)"
     )
-    rp.add_argument("--until", default=None, help="end of the window (exclusive; default: now)")
+    rp.add_argument("--until", default=None, help="end of the window, exclusive (default: now)")
     rp.add_argument(
         "--stream", default=None, help="only this stream (default: every stream the server takes)"
     )
@@ -69,22 +112,47 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(exc: ConfigError, err: TextIO) -> None:
+    what = " and ".join(
+        name
+        for name, items in (("configuration", exc.file_problems), ("environment", exc.environment_problems))
+        if items
+    )
+    print(f"error: invalid {what or 'configuration'}\n{exc.render()}", file=err)
+
+
 def _load(path: str, err: TextIO) -> Settings | None:
     try:
         return load_settings(path)
     except ConfigError as exc:
-        print(f"error: invalid configuration\n{exc.render()}", file=err)
+        _report(exc, err)
         return None
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    err = err or sys.stderr
-    args = _parser().parse_args(argv)
+def _load_local(path: str, err: TextIO) -> LocalSettings | None:
+    try:
+        return load_local_settings(path)
+    except ConfigError as exc:
+        _report(exc, err)
+        return None
+
+
+def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.command == "replay":
         from siemconn.replay_cli import request_replay
 
         return request_replay(args, out, err)
+    if args.command in ("status", "send-test"):
+        local = _load_local(args.config, err)
+        if local is None:
+            return ExitCode.CONFIG
+        if args.command == "status":
+            from siemconn.checks import print_status
+
+            return print_status(local, out, data_dir=args.data_dir, as_json=args.json)
+        from siemconn.checks import send_test
+
+        return asyncio.run(send_test(local, out))
     settings = _load(args.config, err)
     if settings is None:
         return ExitCode.CONFIG
@@ -96,12 +164,32 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: Text
         from siemconn.checks import run_checks
 
         return asyncio.run(run_checks(settings, out))
-    if args.command == "status":
-        from siemconn.checks import print_status
+    return ExitCode.USAGE  # pragma: no cover - argparse rejects unknown commands
 
-        return print_status(settings, out, data_dir=args.data_dir, as_json=args.json)
-    if args.command == "send-test":
-        from siemconn.checks import send_test
 
-        return asyncio.run(send_test(settings, out))
-    return ExitCode.UNEXPECTED  # pragma: no cover - argparse rejects unknown commands
+def _silence_stdout() -> None:
+    """After EPIPE: point fd 1 at /dev/null so the interpreter's final flush cannot raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit:  # --help, --version, usage errors: their text must reach the reader, or EPIPE
+            sys.stdout.flush()
+            raise
+        code = _dispatch(args, out, err)
+        out.flush()
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): not an error worth a traceback
+        if out is sys.stdout:
+            _silence_stdout()
+        return ExitCode.BROKEN_PIPE

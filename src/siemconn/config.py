@@ -1,12 +1,16 @@
 """One typed settings object: config.json (the reference connector's format) plus environment.
 
-`load_settings(path)` is the only entry point. It reports every problem at once in a `ConfigError`,
-each naming the JSON path, the bad value and what is expected; it never raises anything else and
-never prints a secret.
+`load_settings(path)` loads both (for `run` and `check`); `load_local_settings(path)` loads config.json
+alone, for the commands that never call the API (`status`, `send-test`), so they run without
+BASE_URL / CLIENT_ID / CLIENT_SECRET. Both report every problem at once in a `ConfigError`, config.json's
+problems under the file's absolute path and the environment's under "environment", each naming the JSON
+path or variable, the bad value and what is expected; they never raise anything else and never print
+a secret.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import json
 import os
@@ -37,6 +41,8 @@ STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring", "health", "
 REQUIRED_STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
 OFF = "off"  # `"scheduler": {"audit": "off"}` (or null) turns a stream off
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+# LEEF 2.0 attribute delimiters: tab (LEEF's default) and printable characters JSON only has in strings
+LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$", "%", "&", "*", "?")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -58,18 +64,101 @@ def _err(kind: str, msg: str, **ctx: Any) -> PydanticCustomError:
     return PydanticCustomError(kind, msg, ctx)
 
 
+# cronsim (aiocron 2's parser) has no "@" nicknames; the usual ones are translated (cron(8)'s meaning)
+CRON_NICKNAMES: dict[str, str] = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_CRON_FIELDS_5 = ("minute", "hour", "day of month", "month", "weekday")
+_CRON_FIELDS_6 = ("seconds", *_CRON_FIELDS_5)
+# cronsim's "Bad <field>" names -> our field names
+_CRONSIM_FIELD = {
+    "second": "seconds",
+    "minute": "minute",
+    "hour": "hour",
+    "day-of-month": "day of month",
+    "month": "month",
+    "day-of-week": "weekday",
+}
+
+
 def validate_cron(spec: str) -> str:
-    """Return `spec` if cronsim (aiocron's parser) accepts it, else raise ValueError with the reason."""
+    """Return the expression aiocron will run for `spec`, else raise ValueError with the reason.
+
+    Five fields are `minute hour day month weekday`. Six fields put **seconds first** (aiocron 2 hands
+    the expression to cronsim, which reads `seconds minute hour day month weekday`). The `@hourly` family
+    is translated to its five-field form; `@reboot` has no schedule and is refused (pull_at_startup does
+    that job).
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError("empty")
+    nick = spec.strip().lower()
+    if nick.startswith("@"):
+        if nick in CRON_NICKNAMES:
+            return CRON_NICKNAMES[nick]
+        if nick == "@reboot":
+            raise ValueError("'@reboot' is not a schedule; pull_at_startup (default true) pulls at start-up")
+        raise ValueError(f"unknown nickname {spec.strip()!r}; known: {', '.join(CRON_NICKNAMES)}")
     fields = spec.split()
     if len(fields) not in (5, 6):
         raise ValueError(f"has {len(fields)} fields")
+    names = _CRON_FIELDS_6 if len(fields) == 6 else _CRON_FIELDS_5
     try:
         CronSim(spec, datetime.now(UTC))
     except (CronSimError, ValueError, KeyError, IndexError) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
+        reason = str(exc) or type(exc).__name__
+        bad = reason.removeprefix("Bad ").strip().lower()
+        if bad in _CRONSIM_FIELD and _CRONSIM_FIELD[bad] in names:
+            name = _CRONSIM_FIELD[bad]
+            pos = names.index(name)
+            reason = f"field {pos + 1} ({name}) {fields[pos]!r} is out of range or malformed"
+            if len(fields) == 6 and name == "weekday":  # perhaps meant as seconds (croniter's order)
+                reason += _SECONDS_FIRST
+                if _seconds_last(fields):
+                    reason += f", did you mean '{' '.join([fields[5], *fields[:5]])}'?"
+        raise ValueError(reason) from None
+    if len(fields) == 6 and fields[0] == "*" and fields[5].startswith("*/"):
+        # valid, but "every second on some weekdays": the seconds-last mistake (croniter's order)
+        raise ValueError(
+            f"field 6 (weekday) {fields[5]!r} with field 1 (seconds) '*' runs every second on some weekdays"
+            + f"{_SECONDS_FIRST}, did you mean '{' '.join([fields[5], *fields[:5]])}'?"
+        )
     return spec
+
+
+_SECONDS_FIRST = (
+    "; in a 6-field expression the seconds field comes FIRST ('seconds minute hour day month weekday')"
+)
+
+
+def _seconds_last(fields: list[str]) -> bool:
+    """True if `fields` parse once the last field is moved to the front (seconds written last)."""
+    try:
+        CronSim(" ".join([fields[5], *fields[:5]]), datetime.now(UTC))
+    except (CronSimError, ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
+_URL_RE = re.compile(
+    r"^(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?(/[^\s]*)?$"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), the only hosts plain http may reach."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_valid_host(host: str) -> bool:
@@ -97,7 +186,7 @@ class ServerConfig(_Strict):
     server_host: str
     server_port: int
 
-    format: Literal["legacy", "rfc5424", "rfc3164"] = "legacy"
+    format: Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"] = "legacy"
     framing: Literal["lf", "octet-counting"] = "lf"
     facility: int = 1
     severity: int = 6
@@ -107,6 +196,8 @@ class ServerConfig(_Strict):
     structured_data: str | None = None
     max_message_size: int = 65507
     udp_oversize: Literal["truncate", "drop"] = "truncate"
+    include_raw_event: bool = False
+    leef_delimiter: str = "\t"
     tls_ca_file: str | None = None
     tls_verify_hostname: bool = True
     tls_client_cert: str | None = None
@@ -230,6 +321,16 @@ class ServerConfig(_Strict):
         """True if this server receives the events of `stream` (when that stream is on)."""
         return self.streams is None or stream in self.streams
 
+    @field_validator("leef_delimiter", mode="before")
+    @classmethod
+    def _leef_delimiter(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in LEEF_DELIMITERS:
+            raise _err(
+                "leef_delimiter",
+                'is not a LEEF delimiter; expected a tab ("\\t", the default) or one of ^ ~ # ; ! ` @ $ % & * ?',
+            )
+        return v
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
@@ -246,7 +347,7 @@ class ServerConfig(_Strict):
 
 
 class SchedulerConfig(_Strict):
-    """Cron expressions per stream (5 fields, or 6 with seconds last as aiocron reads them).
+    """Cron expressions per stream (5 fields, or 6 with seconds first as aiocron 2 reads them).
 
     `null` or `"off"` (any case) turns a stream off. audit, detections and entity_scoring must be
     present (the reference's keys; a missing key is more likely a mistake than a wish); health and
@@ -269,8 +370,9 @@ class SchedulerConfig(_Strict):
         except ValueError as exc:
             raise _err(
                 "cron",
-                "is not a cron expression ({reason}); expected 5 fields 'min hour day month weekday' "
-                "(or 6 with seconds last), e.g. '* * * * *', or null / \"off\" to turn the stream off",
+                "is not a cron expression ({reason}); expected 5 fields 'minute hour day month weekday' "
+                "(or 6 with seconds first), e.g. '* * * * *', '*/10 * * * * *' (every 10 seconds) "
+                "or '@hourly', or null / \"off\" to turn the stream off",
                 reason=str(exc),
             ) from None
 
@@ -315,6 +417,7 @@ class Configuration(_Strict):
     timezone: str = "UTC"
     pull_at_startup: bool = True
     http_timeout: float = 30.0
+    max_response_mb: int = 8
     api_max_tries: int = 3
     data_dir: str = "./data"
     log_dir: str = "./logs"
@@ -382,6 +485,13 @@ class Configuration(_Strict):
             raise _err("count", "is not a count; expected an integer >= 1")
         return v
 
+    @field_validator("max_response_mb", mode="before")
+    @classmethod
+    def _max_response(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024:
+            raise _err("mb", "is not a size; expected an integer 1-1024 (MB per API answer)")
+        return v
+
     @field_validator("min_free_disk_mb", mode="before")
     @classmethod
     def _disk(cls, v: Any) -> Any:
@@ -427,9 +537,17 @@ class Credentials(BaseSettings):
     @classmethod
     def _url(cls, v: Any) -> Any:
         v = str(v).strip()
-        if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/[^\s]*)?$", v):
+        m = _URL_RE.match(v)
+        if not m:
             raise _err(
-                "url", "is not a URL; expected http(s)://HOST such as https://tenant.uw2.portal.vectra.ai"
+                "url", "is not a URL; expected https://HOST such as https://tenant.uw2.portal.vectra.ai"
+            )
+        if m.group("scheme").lower() == "http" and not is_loopback(m.group("host")):
+            raise _err(
+                "plain_http",
+                "uses plain http to a host that is not this machine, which would send the client secret "
+                "and every token unencrypted; expected https:// (plain http is allowed only for "
+                "loopback hosts: 127.0.0.0/8, ::1, localhost)",
             )
         return v.rstrip("/")
 
@@ -441,14 +559,18 @@ class Credentials(BaseSettings):
         return str(v).strip()
 
 
-class Settings(BaseModel):
-    """Everything siemconn needs, validated: the parsed config.json and the credentials."""
+class LocalSettings(BaseModel):
+    """config.json, validated, without the API credentials: what `status` and `send-test` need.
+
+    The commands that never call the Vectra API take this type, so they cannot reach for a credential
+    and run with BASE_URL / CLIENT_ID / CLIENT_SECRET unset. `Settings` adds the credentials.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     configuration: Configuration
-    credentials: Credentials
     config_path: Path
+    secret_file: Path | None = None  # CLIENT_SECRET_FILE when the secret came from it (permission check)
 
     @property
     def servers(self) -> list[ServerConfig]:
@@ -469,6 +591,12 @@ class Settings(BaseModel):
     def _rel(self, p: str) -> Path:
         """Relative directories are taken from the current directory, as the reference does."""
         return Path(p)
+
+
+class Settings(LocalSettings):
+    """Everything siemconn needs, validated: the parsed config.json and the credentials."""
+
+    credentials: Credentials
 
 
 class ConfigFile(_Strict):
@@ -508,6 +636,30 @@ _EXPECT = {
 }
 
 
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The option names valid at the object that holds `loc`'s last key (for "did you mean")."""
+    inner: dict[str, type[BaseModel]] = {
+        "configuration": Configuration,
+        "server": ServerConfig,
+        "scheduler": SchedulerConfig,
+    }
+    model: type[BaseModel] = ConfigFile
+    for part in loc[:-1]:
+        if isinstance(part, int):  # a list index: the item's model is the list's
+            continue
+        nxt = inner.get(str(part))
+        if str(part) not in model.model_fields or nxt is None:
+            return []
+        model = nxt
+    return list(model.model_fields)
+
+
+def suggest_key(key: str, known: list[str]) -> str | None:
+    """The known option closest to a misspelt `key` (difflib ratio >= 0.6), or None."""
+    match = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
 def _problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
     out: list[str] = []
     for e in exc.errors(include_url=False):
@@ -520,6 +672,11 @@ def _problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
             out.append(f"{path} {_EXPECT['missing']}")
             continue
         value = _short(e.get("input"))
+        if kind == "extra_forbidden" and loc:
+            near = suggest_key(str(loc[-1]), _known_keys(loc))
+            if near is not None:
+                out.append(f'{path} is not a known option; did you mean "{near}"?')
+                continue
         if kind == "literal_error":
             expected = e.get("ctx", {}).get("expected", "")
             out.append(f"{path}: {value} is not allowed; expected one of {expected}")
@@ -534,6 +691,7 @@ def _problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
 
 
 def _read_json(path: Path) -> Any:
+    path = path.absolute()  # every message names the file the process actually looked for
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -573,6 +731,11 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(
             [f"{path}: JSON nested too deeply; expected the config.json shape"], source=str(path)
         ) from None
+
+
+def _secret_file(environ: dict[str, str]) -> Path | None:
+    name = environ.get("CLIENT_SECRET_FILE")
+    return Path(name) if name and not environ.get("CLIENT_SECRET") else None
 
 
 def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]]:
@@ -622,29 +785,43 @@ def load_settings(path: str | os.PathLike[str], environ: dict[str, str] | None =
         raise ConfigError([f"{path}: cannot be loaded ({type(exc).__name__}); check the file"]) from None
 
 
+def load_local_settings(path: str | os.PathLike[str]) -> LocalSettings:
+    """Load and validate config.json alone (no API credentials), for `status` and `send-test`."""
+    p = Path(path)
+    try:
+        return LocalSettings(configuration=_load_file(p), config_path=p)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the loader never raises anything but ConfigError
+        raise ConfigError([f"{path}: cannot be loaded ({type(exc).__name__}); check the file"]) from None
+
+
 def load_configuration(path: str | os.PathLike[str]) -> Configuration:
     """Validate config.json alone (no environment), for tools that need only the file."""
-    p = Path(path)
-    raw = _read_json(p)
+    return _load_file(Path(path))
+
+
+def _file_problems(raw: Any) -> tuple[Configuration | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, [f'(top level): {_short(raw)} is not an object; expected {{"configuration": {{...}}}}']
     try:
-        return ConfigFile.model_validate(raw).configuration
+        return ConfigFile.model_validate(raw).configuration, []
     except ValidationError as exc:
-        raise ConfigError(_problems(exc), source=str(p)) from None
+        return None, _problems(exc)
+
+
+def _load_file(path: Path) -> Configuration:
+    configuration, problems = _file_problems(_read_json(path))
+    if configuration is None:
+        raise ConfigError(problems, source=str(path.absolute()))
+    return configuration
 
 
 def _load(path: Path, environ: dict[str, str]) -> Settings:
-    raw = _read_json(path)
-    problems: list[str] = []
-    configuration: Configuration | None = None
-    if not isinstance(raw, dict):
-        problems.append(f'(top level): {_short(raw)} is not an object; expected {{"configuration": {{...}}}}')
-    else:
-        try:
-            configuration = ConfigFile.model_validate(raw).configuration
-        except ValidationError as exc:
-            problems.extend(_problems(exc))
+    configuration, problems = _file_problems(_read_json(path))
     creds, env_problems = _credentials(environ)
-    problems.extend(env_problems)
-    if problems or configuration is None or creds is None:
-        raise ConfigError(problems, source=str(path))
-    return Settings(configuration=configuration, credentials=creds, config_path=path)
+    if problems or env_problems or configuration is None or creds is None:
+        raise ConfigError(problems, source=str(path.absolute()), environment=env_problems)
+    return Settings(
+        configuration=configuration, credentials=creds, config_path=path, secret_file=_secret_file(environ)
+    )

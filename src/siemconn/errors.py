@@ -15,17 +15,29 @@ class SiemconnError(Exception):
 
 
 class ConfigError(SiemconnError):
-    """Raised when config.json or the environment is missing, unreadable or invalid (exit code 2)."""
+    """Raised when config.json or the environment is missing, unreadable or invalid (exit code 2).
 
-    def __init__(self, problems: list[str], source: str = "configuration") -> None:
-        self.problems = list(problems)
+    `problems` lists every problem; `render()` heads config.json's under `source` (the file's absolute
+    path) and the environment's under "environment", so a missing variable is not blamed on the file.
+    """
+
+    def __init__(
+        self, problems: list[str], source: str = "configuration", environment: list[str] | None = None
+    ) -> None:
+        self.file_problems = list(problems)
+        self.environment_problems = list(environment or [])
+        self.problems = self.file_problems + self.environment_problems
         self.source = source
         super().__init__(self.render())
 
     def render(self) -> str:
-        n = len(self.problems)
-        head = f"{self.source}: {n} problem{'s' if n != 1 else ''}"
-        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+        lines: list[str] = []
+        for head, items in ((self.source, self.file_problems), ("environment", self.environment_problems)):
+            if items:
+                n = len(items)
+                lines.append(f"{head}: {n} problem{'s' if n != 1 else ''}")
+                lines.extend(f"  - {p}" for p in items)
+        return "\n".join(lines or [f"{self.source}: 0 problems"])
 
 
 # --- RUX source ----------------------------------------------------------------------------

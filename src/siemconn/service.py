@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiocron
+import aiocron  # type: ignore[import-untyped]
 
 from siemconn import __version__
 from siemconn.cli import ExitCode
-from siemconn.config import STREAMS, Configuration, Settings, load_settings
+from siemconn.config import STREAMS, Configuration, Settings, is_loopback, load_settings
 from siemconn.errors import (
     AllServersDownError,
     ConfigError,
@@ -45,8 +45,9 @@ from siemconn.errors import (
     RuxPermissionError,
     RuxResponseError,
 )
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger, setup_logging
-from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import tune_process
@@ -64,6 +65,10 @@ from siemconn.syslog.pool import WriterPool
 log = get_logger("siemconn.service")
 
 SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
+# A second signal this soon after the first is the same request: a terminal's Ctrl-C reaches the whole
+# process group, and a launcher that forwards it (make, a supervisor, `make demo`) adds its own SIGTERM
+# within a millisecond. Only a second signal after this grace means "exit at once".
+SIGNAL_GRACE = 1.0
 HEARTBEAT_EVERY = 5.0
 RELOAD_WRITER_TIMEOUT = 30.0  # seconds the writers get to finish their in-flight batch at a reload
 # options a running process cannot change: a reload logs them and keeps the running value
@@ -105,6 +110,7 @@ class Service:
         self._stopping = False
         self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
         self._signals = 0
+        self._first_signal_at = 0.0
         self._exit_code = ExitCode.OK
         self._reload = asyncio.Event()
         self._quiet = False  # a reload is quiescing: ticks start no pull
@@ -234,10 +240,18 @@ class Service:
     # --- lifecycle --------------------------------------------------------------------------
 
     def _on_signal(self, signame: str) -> None:
+        now = time.monotonic()
         self._signals += 1
         if self._signals == 1:
+            self._first_signal_at = now
             log.info("shutdown_requested", signal=signame)
             self._stop.set()
+        elif now - self._first_signal_at < SIGNAL_GRACE:
+            log.info(
+                "signal_repeated",
+                detail="shutdown already requested; taken as the same request",
+                signal=signame,
+            )
         else:
             log.warning(
                 "second_signal_exit", detail="exiting at once; queued events stay on disk", signal=signame
@@ -343,6 +357,7 @@ class Service:
                 log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
             self._warn_off_streams()
+            warn_file_permissions(self.settings)
             if self.cfg.metrics_address:
                 try:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
@@ -350,6 +365,13 @@ class Service:
                     log.error("metrics_endpoint_failed", error=str(exc))
                     return ExitCode.CONFIG
                 log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
+                if not is_loopback(parse_address(self.cfg.metrics_address)[0]):
+                    log.warning(
+                        "metrics_endpoint_not_loopback",
+                        address=self.cfg.metrics_address,
+                        hint="the endpoint has no authentication; bind it to 127.0.0.1 unless a firewall "
+                        "or the container network limits who can reach it",
+                    )
             pool_task = self._start_pool()
             background.append(loop.create_task(self._heartbeat(), name="heartbeat"))
             self._start_crons()
@@ -650,6 +672,19 @@ class Service:
             with suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(pool_task, timeout=max(0.1, deadline - time.monotonic()))
         log.info("siemconn_stopped", exit_code=self._exit_code)
+
+
+def warn_file_permissions(settings: Settings) -> None:
+    """Log `insecure_file_permissions` for each file others could read or change (never fatal)."""
+    for w in permission_warnings(settings):
+        log.warning(
+            "insecure_file_permissions",
+            file=str(w.path),
+            what=w.what,
+            mode=f"{w.mode:04o}",
+            problem=w.problem,
+            fix=w.fix,
+        )
 
 
 def run_service(settings: Settings) -> int:

@@ -144,7 +144,8 @@ class Connector:
     def out_path(self) -> Path:
         return self.workdir / f"stdout.{self.runs}.log"
 
-    def start(self) -> Connector:
+    def start(self, preexec_fn: Callable[[], None] | None = None) -> Connector:
+        """Start the service; `preexec_fn` runs in the child before exec (umask, resource limits)."""
         self.runs += 1
         out = open(self.out_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -153,6 +154,7 @@ class Connector:
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         out.close()
         return self

@@ -31,7 +31,7 @@ import pytest
 from support.certs import TlsFiles, make_certs
 
 TEMPLATE = Path(__file__).with_name("rsyslog.conf.in")
-RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+RSYSLOGD = os.environ.get("SIEMCONN_RSYSLOGD") or shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 _FIELDS_RE = re.compile(
     r"^proto=(?P<proto>\S*) pri=(?P<pri>\S*) fac=(?P<fac>\S*) sev=(?P<sev>\S*) host=(?P<host>\S*) "

@@ -5,6 +5,11 @@ No Vectra account, no root and no network are needed. Ctrl-C stops everything th
 The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
 The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
 `--no-snapshots` turns them off.
+
+Stopping: a terminal's Ctrl-C sends SIGINT to the whole foreground process group, so the three children
+already have it; the launcher then only waits for them (forwarding a SIGTERM on top would reach siemconn
+0.5 ms after the SIGINT). A SIGTERM to the launcher, or a SIGINT that did not come from its terminal, is
+forwarded as SIGTERM.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     for _ in range(50):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port: int = s.getsockname()[1]
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
             with socket.socket(socket.AF_INET, other) as s2:
@@ -40,24 +45,28 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def demo_config(tcp_port: int, udp_port: int, workdir: Path, *, snapshots: bool = True) -> dict[str, object]:
+FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
+
+
+def demo_config(
+    tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy", *, snapshots: bool = True
+) -> dict[str, object]:
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {
+            "name": "demo-udp",
+            "server_protocol": "udp",
+            "server_host": "127.0.0.1",
+            "server_port": udp_port,
+            "streams": ["detections", "entity_scoring"],
+        },
+    ]
+    if fmt != "legacy":
+        for server in servers:
+            server["format"] = fmt
     return {
         "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                    "streams": ["detections", "entity_scoring"],
-                },
-            ],
+            "server": servers,
             "scheduler": {
                 "audit": "*/5 * * * * *",
                 "detections": "*/5 * * * * *",
@@ -89,8 +98,15 @@ def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
     raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+def terminal_signalled_group() -> bool:
+    """True if this process is in its terminal's foreground group: a Ctrl-C there reached every child."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,9 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-snapshots", action="store_true", help="turn the opt-in health and lockdown streams off"
     )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
-    signal.signal(signal.SIGTERM, _interrupt)
+    received: list[int] = []
+
+    def _on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     workdir = Path(args.workdir).resolve()
     # the fake tenant is new on every run (ids start at 1), so a queue left by an earlier run would hold
     # checkpoints from another tenant: start the demo's queue afresh
@@ -113,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
     config_path.write_text(
-        json.dumps(demo_config(tcp_port, udp_port, workdir, snapshots=not args.no_snapshots), indent=2)
+        json.dumps(
+            demo_config(tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots), indent=2
+        )
     )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
@@ -189,12 +220,16 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = p.args[2] if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:
+        # a Ctrl-C from the terminal reached the children too: do not send them a second signal
+        forward = not (received[:1] == [signal.SIGINT] and terminal_signalled_group())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the waiting below
         for p in reversed(procs):
-            if p.poll() is None:
+            if p.poll() is None and forward:
                 p.send_signal(signal.SIGTERM)
         for p in reversed(procs):
             try:
