@@ -122,7 +122,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
     # stopped: from another directory the relative data_dir cannot be found; status says where it looked
     r = _cli(conn, "status", "--config", str(conn.config_path), cwd=elsewhere)
     assert r.returncode == 1
-    assert f"no queue database at {elsewhere.absolute() / 'data' / 'queue.db'}" in r.stdout
+    assert f"error: no queue database yet at {elsewhere.absolute() / 'data' / 'queue.db'}" in r.stdout
     assert "is relative" in r.stdout and "--data-dir" in r.stdout
     r = _cli(conn, "status", "--config", str(conn.config_path), "--data-dir", str(data_dir), cwd=elsewhere)
     assert r.returncode == 0 and "service: not running" in r.stdout and "delivered: 20 events" in r.stdout

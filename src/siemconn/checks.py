@@ -247,6 +247,7 @@ class QueueLocation:
     how: str  # one line: how data_dir was found
     record: RuntimeRecord | None
     configured: str  # data_dir as written in config.json
+    guessed: bool = False  # a relative data_dir taken from this shell's directory: may not be the service's
 
     @property
     def database(self) -> Path:
@@ -282,14 +283,21 @@ def locate_queue(config_path: Path, configured: str, data_dir: str | None = None
     if Path(configured).is_absolute():
         return QueueLocation(config, Path(configured), "from config.json", None, configured)
     how = f"from config.json ({configured!r}, relative: taken from the current directory {Path.cwd()})"
-    return QueueLocation(config, Path(configured).absolute(), how, None, configured)
+    return QueueLocation(config, Path(configured).absolute(), how, None, configured, guessed=True)
+
+
+def _lost(exists: bool, loc: QueueLocation) -> bool:
+    """No queue where status looked, and that place was a guess or given by hand: exit 1."""
+    return not exists and (loc.guessed or loc.how == "from --data-dir")
 
 
 def print_status(
     settings: LocalSettings, out: TextIO, *, data_dir: str | None = None, as_json: bool = False
 ) -> int:
     """Print the paths used, checkpoints, last polls and per-server delivery; read-only, safe while the
-    service runs. Exit 1 when there is no queue at the path it found (with the path and the fix)."""
+    service runs. With no queue where it looked it says so with the path and the fix; that exits 1 when
+    the path was a guess (a relative data_dir and no running service found, or --data-dir), 0 when it is
+    the config's own absolute data_dir (the service has not run yet)."""
     loc = locate_queue(settings.config_path, settings.configuration.data_dir, data_dir)
     try:
         report = read_status(loc.data_dir)
@@ -308,15 +316,18 @@ def print_status(
             "protocols": protocols,
         }
         if not report.exists:
-            data["error"] = f"no queue database at {loc.database}; {loc.not_found_hint()}"
+            data["error"] = f"no queue database yet at {loc.database}; {loc.not_found_hint()}"
         print(json.dumps(data, indent=2, default=str), file=out)
-        return ExitCode.OK if report.exists else ExitCode.UNEXPECTED
+        return ExitCode.UNEXPECTED if _lost(report.exists, loc) else ExitCode.OK
     print(f"config: {loc.config}", file=out)
     print(f"data_dir: {loc.data_dir} ({loc.how})", file=out)
     if not report.exists:
-        print(f"error: no queue database at {loc.database}", file=out)
+        print(
+            f"{'error: ' if _lost(report.exists, loc) else ''}no queue database yet at {loc.database}",
+            file=out,
+        )
         print(f"hint: {loc.not_found_hint()}", file=out)
-        return ExitCode.UNEXPECTED
+        return ExitCode.UNEXPECTED if _lost(report.exists, loc) else ExitCode.OK
     print(render_status(report, streams_off=scheduler.disabled, protocols=protocols), file=out)
     return ExitCode.OK
 
