@@ -321,14 +321,12 @@ def print_status(
         return ExitCode.UNEXPECTED if _lost(report.exists, loc) else ExitCode.OK
     print(f"config: {loc.config}", file=out)
     print(f"data_dir: {loc.data_dir} ({loc.how})", file=out)
-    if not report.exists:
-        print(
-            f"{'error: ' if _lost(report.exists, loc) else ''}no queue database yet at {loc.database}",
-            file=out,
-        )
-        print(f"hint: {loc.not_found_hint()}", file=out)
-        return ExitCode.UNEXPECTED if _lost(report.exists, loc) else ExitCode.OK
     print(render_status(report, streams_off=scheduler.disabled, protocols=protocols), file=out)
+    if not report.exists:
+        lost = _lost(report.exists, loc)
+        print(f"{'error: ' if lost else ''}no queue database yet at {loc.database}", file=out)
+        print(f"hint: {loc.not_found_hint()}", file=out)
+        return ExitCode.UNEXPECTED if lost else ExitCode.OK
     return ExitCode.OK
 
 

@@ -318,10 +318,15 @@ def render_status(
         "polls that queued events)"
     )
     lines.append("")
+    lines.append(f"{'destination':<26}{'undelivered':>14}  {'oldest undelivered':<20}streams")
     if not report.destinations:
-        lines.append("servers: (none)")
+        lines.append("  (no destination)")
+    for d in report.destinations:
+        taken = "every stream" if d.streams is None else ", ".join(d.streams)
+        lines.append(f"{d.destination:<26}{d.depth:>14}  {_fmt_age(d.oldest_age):<20}{taken}")
     now = report.generated_at
     for d in report.destinations:
+        lines.append("")
         proto = protocols.get(d.destination)
         label = f"{d.destination} ({proto})" if proto else d.destination
         state = d.state or "unknown (not recorded yet)"
