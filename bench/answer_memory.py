@@ -21,7 +21,7 @@ body = f'{{"events":[{events}],"next_checkpoint":{n + 1},"remaining_count":0}}'.
 print("body MB", len(body) / 2**20)
 
 
-def handler(req):
+def handler(req: httpx.Request) -> httpx.Response:
     if req.url.path == "/oauth2/token":
         return httpx.Response(200, json={"access_token": "at-1234567890abc", "expires_in": 3600})
     return httpx.Response(200, content=body)
@@ -39,7 +39,7 @@ creds = Credentials.model_validate(
 )
 
 
-async def main():
+async def main() -> None:
     c = RuxClient(creds, cfg, transport=httpx.MockTransport(handler))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     try:

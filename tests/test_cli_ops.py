@@ -20,11 +20,12 @@ from support.e2e import (
     received,
     wait_until,
 )
-from support.rsyslog import RsyslogReceiver, free_port
+from support.rsyslog import RsyslogReceiver
 
 from siemconn import __version__
 from siemconn.cli import main
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.devtools.harness import free_port
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
-__all__ = ["TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
+__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
 
 CONNECT_TIMEOUT = 10.0
 API_CONNECT_TIMEOUT = 5.0  # `check`'s TCP probe of the API: a clear answer within seconds

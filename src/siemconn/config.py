@@ -36,6 +36,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from siemconn.errors import ConfigError
 
+__all__ = [
+    "ConfigFile",
+    "LEEF_DELIMITERS",
+    "LocalSettings",
+    "OFF",
+    "REQUIRED_STREAMS",
+    "Configuration",
+    "Credentials",
+    "FACILITIES",
+    "LEGACY_HOSTNAME",
+    "SEVERITIES",
+    "STREAMS",
+    "SchedulerConfig",
+    "ServerConfig",
+    "Settings",
+    "is_loopback",
+    "is_valid_host",
+    "load_configuration",
+    "load_local_settings",
+    "load_settings",
+    "validate_cron",
+]
+
 STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring", "health", "lockdown")
 # the reference's three streams: their `scheduler` keys are required; health and lockdown are opt-in
 REQUIRED_STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["REDACTED", "MIN_FRAGMENT", "Redactor", "get_logger", "setup_logging", "open_private_log"]
+__all__ = ["MIN_FRAGMENT", "REDACTED", "Redactor", "get_logger", "open_private_log", "setup_logging"]
 
 REDACTED = "***"
 MIN_FRAGMENT = 12  # a run of this many characters of a secret is masked wherever it appears
@@ -231,5 +231,6 @@ def setup_logging(
     return redactor
 
 
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """The structlog logger of module `name` (snake_case event names, key/value fields)."""
+    return structlog.stdlib.get_logger(name)

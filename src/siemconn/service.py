@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiocron  # type: ignore[import-untyped]
+import aiocron
 
 from siemconn import __version__
 from siemconn.cli import ExitCode
@@ -61,6 +61,8 @@ from siemconn.rux.client import RuxClient
 from siemconn.rux.health import health_event
 from siemconn.rux.streams import TIMESTAMP_FORMAT, StreamSpec, api_path, stream_specs
 from siemconn.syslog.pool import WriterPool
+
+__all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "Service", "run_service"]
 
 log = get_logger("siemconn.service")
 

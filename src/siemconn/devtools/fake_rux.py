@@ -62,6 +62,18 @@ import orjson
 from siemconn.devtools.events import STREAM_ENDPOINTS, EventFactory, GeneratedEvent
 from siemconn.devtools.snapshots import Lockdowns, health_body
 
+__all__ = [
+    "API_VERSIONS",
+    "FakeRux",
+    "Fault",
+    "INVALID_REFRESH_TEXT",
+    "Knobs",
+    "REAUTH_TEXT",
+    "RequestRecord",
+    "main",
+    "parse_timestamp",
+]
+
 REAUTH_TEXT = "Authentication Error. Please try reauthenticating using API client credentials."
 INVALID_REFRESH_TEXT = "Invalid refresh token. Please reauthenticate using client credentials and try again."
 API_VERSIONS: dict[str, tuple[str, ...]] = {

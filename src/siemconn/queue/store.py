@@ -77,7 +77,7 @@ from siemconn.queue.housekeeping import (
     free_pages_bytes,
     retention_floor,
 )
-from siemconn.queue.opening import QueueState, open_file, prepare_state
+from siemconn.queue.opening import QueueState, close_opened, open_file, prepare_state
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import (
@@ -215,7 +215,6 @@ class DurableQueue:
         """
         data_dir = Path(data_dir)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
-        loop = asyncio.get_running_loop()
         replays: dict[int, int] = {}
 
         def floor_of(conn: sqlite3.Connection, state: QueueState) -> int:
@@ -231,10 +230,14 @@ class DurableQueue:
                 floor_of=floor_of,
             )
 
+        opening = executor.submit(do_open)
         try:
-            pages, lock_fd, state = await loop.run_in_executor(executor, do_open)
+            pages, lock_fd, state = await asyncio.wrap_future(opening)
         except BaseException:
+            # cancelled while the worker still opens: wait for it, then close what it opened
             executor.shutdown(wait=True)
+            if not opening.cancelled() and opening.exception() is None:
+                close_opened(*opening.result()[:2])
             raise
         return cls(
             executor=executor,

@@ -35,7 +35,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -54,6 +54,8 @@ from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
 from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.streams import StreamSpec, api_path, build_params, probe_params
+
+__all__ = ["Page", "RuxClient", "TOKEN_PATH", "parse_retry_after"]
 
 log = get_logger("siemconn.rux")
 
@@ -125,7 +127,7 @@ def _loads(content: bytes) -> Any:
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # what the queue (SQLite INTEGER) can store
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 

@@ -52,6 +52,19 @@ from siemconn.config import LEGACY_HOSTNAME, ServerConfig
 from siemconn.syslog.cef import CefEncoder
 from siemconn.syslog.leef import LeefEncoder
 
+__all__ = [
+    "Formatter",
+    "Framing",
+    "default_hostname",
+    "encode_event",
+    "fit_datagram",
+    "format_message",
+    "frame",
+    "parse_event_timestamp",
+    "rfc3339",
+    "sanitize_field",
+]
+
 Framing = Literal["lf", "octet-counting"]
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -28,11 +28,21 @@ import struct
 import sys
 import termios
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.logging import get_logger
+
+__all__ = [
+    "DEFAULT_SETTLE_SECONDS",
+    "DatagramTransport",
+    "StreamTransport",
+    "Transport",
+    "build_tls_context",
+    "handshake_error",
+    "open_transport",
+]
 
 log = get_logger(__name__)
 
@@ -413,8 +423,7 @@ class DatagramTransport:
             send(f)
         loop = asyncio.get_running_loop()
         delay = 0.0005
-        buffered: Any = self._transport  # get_write_buffer_size exists on it; typeshed lacks it
-        while buffered.get_write_buffer_size() > 0:
+        while self._transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]  # typeshed omits it; asyncio's datagram transports have it
             self._check("during the write")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
