@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -59,3 +60,10 @@ def _reset_logging() -> Iterator[None]:
     for h in list(root.handlers):
         root.removeHandler(h)
     structlog.reset_defaults()
+
+
+@pytest.fixture(autouse=True)
+def _private_runtime_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service run in-process writes its runtime record (siemconn.ops.runtime) here, not in /run."""
+    path: Path = tmp_path_factory.mktemp("run")
+    monkeypatch.setenv("SIEMCONN_RUNTIME_DIR", str(path))

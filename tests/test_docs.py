@@ -66,7 +66,7 @@ def test_bench_still_rewrites_only_its_block_inside_measured_figures(
 
 
 def test_bench_schedule_is_valid_and_every_ten_seconds() -> None:
-    (spec,) = re.findall(r'every10s = "([^"]+)"', (ROOT / "bench" / "run.py").read_text())
+    (spec,) = re.findall(r'schedule="([^"]+)"', (ROOT / "bench" / "run.py").read_text())
     assert validate_cron(spec) == spec == "*/10 * * * * *"
 
 

@@ -335,6 +335,8 @@ def test_unit_settings(unit: str) -> None:
     assert s["WorkingDirectory"] == [f"/var/lib/siemconn{suffix}"]
     assert s["StateDirectory"] == [f"siemconn{suffix}"]
     assert s["LogsDirectory"] == [f"siemconn{suffix}"]
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # SIGHUP reloads (issue 15)
+    assert s["RuntimeDirectory"] == [f"siemconn{suffix}"]  # where `status` finds the running service
 
 
 def test_template_differs_only_by_instance() -> None:
@@ -351,6 +353,7 @@ def test_template_differs_only_by_instance() -> None:
         "StateDirectory",
         "LogsDirectory",
         "ConfigurationDirectory",
+        "RuntimeDirectory",
     }
 
 

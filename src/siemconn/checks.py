@@ -1,7 +1,7 @@
 """Operator commands that do one thing and report: `check`, `status`, `send-test`.
 
 `status` and `send-test` take `LocalSettings` (config.json only): they never call the API, so they need
-no credentials. `check` answers each problem in one line within seconds: it first opens a plain TCP
+no credentials; `locate_queue` is how `status` and `replay` find the queue a running service uses. `check` answers each problem in one line within seconds: it first opens a plain TCP
 connection (to the API, and to a TLS syslog server before its handshake), so a refused port, a silent
 firewall and a peer that does not speak TLS are told apart instead of ending in a retry loop.
 """
@@ -14,7 +14,9 @@ import json
 import os
 import socket
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 import httpx
@@ -24,7 +26,9 @@ from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
+from siemconn.ops.runtime import RuntimeRecord, find_record
 from siemconn.queue import export_row, read_quarantine, read_status, render_status
+from siemconn.queue.status import report_dict
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
@@ -241,14 +245,96 @@ async def _check_api(settings: Settings) -> tuple[RuxClient | None, str]:
     return client, f"token obtained from {base_url}"
 
 
-def print_status(settings: LocalSettings, out: TextIO) -> int:
-    """Print checkpoints, last polls and queue depths; read-only, safe while the service runs."""
+@dataclass(frozen=True, slots=True)
+class QueueLocation:
+    """Where `status`/`replay` look for the queue, and why there (printed, so the answer is never
+    silently about another queue)."""
+
+    config: Path  # absolute
+    data_dir: Path  # absolute
+    how: str  # one line: how data_dir was found
+    record: RuntimeRecord | None
+    configured: str  # data_dir as written in config.json
+    guessed: bool = False  # a relative data_dir taken from this shell's directory: may not be the service's
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    def not_found_hint(self) -> str:
+        """What to do when there is no queue at data_dir."""
+        if Path(self.configured).is_absolute():
+            return (
+                f"data_dir {self.configured!r} has no queue yet: the service has not run with this "
+                "config, or runs with another config file"
+            )
+        return (
+            f"data_dir {self.configured!r} in {self.config} is relative: the service takes it from ITS "
+            f"working directory, and no running service was found for this config (looked for its "
+            "runtime record), so it was taken from this shell's directory. Run status from the service's "
+            "working directory (systemd: WorkingDirectory=, e.g. cd /var/lib/siemconn), or pass "
+            "--data-dir /path/to/data"
+        )
+
+
+def locate_queue(config_path: Path, configured: str, data_dir: str | None = None) -> QueueLocation:
+    """The queue to report on: --data-dir if given; else the data_dir of a running service that uses
+    this config file (its runtime record, siemconn.ops.runtime); else `configured` (config.json's data_dir), a relative one
+    from the current directory (as `run` takes it)."""
+    config = Path(config_path).absolute()
+    if data_dir is not None:
+        return QueueLocation(config, Path(data_dir).absolute(), "from --data-dir", None, configured)
+    record = find_record(config)
+    if record is not None:
+        how = f"from the running service (pid {record.pid}, working directory {record.cwd})"
+        return QueueLocation(config, record.data_dir, how, record, configured)
+    if Path(configured).is_absolute():
+        return QueueLocation(config, Path(configured), "from config.json", None, configured)
+    how = f"from config.json ({configured!r}, relative: taken from the current directory {Path.cwd()})"
+    return QueueLocation(config, Path(configured).absolute(), how, None, configured, guessed=True)
+
+
+def _lost(exists: bool, loc: QueueLocation) -> bool:
+    """No queue where status looked, and that place was a guess or given by hand: exit 1."""
+    return not exists and (loc.guessed or loc.how == "from --data-dir")
+
+
+def print_status(
+    settings: LocalSettings, out: TextIO, *, data_dir: str | None = None, as_json: bool = False
+) -> int:
+    """Print the paths used, checkpoints, last polls and per-server delivery; read-only, safe while the
+    service runs. With no queue where it looked it says so with the path and the fix; that exits 1 when
+    the path was a guess (a relative data_dir and no running service found, or --data-dir), 0 when it is
+    the config's own absolute data_dir (the service has not run yet)."""
+    loc = locate_queue(settings.config_path, settings.configuration.data_dir, data_dir)
     try:
-        report = read_status(settings.data_dir)
+        report = read_status(loc.data_dir)
     except QueueError as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED
-    print(render_status(report, streams_off=settings.configuration.scheduler.disabled), file=out)
+    protocols = {s.name: s.server_protocol for s in settings.servers}
+    scheduler = settings.configuration.scheduler
+    if as_json:
+        data = {
+            "config": str(loc.config),
+            "data_dir": str(loc.data_dir),
+            "data_dir_found": loc.how,
+            **report_dict(report),
+            "streams_off": list(scheduler.disabled),
+            "protocols": protocols,
+        }
+        if not report.exists:
+            data["error"] = f"no queue database yet at {loc.database}; {loc.not_found_hint()}"
+        print(json.dumps(data, indent=2, default=str), file=out)
+        return ExitCode.UNEXPECTED if _lost(report.exists, loc) else ExitCode.OK
+    print(f"config: {loc.config}", file=out)
+    print(f"data_dir: {loc.data_dir} ({loc.how})", file=out)
+    print(render_status(report, streams_off=scheduler.disabled, protocols=protocols), file=out)
+    if not report.exists:
+        lost = _lost(report.exists, loc)
+        print(f"{'error: ' if lost else ''}no queue database yet at {loc.database}", file=out)
+        print(f"hint: {loc.not_found_hint()}", file=out)
+        return ExitCode.UNEXPECTED if lost else ExitCode.OK
     udp = [s.name for s in settings.servers if s.server_protocol == "UDP"]
     if udp:
         print(
@@ -257,6 +343,11 @@ def print_status(settings: LocalSettings, out: TextIO) -> int:
             file=out,
         )
     return ExitCode.OK
+
+
+def _queue_dir(settings: LocalSettings) -> Path:
+    """The data_dir of the service that runs with this config (found as `status` finds it)."""
+    return locate_queue(settings.config_path, settings.configuration.data_dir, None).data_dir
 
 
 def quarantine_export(settings: LocalSettings, output: str | None, out: TextIO, err: TextIO) -> int:
@@ -280,7 +371,7 @@ def quarantine_export(settings: LocalSettings, output: str | None, out: TextIO, 
 
 def _write_quarantine(settings: LocalSettings, f: TextIO) -> int:
     n = 0
-    for q in read_quarantine(settings.data_dir):
+    for q in read_quarantine(_queue_dir(settings)):
         f.write(json.dumps(export_row(q), ensure_ascii=False) + "\n")
         n += 1
     f.flush()
@@ -290,7 +381,7 @@ def _write_quarantine(settings: LocalSettings, f: TextIO) -> int:
 def quarantine_count(settings: LocalSettings, out: TextIO) -> int:
     """Print the number of quarantined events, per stream (and destination) and reason."""
     try:
-        report = read_status(settings.data_dir)
+        report = read_status(_queue_dir(settings))
     except QueueError as exc:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED

@@ -1,9 +1,9 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, `siemconn quarantine export
-[--output FILE] | count --config PATH`, and `--version`; the process
-exit codes (`ExitCode`, documented in the README and in `--help`).
+"""Command line: `siemconn run | check | status | send-test | replay --config PATH`, `siemconn quarantine
+export [--output FILE] | count --config PATH`, and `--version`; the process exit codes (`ExitCode`,
+documented in the README and in `--help`).
 
-`run` and `check` load config.json and the API credentials; `status` and `send-test` never call the
-API and load config.json alone, so they work with BASE_URL / CLIENT_ID / CLIENT_SECRET unset.
+`run` and `check` load config.json and the API credentials; `status`, `send-test` and `replay` never call
+the API and load config.json alone, so they work with BASE_URL / CLIENT_ID / CLIENT_SECRET unset.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ class ExitCode:
 
 
 EPILOG = f"""\
-environment (run and check; status and send-test need none of it):
+environment (run and check; status, send-test and replay need none of it):
   BASE_URL             the tenant portal, https://<tenant>.<region>.portal.vectra.ai
   CLIENT_ID            API client id (Vectra UI: Manage > API Clients)
   CLIENT_SECRET        API client secret, or CLIENT_SECRET_FILE naming a file that holds it
   SIEMCONN_TUNING=off  keep glibc malloc's defaults (run)
+  SIEMCONN_RUNTIME_DIR where run writes, and status/replay look for, the record naming its queue
 
 exit codes:
   {ExitCode.OK:<3}  clean stop; every check passed
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _config_arg(sp)
+        if name == "status":
+            sp.add_argument(
+                "--data-dir",
+                default=None,
+                help="the queue's directory (default: found as the service has it)",
+            )
+            sp.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
     qp = sub.add_parser(
         "quarantine",
         help="events kept instead of sent (bad bytes, unparseable, unformattable): export or count them",
@@ -97,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
     ep.add_argument("--output", default=None, help="file to write (created 0600); default: stdout")
     _config_arg(ep)
     _config_arg(qsub.add_parser("count", help="count quarantined events per stream and reason"))
+    text = "re-send the retained events of a time window to one server (the running service sends them)"
+    rp = sub.add_parser(
+        "replay",
+        help=text,
+        description=text + ". The window is in event time (event_timestamp), [--since, --until). Needs "
+        "retain_hours > 0 (delivered events are kept that long); no API credentials needed.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
+    rp.add_argument("--server", required=True, help="the server's name in config.json")
+    rp.add_argument(
+        "--since", required=True, help="start of the window: ISO 8601 (UTC if no zone), or 30m, 6h, 2d (ago)"
+    )
+    rp.add_argument("--until", default=None, help="end of the window, exclusive (default: now)")
+    rp.add_argument(
+        "--stream", default=None, help="only this stream (default: every stream the server takes)"
+    )
+    rp.add_argument("--data-dir", default=None, help="the queue's directory (default: found as for status)")
     return p
 
 
@@ -130,6 +157,10 @@ def _load_local(path: str, err: TextIO) -> LocalSettings | None:
 
 
 def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.command == "replay":
+        from siemconn.replay_cli import request_replay
+
+        return request_replay(args, out, err)
     if args.command in ("status", "send-test", "quarantine"):
         local = _load_local(args.config, err)
         if local is None:
@@ -137,7 +168,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if args.command == "status":
             from siemconn.checks import print_status
 
-            return print_status(local, out)
+            return print_status(local, out, data_dir=args.data_dir, as_json=args.json)
         if args.command == "quarantine":
             from siemconn.checks import quarantine_count, quarantine_export
 

@@ -236,6 +236,7 @@ class ServerConfig(_Strict):
     # UDP: messages per second; 0 = unpaced (the behaviour before pacing existed)
     udp_rate_limit: int = DEFAULT_UDP_RATE_LIMIT
     streams: tuple[str, ...] | None = None  # None: every enabled stream
+    start_at: Literal["now", "retained"] = "now"  # a new server: from now, or with the retained pages
 
     @field_validator("name", mode="before")
     @classmethod
@@ -502,6 +503,7 @@ class Configuration(_Strict):
     max_backoff_seconds: float = 300.0
     metrics_address: str | None = None
     health_window_seconds: float = 300.0
+    retain_hours: float = 0.0  # keep delivered pages this long for `siemconn replay` (0: reclaim them)
 
     @field_validator("retry_count", mode="before")
     @classmethod
@@ -522,6 +524,13 @@ class Configuration(_Strict):
     def _lookback(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 24 * 366:
             raise _err("lookback", "is not a lookback; expected hours 0-8784 (0 = start from now)")
+        return v
+
+    @field_validator("retain_hours", mode="before")
+    @classmethod
+    def _retain(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 24 * 366:
+            raise _err("retain", "is not a retention; expected hours 0-8784 (0 = reclaim delivered pages)")
         return v
 
     @field_validator("timezone", mode="before")

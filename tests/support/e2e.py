@@ -115,6 +115,8 @@ class Connector:
             "CLIENT_ID": CLIENT_ID,
             "CLIENT_SECRET": SECRET,
             "PYTHONUNBUFFERED": "1",
+            # the runtime record (how `status` finds a running service) stays in the test's directory
+            "SIEMCONN_RUNTIME_DIR": str(workdir / "run"),
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0

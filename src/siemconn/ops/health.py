@@ -45,6 +45,12 @@ class Health:
         self._last_beat = self._started
         self._servers: dict[str, _ServerState] = {name: _ServerState() for name in servers}
 
+    def reconfigure(self, servers: Iterable[str], window: float) -> None:
+        """A reload: keep the state of servers still configured, forget removed ones, add new ones."""
+        names = list(servers)
+        self._window = float(window)
+        self._servers = {name: self._servers.get(name) or _ServerState() for name in names}
+
     def loop_alive(self) -> None:
         """Record that the event loop runs (call every few seconds)."""
         self._last_beat = self._clock()

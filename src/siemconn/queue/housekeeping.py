@@ -5,6 +5,12 @@ checkpoint and dedupe high-water mark are folded into `checkpoints` in the same 
 it, and `meta.seq_floor` keeps the head, so what is derived from stored pages never goes backwards. Work is
 done in bounded transactions so the writer is never held for long. Freed SQLite pages are reused first;
 incremental vacuum returns them to the file system once enough pile up.
+
+Retention (`retain_hours`): delivered pages younger than the retention are kept for replays, so the floor
+pages are deleted below is the lower of the delivery floor (the lowest cursor, or a running replay's
+position) and the first page committed within the retention. Retained pages count against the same caps
+as the backlog: never more than `max_events` retained events, and under the disk floor the oldest retained
+pages are reclaimed first (`reclaim_retained`), before fetching pauses.
 """
 
 from __future__ import annotations
@@ -13,15 +19,40 @@ import sqlite3
 
 from siemconn.queue.schema import NO_CHECKPOINT, PAGE_TABLE
 
-__all__ = ["HOUSEKEEPING_PAGES", "delete_passed_pages", "free_pages_bytes"]
+__all__ = [
+    "HOUSEKEEPING_PAGES",
+    "delete_passed_pages",
+    "first_stored_seq",
+    "free_pages_bytes",
+    "retention_floor",
+]
 
 HOUSEKEEPING_PAGES = 512  # pages deleted per housekeeping transaction
 _VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQLite pages pile up
 _VACUUM_STEP_PAGES = 2048
 
 
-def delete_passed_pages(conn: sqlite3.Connection, floor: int) -> int:
-    """Delete the pages whose events all lie below `floor` (the lowest cursor). Returns pages deleted."""
+def first_stored_seq(conn: sqlite3.Connection) -> int | None:
+    """first_seq of the oldest stored page, or None when no page is stored."""
+    row = conn.execute(f"SELECT first_seq FROM {PAGE_TABLE} ORDER BY first_seq LIMIT 1").fetchone()
+    return None if row is None else int(row[0])
+
+
+def retention_floor(conn: sqlite3.Connection, delivery_floor: int, cutoff: float, max_events: int) -> int:
+    """The floor with retention: the first page committed at or after `cutoff` (unix time), but no lower
+    than delivery_floor - max_events (retained events count against the cap), and never above
+    delivery_floor (undelivered pages are never deleted)."""
+    row = conn.execute(
+        f"SELECT first_seq FROM {PAGE_TABLE} WHERE timestamp >= ? AND first_seq < ? ORDER BY first_seq LIMIT 1",
+        (cutoff, delivery_floor),
+    ).fetchone()
+    keep = delivery_floor if row is None else int(row[0])
+    return min(delivery_floor, max(keep, delivery_floor - max_events))
+
+
+def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int | None = None) -> int:
+    """Delete the pages whose events all lie below `floor` (the lowest cursor), oldest first; at most
+    `max_pages` if given. Returns pages deleted."""
     deleted = 0
     while True:
         conn.execute("BEGIN IMMEDIATE")
@@ -29,7 +60,10 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int) -> int:
             rows = conn.execute(
                 f"SELECT first_seq, n, key, next_checkpoint, last_event_id FROM {PAGE_TABLE} "
                 "WHERE first_seq < ? ORDER BY first_seq LIMIT ?",
-                (floor, HOUSEKEEPING_PAGES),
+                (
+                    floor,
+                    HOUSEKEEPING_PAGES if max_pages is None else min(HOUSEKEEPING_PAGES, max_pages - deleted),
+                ),
             ).fetchall()
             rows = [r for r in rows if r[0] + r[1] <= floor]
             if not rows:
@@ -63,7 +97,7 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int) -> int:
                 conn.execute("ROLLBACK")
             raise
         deleted += len(rows)
-        if len(rows) < HOUSEKEEPING_PAGES:
+        if len(rows) < HOUSEKEEPING_PAGES or (max_pages is not None and deleted >= max_pages):
             break
     return deleted
 

@@ -12,13 +12,14 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from siemconn.logging import get_logger
 from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lock, take_lock
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error
-from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
+from siemconn.queue.housekeeping import delete_passed_pages, first_stored_seq, free_pages_bytes
 from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
 from siemconn.queue.routing import Routes, reconcile_routes
 from siemconn.queue.schema import (
@@ -32,7 +33,7 @@ from siemconn.queue.schema import (
     stored_head,
 )
 
-__all__ = ["QueueState", "close_opened", "make_private", "open_file"]
+__all__ = ["QueueState", "close_opened", "make_private", "open_file", "prepare_state"]
 
 _QUEUE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
@@ -78,12 +79,17 @@ def _load_state(conn: sqlite3.Connection) -> QueueState:
 
 
 def _reconcile_destinations(
-    conn: sqlite3.Connection, state: QueueState, destinations: list[str], new: bool
+    conn: sqlite3.Connection,
+    state: QueueState,
+    destinations: list[str],
+    new: bool,
+    start_retained: Collection[str] = (),
 ) -> None:
     for dest in list(state.cursors):
         if dest not in destinations:
             pending = state.head - state.cursors[dest]
             conn.execute("DELETE FROM cursors WHERE destination = ?", (dest,))
+            conn.execute("DELETE FROM destinations WHERE destination = ?", (dest,))
             del state.cursors[dest]
             log.warning(
                 "queue_destination_removed",
@@ -91,19 +97,28 @@ def _reconcile_destinations(
                 undelivered_events_dropped=pending,
                 detail="no longer in the configuration; its cursor is dropped and it gets no more events",
             )
+    oldest = first_stored_seq(conn)
     for dest in destinations:
         if dest not in state.cursors:
+            retained = dest in start_retained and oldest is not None and oldest < state.head
+            start = oldest if retained and oldest is not None else state.head
             conn.execute(
                 "INSERT INTO cursors (destination, seq, added) VALUES (?, ?, ?)",
-                (dest, state.head, time.time()),
+                (dest, start, time.time()),
             )
-            state.cursors[dest] = state.head
+            state.cursors[dest] = start
             if not new:
                 log.info(
                     "queue_destination_added",
                     destination=dest,
-                    starts_at=state.head,
-                    detail="new destination starts from now; it does not receive the existing backlog",
+                    starts_at=start,
+                    start_at="retained" if retained else "now",
+                    detail=(
+                        f"new destination starts with the {state.head - start} events still stored "
+                        "(start_at retained)"
+                        if retained
+                        else "new destination starts from now; it does not receive the existing backlog"
+                    ),
                 )
 
 
@@ -146,8 +161,35 @@ def _migrate(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
     log.info("queue_schema_migrated", database=str(db_path), from_version=version, to_version=SCHEMA_VERSION)
 
 
+def prepare_state(
+    conn: sqlite3.Connection,
+    destinations: list[str],
+    routes: Routes | None,
+    *,
+    new: bool = False,
+    start_retained: Collection[str] = (),
+    floor_of: Callable[[sqlite3.Connection, QueueState], int] | None = None,
+) -> tuple[QueueState, int]:
+    """Load the state from the file and reconcile it with the configured destinations and routes, then
+    delete the pages below the floor (`floor_of(conn, state)`, default the lowest cursor). Used at open and by
+    `DurableQueue.reconfigure` (a reload), on the worker thread. Returns (state, pages deleted)."""
+    state = _load_state(conn)
+    _reconcile_destinations(conn, state, destinations, new, start_retained)
+    state.routes = {d: (routes or {}).get(d) for d in destinations}
+    state.pending = reconcile_routes(conn, state.routes, state.cursors, state.head, state.checkpoints.keys())
+    floor = floor_of(conn, state) if floor_of is not None else min(state.cursors.values(), default=state.head)
+    deleted = delete_passed_pages(conn, floor)
+    state.free_pages_bytes = free_pages_bytes(conn)
+    return state, deleted
+
+
 def open_file(
-    data_dir: Path, destinations: list[str], routes: Routes | None = None
+    data_dir: Path,
+    destinations: list[str],
+    routes: Routes | None = None,
+    *,
+    start_retained: Collection[str] = (),
+    floor_of: Callable[[sqlite3.Connection, QueueState], int] | None = None,
 ) -> tuple[PageLog, int, QueueState]:
     """All of open's I/O (on the worker thread): lock, check, create, load, reconcile, housekeeping.
 
@@ -183,15 +225,10 @@ def open_file(
                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                 (time.time(),),
             )
-            state = _load_state(conn)
-            _reconcile_destinations(conn, state, destinations, new)
-            state.routes = {d: (routes or {}).get(d) for d in destinations}
-            state.pending = reconcile_routes(
-                conn, state.routes, state.cursors, state.head, state.checkpoints.keys()
+            state, deleted = prepare_state(
+                conn, destinations, routes, new=new, start_retained=start_retained, floor_of=floor_of
             )
-            floor = min(state.cursors.values(), default=state.head)
-            pages.total = max(0, pages.total - delete_passed_pages(conn, floor))
-            state.free_pages_bytes = free_pages_bytes(conn)
+            pages.total = max(0, pages.total - deleted)
         except (sqlite3.Error, OSError) as exc:
             raise classify_sqlite_error(exc, db_path) from exc
     except BaseException:

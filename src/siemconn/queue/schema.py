@@ -12,10 +12,13 @@ checkpoints and the cursors are kept. A file of a newer version (written by a ne
 with a clear error and left unchanged: downgrading siemconn over a migrated queue is not supported.
 Version 1: pages, checkpoints, cursors, polls, meta. Version 2 adds the `quarantine` table.
 
-Added without a version bump (CREATE ... IF NOT EXISTS, so an older siemconn opens the file and ignores
-them): `routes` (which streams a destination takes, NULL = every stream), `stream_state` (per key state
-committed with its pages, e.g. the last-seen lockdown list) and the index `page_log_key_first_seq` that
-lets a destination find the next page of the streams it takes.
+Added without a schema version bump (every statement is CREATE ... IF NOT EXISTS, so a file written by an
+earlier siemconn is opened as is): `routes` (which streams a destination takes, NULL = every stream),
+`stream_state` (per key state committed with its pages, e.g. the last-seen lockdown list) and the index
+`page_log_key_first_seq` that lets a destination find the next page of the streams it takes;
+`destinations` (per destination: events delivered, the last one delivered, up/down state and since when;
+written with the ack's cursor commit and on state changes, read by `siemconn status`) and `replays`
+(re-send requests `siemconn replay` inserts and the service works through).
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ OUR_TABLES = frozenset(
         "routes",
         "stream_state",
         QUARANTINE_TABLE,
+        "destinations",
+        "replays",
     }
 )
 SIDE_TABLES = (
@@ -78,6 +83,13 @@ SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS stream_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS page_log_key_first_seq ON {PAGE_TABLE} (key, first_seq, n)",
     QUARANTINE_DDL,
+    "CREATE TABLE IF NOT EXISTS destinations (destination TEXT PRIMARY KEY, "
+    "delivered INTEGER NOT NULL DEFAULT 0, last_event_id INTEGER, last_event_time TEXT, "
+    "last_delivered_at REAL, state TEXT, state_since REAL, reason TEXT)",
+    "CREATE TABLE IF NOT EXISTS replays (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, "
+    "since REAL NOT NULL, until REAL NOT NULL, stream TEXT, requested_at REAL NOT NULL, "
+    "state TEXT NOT NULL DEFAULT 'pending', start_seq INTEGER, end_seq INTEGER, position INTEGER, "
+    "events INTEGER NOT NULL DEFAULT 0, detail TEXT)",
 )
 # MIGRATIONS[v]: the statements that take a version-v file to version v + 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {

@@ -3,21 +3,35 @@
 `read_status(data_dir)` opens the SQLite file with a `mode=ro` URI, so it works while the service runs
 (WAL mode lets readers run beside the one writer) and never takes the data_dir lock. It reads everything
 inside one read transaction, so the figures are one consistent snapshot.
+
+Per destination it reads the delivery record the service keeps in `destinations` (events delivered, the
+last one delivered, up/down state and since when) and, when the file has a `quarantine` table (events
+set aside with a reason), how many of its streams' events are quarantined. Tables a file does not have
+yet are reported as unknown (None), never as zero. `report_dict` gives the same figures for `--json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
 from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
-from siemconn.queue.routing import Routes, load_routes, next_taken_page, taken_events, taken_keys
+from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
+from siemconn.queue.routing import (
+    Routes,
+    load_routes,
+    next_taken_page,
+    stream_of,
+    taken_events,
+    taken_keys,
+)
 from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, NO_CHECKPOINT, PAGE_TABLE, stored_head
 
 __all__ = [
@@ -29,6 +43,7 @@ __all__ = [
     "read_quarantine",
     "read_status",
     "render_status",
+    "report_dict",
 ]
 
 
@@ -49,6 +64,14 @@ class DestinationStatus:
     depth: int  # undelivered events (of the streams it takes)
     oldest_age: float | None  # seconds since the oldest undelivered event was committed
     streams: tuple[str, ...] | None = None  # the streams it takes; None: every stream
+    delivered: int | None = None  # events accepted by the server (None: not recorded by this file)
+    last_event_id: int | None = None
+    last_event_time: str | None = None  # the last delivered event's event_timestamp, as the API sent it
+    last_delivered_at: float | None = None
+    state: str | None = None  # up | retrying | down | starting | stopped, as the service last recorded it
+    state_since: float | None = None
+    reason: str | None = None  # why it is not up
+    quarantined: int | None = None  # events of its streams in quarantine (None: no quarantine table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +96,8 @@ class StatusReport:
     streams: tuple[StreamStatus, ...]
     destinations: tuple[DestinationStatus, ...]
     generated_at: float
+    quarantine: dict[str, int] | None = None  # stream -> quarantined events (None: no quarantine table)
+    replays: tuple[ReplayRequest, ...] = ()  # the most recent replay requests
     quarantined: tuple[QuarantineCount, ...] = ()
 
     @property
@@ -163,6 +188,9 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
             head = stored_head(conn)
             routes: Routes = load_routes(conn) if _has_table(conn, "routes") else {}
             keys = [str(k) for (k,) in conn.execute(f"SELECT DISTINCT key FROM {PAGE_TABLE}")]
+            records = _destination_records(conn)
+            quarantine = _quarantine_counts(conn)
+            replays = _recent_replays(conn)
             dests: list[DestinationStatus] = []
             for dest, seq in conn.execute(
                 "SELECT destination, seq FROM cursors ORDER BY destination"
@@ -187,16 +215,36 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                             f"SELECT timestamp FROM {PAGE_TABLE} ORDER BY first_seq LIMIT 1"
                         ).fetchone()
                     age = max(0.0, now - float(r[0])) if r else None
+                rec = records.get(dest)
+                known = records is not _NO_TABLE
                 dests.append(
-                    DestinationStatus(dest, depth, age, None if taken is None else tuple(sorted(taken)))
+                    DestinationStatus(
+                        dest,
+                        depth,
+                        age,
+                        None if taken is None else tuple(sorted(taken)),
+                        delivered=(rec.delivered if rec else 0) if known else None,
+                        last_event_id=rec.last_event_id if rec else None,
+                        last_event_time=rec.last_event_time if rec else None,
+                        last_delivered_at=rec.last_delivered_at if rec else None,
+                        state=rec.state if rec else None,
+                        state_since=rec.state_since if rec else None,
+                        reason=rec.reason if rec else None,
+                        quarantined=None
+                        if quarantine is None
+                        else sum(
+                            n for st, n in quarantine.items() if taken is None or stream_of(st) in taken
+                        ),
+                    )
                 )
             quarantined: list[QuarantineCount] = []
             if conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (QUARANTINE_TABLE,)
             ).fetchone():  # a version 1 file (not yet opened by this siemconn) has no quarantine
-                quarantined = [
-                    QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
-                ]
+                with contextlib.suppress(sqlite3.OperationalError):  # a table of another shape: no counts
+                    quarantined = [
+                        QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
+                    ]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise classify_sqlite_error(exc, db) from exc
@@ -204,7 +252,76 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         conn.close()
     keys = sorted(set(cps) | set(polls))
     streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
-    return StatusReport(data_dir, db, True, pid, streams, tuple(dests), now, tuple(quarantined))
+    return StatusReport(
+        data_dir, db, True, pid, streams, tuple(dests), now, quarantine, replays, tuple(quarantined)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    delivered: int
+    last_event_id: int | None
+    last_event_time: str | None
+    last_delivered_at: float | None
+    state: str | None
+    state_since: float | None
+    reason: str | None
+
+
+_NO_TABLE: dict[str, _Record] = {}
+
+
+def _opt_int(v: object) -> int | None:
+    return None if v is None else int(str(v))
+
+
+def _opt_float(v: object) -> float | None:
+    return None if v is None else float(str(v))
+
+
+def _opt_str(v: object) -> str | None:
+    return None if v is None else str(v)
+
+
+def _destination_records(conn: sqlite3.Connection) -> dict[str, _Record]:
+    """destination -> its delivery record; `_NO_TABLE` (identity) when the file has no such table."""
+    if not _has_table(conn, "destinations"):
+        return _NO_TABLE
+    out: dict[str, _Record] = {}
+    for row in conn.execute(
+        "SELECT destination, delivered, last_event_id, last_event_time, last_delivered_at, state, "
+        "state_since, reason FROM destinations"
+    ):
+        out[str(row[0])] = _Record(
+            int(row[1] or 0),
+            _opt_int(row[2]),
+            _opt_str(row[3]),
+            _opt_float(row[4]),
+            _opt_str(row[5]),
+            _opt_float(row[6]),
+            _opt_str(row[7]),
+        )
+    return out
+
+
+def _quarantine_counts(conn: sqlite3.Connection) -> dict[str, int] | None:
+    """Quarantined events per stream, from the `quarantine` table if this file has one (it needs a
+    `stream` column); None otherwise. A hook: the quarantine itself is written elsewhere."""
+    if not _has_table(conn, "quarantine"):
+        return None
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(quarantine)")}
+    if "stream" not in columns:
+        return None
+    return {
+        str(st): int(n) for st, n in conn.execute("SELECT stream, COUNT(*) FROM quarantine GROUP BY stream")
+    }
+
+
+def _recent_replays(conn: sqlite3.Connection, limit: int = 10) -> tuple[ReplayRequest, ...]:
+    if not _has_table(conn, "replays"):
+        return ()
+    rows = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+    return tuple(request_of(r) for r in reversed(rows))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -229,9 +346,21 @@ def _fmt_age(age: float | None) -> str:
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
 
 
-def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> str:
-    """Human-readable text of a StatusReport (plain ASCII, fixed columns); `streams_off` (from the
-    configuration) are listed as off."""
+def _since(ts: float | None, now: float) -> str:
+    if ts is None:
+        return ""
+    return f" since {_fmt_time(ts)} ({_fmt_age(max(0.0, now - ts))} ago)"
+
+
+def render_status(
+    report: StatusReport,
+    *,
+    streams_off: Sequence[str] = (),
+    protocols: Mapping[str, str] | None = None,
+) -> str:
+    """Human-readable text of a StatusReport (plain ASCII); `streams_off` (from the configuration) are
+    listed as off; `protocols` (server -> TCP/UDP/TLS) label UDP counts as "sent" (UDP has no ack)."""
+    protocols = protocols or {}
     lines = [f"queue: {report.database}"]
     if report.running_pid is not None:
         lines.append(f"service: running (pid {report.running_pid})")
@@ -250,13 +379,17 @@ def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> s
         else:
             by_dest[q.destination] = by_dest.get(q.destination, 0) + q.count
     lines.append("")
-    lines.append(f"{'stream':<26}{'checkpoint':>14}{'quarantined':>13}  last successful poll")
+    lines.append(f"{'stream':<26}{'next_from':>14}{'quarantined':>13}  last successful poll")
     if not report.streams:
         lines.append("  (no stream polled yet)")
     for s in report.streams:
         cp = "-" if s.checkpoint is None else str(s.checkpoint)
         off = " (off)" if s.key.partition(".")[0] in streams_off else ""
         lines.append(f"{s.key:<26}{cp:>14}{by_key.get(s.key, 0):>13}  {_fmt_time(s.last_poll)}{off}")
+    lines.append(
+        "  next_from: the checkpoint, where the next poll starts (the next event id; health and lockdown: "
+        "polls that queued events)"
+    )
     lines.append("")
     lines.append(
         f"{'destination':<26}{'undelivered':>14}{'quarantined':>13}  {'oldest undelivered':<20}streams"
@@ -276,4 +409,45 @@ def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> s
         for q in report.quarantined:
             where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
             lines.append(f"  {where:<38}{q.reason:<16}{q.count:>8}")
+    now = report.generated_at
+    for d in report.destinations:
+        lines.append("")
+        proto = protocols.get(d.destination)
+        label = f"{d.destination} ({proto})" if proto else d.destination
+        state = d.state or "unknown (not recorded yet)"
+        reason = f": {d.reason}" if d.reason and d.state != "up" else ""
+        lines.append(f"server {label}: {state}{_since(d.state_since, now)}{reason}")
+        verb = "sent" if proto == "UDP" else "delivered"
+        if d.delivered is None:
+            lines.append(f"  {verb}: unknown (this queue file has no delivery record)")
+        else:
+            last = ""
+            if d.last_delivered_at is not None:
+                eid = "-" if d.last_event_id is None else str(d.last_event_id)
+                last = (
+                    f"; last: id {eid}, event time {d.last_event_time or '-'}, "
+                    f"{verb} {_fmt_time(d.last_delivered_at)}"
+                )
+            lines.append(f"  {verb}: {d.delivered} events{last}")
+        taken = "every stream" if d.streams is None else ", ".join(d.streams)
+        quarantined = "" if d.quarantined is None else f"; quarantined: {d.quarantined}"
+        lines.append(
+            f"  backlog: {d.depth} undelivered, oldest {_fmt_age(d.oldest_age)}; streams: {taken}{quarantined}"
+        )
+    if report.replays:
+        lines.append("")
+        lines.append("replays:")
+        for r in report.replays:
+            window = f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
+            stream = f" stream {r.stream}" if r.stream else ""
+            detail = f" ({r.detail})" if r.detail else ""
+            lines.append(f"  #{r.id} {r.destination}{stream} {window}: {r.state}, {r.events} events{detail}")
     return "\n".join(lines)
+
+
+def report_dict(report: StatusReport) -> dict[str, object]:
+    """The report as JSON-able data (paths as text), for `siemconn status --json`."""
+    data = asdict(report)
+    data["data_dir"] = str(report.data_dir)
+    data["database"] = str(report.database)
+    return data

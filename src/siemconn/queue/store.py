@@ -35,6 +35,15 @@ head: it does not receive the backlog that other destinations still hold (logged
 in the queue but no longer in the config has its cursor dropped at open, with a warning naming how many
 events it still had undelivered; those events are then reclaimed once the other destinations pass them.
 
+Retention and replay: with `retain_seconds` > 0 delivered pages are kept that long (see `housekeeping`
+for how they count against the caps and yield to the disk floor); a destination listed in
+`start_retained` that is new starts with the pages still stored instead of "now"; `replay` re-sends a
+window of them to one destination beside its live cursor.
+
+Delivery record: every ack also updates the destination's row in `destinations` (events delivered, the
+last one's id and event time) in the same transaction as its cursor; `record_destination_state` stores
+its up/down state when it changes. `siemconn status` reads both.
+
 Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
 `min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free, the WAL's size
 as used; under the floor, delivered pages are deleted and the WAL truncated before pulling pauses). The
@@ -65,11 +74,24 @@ from siemconn.queue.batch import Batch
 from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
 from siemconn.queue.errors import classify_sqlite_error
-from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
-from siemconn.queue.opening import QueueState, close_opened, open_file
+from siemconn.queue.housekeeping import (
+    delete_passed_pages,
+    first_stored_seq,
+    free_pages_bytes,
+    retention_floor,
+)
+from siemconn.queue.opening import QueueState, close_opened, open_file, prepare_state
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
 from siemconn.queue.reader import PageReader
+from siemconn.queue.replay import (
+    CLOCK_SKEW_SECONDS,
+    REPLAY_COLUMNS,
+    ReplayRequest,
+    event_timestamp_text,
+    read_window,
+    request_of,
+)
 from siemconn.queue.routing import next_taken_page, normalise_routes, stream_of, taken_events, taken_keys
 from siemconn.queue.schema import DB_FILE, MB, NO_CHECKPOINT, PAGE_TABLE
 
@@ -78,6 +100,38 @@ __all__ = ["DurableQueue"]
 log = get_logger(__name__)
 
 _T = TypeVar("_T")
+
+_DELIVERED_SQL = (
+    "INSERT INTO destinations (destination, delivered, last_event_id, last_event_time, last_delivered_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET "
+    "delivered = delivered + excluded.delivered, last_event_id = excluded.last_event_id, "
+    "last_event_time = excluded.last_event_time, last_delivered_at = excluded.last_delivered_at"
+)
+
+
+def _running_replays(conn: sqlite3.Connection) -> dict[int, int]:
+    """Running replay -> its position (pages at or above it are kept)."""
+    return {
+        int(i): int(p)
+        for i, p in conn.execute("SELECT id, position FROM replays WHERE state = 'running'")
+        if p is not None
+    }
+
+
+def _keep_floor(
+    conn: sqlite3.Connection,
+    cursors: Mapping[str, int],
+    head: int,
+    replays: Mapping[int, int],
+    retain_seconds: float,
+    max_events: int,
+) -> int:
+    """The sequence number below which pages may be deleted: every cursor and running replay passed
+    them, and (with retention) they were committed before the retention window."""
+    floor = min([*cursors.values(), *replays.values()], default=head)
+    if retain_seconds > 0:
+        floor = retention_floor(conn, floor, time.time() - retain_seconds, max_events)
+    return floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +182,8 @@ class DurableQueue:
         disk_free: Callable[[Path], int],
         housekeeping_every: int,
         metrics: Metrics,
+        retain_seconds: float = 0.0,
+        replay_positions: dict[int, int] | None = None,
     ) -> None:
         self._executor = executor
         self.data_dir = data_dir
@@ -144,6 +200,8 @@ class DurableQueue:
         self._disk_free = disk_free
         self._housekeeping_every = max(1, housekeeping_every)
         self._metrics = metrics
+        self._retain = max(0.0, float(retain_seconds))
+        self._replay_positions: dict[int, int] = dict(replay_positions or {})  # running replay -> position
         # state below is mutated only on the worker thread (reads of single ints from the loop are safe)
         self._head = state.head
         self._cursors = state.cursors
@@ -182,16 +240,33 @@ class DurableQueue:
         housekeeping_every: int = 64,
         metrics: Metrics = NO_METRICS,
         routes: Mapping[str, Collection[str] | None] | None = None,
+        retain_seconds: float = 0.0,
+        start_retained: Collection[str] = (),
     ) -> DurableQueue:
         """Open (or create) the queue in data_dir for these destinations. Raises Queue*Error.
 
         `routes`: destination -> the streams it takes; a destination not in it takes every stream.
+        `retain_seconds`: keep delivered pages this long (0: reclaim them as soon as all passed them).
+        `start_retained`: destinations that, when new, start with the stored pages instead of "now".
         """
         data_dir = Path(data_dir)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
-        opening = executor.submit(
-            open_file, data_dir, list(destinations), normalise_routes(destinations, routes)
-        )
+        replays: dict[int, int] = {}
+
+        def floor_of(conn: sqlite3.Connection, state: QueueState) -> int:
+            replays.update(_running_replays(conn))
+            return _keep_floor(conn, state.cursors, state.head, replays, retain_seconds, max_events)
+
+        def do_open() -> tuple[PageLog, int, QueueState]:
+            return open_file(
+                data_dir,
+                list(destinations),
+                normalise_routes(destinations, routes),
+                start_retained=start_retained,
+                floor_of=floor_of,
+            )
+
+        opening = executor.submit(do_open)
         try:
             pages, lock_fd, state = await asyncio.wrap_future(opening)
         except BaseException:
@@ -211,6 +286,8 @@ class DurableQueue:
             disk_free=disk_free or default_disk_free,
             housekeeping_every=housekeeping_every,
             metrics=metrics,
+            retain_seconds=retain_seconds,
+            replay_positions=replays,
         )
         await queue._run(queue._guard, queue._bound_wal)
         return queue
@@ -222,6 +299,64 @@ class DurableQueue:
         pages = max(16, min(1000, self._min_free // 4 // page))
         self._db().execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
         self._wal_cap = pages * page
+
+    async def reconfigure(
+        self,
+        destinations: list[str],
+        *,
+        routes: Mapping[str, Collection[str] | None] | None = None,
+        max_events: int | None = None,
+        min_free_disk_mb: int | None = None,
+        retain_seconds: float | None = None,
+        start_retained: Collection[str] = (),
+    ) -> None:
+        """Apply a new configuration to the open queue (a reload), keeping the file and its lock: the
+        destinations and routes are reconciled as at open (added ones start from now or the retained
+        pages, removed ones are dropped and logged). Call it only while nothing reads, acks or commits.
+        """
+        if max_events is not None:
+            self._max_events = max_events
+        if min_free_disk_mb is not None:
+            self._min_free = min_free_disk_mb * MB
+        if retain_seconds is not None:
+            self._retain = max(0.0, float(retain_seconds))
+        norm = normalise_routes(destinations, routes)
+        await self._run(self._guard, self._reconfigure_sync, list(destinations), norm, start_retained)
+        for d in self._cursors:
+            self._data_events.setdefault(d, asyncio.Event()).set()
+            self._report_depth(d)
+        for d in list(self._data_events):
+            if d not in self._cursors:
+                self._data_events.pop(d).set()
+
+    def _reconfigure_sync(
+        self,
+        destinations: list[str],
+        routes: dict[str, frozenset[str] | None],
+        start_retained: Collection[str],
+    ) -> None:
+        conn = self._db()
+        state, deleted = prepare_state(
+            conn,
+            destinations,
+            routes,
+            start_retained=start_retained,
+            floor_of=lambda c, st: _keep_floor(
+                c, st.cursors, st.head, self._replay_positions, self._retain, self._max_events
+            ),
+        )
+        if self._pages is not None:
+            self._pages.total = max(0, self._pages.total - deleted)
+        self._head = state.head
+        self._cursors = state.cursors
+        self._checkpoints = state.checkpoints
+        self._hwm = state.hwm
+        self._polls = state.polls
+        self._free_pages_bytes = state.free_pages_bytes
+        self._routes = state.routes
+        self._pending = state.pending
+        self._stream_state = state.stream_state
+        self._reader = PageReader()
 
     async def close(self) -> None:
         """Flush housekeeping, close the database and release the data_dir lock. Idempotent."""
@@ -558,6 +693,8 @@ class DurableQueue:
                     f"cap:{dest}",
                 )
         free = self._free_bytes()
+        if free < self._min_free and self._retain > 0:
+            free = self._reclaim_retained(free)
         if free < self._min_free or not self._wal_fits():
             free = self._reclaim()
         if free < self._min_free or not self._wal_fits():
@@ -623,6 +760,102 @@ class DurableQueue:
             )
         return free
 
+    def _reclaim_retained(self, free: int) -> int:
+        """Under the disk floor, retention yields first: delete the oldest retained (delivered) pages, a
+        bounded step at a time, until free space is back above the floor or none is left. Returns the
+        free bytes after it."""
+        conn = self._db()
+        delivery_floor = min([*self._cursors.values(), *self._replay_positions.values()], default=self._head)
+        total = 0
+        while free < self._min_free:
+            deleted = delete_passed_pages(conn, delivery_floor, max_pages=64)
+            if not deleted:
+                break
+            total += deleted
+            if self._pages is not None:
+                self._pages.total = max(0, self._pages.total - deleted)
+            free = self._free_bytes()
+        if total:
+            oldest = first_stored_seq(conn)
+            log.warning(
+                "queue_retention_reclaimed",
+                pages=total,
+                reason=f"free disk under min_free_disk_mb={self._min_free // MB}",
+                oldest_retained_seq=oldest,
+                detail="retained (already delivered) pages were deleted, oldest first, to keep the disk "
+                "floor; replays cannot reach them any more",
+            )
+        return free
+
+    # ------------------------------------------------------------------ replays
+
+    async def pending_replays(self) -> list[ReplayRequest]:
+        """Replay requests not finished yet (pending or running), oldest first."""
+        return await self._run(self._guard, self._replays_sync)
+
+    def _replays_sync(self) -> list[ReplayRequest]:
+        rows = self._db().execute(
+            f"SELECT {REPLAY_COLUMNS} FROM replays WHERE state IN ('pending', 'running') ORDER BY id"
+        )
+        return [request_of(r) for r in rows]
+
+    async def start_replay(self, request: ReplayRequest) -> ReplayRequest:
+        """Fix a pending request's page range ([oldest page committed in reach of `since`, head)) and mark
+        it running; a running one is returned as stored. Raises QueueError if it cannot run (the caller
+        marks it failed with the reason)."""
+        return await self._run(self._guard, self._start_replay_sync, request)
+
+    def _start_replay_sync(self, request: ReplayRequest) -> ReplayRequest:
+        if request.destination not in self._cursors:
+            raise QueueError(
+                f"server {request.destination!r} is not configured (servers: {', '.join(sorted(self._cursors))})"
+            )
+        if request.state == "running" and request.start_seq is not None and request.end_seq is not None:
+            self._replay_positions[request.id] = request.position or request.start_seq
+            return request
+        conn = self._db()
+        row = conn.execute(
+            f"SELECT first_seq FROM {PAGE_TABLE} WHERE timestamp >= ? ORDER BY first_seq LIMIT 1",
+            (request.since - CLOCK_SKEW_SECONDS,),
+        ).fetchone()
+        start = self._head if row is None else int(row[0])
+        conn.execute(
+            "UPDATE replays SET state = 'running', start_seq = ?, end_seq = ?, position = ? WHERE id = ?",
+            (start, self._head, start, request.id),
+        )
+        self._replay_positions[request.id] = start
+        row = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = ?", (request.id,)).fetchone()
+        return request_of(row)
+
+    async def read_replay(self, request: ReplayRequest, pos: int, max_events: int) -> Batch | None:
+        """The next batch of a running replay from `pos` (see `replay.read_window`)."""
+        return await self._run(self._guard, self._read_replay_sync, request, pos, max_events)
+
+    def _read_replay_sync(self, request: ReplayRequest, pos: int, max_events: int) -> Batch | None:
+        streams = self._routes.get(request.destination)
+        return read_window(self._db(), request, pos, max_events, streams)
+
+    async def replay_progress(self, replay_id: int, position: int, events: int) -> None:
+        """Durably move a replay's position after its server accepted a batch."""
+        await self._run(self._guard, self._replay_progress_sync, replay_id, position, events)
+
+    def _replay_progress_sync(self, replay_id: int, position: int, events: int) -> None:
+        self._db().execute(
+            "UPDATE replays SET position = MAX(COALESCE(position, 0), ?), events = events + ? WHERE id = ?",
+            (position, events, replay_id),
+        )
+        self._replay_positions[replay_id] = position
+
+    async def finish_replay(self, replay_id: int, state: str, detail: str) -> None:
+        """Mark a replay done or failed, with a one-line detail for `status`."""
+        await self._run(self._guard, self._finish_replay_sync, replay_id, state, detail)
+
+    def _finish_replay_sync(self, replay_id: int, state: str, detail: str) -> None:
+        self._db().execute(
+            "UPDATE replays SET state = ?, detail = ? WHERE id = ?", (state, detail, replay_id)
+        )
+        self._replay_positions.pop(replay_id, None)
+
     # ------------------------------------------------------------------ sink side
 
     async def read_batch(self, destination: str, max_events: int) -> Batch | None:
@@ -687,13 +920,47 @@ class DurableQueue:
                 pending = taken_events(self._db(), end, keys)
             if pending == 0:
                 end = self._head  # nothing of its own after the batch: step over the rest too
-        self._db().execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
+        conn = self._db()
+        delivered = sum(len(seg.payloads) for seg in batch.segments)
+        if delivered:
+            last = batch.segments[-1]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
+            conn.execute(
+                _DELIVERED_SQL,
+                (dest, delivered, last.ids[-1], event_timestamp_text(last.payloads[-1]), time.time()),
+            )
+            conn.execute("COMMIT")
+        else:
+            conn.execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
         self._cursors[dest] = end
         if pending is not None:
             self._pending[dest] = pending
         self._acks_since_housekeeping += 1
         if self._acks_since_housekeeping >= self._housekeeping_every:
             self._housekeeping()
+
+    async def record_destination_state(
+        self, destination: str, state: str, reason: str = "", since: float | None = None
+    ) -> None:
+        """Durably record a destination's state (up, retrying, down, ...) and since when, for `status`.
+        Called on state changes only."""
+        await self._run(
+            self._guard,
+            self._record_state_sync,
+            destination,
+            state,
+            reason,
+            time.time() if since is None else since,
+        )
+
+    def _record_state_sync(self, destination: str, state: str, reason: str, since: float) -> None:
+        self._db().execute(
+            "INSERT INTO destinations (destination, state, state_since, reason) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(destination) DO UPDATE SET state = excluded.state, "
+            "state_since = excluded.state_since, reason = excluded.reason",
+            (destination, state, since, reason or None),
+        )
 
     async def wait_for_data(self, destination: str, timeout: float) -> None:
         """Return when destination has undelivered events (soon after a commit_page) or after timeout."""
@@ -741,7 +1008,9 @@ class DurableQueue:
     def _housekeeping(self) -> int:
         conn = self._db()
         self._acks_since_housekeeping = 0
-        floor = min(self._cursors.values(), default=self._head)
+        floor = _keep_floor(
+            conn, self._cursors, self._head, self._replay_positions, self._retain, self._max_events
+        )
         deleted = delete_passed_pages(conn, floor)
         if self._pages is not None:
             self._pages.total = max(0, self._pages.total - deleted)

@@ -121,6 +121,7 @@ class HealthLike(Protocol):
 
 
 Sleep = Callable[[float], Awaitable[None]]
+StateListener = Callable[[str, str, str], None]  # (server name, new state, reason)
 WallClock = Callable[[], datetime]
 Opener = Callable[..., Awaitable[Transport]]
 
@@ -207,6 +208,8 @@ class ServerWriter:
             return False
         previous = self.state
         self.state = UP
+        if previous != UP:
+            pool.state_changed(self.name, UP)
         self._ever_connected = True
         if previous in (RETRYING, DOWN):
             log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
@@ -233,6 +236,7 @@ class ServerWriter:
         delay = backoff_delay(self.failures, pool.max_backoff, pool.rand())
         if retry >= 0 and self.failures > retry and self.state != DOWN:
             self.state = DOWN
+            pool.state_changed(self.name, DOWN, reason)
             depth = await pool.queue.depth(self.name)
             log.error(
                 "syslog_server_down",
@@ -257,6 +261,8 @@ class ServerWriter:
         else:
             if first:
                 log.warning("syslog_server_lost", server=self.server.label, reason=reason)
+            if self.state != RETRYING:
+                pool.state_changed(self.name, RETRYING, reason)
             self.state = RETRYING
             log.info(
                 "syslog_server_retrying",
@@ -404,6 +410,7 @@ class WriterPool:
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
         opener: Opener = open_transport,
+        on_state: StateListener | None = None,
         connect_timeout: float = 10.0,
         write_timeout: float = 60.0,
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
@@ -418,6 +425,7 @@ class WriterPool:
         self.sleep = sleep
         self.rand = rand
         self.opener = opener
+        self.on_state = on_state
         self.connect_timeout = connect_timeout
         self.write_timeout = write_timeout
         self.settle_seconds = settle_seconds
@@ -446,6 +454,11 @@ class WriterPool:
 
     def server_changed(self) -> None:
         self._changed.set()
+
+    def state_changed(self, name: str, state: str, reason: str = "") -> None:
+        """A writer's state changed (up, retrying, down): tell the listener (the service records it)."""
+        if self.on_state is not None:
+            self.on_state(name, state, reason)
 
     async def until_stopped(self, aw: Awaitable[Any]) -> None:
         """Await `aw`, or return early (cancelling it) when stop() is called."""

@@ -1,0 +1,234 @@
+"""Replays: re-sending the retained events of a time window to one destination, beside its live cursor.
+
+`siemconn replay` inserts a request into the `replays` table; the running service picks it up on its
+heartbeat (`DurableQueue.start_replay`) and delivers it with a writer of its own for that server
+(`ReplayFeed` is the queue contract that writer reads), so the live cursor and the other destinations
+are untouched.
+
+What "TIME" means: the event's own time, `event_timestamp` (what a SIEM user searches by); an event
+without one (health, lockdown) uses the time its page was committed. The window is [since, until).
+
+Invariants
+----------
+* a replay covers the pages stored when it started, [start_seq, end_seq): events committed later are
+  delivered by the live cursor, not by the replay.
+* an event is in a page committed at or after its event time (it was fetched after it happened), so
+  only pages committed at or after `since - CLOCK_SKEW_SECONDS` are read; the skew allows for a tenant
+  clock ahead of ours.
+* a replay's `position` moves only after the server accepted a batch (the same ack rule as the cursors),
+  so a restart resumes it without loss; it may resend at most one batch. Housekeeping never deletes a
+  page at or above a running replay's position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from siemconn.queue.batch import Batch, Segment
+from siemconn.queue.pagelog import load_ids, split_page
+from siemconn.queue.quarantine import Rejected
+from siemconn.queue.routing import stream_of
+from siemconn.queue.schema import PAGE_TABLE
+
+if TYPE_CHECKING:
+    from siemconn.queue.store import DurableQueue
+
+__all__ = [
+    "CLOCK_SKEW_SECONDS",
+    "ReplayFeed",
+    "ReplayRequest",
+    "event_time",
+    "event_timestamp_text",
+    "read_window",
+]
+
+CLOCK_SKEW_SECONDS = 600.0
+EVENT_TIME_FIELD = "event_timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRequest:
+    """One row of `replays`: re-send to `destination` the events of `stream` (None: every stream it
+    takes) whose event time is in [since, until)."""
+
+    id: int
+    destination: str
+    since: float
+    until: float
+    stream: str | None
+    state: str  # pending | running | done | failed
+    start_seq: int | None = None
+    end_seq: int | None = None
+    position: int | None = None
+    events: int = 0
+    detail: str | None = None
+    requested_at: float = 0.0
+
+
+REPLAY_COLUMNS = (
+    "id, destination, since, until, stream, state, start_seq, end_seq, position, events, detail, requested_at"
+)
+
+
+def request_of(row: tuple[Any, ...]) -> ReplayRequest:
+    """A `replays` row (REPLAY_COLUMNS order) as a ReplayRequest."""
+    return ReplayRequest(
+        id=int(row[0]),
+        destination=str(row[1]),
+        since=float(row[2]),
+        until=float(row[3]),
+        stream=None if row[4] is None else str(row[4]),
+        state=str(row[5]),
+        start_seq=None if row[6] is None else int(row[6]),
+        end_seq=None if row[7] is None else int(row[7]),
+        position=None if row[8] is None else int(row[8]),
+        events=int(row[9] or 0),
+        detail=None if row[10] is None else str(row[10]),
+        requested_at=float(row[11] or 0.0),
+    )
+
+
+def _parse_time(text: str) -> float | None:
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def event_timestamp_text(payload: bytes) -> str | None:
+    """The event's `event_timestamp` as sent by the API, or None (not JSON, absent, not text)."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(value, dict):
+        ts = value.get(EVENT_TIME_FIELD)
+        if isinstance(ts, str):
+            return ts
+    return None
+
+
+def event_time(payload: bytes, committed_at: float) -> float:
+    """The time a replay window is matched against: `event_timestamp`, else the page's commit time."""
+    text = event_timestamp_text(payload)
+    parsed = None if text is None else _parse_time(text)
+    return committed_at if parsed is None else parsed
+
+
+def read_window(
+    conn: sqlite3.Connection,
+    request: ReplayRequest,
+    pos: int,
+    max_events: int,
+    streams: frozenset[str] | None,
+) -> Batch | None:
+    """Up to max_events events of the request's window from sequence number `pos`, or None when the
+    request's pages are exhausted. The batch's end is the position after the last page (slice) read, so
+    a batch may hold no event (pages outside the window): acking it records the progress."""
+    end = request.end_seq if request.end_seq is not None else pos
+    if pos >= end:
+        return None
+    segments: list[Segment] = []
+    count = 0
+    reached = pos
+    low = request.since - CLOCK_SKEW_SECONDS
+    rows = conn.execute(
+        f"SELECT first_seq, n, key, timestamp, ids, CAST(data AS BLOB) FROM {PAGE_TABLE} "
+        "WHERE first_seq + n > ? AND first_seq < ? ORDER BY first_seq",
+        (pos, end),
+    )
+    try:
+        for first_seq, n, key, committed, ids_text, data in rows:
+            first_seq, n = int(first_seq), int(n)
+            stream = stream_of(str(key))
+            page_end = min(first_seq + n, end)
+            wanted = (request.stream is None or stream == request.stream) and (
+                streams is None or stream in streams
+            )
+            if not wanted or float(committed) < low:
+                reached = page_end
+                continue
+            ids = load_ids(ids_text)
+            payloads = split_page(data)
+            off = max(0, reached - first_seq)
+            seg_ids: list[int | None] = []
+            seg_payloads: list[bytes] = []
+            i = off
+            while i < page_end - first_seq and count < max_events:
+                p = payloads[i]
+                if request.since <= event_time(p, float(committed)) < request.until:
+                    seg_ids.append(ids[i])
+                    seg_payloads.append(p)
+                    count += 1
+                i += 1
+            reached = first_seq + i
+            if seg_payloads:
+                segments.append(Segment(stream, seg_ids, seg_payloads))
+            if count >= max_events:
+                break
+    finally:
+        rows.close()
+    if reached <= pos:
+        reached = end  # no page left in [pos, end) (deleted or never there)
+    return Batch(f"replay:{request.id}", segments, pos, reached)
+
+
+class ReplayFeed:
+    """The writer pool's queue contract (`siemconn.syslog.pool.QueueLike`) for one replay: batches come
+    from `DurableQueue.read_replay`, acks move the replay's durable position. `done` is set once every
+    page of the replay was acked."""
+
+    def __init__(self, queue: DurableQueue, request: ReplayRequest) -> None:
+        self.queue = queue
+        self.request = request
+        self.done = asyncio.Event()
+        self._position = request.position if request.position is not None else request.start_seq or 0
+        self._end = request.end_seq or 0
+        self.events = request.events
+
+    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
+        return await self.read_batch_from(destination, self._position, max_events)
+
+    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
+        if start_seq >= self._end:
+            if start_seq <= self._position:
+                self.done.set()
+            return None
+        return await self.queue.read_replay(self.request, start_seq, max_events)
+
+    async def ack(self, batch: Batch) -> None:
+        if batch.end_seq <= self._position:
+            return
+        sent = sum(len(s.payloads) for s in batch.segments)
+        await self.queue.replay_progress(self.request.id, batch.end_seq, sent)
+        self._position = batch.end_seq
+        self.events += sent
+        if self._position >= self._end:
+            self.done.set()
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        """A replayed event the formatter refuses is quarantined for that server, as on the live path."""
+        await self.queue.quarantine(destination, stream, rejects)
+
+    async def wait_for_data(self, destination: str, timeout: float) -> None:
+        if self._position >= self._end:
+            self.done.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), timeout)
+
+    async def depth(self, destination: str) -> int:
+        return max(0, self._end - self._position)
+
+    async def oldest_age(self, destination: str) -> float | None:
+        return None
