@@ -182,8 +182,8 @@ def write_variant_config(
         options["batch_size"] = batch
     if page_size is not None:
         options["page_size"] = page_size
-    every10s = "*/10 * * * * *"  # seconds come first in a 6-field expression (aiocron 2 / cronsim)
-    cfg = config_skeleton(run_dir, [server], schedule=every10s, **options)
+    # seconds come first in a 6-field expression (aiocron 2 / cronsim): every 10 s
+    cfg = config_skeleton(run_dir, [server], schedule="*/10 * * * * *", **options)
     return write_config(run_dir / "config.json", cfg)
 
 

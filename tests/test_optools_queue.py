@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from siemconn.errors import QueueLockedError
 from siemconn.queue import DurableQueue, QueuedEvent, read_status, render_status
+from siemconn.queue.quarantine import INVALID_JSON, Rejected, insert_rejected
 from siemconn.queue.replay import ReplayFeed
 from siemconn.queue.status import report_dict
 
@@ -56,7 +57,7 @@ async def test_ack_records_delivery_and_state_for_status(tmp_path: Path) -> None
     assert d["tcp1"].depth == 0
     assert d["udp1"].delivered == 0 and d["udp1"].depth == 7 and d["udp1"].oldest_age is not None
     assert d["udp1"].state == "down" and d["udp1"].reason == "connection refused"
-    assert d["tcp1"].quarantined is None  # no quarantine table: unknown, not zero
+    assert d["tcp1"].quarantined == 0  # the quarantine table exists (schema 2) and is empty
     text = render_status(report, protocols={"tcp1": "TCP", "udp1": "UDP"})
     assert "next_from" in text
     assert "server tcp1 (TCP): up since" in text
@@ -72,16 +73,13 @@ async def test_status_reads_a_quarantine_table_when_there_is_one(tmp_path: Path)
     q = await DurableQueue.open(tmp_path, ["all", "det"], routes={"det": ["detections"]})
     await q.commit_page("detections", events(range(1, 3)), 3)
     await q.close()
-    conn = sqlite3.connect(tmp_path / "queue.db")
-    conn.execute("CREATE TABLE quarantine (id INTEGER PRIMARY KEY, stream TEXT, reason TEXT, payload BLOB)")
-    conn.executemany(
-        "INSERT INTO quarantine (stream, reason, payload) VALUES (?, ?, ?)",
-        [("detections", "not JSON", b"x"), ("audit", "no id", b"y"), ("entity_scoring.host", "bad", b"z")],
-    )
-    conn.commit()
+    conn = sqlite3.connect(tmp_path / "queue.db", isolation_level=None)
+    for key, raw in (("detections", b"x"), ("audit", b"y"), ("entity_scoring.host", b"z")):
+        insert_rejected(conn, key, [Rejected(raw, INVALID_JSON, "not JSON")], 1.0)
     conn.close()
     report = read_status(tmp_path)
     assert report.quarantine == {"detections": 1, "audit": 1, "entity_scoring.host": 1}
+    assert report.quarantined_total == 3
     d = {x.destination: x for x in report.destinations}
     assert d["all"].quarantined == 3 and d["det"].quarantined == 1
     assert "quarantined: 1" in render_status(report)

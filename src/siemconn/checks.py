@@ -330,11 +330,6 @@ def print_status(
     print(f"config: {loc.config}", file=out)
     print(f"data_dir: {loc.data_dir} ({loc.how})", file=out)
     print(render_status(report, streams_off=scheduler.disabled, protocols=protocols), file=out)
-    if not report.exists:
-        lost = _lost(report.exists, loc)
-        print(f"{'error: ' if lost else ''}no queue database yet at {loc.database}", file=out)
-        print(f"hint: {loc.not_found_hint()}", file=out)
-        return ExitCode.UNEXPECTED if lost else ExitCode.OK
     udp = [s.name for s in settings.servers if s.server_protocol == "UDP"]
     if udp:
         print(
@@ -342,6 +337,11 @@ def print_status(
             "known to be delivered (UDP has no acknowledgement)",
             file=out,
         )
+    if not report.exists:
+        lost = _lost(report.exists, loc)
+        print(f"{'error: ' if lost else ''}no queue database yet at {loc.database}", file=out)
+        print(f"hint: {loc.not_found_hint()}", file=out)
+        return ExitCode.UNEXPECTED if lost else ExitCode.OK
     return ExitCode.OK
 
 

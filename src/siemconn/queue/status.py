@@ -310,10 +310,12 @@ def _quarantine_counts(conn: sqlite3.Connection) -> dict[str, int] | None:
     if not _has_table(conn, "quarantine"):
         return None
     columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(quarantine)")}
-    if "stream" not in columns:
+    column = "stream" if "stream" in columns else "key" if "key" in columns else None
+    if column is None:
         return None
     return {
-        str(st): int(n) for st, n in conn.execute("SELECT stream, COUNT(*) FROM quarantine GROUP BY stream")
+        str(st): int(n)
+        for st, n in conn.execute(f"SELECT {column}, COUNT(*) FROM quarantine GROUP BY {column}")
     }
 
 
