@@ -23,6 +23,13 @@ retry_count, the reference's "retries before exiting when the server is not reac
   (the service exits with code 3). Nothing queued is lost: the next start resends it.
 - N < 0: a server is never declared down; it is retried forever.
 
+Backlog drain (`drain_batch_size`, off by default): while more than one drain batch is queued behind the
+batch on the wire, a writer reads up to `drain_batch_size` events per batch, capped at about
+`drain_batch_bytes` of wire bytes (estimated from the previous batch's bytes per event), so the TCP ack
+wait and the settle time are paid once per larger batch. Still at most one batch is unacknowledged, so
+the resend (duplicate) bound after a receiver crash is one batch: `drain_batch_size` events while
+draining, `batch_size` otherwise.
+
 Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
 factor in [0.5, 1) so that many connectors do not reconnect in lockstep.
 """
@@ -142,6 +149,7 @@ class _Writer:
         self._ever_connected = False
         self._truncations = 0
         self._prefetch: asyncio.Future[_Prepared | None] | None = None
+        self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
         m = pool.metrics
         self._m_delivered = m.events_delivered.labels(self.name)
         self._m_failed = m.events_failed.labels(self.name)
@@ -161,7 +169,7 @@ class _Writer:
                         continue
                 prepared = await self._take_prefetched()
                 if prepared is None:
-                    batch = await pool.queue.read_batch(self.name, pool.batch_size)
+                    batch = await pool.queue.read_batch(self.name, await self._batch_limit(0))
                     if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
@@ -268,8 +276,20 @@ class _Writer:
             with contextlib.suppress(BaseException):
                 await task
 
-    async def _read_prepared(self, start_seq: int) -> _Prepared | None:
-        batch = await self.pool.queue.read_batch_from(self.name, start_seq, self.pool.batch_size)
+    async def _batch_limit(self, in_flight: int) -> int:
+        """Events to read next: `batch_size`, or, while the backlog behind the `in_flight` events on the wire
+        is larger than one drain batch, up to `drain_batch_size` events of about `drain_batch_bytes`."""
+        pool = self.pool
+        drain = pool.drain_batch_size
+        if drain <= pool.batch_size or self._event_bytes <= 0:
+            return pool.batch_size
+        if await pool.queue.depth(self.name) - in_flight <= drain:
+            return pool.batch_size
+        return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
+
+    async def _read_prepared(self, start_seq: int, in_flight: int) -> _Prepared | None:
+        limit = await self._batch_limit(in_flight)
+        batch = await self.pool.queue.read_batch_from(self.name, start_seq, limit)
         if batch is None or not len(batch):
             return None
         return self._prepare(batch)
@@ -325,6 +345,8 @@ class _Writer:
                     oversize.truncated += 1
                 frames.append(fitted)
         dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
+        if events:
+            self._event_bytes = sum(map(len, frames)) / events
         return _Prepared(batch, frames, events, events - dropped, oversize)
 
     async def _deliver(self, prepared: _Prepared) -> None:
@@ -335,7 +357,7 @@ class _Writer:
         batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
         if not pool.stopping:
-            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq))
+            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq, prepared.events))
         try:
             if frames:
                 await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
@@ -419,6 +441,9 @@ class WriterPool:
         self.write_timeout = write_timeout
         self.settle_seconds = settle_seconds
         self.batch_size = configuration.batch_size
+        drain = configuration.drain_batch_size
+        self.drain_batch_size = self.batch_size if drain is None else max(drain, self.batch_size)
+        self.drain_batch_bytes = configuration.drain_batch_bytes
         self.retry_count = configuration.retry_count
         self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
         self._writers = {s.name: _Writer(self, s) for s in servers}
