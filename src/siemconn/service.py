@@ -34,6 +34,7 @@ from siemconn.errors import (
 )
 from siemconn.logging import get_logger, setup_logging
 from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.gctune import freeze_startup
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import tune_process
@@ -425,7 +426,7 @@ def run_service(settings: Settings) -> int:
         level=cfg.log_level,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
-    log.debug("process_tuned", malloc=tune_process())
+    log.debug("process_tuned", malloc=tune_process(), gc=freeze_startup())
     try:
         return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:

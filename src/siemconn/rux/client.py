@@ -45,6 +45,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import get_logger
+from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.rux.streams import StreamSpec, api_path, build_params, probe_params
 
@@ -102,7 +103,7 @@ def _loads(content: bytes) -> Any:
     """orjson, falling back to json for what orjson rejects or would change (NaN, integers beyond 64 bits)."""
     if not _has_long_digit_run(content):
         try:
-            return orjson.loads(content)
+            return parse_paused(orjson.loads, content)
         except orjson.JSONDecodeError:
             pass
     return json.loads(content.decode("utf-8"))
