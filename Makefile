@@ -30,8 +30,9 @@ receiver:
 test: install receiver
 	$(BIN)/python -m pytest -q
 
+# FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format
 demo: install-runtime
-	$(BIN)/python -m siemconn.devtools.demo
+	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT))
 
 bench: install
 	$(BIN)/python bench/run.py
@@ -42,6 +43,7 @@ soak: install
 lint: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache data logs .demo

@@ -52,6 +52,14 @@ import drain  # noqa: E402
 import floor  # noqa: E402
 import queue_bench  # noqa: E402
 
+from siemconn.devtools.harness import (  # noqa: E402
+    config_skeleton,
+    free_port,
+    make_server_certs,
+    start_fake_tenant,
+    write_config,
+)
+
 PY = sys.executable
 SEED = {"detections": 100_000, "audit": 10_000, "entity": 10_000}
 EXPECTED = sum(SEED.values())
@@ -59,12 +67,6 @@ CLIENT_ID, CLIENT_SECRET = "bench-client", "bench-secret"
 TICK = os.sysconf("SC_CLK_TCK")
 PERF_DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_cpu(pid: int) -> float:
@@ -127,20 +129,12 @@ class Sink:
 
 def start_fake(workdir: Path) -> tuple[subprocess.Popen[str], str, float]:
     t0 = time.monotonic()
-    cmd = [
-        PY, "-m", "siemconn.devtools.fake_rux", "--port", "0",
-        "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
+    args = [
+        "--port", "0", "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
         "--seed-detections", str(SEED["detections"]), "--seed-audit", str(SEED["audit"]),
         "--seed-entity", str(SEED["entity"]), "--seed-span-hours", "6",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=workdir)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    m = re.search(r"(http://\S+)", line)
-    if not m:
-        proc.kill()
-        raise RuntimeError(f"fake RUX did not start: {line!r}")
-    url = m.group(1)
+    proc, url = start_fake_tenant(args, cwd=workdir, timeout=120)
     req = urllib.request.Request(
         url + "/_fake/config",
         data=json.dumps({"include_score_decreases_default": True}).encode(),
@@ -153,7 +147,8 @@ def start_fake(workdir: Path) -> tuple[subprocess.Popen[str], str, float]:
 
 def fake_state(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url + "/_fake/state", timeout=10) as r:
-        return json.loads(r.read())
+        state: dict[str, Any] = json.loads(r.read())
+    return state
 
 
 def fake_cpu(proc: subprocess.Popen[str]) -> float:
@@ -161,15 +156,8 @@ def fake_cpu(proc: subprocess.Popen[str]) -> float:
 
 
 def make_certs(workdir: Path) -> dict[str, str]:
-    import trustme
-
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    paths = {"ca": workdir / "ca.pem", "cert": workdir / "server.pem", "key": workdir / "server.key"}
-    ca.cert_pem.write_to_path(str(paths["ca"]))
-    cert.private_key_pem.write_to_path(str(paths["key"]))
-    cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
-    return {k: str(v) for k, v in paths.items()}
+    files = make_server_certs(workdir, "127.0.0.1", "localhost")
+    return {"ca": str(files.ca), "cert": str(files.cert), "key": str(files.key)}
 
 
 @dataclass(frozen=True)
@@ -196,7 +184,7 @@ def extract(ref: str, workdir: Path) -> Side:
     return Side(ref, dest / "src")
 
 
-def write_config(
+def write_variant_config(
     run_dir: Path,
     proto: str,
     port: int,
@@ -213,27 +201,15 @@ def write_config(
     }
     if proto == "tls":
         server["tls_ca_file"] = certs["ca"]
-    every10s = "*/10 * * * * *"  # seconds come first in a 6-field expression (aiocron 2 / cronsim)
-    cfg = {
-        "configuration": {
-            "server": [server],
-            "scheduler": {"audit": every10s, "detections": every10s, "entity_scoring": every10s},
-            "retry_count": -1,
-            "pull_at_startup": True,
-            "data_dir": str(run_dir / "data"),
-            "log_dir": str(run_dir / "logs"),
-            "cert_dir": str(run_dir / "cert"),
-            "log_format": "json",
-        }
-    }
+    options: dict[str, Any] = {"pull_at_startup": True}
     if batch is not None:
-        cfg["configuration"]["batch_size"] = batch
+        options["batch_size"] = batch
     if page_size is not None:
-        cfg["configuration"]["page_size"] = page_size
-    cfg["configuration"].update(extra or {})
-    path = run_dir / "config.json"
-    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    return path
+        options["page_size"] = page_size
+    options.update(extra or {})  # may replace the scheduler or data_dir too (the drain runs)
+    every10s = "*/10 * * * * *"  # seconds come first in a 6-field expression (aiocron 2 / cronsim)
+    cfg = config_skeleton(run_dir, [server], schedule=every10s, **options)
+    return write_config(run_dir / "config.json", cfg)
 
 
 def run_variant(
@@ -255,7 +231,7 @@ def run_variant(
     batch = int(b) if b else None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{label.replace('@', '_')}-{side.name}-", dir=workdir))
     sink = Sink.start(proto, certs)
-    cfg = write_config(run_dir, proto, sink.port, certs, batch, page_size, extra)
+    cfg = write_variant_config(run_dir, proto, sink.port, certs, batch, page_size, extra)
     env = {**os.environ, "BASE_URL": url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET}
     env.update(side.env())
     out = open(run_dir / "siemconn.out", "w", encoding="utf-8")  # noqa: SIM115
@@ -630,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
                 fake.wait(10)
             except subprocess.TimeoutExpired:
                 fake.kill()
-        sizes = (10_000, 1_000_000) if args.full else (10_000, 200_000)
+        sizes: tuple[int, ...] = (10_000, 1_000_000) if args.full else (10_000, 200_000)
         if args.queue_sizes:
             sizes = tuple(int(x) for x in args.queue_sizes.split(","))
         print(f"queue bench at {sizes} ...", file=sys.stderr, flush=True)

@@ -20,11 +20,12 @@ from support.e2e import (
     received,
     wait_until,
 )
-from support.rsyslog import RsyslogReceiver, free_port
+from support.rsyslog import RsyslogReceiver
 
 from siemconn import __version__
 from siemconn.cli import main
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.devtools.harness import free_port
 
 
 @pytest.fixture
@@ -194,3 +195,36 @@ def test_check_reports_a_damaged_queue_file(
         r"FAILED data directory: queue database .*queue\.db is corrupt or not a siemconn queue", out
     ), out
     assert (tmp_path / "data" / "queue.db").read_bytes() == b"this is not a database" * 100
+
+
+def test_send_test_in_cef_and_leef(
+    tmp_path: Path,
+    fake: FakeRux,
+    rsyslog: RsyslogReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from support import cefparse, leefparse
+
+    servers = [
+        rsyslog.server_entry("c", "TCP", format="cef", hostname="conn-1"),
+        rsyslog.server_entry("l", "UDP", format="leef", hostname="conn-1"),
+    ]
+    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "(cef); search your SIEM" in out and "(leef); search your SIEM" in out
+    lines = rsyslog.wait_for(2)
+    c = cefparse.parse_syslog(next(ln for ln in lines if " CEF:" in ln).encode()).cef
+    assert (c.vendor, c.product, c.signature, c.name) == (
+        "Vectra AI",
+        "siemconn",
+        "siemconn.send_test",
+        "siemconn send-test",
+    )
+    assert (
+        "SIEMCONN-TEST-MESSAGE" in c.extension["msg"] and "SIEMCONN-TEST-MESSAGE" in c.labelled()["rawEvent"]
+    )
+    lf = leefparse.parse_syslog(next(ln for ln in lines if " LEEF:" in ln).encode()).leef
+    assert (lf.product, lf.event_id, lf.delimiter) == ("siemconn", "siemconn.send_test", "\t")
+    assert "SIEMCONN-TEST-MESSAGE" in lf.attributes["msg"]

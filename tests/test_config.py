@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siemconn.cli import main
-from siemconn.config import load_local_settings, load_settings
+from siemconn.config import load_configuration, load_local_settings, load_settings
 from siemconn.errors import ConfigError
 
 SECRET = "s3cr3t-Value-0123456789"
@@ -88,7 +88,7 @@ def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
         ("server_port", "514", "is not a port"),
         ("server_port", 514.5, "is not a port"),
         ("server_port", True, "is not a port"),
-        ("format", "cef", "expected one of"),
+        ("format", "xml", "expected one of"),
         ("framing", "nul", "expected one of"),
         ("facility", 24, "is not a syslog facility"),
         ("severity", "loud", "is not a syslog severity"),
@@ -220,7 +220,7 @@ def test_missing_env_vars_all_reported(tmp_path: Path) -> None:
 def test_base_url_must_be_http(tmp_path: Path) -> None:
     msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": "tenant.portal.vectra.ai"})
     assert msgs == [
-        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected http(s)://HOST such as '
+        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected https://HOST such as '
         "https://tenant.uw2.portal.vectra.ai"
     ]
 
@@ -380,3 +380,32 @@ def test_local_settings_need_no_environment(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(ConfigError) as ei:
         load_local_settings(write(tmp_path, with_server(fromat="x")))
     assert ei.value.environment_problems == []
+
+
+@pytest.mark.parametrize(
+    "url", ["http://tenant.uw2.portal.vectra.ai", "HTTP://10.0.0.5:8080", "http://[2001:db8::1]"]
+)
+def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path, url: str) -> None:
+    msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": url})
+    assert len(msgs) == 1 and msgs[0].startswith("env BASE_URL:")
+    assert "expected https://" in msgs[0] and "loopback" in msgs[0]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://localhost:1",
+        "http://[::1]:9",
+        "https://[2001:db8::1]",
+    ],
+)
+def test_plain_http_to_loopback_and_https_anywhere_are_allowed(tmp_path: Path, url: str) -> None:
+    assert load_settings(write(tmp_path, REFERENCE), {**ENV, "BASE_URL": url}).credentials.base_url == url
+
+
+def test_max_response_mb(tmp_path: Path) -> None:
+    doc = {"configuration": {**REFERENCE["configuration"], "max_response_mb": 0}}
+    assert "max_response_mb" in problems(tmp_path, doc)[0]
+    assert load_configuration(write(tmp_path, REFERENCE)).max_response_mb == 8

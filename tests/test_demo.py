@@ -118,3 +118,26 @@ def test_sigint_then_sigterm_half_a_millisecond_apart_is_one_request(tmp_path: P
     log = (workdir / "siemconn.out").read_text()
     assert "siemconn_stopped" in log and "second_signal_exit" not in log, log[-2000:]
     assert "signal_repeated" in log, log[-2000:]
+
+
+def test_demo_shows_a_cef_server(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siemconn.devtools.demo",
+            "--seconds",
+            "8",
+            "--workdir",
+            str(tmp_path / "d"),
+            "--format",
+            "cef",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = [ln for ln in out.splitlines() if " CEF:0|Vectra AI|RUX " in ln]
+    assert any(" tcp " in ln for ln in lines) and any(" udp " in ln for ln in lines), out[-2000:]
+    assert any("|RUX Detections|" in ln for ln in lines) and any("|RUX Audit|" in ln for ln in lines)
+    assert "Traceback" not in out

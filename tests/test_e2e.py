@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary, wait_until
-from support.rsyslog import RsyslogReceiver, free_port
+from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.rsyslog import RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux, Fault
+from siemconn.devtools.harness import free_port, wait_until
 from siemconn.service import SIGNAL_GRACE
 
 pytestmark = pytest.mark.e2e

@@ -133,7 +133,7 @@ def test_two_servers_with_different_streams_each_get_exactly_theirs(
         assert healths and all(set(p) == HEALTH_SECTIONS for p in healths)
         assert re.search(r"^siem-a\s+0\s.*detections, entity_scoring$", status, re.M), status
         assert re.search(r"^siem-b\s+0\s.*audit, health, lockdown$", status, re.M), status
-        started = [r for r in conn.log_records() if r.get("event") == "siemconn started"][0]
+        started = [r for r in conn.log_records() if r.get("event") == "siemconn_started"][0]
         assert started["streams_off"] == []
         assert any("siem-a" in s and "streams=detections,entity_scoring" in s for s in started["servers"])
     finally:
@@ -179,7 +179,7 @@ def test_lockdown_changes_arrive_exactly_once_across_sigkills(
             fake.lockdowns.unlock("host", 501)
             settled(7)
             assert conn.terminate() == 0
-            started = [r for r in conn.log_records() if r.get("event") == "siemconn started"][0]
+            started = [r for r in conn.log_records() if r.get("event") == "siemconn_started"][0]
             assert started["streams_off"] == ["audit", "detections", "entity_scoring", "health"]
             assert started["schedules"] == {"lockdown": "* * * * * *"}
         finally:
@@ -245,13 +245,13 @@ def test_403_on_one_stream_leaves_the_others_flowing_and_check_names_the_role(
                 60,
                 "detections, entity scoring and lockdown despite the 403 on audit",
             )
-            conn.wait_log("pull failed: permission denied", count=2)  # audit keeps failing, alone
+            conn.wait_log("pull_failed_permission_denied", count=2)  # audit keeps failing, alone
             assert conn.alive()
             assert conn.terminate() == 0
         finally:
             conn.kill()
         assert not any(s == "audit" for s, _ in got())
-        denied = [r for r in conn.log_records() if r.get("event") == "pull failed: permission denied"]
+        denied = [r for r in conn.log_records() if r.get("event") == "pull_failed_permission_denied"]
         assert {r["stream"] for r in denied} == {"audit"}
         assert "Auditor role" in denied[0]["error"]
     finally:

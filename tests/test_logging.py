@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import urllib.parse
 from pathlib import Path
 
-from siemconn.logging import get_logger, setup_logging
+from siemconn.logging import Redactor, get_logger, setup_logging
 
 SECRET = "very-Secret-Value-123"
 
@@ -60,3 +61,51 @@ def test_stdlib_loggers_go_through_the_same_pipeline(tmp_path: Path) -> None:
     _flush()
     rec = json.loads(stream.getvalue())
     assert rec["event"] == "lib says ***"
+
+
+def test_redactor_masks_escaped_encoded_and_partial_forms() -> None:
+    """Issue 20 item 10: a token cut by a truncation, escaped in JSON or repr, URL-encoded, or with its
+    newline turned into a space is masked; nothing of 12+ characters survives."""
+    token = 'tok/en+with"quote\nand-newline-0123456789'
+    r = Redactor([SECRET])
+    r.add(token)
+    forms = [
+        token,
+        json.dumps(token),
+        repr(token),
+        urllib.parse.quote(token, safe=""),
+        token.replace("\n", " "),
+        token[:15],  # the head of a cut token
+        token[-14:],  # its tail
+        SECRET[3:17],
+    ]
+    for form in forms:
+        out = r.scrub_text(f"before {form} after")
+        assert "***" in out, form
+        for i in range(len(out) - 11):
+            window = out[i : i + 12]
+            assert window not in token and window not in SECRET, (form, out)
+    assert r.scrub_text("nothing secret here, 123456789012345") == "nothing secret here, 123456789012345"
+    assert r.scrub_text("tok/en") == "tok/en"  # shorter than 12 characters of a long token: not a leak
+
+
+def test_redactor_keeps_a_bounded_number_of_tokens() -> None:
+    r = Redactor([SECRET])
+    for i in range(200):
+        r.add(f"token-number-{i:04d}-abcdefghijkl")
+    assert "***" in r.scrub_text("token-number-0199-abcdefghijkl")
+    assert "***" in r.scrub_text(SECRET)  # configured secrets are never forgotten
+    assert r.scrub_text("token-number-0000-abcdefghijkl") != "***"  # the oldest tokens are forgotten
+
+
+def test_log_files_are_0640_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        setup_logging(log_dir=tmp_path / "logs", fmt="json", stream=io.StringIO())
+        get_logger("t").info("x")
+        _flush()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "logs" / "siemconn.log").stat().st_mode & 0o777 == 0o640

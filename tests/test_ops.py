@@ -331,3 +331,26 @@ def test_the_service_turns_metrics_on_only_with_an_address(tmp_path) -> None:
         cfg = configuration(data_dir=str(tmp_path / "d"), **extra)
         settings = Settings(configuration=cfg, credentials=creds, config_path=tmp_path / "config.json")
         assert Service(settings).metrics.enabled is enabled
+
+
+async def test_concurrent_clients_are_bounded(endpoint: tuple[asyncio.Server, str]) -> None:
+    """Idle clients beyond MAX_CONNECTIONS are closed at once; the ones within wait for the idle timeout."""
+    from siemconn.ops.endpoint import MAX_CONNECTIONS
+
+    _, base = endpoint
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    conns = [await asyncio.open_connection(host, int(port)) for _ in range(MAX_CONNECTIONS + 8)]
+
+    async def closed_at_once(reader: asyncio.StreamReader) -> bool:
+        try:
+            async with asyncio.timeout(0.5):
+                return await reader.read(1) == b""
+        except TimeoutError:
+            return False  # served: idle, kept open until the request timeout
+        except ConnectionError:
+            return True
+
+    closed = sum(await asyncio.gather(*(closed_at_once(r) for r, _ in conns)))
+    for _reader, writer in conns:
+        writer.close()
+    assert closed == 8

@@ -15,6 +15,7 @@ from support.memqueue import MemQueue
 from support.syslogparse import parse, unframe
 
 from siemconn.config import Configuration, ServerConfig
+from siemconn.devtools.harness import wait_until_async
 from siemconn.errors import AllServersDownError, DeliveryError
 from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import MAX_BACKOFF_CAP, WriterPool, backoff_delay
@@ -105,11 +106,7 @@ async def fast_sleep(delay: float) -> None:
 
 
 async def wait_until(pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+    await wait_until_async(pred, timeout)
 
 
 def make_pool(servers: list[ServerConfig], q: MemQueue, tmp_path: Path, **kw: Any) -> WriterPool:

@@ -611,3 +611,18 @@ async def test_queue_sets_depth_and_checkpoint_gauges(tmp_path: Path) -> None:
         assert reopened.checkpoint.labels("audit")._value.get() == 11
     finally:
         await q.close()
+
+
+async def test_open_cancelled_while_the_worker_opens_releases_the_lock(tmp_path: Path) -> None:
+    """Cancelling open() mid-way leaves nothing open or locked: the next open of the same data_dir works."""
+    data_dir = tmp_path / "q"
+    task = asyncio.create_task(DurableQueue.open(data_dir, ["a"]))
+    await asyncio.sleep(0)  # the worker thread is now opening the file
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    q = await DurableQueue.open(data_dir, ["a"])  # QueueLockedError if the lock had leaked
+    try:
+        assert await q.depth("a") == 0
+    finally:
+        await q.close()

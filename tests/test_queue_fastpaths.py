@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ async def test_pages_stored_as_text_or_blob_read_the_same(tmp_path: Path) -> Non
     try:
         await q.commit_page("audit", _events(1, 10), 11)
         await q.commit_page("audit", _events(11, 10), 21)
-        conn = q._db()
+        conn = sqlite3.connect(q.db_path, timeout=10, isolation_level=None)  # a second connection (WAL)
         assert [r[0] for r in conn.execute("SELECT typeof(data) FROM page_log ORDER BY first_seq")] == [
             "text",
             "text",
@@ -91,6 +92,7 @@ async def test_pages_stored_as_text_or_blob_read_the_same(tmp_path: Path) -> Non
             "blob",
             "text",
         ]
+        conn.close()
         batch = await q.read_batch("a", 20)
         assert batch is not None
         assert [json.loads(e.payload) for e in batch.events] == _events(1, 20)

@@ -16,6 +16,7 @@ from support.rsyslog import RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
 
 from siemconn.config import Configuration, ServerConfig
+from siemconn.devtools.harness import wait_until_async
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.ops.metrics import Metrics
 from siemconn.syslog.pool import WriterPool
@@ -56,11 +57,7 @@ def make_events(case: str, n: int, big: bool) -> list[dict[str, Any]]:
 
 
 async def wait_until(pred: Callable[[], bool], timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not pred():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
+    await wait_until_async(pred, timeout)
 
 
 async def deliver(servers: list[ServerConfig], q: MemQueue, tmp_path: Path, **kw: Any) -> WriterPool:

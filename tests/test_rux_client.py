@@ -29,6 +29,7 @@ from siemconn.errors import (
 from siemconn.logging import setup_logging
 from siemconn.ops.metrics import Metrics
 from siemconn.rux.client import Page, RuxClient, parse_retry_after
+from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.streams import StreamSpec
 
 SECRET = "s3cr3t-Th1s-Must-Never-Leak"
@@ -721,7 +722,7 @@ def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
 
 async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(make_client) -> None:
     """The queue stores checkpoints as SQLite integers: one beyond 64 bits used to fail every commit."""
-    body: dict[str, Any] = {"events": [{"id": 1}], "next_checkpoint": 2**64, "remaining_count": 0}
+    body: dict[str, Any] = {"events": [{"id": 2**64 - 1}], "next_checkpoint": 2**64, "remaining_count": 0}
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
@@ -734,3 +735,105 @@ async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(make_cl
     body.update(next_checkpoint=None, events=[{"id": 2**64}])  # derived: max id + 1
     with pytest.raises(RuxResponseError, match="checkpoint 18446744073709551617 does not fit 64 bits"):
         await collect(client, DET, 1)
+
+
+async def test_an_implausible_next_checkpoint_is_clamped_to_last_id_plus_one(make_client) -> None:
+    """Issue: one answer with next_checkpoint 9223372036854775797 made every later event unreachable."""
+    answers: list[dict[str, Any]] = [
+        {"events": [{"id": 41}, {"id": 40}], "next_checkpoint": 9223372036854775797, "remaining_count": 0},
+        {"events": [], "next_checkpoint": 9223372036854775797, "remaining_count": 0},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
+        return httpx.Response(200, json=answers.pop(0) if len(answers) > 1 else answers[0])
+
+    client = make_client("https://tenant.example", cfg(page_size=100), transport=httpx.MockTransport(handler))
+    assert [p.next_checkpoint for p in await collect(client, DET, 40)] == [42]
+    # an empty page moves at most one limit past its from; on a first run it stores nothing
+    assert [p.next_checkpoint for p in await collect(client, DET, 42)] == [142]
+    assert await collect(client, DET, None) == []
+
+
+def test_plausible_checkpoint_rule() -> None:
+    rule = plausible_checkpoint
+    assert rule(11, cursor=5, request_from=5, limit=10, max_id=10).value == 11
+    assert rule(10, cursor=5, request_from=5, limit=10, max_id=10).value == 10  # overlap servers
+    got = rule(10**18, cursor=5, request_from=5, limit=10, max_id=10)
+    assert (got.value, got.clamped_from, got.bound) == (11, 10**18, 11)
+    assert rule(None, cursor=5, request_from=5, limit=10, max_id=10).value == 11
+    assert rule(3, cursor=5, request_from=5, limit=10, max_id=4).value == 5  # never below the cursor
+    assert rule(15, cursor=5, request_from=5, limit=10, max_id=None).value == 15
+    assert rule(16, cursor=5, request_from=5, limit=10, max_id=None).value == 15
+    assert rule(51, cursor=None, request_from=0, limit=1000, max_id=None).value == 51
+    assert rule(5000, cursor=None, request_from=0, limit=1000, max_id=None).value is None
+    assert rule(None, cursor=None, request_from=0, limit=1000, max_id=None).value is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"access_token": "at-1", "expires_in": 1' + b"0" * 400 + b"}",
+            "unusable expires_in (an integer of",
+        ),
+        (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+        (b'{"access_token": "at-1", "expires_in": "soon"}', "unusable expires_in ('soon')"),
+        (b'{"access_token": "at-1", "expires_in": 1e400}', "unusable expires_in"),
+        (b'{"access_token": "at-1", "expires_in": -5}', "unusable expires_in (-5)"),
+        (b'{"access_token": "at-1", "refresh_token": 7}', "refresh_token of type int"),
+        (b'{"access_token": 12345}', "access_token of type int"),
+        (b'{"access_token": "line\\nbreak-0123456789"}', "cannot be sent as a bearer token"),
+        (b'["at-1"]', "a JSON list instead of an object"),
+        (b"<html>", "not JSON"),
+        (b'{"access_token": "' + b"a" * 70_000 + b'"}', "more than 65536 bytes"),
+    ],
+)
+async def test_malformed_token_answers_are_response_errors(make_client, body: bytes, message: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
+    with pytest.raises(RuxResponseError) as info:
+        await client.authenticate()
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert "line" not in str(info.value) and "0123456789" not in str(info.value)
+
+
+async def test_an_error_body_echoing_the_token_is_redacted_before_it_is_cut(make_client) -> None:
+    token = "at-" + "A1b2C3d4E5" * 4
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": token, "expires_in": 3600})
+        return httpx.Response(400, content=("x" * 185 + request.headers["Authorization"]).encode())
+
+    client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
+    with pytest.raises(RuxResponseError) as info:
+        await collect(client, DET, 1)
+    assert (
+        "***" in str(info.value)
+        and token[:12] not in str(info.value)
+        and "A1b2C3d4E5A1" not in str(info.value)
+    )
+
+
+async def test_a_too_large_answer_is_retried_with_a_smaller_limit(make_client) -> None:
+    limits: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth2/token":
+            return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
+        limit = request.url.params["limit"]
+        limits.append(limit)
+        if int(limit) > 20:
+            return httpx.Response(200, content=b'{"events": [], "pad": "' + b"x" * (2 << 20) + b'"}')
+        return httpx.Response(200, json={"events": [{"id": 5}], "next_checkpoint": 6, "remaining_count": 0})
+
+    client = make_client(
+        "https://tenant.example", cfg(max_response_mb=1), transport=httpx.MockTransport(handler)
+    )
+    pages = await collect(client, DET, 5)
+    assert [p.next_checkpoint for p in pages] == [6]
+    assert limits == ["1000", "250", "62", "15"]

@@ -113,7 +113,7 @@ def test_tls_context_pins_the_reference_cert_file(tmp_path: Path) -> None:
 def test_tls_context_falls_back_to_system_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ctx = build_tls_context(server(), tmp_path)  # no cert/s1.pem
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
-    assert "tls_ca_file_absent_using_system_store" in capsys.readouterr().out
+    assert "tls_ca_not_pinned" in capsys.readouterr().out
 
 
 def test_tls_context_errors_name_server_file_and_fix(tmp_path: Path) -> None:

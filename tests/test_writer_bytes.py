@@ -22,7 +22,8 @@ from siemconn.errors import DeliveryError
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import Batch, DurableQueue, QueuedEvent, Segment
 from siemconn.syslog.format import Formatter, encode_event, fit_datagram, frame, parse_event_timestamp
-from siemconn.syslog.pool import WriterPool, _Oversize, _Writer
+from siemconn.syslog.pool import ServerWriter, WriterPool
+from siemconn.syslog.wire import Oversize
 
 NOW = datetime(2024, 3, 5, 7, 8, 9, 123456, tzinfo=UTC)
 LATER = datetime(2024, 3, 5, 7, 8, 10, tzinfo=UTC)
@@ -157,15 +158,15 @@ def test_batch_events_from_hand_made_segments() -> None:
 # --- the writer's _prepare: fast path vs per-event path ------------------------------------------
 
 
-def writer(srv: ServerConfig, tmp_path: Path) -> _Writer:
+def writer(srv: ServerConfig, tmp_path: Path) -> ServerWriter:
     pool = WriterPool([srv], MemQueue([srv.name]), configuration([srv]), tmp_path, wall_clock=lambda: NOW)
-    return pool._writers[srv.name]
+    return pool.writer(srv.name)
 
 
-def per_event(srv: ServerConfig, events: list[QueuedEvent]) -> tuple[list[bytes], int, _Oversize | None]:
+def per_event(srv: ServerConfig, events: list[QueuedEvent]) -> tuple[list[bytes], int, Oversize | None]:
     """The oracle: (frames, events sent, oversize) formatting and framing one event at a time."""
     fmt = Formatter(srv).format
-    oversize: _Oversize | None = None
+    oversize: Oversize | None = None
     frames: list[bytes] = []
     for ev in events:
         msg = fmt(ev.payload, ev.stream, NOW)
@@ -174,7 +175,7 @@ def per_event(srv: ServerConfig, events: list[QueuedEvent]) -> tuple[list[bytes]
             continue
         fitted = fit_datagram(msg, srv)
         if fitted is not msg:
-            oversize = oversize or _Oversize()
+            oversize = oversize or Oversize()
             if fitted is None:
                 oversize.dropped_ids = [*(oversize.dropped_ids or []), ev.event_id]
                 continue
@@ -203,7 +204,7 @@ async def test_prepare_fast_path_is_byte_identical(
     try:
         t = dict(transport)
         srv = server(t.pop("protocol"), **t, **shape)
-        fast = writer(srv, tmp_path)._prepare(batch)
+        fast = writer(srv, tmp_path).prepare(batch)
         slow_frames, slow_sent, slow_oversize = per_event(srv, batch.events)
     finally:
         await q.close()

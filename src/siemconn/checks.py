@@ -22,6 +22,7 @@ import httpx
 from siemconn.cli import ExitCode
 from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
 from siemconn.queue import read_status, render_status
 from siemconn.rux.client import RuxClient
@@ -29,7 +30,7 @@ from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
-__all__ = ["TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
+__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
 
 CONNECT_TIMEOUT = 10.0
 API_CONNECT_TIMEOUT = 5.0  # `check`'s TCP probe of the API: a clear answer within seconds
@@ -190,6 +191,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     _line(out, True, "configuration", f"{settings.config_path.absolute()} is valid")
     all_ok, detail = _check_data_dir(settings)
     _line(out, all_ok, "data directory", detail)
+    for w in permission_warnings(settings):  # a warning: `check` still passes
+        print(f"warn   {w.what}: {w.path} is {w.problem} (mode {w.mode:04o}); fix: {w.fix}", file=out)
     client, detail = await _check_api(settings)
     _line(out, client is not None, "Vectra API", detail)
     if client is None:
@@ -257,7 +260,10 @@ async def send_test(settings: LocalSettings, out: TextIO) -> int:
     payload = encode_event(event)
     all_ok = True
     for server in settings.servers:
-        message = format_message(payload, "audit", server, now)
+        # cef/leef map events per stream; the test message is no audit event, so it gets its own
+        # header (product "siemconn", signature id "siemconn.send_test") and carries its JSON whole
+        stream = "send_test" if server.format in ("cef", "leef") else "audit"
+        message = format_message(payload, stream, server, now)
         data = message if server.server_protocol == "UDP" else frame(message, server.framing)
         try:
             transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)

@@ -36,11 +36,36 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from siemconn.errors import ConfigError
 
+__all__ = [
+    "ConfigFile",
+    "LEEF_DELIMITERS",
+    "LocalSettings",
+    "OFF",
+    "REQUIRED_STREAMS",
+    "Configuration",
+    "Credentials",
+    "FACILITIES",
+    "LEGACY_HOSTNAME",
+    "SEVERITIES",
+    "STREAMS",
+    "SchedulerConfig",
+    "ServerConfig",
+    "Settings",
+    "is_loopback",
+    "is_valid_host",
+    "load_configuration",
+    "load_local_settings",
+    "load_settings",
+    "validate_cron",
+]
+
 STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring", "health", "lockdown")
 # the reference's three streams: their `scheduler` keys are required; health and lockdown are opt-in
 REQUIRED_STREAMS: tuple[str, ...] = ("audit", "detections", "entity_scoring")
 OFF = "off"  # `"scheduler": {"audit": "off"}` (or null) turns a stream off
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+# LEEF 2.0 attribute delimiters: tab (LEEF's default) and printable characters JSON only has in strings
+LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$", "%", "&", "*", "?")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -143,6 +168,22 @@ def _seconds_last(fields: list[str]) -> bool:
     return True
 
 
+_URL_RE = re.compile(
+    r"^(?P<scheme>[Hh][Tt][Tt][Pp][Ss]?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[^/\s:\[\]]+)(:\d{1,5})?(/[^\s]*)?$"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1), the only hosts plain http may reach."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def is_valid_host(host: str) -> bool:
     """True for an IPv4 or IPv6 literal or an RFC 1123 hostname."""
     try:
@@ -168,7 +209,7 @@ class ServerConfig(_Strict):
     server_host: str
     server_port: int
 
-    format: Literal["legacy", "rfc5424", "rfc3164"] = "legacy"
+    format: Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"] = "legacy"
     framing: Literal["lf", "octet-counting"] = "lf"
     facility: int = 1
     severity: int = 6
@@ -178,6 +219,8 @@ class ServerConfig(_Strict):
     structured_data: str | None = None
     max_message_size: int = 65507
     udp_oversize: Literal["truncate", "drop"] = "truncate"
+    include_raw_event: bool = False
+    leef_delimiter: str = "\t"
     tls_ca_file: str | None = None
     tls_verify_hostname: bool = True
     tls_client_cert: str | None = None
@@ -300,6 +343,16 @@ class ServerConfig(_Strict):
         """True if this server receives the events of `stream` (when that stream is on)."""
         return self.streams is None or stream in self.streams
 
+    @field_validator("leef_delimiter", mode="before")
+    @classmethod
+    def _leef_delimiter(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in LEEF_DELIMITERS:
+            raise _err(
+                "leef_delimiter",
+                'is not a LEEF delimiter; expected a tab ("\\t", the default) or one of ^ ~ # ; ! ` @ $ % & * ?',
+            )
+        return v
+
     @model_validator(mode="after")
     def _tls_pair(self) -> ServerConfig:
         if (self.tls_client_cert is None) != (self.tls_client_key is None):
@@ -386,6 +439,7 @@ class Configuration(_Strict):
     timezone: str = "UTC"
     pull_at_startup: bool = True
     http_timeout: float = 30.0
+    max_response_mb: int = 8
     api_max_tries: int = 3
     data_dir: str = "./data"
     log_dir: str = "./logs"
@@ -466,6 +520,13 @@ class Configuration(_Strict):
             raise _err("drain_batch_bytes", "is not a size; expected bytes 65536-268435456 (64 KiB-256 MiB)")
         return v
 
+    @field_validator("max_response_mb", mode="before")
+    @classmethod
+    def _max_response(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024:
+            raise _err("mb", "is not a size; expected an integer 1-1024 (MB per API answer)")
+        return v
+
     @field_validator("min_free_disk_mb", mode="before")
     @classmethod
     def _disk(cls, v: Any) -> Any:
@@ -511,9 +572,17 @@ class Credentials(BaseSettings):
     @classmethod
     def _url(cls, v: Any) -> Any:
         v = str(v).strip()
-        if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/[^\s]*)?$", v):
+        m = _URL_RE.match(v)
+        if not m:
             raise _err(
-                "url", "is not a URL; expected http(s)://HOST such as https://tenant.uw2.portal.vectra.ai"
+                "url", "is not a URL; expected https://HOST such as https://tenant.uw2.portal.vectra.ai"
+            )
+        if m.group("scheme").lower() == "http" and not is_loopback(m.group("host")):
+            raise _err(
+                "plain_http",
+                "uses plain http to a host that is not this machine, which would send the client secret "
+                "and every token unencrypted; expected https:// (plain http is allowed only for "
+                "loopback hosts: 127.0.0.0/8, ::1, localhost)",
             )
         return v.rstrip("/")
 
@@ -536,6 +605,7 @@ class LocalSettings(BaseModel):
 
     configuration: Configuration
     config_path: Path
+    secret_file: Path | None = None  # CLIENT_SECRET_FILE when the secret came from it (permission check)
 
     @property
     def servers(self) -> list[ServerConfig]:
@@ -698,6 +768,11 @@ def _read_json(path: Path) -> Any:
         ) from None
 
 
+def _secret_file(environ: dict[str, str]) -> Path | None:
+    name = environ.get("CLIENT_SECRET_FILE")
+    return Path(name) if name and not environ.get("CLIENT_SECRET") else None
+
+
 def _credentials(environ: dict[str, str]) -> tuple[Credentials | None, list[str]]:
     env = dict(environ)
     problems: list[str] = []
@@ -782,4 +857,6 @@ def _load(path: Path, environ: dict[str, str]) -> Settings:
     creds, env_problems = _credentials(environ)
     if problems or env_problems or configuration is None or creds is None:
         raise ConfigError(problems, source=str(path.absolute()), environment=env_problems)
-    return Settings(configuration=configuration, credentials=creds, config_path=path)
+    return Settings(
+        configuration=configuration, credentials=creds, config_path=path, secret_file=_secret_file(environ)
+    )

@@ -6,6 +6,26 @@ and the fix; they never contain a secret (client secret, access token or refresh
 
 from __future__ import annotations
 
+__all__ = [
+    "AllServersDownError",
+    "ConfigError",
+    "DeliveryError",
+    "EndpointError",
+    "QueueCorruptError",
+    "QueueError",
+    "QueueLockedError",
+    "QueueUnavailableError",
+    "RuxAuthError",
+    "RuxError",
+    "RuxPermissionError",
+    "RuxRateLimitedError",
+    "RuxResponseError",
+    "RuxUnavailableError",
+    "SiemconnError",
+    "SyslogError",
+    "TlsConfigError",
+]
+
 
 class SiemconnError(Exception):
     """Base class of every error siemconn raises on purpose."""

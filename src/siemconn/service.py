@@ -22,7 +22,7 @@ import aiocron
 
 from siemconn import __version__
 from siemconn.cli import ExitCode
-from siemconn.config import STREAMS, Settings
+from siemconn.config import STREAMS, Settings, is_loopback
 from siemconn.errors import (
     AllServersDownError,
     EndpointError,
@@ -32,8 +32,9 @@ from siemconn.errors import (
     RuxPermissionError,
     RuxResponseError,
 )
+from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger, setup_logging
-from siemconn.ops.endpoint import start_http_server
+from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.gctune import freeze_startup
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
@@ -46,6 +47,8 @@ from siemconn.rux.client import RuxClient
 from siemconn.rux.health import health_event
 from siemconn.rux.streams import TIMESTAMP_FORMAT, StreamSpec, api_path, stream_specs
 from siemconn.syslog.pool import WriterPool
+
+__all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "Service", "run_service"]
 
 log = get_logger("siemconn.service")
 
@@ -306,6 +309,7 @@ class Service:
                 log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
             await self._startup_summary()
             self._warn_off_streams()
+            warn_file_permissions(self.settings)
             if self.cfg.metrics_address:
                 try:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
@@ -313,6 +317,13 @@ class Service:
                     log.error("metrics_endpoint_failed", error=str(exc))
                     return ExitCode.CONFIG
                 log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
+                if not is_loopback(parse_address(self.cfg.metrics_address)[0]):
+                    log.warning(
+                        "metrics_endpoint_not_loopback",
+                        address=self.cfg.metrics_address,
+                        hint="the endpoint has no authentication; bind it to 127.0.0.1 unless a firewall "
+                        "or the container network limits who can reach it",
+                    )
             self.pool = WriterPool(
                 self.cfg.server,
                 self.queue,
@@ -336,17 +347,17 @@ class Service:
             done, _ = await asyncio.wait({pool_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if pool_task in done:
                 stop_task.cancel()
-                exc = pool_task.exception()
-                if isinstance(exc, AllServersDownError):
+                failure = pool_task.exception()
+                if isinstance(failure, AllServersDownError):
                     log.error(
                         "all_syslog_servers_down",
                         detail="exiting so the restart policy takes over",
-                        error=str(exc),
+                        error=str(failure),
                         exit_code=ExitCode.ALL_SERVERS_DOWN,
                     )
                     self._exit_code = ExitCode.ALL_SERVERS_DOWN
-                elif exc is not None:
-                    log.error("writer_pool_failed", error=repr(exc))
+                elif failure is not None:
+                    log.error("writer_pool_failed", error=repr(failure))
                     self._exit_code = ExitCode.UNEXPECTED
             await self._shutdown(pool_task)
             return self._exit_code
@@ -415,6 +426,19 @@ class Service:
             with suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(pool_task, timeout=max(0.1, deadline - time.monotonic()))
         log.info("siemconn_stopped", exit_code=self._exit_code)
+
+
+def warn_file_permissions(settings: Settings) -> None:
+    """Log `insecure_file_permissions` for each file others could read or change (never fatal)."""
+    for w in permission_warnings(settings):
+        log.warning(
+            "insecure_file_permissions",
+            file=str(w.path),
+            what=w.what,
+            mode=f"{w.mode:04o}",
+            problem=w.problem,
+            fix=w.fix,
+        )
 
 
 def run_service(settings: Settings) -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import trustme
 
+from siemconn.devtools.harness import issue_leaf
+
 SERVER_NAMES: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
 
@@ -25,22 +27,7 @@ class TlsFiles:
     other_ca: Path  # a CA that signed nothing the receiver uses: "unknown CA"
 
 
-def write_leaf(
-    ca: trustme.CA,
-    directory: Path,
-    stem: str,
-    *identities: str,
-    not_after: datetime | None = None,
-    not_before: datetime | None = None,
-) -> tuple[Path, Path]:
-    """Issue a leaf certificate for `identities`; write STEM.pem (leaf + chain) and STEM.key."""
-    leaf = ca.issue_cert(*identities, not_before=not_before, not_after=not_after)
-    cert = directory / f"{stem}.pem"
-    key = directory / f"{stem}.key"
-    cert.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
-    leaf.private_key_pem.write_to_path(str(key))
-    key.chmod(0o600)
-    return cert, key
+write_leaf = issue_leaf
 
 
 def make_certs(directory: Path, server_names: tuple[str, ...] = SERVER_NAMES) -> TlsFiles:

@@ -14,13 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.devtools.harness import config_skeleton, wait_until
 
 CLIENT_ID = "e2e-client"
 SECRET = "e2e-Secret-Value-Never-Logged-42"
@@ -86,15 +86,6 @@ def summary(expected: Iterable[tuple[str, int]], counts: Counter[tuple[str, int]
     }
 
 
-def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def connector_config(
     workdir: Path,
     servers: list[dict[str, Any]],
@@ -103,19 +94,10 @@ def connector_config(
     schedule: str = "*/2 * * * * *",
     **extra: Any,
 ) -> dict[str, Any]:
-    return {
-        "configuration": {
-            "server": servers,
-            "scheduler": {"audit": schedule, "detections": schedule, "entity_scoring": schedule},
-            "retry_count": retry_count,
-            "data_dir": str(workdir / "data"),
-            "log_dir": str(workdir / "logs"),
-            "cert_dir": str(workdir / "cert"),
-            "min_free_disk_mb": 0,
-            "log_format": "json",
-            **extra,
-        }
-    }
+    """The e2e skeleton: JSON logs, no free-disk floor (tmp file systems may be small)."""
+    return config_skeleton(
+        workdir, servers, schedule=schedule, retry_count=retry_count, **({"min_free_disk_mb": 0} | extra)
+    )
 
 
 class Connector:
@@ -142,7 +124,8 @@ class Connector:
     def out_path(self) -> Path:
         return self.workdir / f"stdout.{self.runs}.log"
 
-    def start(self) -> Connector:
+    def start(self, preexec_fn: Callable[[], None] | None = None) -> Connector:
+        """Start the service; `preexec_fn` runs in the child before exec (umask, resource limits)."""
         self.runs += 1
         out = open(self.out_path, "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
@@ -151,6 +134,7 @@ class Connector:
             env=self.env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
         out.close()
         return self

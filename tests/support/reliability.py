@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.devtools.harness import wait_until
 from siemconn.queue.schema import DB_FILE
 from support.e2e import SECRET, Connector, expected_payloads, received, summary
 from support.rsyslog import RsyslogReceiver
@@ -101,14 +102,13 @@ class Supervisor:
 
 def wait_for(pred: Any, timeout: float, what: str, tick: Any = None, interval: float = 0.2) -> None:
     """Poll `pred` (calling `tick` first, e.g. a Supervisor.poll) until true or `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def ticked() -> bool:
         if tick is not None:
             tick()
-        if pred():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return bool(pred())
+
+    wait_until(ticked, timeout, what, interval)
 
 
 def kill_receiver(rs: RsyslogReceiver) -> None:

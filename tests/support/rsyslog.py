@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import pytest
 
+from siemconn.devtools.harness import free_port
 from support.certs import TlsFiles, make_certs
 
 TEMPLATE = Path(__file__).with_name("rsyslog.conf.in")
@@ -54,21 +55,6 @@ class Fields:
     msgid: str
     sd: str
     msg: str
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (the caller binds it soon after)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 class RsyslogReceiver:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from siemconn.devtools.harness import split_frames
+
 _LEGACY = re.compile(rb"^<(\d{1,3})>(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ([\x21-\x39\x3b-\x7e]+): (.*)$", re.S)
 _RFC5424 = re.compile(
     rb"^<(\d{1,3})>1 (\S+) ([\x21-\x7e]{1,255}) ([\x21-\x7e]{1,48}) ([\x21-\x7e]{1,128}) ([\x21-\x7e]{1,32}) "
@@ -56,16 +58,10 @@ def parse(message: bytes, fmt: str) -> Parsed:
 
 def unframe(data: bytes, framing: str) -> list[bytes]:
     """Split a TCP byte stream into messages; AssertionError on a partial or malformed frame."""
-    if framing == "lf":
-        assert data.endswith(b"\n") or not data, "LF stream does not end with a newline"
-        return data.split(b"\n")[:-1]
-    out: list[bytes] = []
-    i = 0
-    while i < len(data):
-        sp = data.index(b" ", i)
-        n = int(data[i:sp])
-        assert data[i:sp] == str(n).encode(), "bad octet count"
-        out.append(data[sp + 1 : sp + 1 + n])
-        assert len(out[-1]) == n, "truncated octet-counted frame"
-        i = sp + 1 + n
+    buf = bytearray(data)
+    try:
+        out = split_frames(buf, framing)
+    except ValueError as exc:
+        raise AssertionError(str(exc)) from None
+    assert not buf, f"partial {framing} frame at the end: {bytes(buf[:60])!r}"
     return out

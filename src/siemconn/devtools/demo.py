@@ -15,7 +15,6 @@ forwarded as SIGTERM.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -25,73 +24,45 @@ import sys
 import time
 from pathlib import Path
 
+from siemconn.devtools.harness import config_skeleton, free_port, start_fake_tenant, write_config
+
+__all__ = ["DEMO_CLIENT_ID", "DEMO_SECRET", "demo_config", "main"]
+
 DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-a-real-one"
 
 
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s2:
-                s2.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port on 127.0.0.1")
+FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
 
 
-def demo_config(tcp_port: int, udp_port: int, workdir: Path, *, snapshots: bool = True) -> dict[str, object]:
-    return {
-        "configuration": {
-            "server": [
-                {
-                    "name": "demo-tcp",
-                    "server_protocol": "tcp",
-                    "server_host": "127.0.0.1",
-                    "server_port": tcp_port,
-                },
-                {
-                    "name": "demo-udp",
-                    "server_protocol": "udp",
-                    "server_host": "127.0.0.1",
-                    "server_port": udp_port,
-                    "streams": ["detections", "entity_scoring"],
-                },
-            ],
-            "scheduler": {
-                "audit": "*/5 * * * * *",
-                "detections": "*/5 * * * * *",
-                "entity_scoring": "*/5 * * * * *",
-                "health": "*/30 * * * * *" if snapshots else None,
-                "lockdown": "*/5 * * * * *" if snapshots else None,
-            },
-            "retry_count": -1,
-            "data_dir": str(workdir / "data"),
-            "log_dir": str(workdir / "logs"),
-            "cert_dir": str(workdir / "cert"),
-            "min_free_disk_mb": 0,
-            "log_format": "console",
+def demo_config(
+    tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy", *, snapshots: bool = True
+) -> dict[str, object]:
+    """Two servers on the receiver: TCP takes every stream, UDP detections and entity scoring only;
+    every event stream every 5 s, health every 30 s and lockdown every 5 s unless `snapshots` is off."""
+    servers: list[dict[str, object]] = [
+        {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
+        {
+            "name": "demo-udp",
+            "server_protocol": "udp",
+            "server_host": "127.0.0.1",
+            "server_port": udp_port,
+            "streams": ["detections", "entity_scoring"],
+        },
+    ]
+    if fmt != "legacy":
+        for server in servers:
+            server["format"] = fmt
+    config = config_skeleton(
+        workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0
+    )
+    config["configuration"]["scheduler"].update(
+        {
+            "health": "*/30 * * * * *" if snapshots else None,
+            "lockdown": "*/5 * * * * *" if snapshots else None,
         }
-    }
-
-
-def _wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-            continue
-        if needle in line:
-            return line
-    raise RuntimeError(f"{proc.args!r} did not print {needle!r} within {timeout} s")
+    )
+    return config
 
 
 def terminal_signalled_group() -> bool:
@@ -114,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-snapshots", action="store_true", help="turn the opt-in health and lockdown streams off"
     )
+    ap.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
     received: list[int] = []
@@ -131,17 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
-    config_path.write_text(
-        json.dumps(demo_config(tcp_port, udp_port, workdir, snapshots=not args.no_snapshots), indent=2)
+    write_config(
+        config_path, demo_config(tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots)
     )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
     try:
-        fake = subprocess.Popen(
+        fake, _url = start_fake_tenant(
             [
-                py,
-                "-m",
-                "siemconn.devtools.fake_rux",
                 "--port",
                 str(api_port),
                 "--client-id",
@@ -158,12 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 "2",
                 "--generate-interval",
                 "3",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+            ]
         )
         procs.append(fake)
-        _wait_line(fake, "listening", 15)
         receiver = subprocess.Popen(
             [
                 py,
@@ -208,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(0.2)
             for p in procs:
                 if p.poll() is not None and p.returncode not in (0, -signal.SIGTERM):
-                    print(f"demo: {p.args[2]} exited with {p.returncode}", file=sys.stderr)
+                    name = os.fsdecode(p.args[2]) if isinstance(p.args, list) else p.args
+                    print(f"demo: {name!s} exited with {p.returncode}", file=sys.stderr)
     except KeyboardInterrupt:
         print("\ndemo: stopping", flush=True)
     finally:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+__all__ = ["EventFactory", "GeneratedEvent", "STREAM_ENDPOINTS", "fmt_ts", "render"]
+
 STREAM_ENDPOINTS: tuple[str, ...] = ("audits", "detections", "entity_scoring")
 
 _DETECTION_TYPES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (

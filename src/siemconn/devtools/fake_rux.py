@@ -62,6 +62,18 @@ import orjson
 from siemconn.devtools.events import STREAM_ENDPOINTS, EventFactory, GeneratedEvent
 from siemconn.devtools.snapshots import Lockdowns, health_body
 
+__all__ = [
+    "API_VERSIONS",
+    "FakeRux",
+    "Fault",
+    "INVALID_REFRESH_TEXT",
+    "Knobs",
+    "REAUTH_TEXT",
+    "RequestRecord",
+    "main",
+    "parse_timestamp",
+]
+
 REAUTH_TEXT = "Authentication Error. Please try reauthenticating using API client credentials."
 INVALID_REFRESH_TEXT = "Invalid refresh token. Please reauthenticate using client credentials and try again."
 API_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -101,6 +113,10 @@ class Fault:
     skip: int = 0  # let this many matching requests pass first
     body: str | None = None  # answer with exactly this body (status: `status`, or 200 when None)
     content_type: str = "application/json"  # Content-Type of `body`
+    drip: float = 0.0  # seconds between single body bytes (a body dripped byte by byte)
+    pad: int = 0  # with `body`: "@PAD@" in it becomes this many "x" bytes, streamed (a huge answer)
+    no_length: bool = False  # with `body`: no Content-Length, the body ends when the connection closes
+    # with `body`: "@TOKEN@" becomes the request's bearer token (an error body echoing the credential)
 
     @classmethod
     def from_json(cls, obj: Any) -> Fault:
@@ -741,6 +757,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):  # a client that went away is not an error here
+            self.close_connection = True
+
     # plumbing
 
     def _send(
@@ -750,14 +772,41 @@ class _Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
         stall: float = 0.0,
+        drip: float = 0.0,
+        pad: int = 0,
+        no_length: bool = False,
     ) -> None:
+        head, _, tail = body.partition(b"@PAD@") if pad else (body, b"", b"")
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if no_length:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(len(head) + pad + len(tail)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
+            return
+        try:
+            if drip > 0:
+                for i in range(len(body)):
+                    self.wfile.write(body[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(drip)
+                return
+            if pad:
+                self.wfile.write(head)
+                chunk = b"x" * (1 << 20)
+                left = pad
+                while left > 0:
+                    self.wfile.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+                self.wfile.write(tail)
+                return
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up: that is the point
+            self.close_connection = True
             return
         if stall > 0 and len(body) > 1:
             half = len(body) // 2
@@ -768,8 +817,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.wfile.write(body)
 
-    def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None, stall: float = 0.0) -> None:
-        self._send(status, orjson.dumps(obj), headers=headers, stall=stall)
+    def _json(
+        self,
+        status: int,
+        obj: Any,
+        headers: dict[str, str] | None = None,
+        stall: float = 0.0,
+        drip: float = 0.0,
+    ) -> None:
+        self._send(status, orjson.dumps(obj), headers=headers, stall=stall, drip=drip)
 
     def _read_body(self) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
@@ -821,6 +877,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         fault = fake._take_fault(path)
         stall = 0.0
+        drip = 0.0
         if fault is not None:
             if fault.delay > 0:
                 time.sleep(fault.delay)
@@ -835,7 +892,18 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.body is not None:
                 status = fault.status if fault.status is not None else 200
                 record(status)
-                self._send(status, fault.body.encode("utf-8"), fault.content_type)
+                text = fault.body
+                if "@TOKEN@" in text:
+                    bearer = (self.headers.get("Authorization") or "").partition(" ")[2].strip()
+                    text = text.replace("@TOKEN@", bearer)
+                self._send(
+                    status,
+                    text.encode("utf-8"),
+                    fault.content_type,
+                    drip=fault.drip,
+                    pad=fault.pad,
+                    no_length=fault.no_length,
+                )
                 return
             if fault.status is not None:
                 headers = {}
@@ -853,6 +921,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._json(fault.status, {"detail": f"Server error ({fault.status})"}, headers)
                 return
             stall = fault.stall
+            drip = fault.drip
 
         if path == "/oauth2/token":
             if method != "POST":
@@ -861,7 +930,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status, obj = fake.token(form, basic)
             record(status)
-            self._json(status, obj, stall=stall)
+            self._json(status, obj, stall=stall, drip=drip)
             return
         seg = path.split("/")
         # ['', 'api', 'v3.4', 'events', 'detections']
@@ -886,7 +955,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status, page = fake.page(seg[2], seg[4], params)
             record(status)
-            self._send(status, page, stall=stall)
+            self._send(status, page, stall=stall, drip=drip)
             return
         # ['', 'api', 'v3.4', 'health']
         if (

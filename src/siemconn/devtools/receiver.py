@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-MAX_FRAME = 16 * 1024 * 1024
+from siemconn.devtools.harness import split_frames
+
+__all__ = ["Printer", "main", "serve"]
 
 
 class Printer:
@@ -35,29 +37,6 @@ class Printer:
         if self.width > 0 and len(line) > self.width:
             line = line[: max(self.width - 3, 0)] + "..."
         print(line, file=self.out, flush=True)
-
-
-def split_frames(buf: bytearray) -> list[bytes]:
-    """Remove and return the complete messages at the start of `buf` (LF or octet-counted)."""
-    out: list[bytes] = []
-    while buf:
-        if buf[:1].isdigit():
-            sp = buf.find(b" ", 0, 12)
-            if sp > 0 and buf[:sp].isdigit() and int(buf[:sp]) <= MAX_FRAME:
-                n = int(buf[:sp])
-                if len(buf) < sp + 1 + n:
-                    break
-                out.append(bytes(buf[sp + 1 : sp + 1 + n]))
-                del buf[: sp + 1 + n]
-                continue
-            if sp < 0 and len(buf) < 12:
-                break  # the count may still be arriving
-        nl = buf.find(b"\n")
-        if nl < 0:
-            break
-        out.append(bytes(buf[:nl]).rstrip(b"\r"))
-        del buf[: nl + 1]
-    return out
 
 
 class _Udp(asyncio.DatagramProtocol):

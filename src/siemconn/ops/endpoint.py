@@ -18,7 +18,8 @@ from siemconn.ops.metrics import Metrics
 __all__ = ["parse_address", "start_http_server"]
 
 _MAX_HEADER_BYTES = 16 * 1024
-_REQUEST_TIMEOUT = 10.0
+_REQUEST_TIMEOUT = 5.0  # an idle or slow client is closed after this long
+MAX_CONNECTIONS = 32  # more concurrent clients are closed at once: bounded file descriptors
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -120,8 +121,20 @@ async def start_http_server(address: str, metrics: Metrics, health: Health) -> a
     """
     host, port = parse_address(address)
 
+    active = 0
+
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve(reader, writer, metrics, health)
+        # at most MAX_CONNECTIONS clients at once; one more is closed right after the accept, so idle
+        # clients can never take the file descriptors the syslog writers need
+        nonlocal active
+        if active >= MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
+        active += 1
+        try:
+            await _serve(reader, writer, metrics, health)
+        finally:
+            active -= 1
 
     try:
         return await asyncio.start_server(handler, host, port, reuse_address=True, limit=_MAX_HEADER_BYTES)

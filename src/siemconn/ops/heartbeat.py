@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from siemconn.config import load_configuration
 from siemconn.errors import ConfigError
+from siemconn.fileperms import write_private
 from siemconn.ops.health import Health
 
 __all__ = [
@@ -53,7 +54,7 @@ def write_heartbeat(data_dir: Path | str, health: Health | None = None, now: flo
         record["ok"] = ok
         record["problems"] = report["problems"]
     tmp = path.with_name(f".{HEARTBEAT_FILE}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    write_private(tmp, json.dumps(record) + "\n")  # 0600 whatever the umask
     os.replace(tmp, path)
     return path
 

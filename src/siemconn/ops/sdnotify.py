@@ -16,6 +16,8 @@ from collections.abc import Mapping
 
 from siemconn.logging import get_logger
 
+__all__ = ["Notifier", "socket_address"]
+
 log = get_logger(__name__)
 
 

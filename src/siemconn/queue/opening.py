@@ -29,7 +29,7 @@ from siemconn.queue.schema import (
     stored_head,
 )
 
-__all__ = ["QueueState", "open_file"]
+__all__ = ["QueueState", "close_opened", "open_file"]
 
 log = get_logger(__name__)
 
@@ -153,10 +153,7 @@ def open_file(
         except (sqlite3.Error, OSError) as exc:
             raise classify_sqlite_error(exc, db_path) from exc
     except BaseException:
-        if pages is not None:
-            with contextlib.suppress(sqlite3.Error):
-                pages.close()
-        release_lock(lock_fd)
+        close_opened(pages, lock_fd)
         raise
     log.info(
         "queue_opened",
@@ -167,3 +164,11 @@ def open_file(
         checkpoints=dict(state.checkpoints),
     )
     return pages, lock_fd, state
+
+
+def close_opened(pages: PageLog | None, lock_fd: int) -> None:
+    """Undo open_file: close the page log (if it was opened) and release the data_dir lock."""
+    if pages is not None:
+        with contextlib.suppress(sqlite3.Error):
+            pages.close()
+    release_lock(lock_fd)

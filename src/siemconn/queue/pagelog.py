@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from persistqueue import SQLiteQueue
@@ -57,7 +57,7 @@ def load_ids(ids_text: str) -> list[int | None]:
     return ids
 
 
-class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type information
+class PageLog(SQLiteQueue):
     """persist-queue's SQLiteQueue with one row per API page and the columns the range reads need."""
 
     _TABLE_NAME = PAGE_TABLE_PREFIX
@@ -93,8 +93,8 @@ class PageLog(SQLiteQueue):  # type: ignore[misc]  # persist-queue ships no type
     @property
     def connection(self) -> sqlite3.Connection:
         """The one connection (persist-queue's writer connection), for the store's own SQL."""
-        conn: sqlite3.Connection = self._putter
-        return conn
+        # persist-queue declares _putter as None before it connects; after __init__ it is the connection
+        return cast(sqlite3.Connection, self._putter)
 
     def put(self, item: Any, block: bool = True) -> int:
         raise NotImplementedError("use put_page(): the page log stores one row per API page")

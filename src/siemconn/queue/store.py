@@ -63,7 +63,7 @@ from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
 from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
-from siemconn.queue.opening import QueueState, open_file
+from siemconn.queue.opening import QueueState, close_opened, open_file
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.reader import PageReader
 from siemconn.queue.routing import next_taken_page, normalise_routes, stream_of, taken_events, taken_keys
@@ -153,13 +153,16 @@ class DurableQueue:
         """
         data_dir = Path(data_dir)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
-        loop = asyncio.get_running_loop()
+        opening = executor.submit(
+            open_file, data_dir, list(destinations), normalise_routes(destinations, routes)
+        )
         try:
-            pages, lock_fd, state = await loop.run_in_executor(
-                executor, open_file, data_dir, list(destinations), normalise_routes(destinations, routes)
-            )
+            pages, lock_fd, state = await asyncio.wrap_future(opening)
         except BaseException:
+            # cancelled while the worker still opens: wait for it, then close what it opened
             executor.shutdown(wait=True)
+            if not opening.cancelled() and opening.exception() is None:
+                close_opened(*opening.result()[:2])
             raise
         return cls(
             executor=executor,

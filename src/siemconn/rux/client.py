@@ -10,6 +10,9 @@ Cursor rules (see `Page.next_checkpoint`):
 * A page's ``next_checkpoint`` is the server's value, never lower than the cursor the page was
   requested with. ``null`` with events gives ``max(event id) + 1``; ``null`` without events keeps
   the cursor.
+* A ``next_checkpoint`` the page cannot justify is lowered (see `siemconn.rux.cursor`): a page with
+  events stores at most ``max(event id) + 1``; a page without ids moves at most ``limit`` past its
+  ``from``. Each such clamp logs ``implausible_next_checkpoint`` with both values.
 * An empty page is yielded only when it moves the checkpoint forward. A first run (no input
   checkpoint) that finds nothing yields nothing, so the next run is again a first run with its own
   lookback window: it never commits ``0``, which would replay the whole tenant history.
@@ -24,13 +27,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import random
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -44,15 +49,25 @@ from siemconn.errors import (
     RuxResponseError,
     RuxUnavailableError,
 )
-from siemconn.logging import get_logger
+from siemconn.logging import Redactor, get_logger
 from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import NO_METRICS, Metrics
+from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
+from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.streams import StreamSpec, api_path, build_params, probe_params
+
+__all__ = ["Page", "RuxClient", "TOKEN_PATH", "parse_retry_after"]
 
 log = get_logger("siemconn.rux")
 
 TOKEN_PATH = "/oauth2/token"
 _EARLY_RENEW_MAX = 100.0  # renew the access token 100 s early, or 10 % of its lifetime if smaller
+TOKEN_MAX_BYTES = 64 * 1024  # a token answer is a few hundred bytes
+_MAX_LIFETIME = 10 * 366 * 86400  # seconds; a longer expires_in is not a lifetime but garbage
+_MAX_TOKEN_CHARS = 8192
+# what may follow "Bearer " in an HTTP header: printable ASCII without spaces (RFC 6750 b64token and more)
+_BEARER_RE = re.compile(r"^[\x21-\x7e]+$")
+_SNIPPET_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,8 @@ class Page:
 @dataclass
 class _Token:
     access: str
-    access_expires: float  # monotonic seconds
+    access_expires: float  # monotonic seconds: renew from here on
+    hard_expires: float  # monotonic seconds: the server's end of life of the token
     refresh: str | None
     refresh_expires: float | None  # monotonic; None = unknown (try it)
     generation: int
@@ -112,12 +128,38 @@ def _loads(content: bytes) -> Any:
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # what the queue (SQLite INTEGER) can store
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _early(lifetime: float) -> float:
     return min(_EARLY_RENEW_MAX, 0.1 * lifetime)
+
+
+def _short(value: Any) -> str:
+    """A short, safe rendering of a bad value for an error message (never a huge repr)."""
+    if _is_int(value) and abs(value) > 10**18:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _lifetime(body: dict[str, Any], field: str) -> float | None:
+    """A token lifetime in seconds from `field` of a token answer; None when absent.
+
+    Raises RuxResponseError for anything but a finite number of seconds in (0, 10 years]."""
+    v = body.get(field)
+    if v is None:
+        return None
+    ok = (_is_int(v) and 0 < v <= _MAX_LIFETIME) or (
+        isinstance(v, float) and math.isfinite(v) and 0 < v <= _MAX_LIFETIME
+    )
+    if not ok:
+        raise RuxResponseError(
+            f"token endpoint {TOKEN_PATH} answered an unusable {field} ({_short(v)}); "
+            f"expected seconds 1-{_MAX_LIFETIME}; the next scheduled run retries"
+        )
+    return float(v)
 
 
 def parse_retry_after(value: str | None, default: float, cap: float, now: float | None = None) -> float:
@@ -180,6 +222,8 @@ class RuxClient:
         self._token: _Token | None = None
         self._generation = 0
         self._lock = asyncio.Lock()
+        self._max_bytes = configuration.max_response_mb * 1024 * 1024
+        self._redactor = Redactor([self._secret])
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(configuration.http_timeout),
@@ -206,13 +250,15 @@ class RuxClient:
         self._metrics.api_requests.labels(status=status).inc()
 
     def _backoff(self, attempt: int) -> float:
-        d = min(self._backoff_cap, self._backoff_base * (2**attempt))
-        return d / 2 + self._rng.random() * d / 2
+        d: float = min(self._backoff_cap, self._backoff_base * float(2**attempt))
+        jitter: float = self._rng.random()
+        return d / 2 + jitter * d / 2
 
-    async def _send(self, what: str, request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    async def _send(self, what: str, request: Callable[[], Awaitable[Answer]]) -> Answer:
         """Send with retries on 429 and on 5xx / transport errors; return any other response.
 
-        `what` names the endpoint in logs and errors (a path, never a query or a secret).
+        `what` names the endpoint in logs and errors (a path, never a query or a secret). Each try is
+        bounded by http_timeout as a whole (`siemconn.rux.answer.fetch`); AnswerTooLarge is not retried.
         """
         limited = 0
         failures = 0
@@ -223,6 +269,12 @@ class RuxClient:
             except httpx.TimeoutException as exc:
                 self._count("timeout")
                 reason = f"timed out after {self._cfg.http_timeout:g} s ({type(exc).__name__})"
+            except TimeoutError:
+                self._count("timeout")
+                reason = f"no complete answer within http_timeout {self._cfg.http_timeout:g} s"
+            except AnswerTooLarge:
+                self._count("too_large")
+                raise
             except httpx.TransportError as exc:
                 self._count("error")
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -273,68 +325,110 @@ class RuxClient:
 
     # --- tokens --------------------------------------------------------------------------
 
+    def _secret_seen(self, value: str) -> None:
+        self._redactor.add(value)
+        if self._on_secret is not None:
+            self._on_secret(value)
+
+    def redact(self, text: str) -> str:
+        """`text` without the client secret or any token this client saw, in any escaped or partial form."""
+        return self._redactor.scrub_text(text)
+
     def _store_token(self, body: Any, *, refreshed: bool) -> None:
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("access_token"), str)
-            or not body["access_token"]
-        ):
-            keys = sorted(body) if isinstance(body, dict) else type(body).__name__
+        """Validate a token answer and keep it; RuxResponseError (no secret in it) for anything malformed."""
+        bad = f"token endpoint {TOKEN_PATH} answered 200 with"
+        if not isinstance(body, dict):
             raise RuxResponseError(
-                f"token endpoint {TOKEN_PATH} answered 200 without an access_token (got {keys}); "
+                f"{bad} a JSON {type(body).__name__} instead of an object; "
                 f"check that BASE_URL {self._base_url} is the Vectra portal URL"
             )
-        now = self._clock()
-        expires_in = body.get("expires_in")
-        lifetime = float(expires_in) if _is_int(expires_in) or isinstance(expires_in, float) else 1800.0
+        for field in ("access_token", "refresh_token"):  # mask them before anything else can print them
+            if isinstance(body.get(field), str) and body[field]:
+                self._secret_seen(body[field])
+        access = body.get("access_token")
+        if not isinstance(access, str) or not access:
+            got = "no access_token" if access is None else f"an access_token of type {type(access).__name__}"
+            raise RuxResponseError(
+                f"{bad} {got} (keys {sorted(str(k) for k in body)[:10]}); "
+                f"check that BASE_URL {self._base_url} is the Vectra portal URL"
+            )
+        if len(access) > _MAX_TOKEN_CHARS or not _BEARER_RE.match(access):
+            raise RuxResponseError(
+                f"{bad} an access_token that cannot be sent as a bearer token ({len(access)} characters, "
+                "expected printable ASCII without spaces); the next scheduled run retries"
+            )
         refresh = body.get("refresh_token")
+        if refresh is not None and not isinstance(refresh, str):
+            raise RuxResponseError(
+                f"{bad} a refresh_token of type {type(refresh).__name__}; expected a string"
+            )
+        lifetime = _lifetime(body, "expires_in")
+        if lifetime is None:
+            lifetime = 1800.0
+        rexp = _lifetime(body, "refresh_expires_in")
+        now = self._clock()
         old = self._token
-        if not isinstance(refresh, str) or not refresh:
+        refresh_expires: float | None
+        if not refresh:
             refresh = old.refresh if (refreshed and old is not None) else None
             refresh_expires = old.refresh_expires if (refreshed and old is not None) else None
+        elif rexp is not None:
+            refresh_expires = now + rexp - _early(rexp)
+        elif refreshed and old is not None and old.refresh == refresh:
+            refresh_expires = old.refresh_expires
         else:
-            rexp = body.get("refresh_expires_in")
-            if _is_int(rexp) or isinstance(rexp, float):
-                refresh_expires = now + float(rexp) - _early(float(rexp))
-            elif refreshed and old is not None and old.refresh == refresh:
-                refresh_expires = old.refresh_expires
-            else:
-                refresh_expires = None
+            refresh_expires = None
         self._generation += 1
         self._token = _Token(
-            access=body["access_token"],
+            access=access,
             access_expires=now + lifetime - _early(lifetime),
+            hard_expires=now + lifetime,
             refresh=refresh,
             refresh_expires=refresh_expires,
             generation=self._generation,
         )
-        if self._on_secret is not None:
-            self._on_secret(body["access_token"])
-            if refresh:
-                self._on_secret(refresh)
         log.info(
             "access_token_refreshed" if refreshed else "access_token_obtained",
             expires_in=int(lifetime),
             has_refresh_token=refresh is not None,
         )
 
-    def _token_body(self, resp: httpx.Response) -> Any:
+    def _token_body(self, resp: Answer) -> Any:
         try:
             return _loads(resp.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
             raise RuxResponseError(
-                f"token endpoint {TOKEN_PATH} answered HTTP {resp.status_code} with a body that is not JSON; "
+                f"token endpoint {TOKEN_PATH} answered HTTP {resp.status_code} with a body that is {why}; "
                 f"check that BASE_URL {self._base_url} is the Vectra portal URL"
             ) from None
 
-    async def _client_credentials(self) -> None:
+    async def _post_token(self, data: dict[str, str], auth: tuple[str, str] | None) -> Answer:
         url = self._base_url + TOKEN_PATH
-        resp = await self._send(
-            TOKEN_PATH,
-            lambda: self._http.post(
-                url, data={"grant_type": "client_credentials"}, auth=(self._client_id, self._secret)
-            ),
-        )
+
+        def request() -> Awaitable[Answer]:
+            kwargs: dict[str, Any] = {"data": data}
+            if auth is not None:
+                kwargs["auth"] = auth
+            return fetch(
+                self._http,
+                "POST",
+                url,
+                deadline=self._cfg.http_timeout,
+                max_bytes=TOKEN_MAX_BYTES,
+                **kwargs,
+            )
+
+        try:
+            return await self._send(TOKEN_PATH, request)
+        except AnswerTooLarge as exc:
+            raise RuxResponseError(
+                f"token endpoint {TOKEN_PATH} answered more than {exc.cap} bytes; a token answer is a few "
+                f"hundred bytes, check that BASE_URL {self._base_url} is the Vectra portal URL"
+            ) from None
+
+    async def _client_credentials(self) -> None:
+        resp = await self._post_token({"grant_type": "client_credentials"}, (self._client_id, self._secret))
         if resp.status_code in (400, 401):
             log.error("client_credentials_rejected", status=resp.status_code, client_id=self._client_id)
             raise RuxAuthError(
@@ -356,13 +450,7 @@ class RuxClient:
 
     async def _refresh(self, refresh_token: str) -> bool:
         """Try the refresh_token grant; False when the server rejects it (the caller falls back)."""
-        url = self._base_url + TOKEN_PATH
-        resp = await self._send(
-            TOKEN_PATH,
-            lambda: self._http.post(
-                url, data={"grant_type": "refresh_token", "refresh_token": refresh_token}
-            ),
-        )
+        resp = await self._post_token({"grant_type": "refresh_token", "refresh_token": refresh_token}, None)
         if resp.status_code != 200:
             log.info("refresh_token_rejected", detail="using client credentials", status=resp.status_code)
             return False
@@ -390,8 +478,29 @@ class RuxClient:
             await self._client_credentials()
 
     async def _access_token(self, stale_generation: int | None = None) -> _Token:
-        """A valid token; renew it when expiring, or when `stale_generation` was rejected with 401."""
-        async with self._lock:
+        """A valid token; renew it when expiring, or when `stale_generation` was rejected with 401.
+
+        While another stream renews, a token that has not reached its end of life is used as is; a caller
+        that needs the renewal waits for it at most http_timeout, then gives up this run
+        (RuxUnavailableError), so one slow token request never blocks the other streams beyond that.
+        """
+        tok = self._token
+        if (
+            tok is not None
+            and stale_generation is None
+            and self._lock.locked()
+            and self._clock() < tok.hard_expires
+        ):
+            return tok
+        try:
+            async with asyncio.timeout(self._cfg.http_timeout):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise RuxUnavailableError(
+                f"the access token renewal at {TOKEN_PATH} did not finish within http_timeout "
+                f"{self._cfg.http_timeout:g} s; this pull gives up, the next scheduled run retries"
+            ) from None
+        try:
             tok = self._token
             if tok is None:
                 await self._client_credentials()
@@ -401,16 +510,31 @@ class RuxClient:
                 await self._renew()
             assert self._token is not None
             return self._token
+        finally:
+            self._lock.release()
 
     # --- API -----------------------------------------------------------------------------
 
-    async def _get(self, spec: StreamSpec, path: str, params: dict[str, str]) -> httpx.Response:
+    async def _get(self, spec: StreamSpec, path: str, params: dict[str, str]) -> Answer:
+        """One page request (AnswerTooLarge when the answer exceeds max_response_mb)."""
         url = self._base_url + path
         stale: int | None = None
         for attempt in (1, 2):
             tok = await self._access_token(stale)
             headers = {"Authorization": f"Bearer {tok.access}"}
-            resp = await self._send(path, lambda h=headers: self._http.get(url, params=params, headers=h))
+
+            def request(h: dict[str, str] = headers) -> Awaitable[Answer]:
+                return fetch(
+                    self._http,
+                    "GET",
+                    url,
+                    deadline=self._cfg.http_timeout,
+                    max_bytes=self._max_bytes,
+                    params=params,
+                    headers=h,
+                )
+
+            resp = await self._send(path, request)
             if resp.status_code == 401 and attempt == 1:
                 log.info(
                     "api_unauthorized_retrying", detail="renewing the token and retrying once", endpoint=path
@@ -430,7 +554,8 @@ class RuxClient:
                 f'with "scheduler": {{"{spec.stream}": null}}'
             )
         if resp.status_code != 200:
-            snippet = resp.text[:200].replace("\n", " ")
+            # redact before cutting: a token cut in half by the cut would no longer match
+            snippet = " ".join(self.redact(resp.text).split())[:_SNIPPET_CHARS]
             raise RuxResponseError(
                 f"{path} answered HTTP {resp.status_code} for stream {spec.key}: {snippet}"
                 + (
@@ -442,8 +567,8 @@ class RuxClient:
         return resp
 
     def _parse_page(
-        self, spec: StreamSpec, path: str, resp: httpx.Response
-    ) -> tuple[list[dict[str, Any]], Any, int]:
+        self, spec: StreamSpec, path: str, resp: Answer
+    ) -> tuple[list[dict[str, Any]], int | None, int]:
         def bad(what: str) -> RuxResponseError:
             return RuxResponseError(
                 f"bad response from {path} for stream {spec.key}: {what}; checkpoint kept"
@@ -480,13 +605,24 @@ class RuxClient:
             raise bad(f"remaining_count {remaining!r} is not an integer")
         return events, nxt, remaining
 
+    async def _get_capped(self, spec: StreamSpec, path: str, params: dict[str, str]) -> Answer:
+        """`_get` for requests that cannot ask for less: a too-large answer is a RuxResponseError."""
+        try:
+            return await self._get(spec, path, params)
+        except AnswerTooLarge:
+            log.error("api_answer_too_large", stream=spec.key, max_response_mb=self._cfg.max_response_mb)
+            raise RuxResponseError(
+                f"{path} answered more than max_response_mb {self._cfg.max_response_mb} MB for stream "
+                f"{spec.key}; raise max_response_mb; nothing forwarded"
+            ) from None
+
     async def snapshot(self, spec: StreamSpec) -> Any:
         """GET a snapshot stream (health: one object; lockdown: a bare array); return the parsed JSON.
 
         Raises like `pages()`; a body that is not JSON is a RuxResponseError (the caller keeps its state).
         """
         path = api_path(spec, self._cfg.api_version)
-        resp = await self._get(spec, path, {})
+        resp = await self._get_capped(spec, path, {})
         try:
             return _loads(resp.content)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -500,7 +636,7 @@ class RuxClient:
         """One small request for `siemconn check` (event streams: limit=1). Returns what came back;
         raises RuxPermissionError on 403 (its message names the role to add) and RuxError otherwise."""
         path = api_path(spec, self._cfg.api_version)
-        resp = await self._get(spec, path, probe_params(spec, self._cfg, self._now()))
+        resp = await self._get_capped(spec, path, probe_params(spec, self._cfg, self._now()))
         if spec.is_snapshot:
             try:
                 body = _loads(resp.content)
@@ -518,7 +654,7 @@ class RuxClient:
 
     async def pages(
         self, spec: StreamSpec, checkpoint: int | None, *, hold: asyncio.Lock | None = None
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """Yield the pages after `checkpoint` (None = first run, with the lookback window).
 
         Each page is yielded before the next one is requested. Raises RuxAuthError,
@@ -535,12 +671,42 @@ class RuxClient:
         cursor: int | None = checkpoint
         request_from = checkpoint if checkpoint is not None else 0
         previous_ids: set[Any] = set()
+        limit = self._cfg.page_size
         while True:
-            resp = await self._get(spec, path, params)
+            try:
+                resp = await self._get(spec, path, params)
+            except AnswerTooLarge as exc:
+                if limit <= 1:
+                    log.error(
+                        "api_answer_too_large",
+                        stream=spec.key,
+                        checkpoint=request_from,
+                        limit=limit,
+                        max_response_mb=self._cfg.max_response_mb,
+                        fix="raise max_response_mb (the process needs about 25 times that in memory)",
+                    )
+                    raise RuxResponseError(
+                        f"{path} answered more than max_response_mb {self._cfg.max_response_mb} MB for "
+                        f"stream {spec.key} at checkpoint {request_from} even with limit=1: one event is "
+                        "larger than that; raise max_response_mb to fetch it; checkpoint kept"
+                    ) from None
+                smaller = max(1, limit // 4)
+                log.warning(
+                    "api_answer_too_large",
+                    stream=spec.key,
+                    checkpoint=request_from,
+                    limit=limit,
+                    retry_limit=smaller,
+                    max_response_mb=self._cfg.max_response_mb,
+                    bytes_seen=exc.seen,
+                )
+                limit = smaller
+                params = {**params, "limit": str(limit)}
+                continue
             if hold is not None:
                 await hold.acquire()
             try:
-                events, nxt, remaining = self._parse_page(spec, path, resp)
+                events, server_nxt, remaining = self._parse_page(spec, path, resp)
                 ids = [ev.get("id") for ev in events]
                 del resp  # the parsed events are all that is kept of the body (peak memory)
                 if previous_ids:
@@ -555,18 +721,33 @@ class RuxClient:
                             stream=spec.key,
                             count=n_parsed - len(events),
                         )
-                int_ids = [i for i in ids if _is_int(i)]
-                if nxt is None:
-                    nxt = max(int_ids) + 1 if int_ids else cursor
-                elif cursor is not None and nxt < cursor:
+                int_ids: list[int] = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+                if server_nxt is not None and cursor is not None and server_nxt < cursor:
                     log.warning(
                         "checkpoint_moved_backwards",
                         detail="keeping ours",
                         stream=spec.key,
-                        server=nxt,
+                        server=server_nxt,
                         kept=cursor,
                     )
-                    nxt = cursor
+                rule = plausible_checkpoint(
+                    server_nxt,
+                    cursor=cursor,
+                    request_from=request_from,
+                    limit=limit,
+                    max_id=max(int_ids) if int_ids else None,
+                )
+                nxt = rule.value
+                if rule.clamped_from is not None:
+                    log.warning(
+                        "implausible_next_checkpoint",
+                        stream=spec.key,
+                        server=rule.clamped_from,
+                        kept=nxt,
+                        allowed_at_most=rule.bound,
+                        events=len(ids),
+                        reason="a page stores at most its last event id + 1 (an empty page: its limit)",
+                    )
                 if nxt is not None and not _I64_MIN <= nxt <= _I64_MAX:
                     raise RuxResponseError(
                         f"bad response from {path} for stream {spec.key}: checkpoint {nxt} does not fit "

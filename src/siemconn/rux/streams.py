@@ -15,6 +15,16 @@ from datetime import UTC, datetime, timedelta
 
 from siemconn.config import STREAMS, Configuration
 
+__all__ = [
+    "ALL_SPECS",
+    "ENTITY_TYPES",
+    "StreamSpec",
+    "TIMESTAMP_FORMAT",
+    "api_path",
+    "build_params",
+    "stream_specs",
+]
+
 ENTITY_TYPES: tuple[str, ...] = ("account", "host")
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 

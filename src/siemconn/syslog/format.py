@@ -9,13 +9,20 @@ Shapes (no framing; see `frame`):
 - legacy (default)   ``<14>2023-11-02T00:18:01Z VECTRA-SYSLOG-CONNECTOR: {json}``
 - rfc5424            ``<14>1 2023-11-02T00:18:01.123456Z host siemconn - detections - {json}``
 - rfc3164            ``<14>Nov  2 00:18:01 host siemconn: {json}``
+- cef                ``<14>Nov  2 00:18:01 host CEF:0|Vectra AI|RUX Detections|0.1.0|detection.x|X|5|rt=...``
+- leef               ``<14>Nov  2 00:18:01 host LEEF:2.0|Vectra AI|RUX Audit|0.1.0|audit.user.login|x09|...``
+
+cef and leef are not JSON: the event is mapped to fields (siemconn.syslog.mapping, docs/formats.md) and
+escaped per each format's spec (cef.py, leef.py). Their syslog header is the RFC 3164 shape without a
+TAG, as ArcSight, Sentinel and QRadar expect in front of "CEF:" and "LEEF:".
 
 All send times are UTC. Per-server constant parts are precomputed by `Formatter`, and the header is
 cached per distinct `now`, so a batch formatted with one `now` costs one header build plus one bytes
-concatenation per event. Except for rfc5424 with `timestamp: "event"`, the header does not depend on the
-payload: `Formatter.constant_header(stream, now)` returns it as bytes, and the message is that header
-followed by the payload bytes as stored in the queue (`Formatter.format_bytes` is the per-event form, and
-the only one for event timestamps). Both are byte-identical to `Formatter.format`.
+concatenation per event. Except for rfc5424 with `timestamp: "event"`, cef and leef (whose whole message
+is built from the payload), the header does not depend on the payload:
+`Formatter.constant_header(stream, now)` returns it as bytes, and the message is that header followed by
+the payload bytes as stored in the queue (`Formatter.format_bytes` is the per-event form, and the only
+one for event timestamps, cef and leef). Both are byte-identical to `Formatter.format`.
 
 UDP (RFC 5426): one message per datagram and NO framing: the datagram boundary is the frame, and
 rsyslog drops a trailing LF anyway, so adding one would only change what a stricter receiver stores.
@@ -27,6 +34,9 @@ be sent; `fit_datagram` applies `server.udp_oversize`:
   `events_truncated`: a visible, partial event beats a silently missing one.
 - "drop": the event is not sent at all; it is counted and logged with its id, for receivers that
   reject invalid JSON anyway. TCP and TLS never truncate: use them for events this large.
+
+  For cef and leef the cut never splits a UTF-8 sequence, nor (cef) leaves half an escape: the last
+  value is shortened, and the raw event JSON, which those formats put last, goes first.
 """
 
 from __future__ import annotations
@@ -39,6 +49,21 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from siemconn.config import LEGACY_HOSTNAME, ServerConfig
+from siemconn.syslog.cef import CefEncoder
+from siemconn.syslog.leef import LeefEncoder
+
+__all__ = [
+    "Formatter",
+    "Framing",
+    "default_hostname",
+    "encode_event",
+    "fit_datagram",
+    "format_message",
+    "frame",
+    "parse_event_timestamp",
+    "rfc3339",
+    "sanitize_field",
+]
 
 Framing = Literal["lf", "octet-counting"]
 
@@ -61,6 +86,15 @@ def frame(message: bytes, framing: str) -> bytes:
     raise ValueError(f"unknown framing {framing!r}; expected 'lf' or 'octet-counting'")
 
 
+def utf8(text: str) -> bytes:
+    """`text` as UTF-8. A lone surrogate (JSON can spell one, "\\ud800"; UTF-8 cannot) becomes U+FFFD
+    instead of failing the whole batch; the raw event JSON, being ASCII, keeps it exactly."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
 def fit_datagram(message: bytes, server: ServerConfig) -> bytes | None:
     """Apply the UDP oversize policy: the message, the message cut to max_message_size, or None (drop)."""
     limit = server.max_message_size
@@ -68,7 +102,23 @@ def fit_datagram(message: bytes, server: ServerConfig) -> bytes | None:
         return message
     if server.udp_oversize == "drop":
         return None
+    if server.format in ("cef", "leef"):
+        return safe_cut(message, limit, escapes=server.format == "cef")
     return message[:limit]
+
+
+def safe_cut(message: bytes, limit: int, *, escapes: bool) -> bytes:
+    """`message` cut to at most `limit` bytes, not inside a UTF-8 sequence and, with `escapes`, not
+    between a backslash and the character it escapes."""
+    end = limit
+    while end > 0 and (message[end] & 0xC0) == 0x80:  # message[end] starts the removed part
+        end -= 1
+    cut = message[:end]
+    if escapes:
+        trailing = len(cut) - len(cut.rstrip(b"\\"))
+        if trailing % 2:
+            cut = cut[:-1]
+    return cut
 
 
 def sanitize_field(value: str, max_len: int) -> str:
@@ -122,6 +172,7 @@ class Formatter:
         "_sd",
         "_headers_now",
         "_headers",
+        "_siem",
     )
 
     def __init__(self, server: ServerConfig, *, hostname: str | None = None) -> None:
@@ -135,6 +186,7 @@ class Formatter:
         self._sd = server.structured_data or "-"
         self._headers_now: datetime | None = None
         self._headers: dict[str, bytes] = {}
+        self._siem: CefEncoder | LeefEncoder | None = None
         if server.format == "legacy":
             self._host = server.hostname or LEGACY_HOSTNAME
             self._tail = f" {self._host}: "
@@ -143,13 +195,22 @@ class Formatter:
             app = sanitize_field(server.app_name, 48)
             procid = "-"
             self._tail = f" {self._host} {app} {procid} "
+        elif server.format in ("cef", "leef"):
+            # RFC 3164 header without a TAG: "<PRI>Mmm dd hh:mm:ss host CEF:0|..." (built by _prefix)
+            self._host = sanitize_field(server.hostname or hostname or default_hostname(), 255)
+            self._tail = f" {self._host} "
+            if server.format == "cef":
+                self._siem = CefEncoder(server.include_raw_event)
+            else:
+                self._siem = LeefEncoder(server.leef_delimiter, server.include_raw_event)
         else:  # rfc3164
             self._host = sanitize_field(server.hostname or hostname or default_hostname(), 255)
             tag = _NOT_ALNUM.sub("", server.app_name)[:32] or "siemconn"
             self._tail = f" {self._host} {tag}: "
 
     def _prefix(self, now: datetime) -> str:
-        """The header up to (legacy, rfc3164) or up to and including the timestamp (rfc5424), cached."""
+        """The header up to (legacy, rfc3164, cef, leef) or up to and including the timestamp (rfc5424),
+        cached."""
         if now is self._last_now or now == self._last_now:
             return self._last_prefix
         utc = now.astimezone(UTC) if now.tzinfo is not None else now.replace(tzinfo=UTC)
@@ -171,6 +232,8 @@ class Formatter:
 
     def format(self, payload: str, stream: str, now: datetime) -> bytes:
         """One message, without framing."""
+        if self._siem is not None:
+            return utf8(self._prefix(now) + self._siem.encode(payload, stream))
         if self._fmt != "rfc5424":
             return (self._prefix(now) + payload).encode()
         sd = self._sd
@@ -200,12 +263,15 @@ class Formatter:
 
         For any payload, `constant_header(stream, now) + payload.encode()` is `format(payload, stream, now)`.
         """
-        if self._event_ts:
+        if self._event_ts or self._siem is not None:
             return None
         return self._send_header(stream, now)
 
     def format_bytes(self, payload: bytes, stream: str, now: datetime) -> bytes:
-        """`format` for a payload given as UTF-8 bytes: the same message, without decoding the payload."""
+        """`format` for a payload given as UTF-8 bytes: the same message, without decoding the payload
+        (except for cef and leef, which map the decoded event)."""
+        if self._siem is not None:
+            return utf8(self._prefix(now) + self._siem.encode(payload, stream))
         if self._event_ts:
             ts = parse_event_timestamp(payload)
             if ts is not None:

@@ -3,13 +3,8 @@
 Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
 acknowledged by the peer's TCP stack); anything not acked is read again and resent after a reconnect.
 
-Formatting (`_Writer._prepare`): a batch holds its payloads as bytes, in segments (one per page slice).
-When the header does not depend on the payload (every format except rfc5424 with `timestamp: "event"`), a
-segment is formatted with a few bytes operations: TCP/TLS with LF framing as ONE chunk
-`header + (b"\\n" + header).join(payloads) + b"\\n"`, octet-counting and UDP as one message per event
-(UDP still applies `udp_oversize` per datagram). The bytes on the wire are the same as formatting event
-by event with `Formatter.format`. So the chunks given to `Transport.write` are not one per event: event
-counts (delivered, failed) come from the batch, not from the number of chunks.
+Formatting and framing a batch is `siemconn.syslog.wire.prepare_batch`; the chunks given to
+`Transport.write` are not one per event, so event counts (delivered, failed) come from the batch.
 
 The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
 message timestamps come from the injected `wall_clock`. Metrics are always given (`NO_METRICS` when
@@ -41,7 +36,6 @@ import contextlib
 import random
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,8 +45,26 @@ from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, Tls
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics, emit
 from siemconn.queue import Batch
-from siemconn.syslog.format import Formatter, fit_datagram
+from siemconn.syslog.format import Formatter
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
+from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
+
+__all__ = [
+    "BASE_BACKOFF",
+    "HealthLike",
+    "IDLE_WAIT_SECONDS",
+    "MAX_BACKOFF_CAP",
+    "Opener",
+    "Oversize",
+    "PreparedBatch",
+    "QueueLike",
+    "ServerWriter",
+    "Sleep",
+    "TRUNCATION_LOG_EVERY",
+    "WallClock",
+    "WriterPool",
+    "backoff_delay",
+]
 
 log = get_logger(__name__)
 
@@ -109,32 +121,12 @@ Opener = Callable[..., Awaitable[Transport]]
 def backoff_delay(failures: int, cap: float, rand: float) -> float:
     """Seconds to wait after `failures` consecutive failures (>= 1); `rand` in [0, 1)."""
     cap = min(cap, MAX_BACKOFF_CAP)
-    exp = BASE_BACKOFF * (2 ** min(failures - 1, 30))
+    exp = BASE_BACKOFF * float(2 ** min(failures - 1, 30))
     return min(cap, exp) * (0.5 + 0.5 * rand)
 
 
-@dataclass
-class _Oversize:
-    truncated: int = 0
-    dropped_ids: list[int | None] | None = None
-
-
-@dataclass
-class _Prepared:
-    """A batch formatted for the wire. `frames` are bytes chunks for `Transport.write`: one per event,
-    except for TCP/TLS LF framing from segments, where one chunk holds a whole segment's lines. So the
-    counts are carried explicitly: `events` is the batch's size, `sent` the events in `frames` (the batch
-    minus UDP-dropped ones)."""
-
-    batch: Batch
-    frames: list[bytes]
-    events: int
-    sent: int
-    oversize: _Oversize | None
-
-
-class _Writer:
-    """Delivers one server's cursor."""
+class ServerWriter:
+    """Delivers one server's cursor: connect, `prepare` (format and frame a batch), write, ack."""
 
     def __init__(self, pool: WriterPool, server: ServerConfig) -> None:
         self.pool = pool
@@ -148,7 +140,7 @@ class _Writer:
         self._tls_ctx: ssl.SSLContext | None = None
         self._ever_connected = False
         self._truncations = 0
-        self._prefetch: asyncio.Future[_Prepared | None] | None = None
+        self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
         self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
         m = pool.metrics
         self._m_delivered = m.events_delivered.labels(self.name)
@@ -174,7 +166,7 @@ class _Writer:
                         self.failures = 0  # connected and nothing to send
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
                         continue
-                    prepared = self._prepare(batch)
+                    prepared = self.prepare(batch)
                 await self._deliver(prepared)
         finally:
             await self._drop_prefetched()
@@ -265,7 +257,7 @@ class _Writer:
             )
         await pool.until_stopped(pool.sleep(delay))
 
-    async def _take_prefetched(self) -> _Prepared | None:
+    async def _take_prefetched(self) -> PreparedBatch | None:
         task, self._prefetch = self._prefetch, None
         return None if task is None else await task
 
@@ -287,69 +279,21 @@ class _Writer:
             return pool.batch_size
         return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
 
-    async def _read_prepared(self, start_seq: int, in_flight: int) -> _Prepared | None:
+    async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
         limit = await self._batch_limit(in_flight)
         batch = await self.pool.queue.read_batch_from(self.name, start_seq, limit)
         if batch is None or not len(batch):
             return None
-        return self._prepare(batch)
+        return self.prepare(batch)
 
-    def _prepare(self, batch: Batch) -> _Prepared:
-        """Format and frame a batch (the CPU part of a delivery, done before the write): the same bytes as
-        formatting event by event with `Formatter.format`, without decoding or a per-event header build.
-        With a constant header, TCP/TLS LF framing is one bytes join per segment."""
-        now = self.pool.wall_clock()
-        server = self.server
-        formatter = self.formatter
-        udp = server.server_protocol == "UDP"
-        lf = server.framing == "lf"
-        frames: list[bytes] = []
-        oversize: _Oversize | None = None
-        events = 0
-        for seg in batch.segments:
-            payloads = seg.payloads
-            if not payloads:
-                continue
-            events += len(payloads)
-            prefix = formatter.constant_header(seg.stream, now)
-            if not udp and lf:
-                if prefix is not None:
-                    frames.append(prefix + (b"\n" + prefix).join(payloads) + b"\n")
-                else:
-                    fmt = formatter.format_bytes
-                    stream = seg.stream
-                    frames.append(b"\n".join([fmt(p, stream, now) for p in payloads]) + b"\n")
-                continue
-            if prefix is not None:
-                msgs = [prefix + p for p in payloads]
-            else:
-                fmt = formatter.format_bytes
-                stream = seg.stream
-                msgs = [fmt(p, stream, now) for p in payloads]
-            if not udp:
-                frames.extend([b"%d %s" % (len(m), m) for m in msgs])
-                continue
-            limit = server.max_message_size
-            if max(map(len, msgs)) <= limit:
-                frames.extend(msgs)
-                continue
-            for event_id, msg in zip(seg.ids, msgs, strict=True):
-                fitted = fit_datagram(msg, server)
-                if fitted is not msg:
-                    oversize = oversize or _Oversize()
-                    if fitted is None:
-                        if oversize.dropped_ids is None:
-                            oversize.dropped_ids = []
-                        oversize.dropped_ids.append(event_id)
-                        continue
-                    oversize.truncated += 1
-                frames.append(fitted)
-        dropped = len(oversize.dropped_ids or ()) if oversize is not None else 0
-        if events:
-            self._event_bytes = sum(map(len, frames)) / events
-        return _Prepared(batch, frames, events, events - dropped, oversize)
+    def prepare(self, batch: Batch) -> PreparedBatch:
+        """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
+        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
+        if prepared.events:
+            self._event_bytes = sum(map(len, prepared.frames)) / prepared.events
+        return prepared
 
-    async def _deliver(self, prepared: _Prepared) -> None:
+    async def _deliver(self, prepared: PreparedBatch) -> None:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
         batch (after this one) is read and formatted; it is written only after this one was acked, and
         dropped if this write fails, so at most one batch is ever unacked on the wire."""
@@ -376,7 +320,7 @@ class _Writer:
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
 
-    def _report_oversize(self, o: _Oversize) -> None:
+    def _report_oversize(self, o: Oversize) -> None:
         for event_id in o.dropped_ids or []:
             emit(
                 log.warning,
@@ -446,7 +390,7 @@ class WriterPool:
         self.drain_batch_bytes = configuration.drain_batch_bytes
         self.retry_count = configuration.retry_count
         self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
-        self._writers = {s.name: _Writer(self, s) for s in servers}
+        self._writers = {s.name: ServerWriter(self, s) for s in servers}
         self._stop_event = asyncio.Event()
         self._changed = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -454,6 +398,10 @@ class WriterPool:
     @property
     def stopping(self) -> bool:
         return self._stop_event.is_set()
+
+    def writer(self, name: str) -> ServerWriter:
+        """The writer of server `name` (KeyError if the pool has none)."""
+        return self._writers[name]
 
     def state(self, name: str) -> str:
         """starting | up | retrying | down | stopped."""

@@ -34,6 +34,16 @@ from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.logging import get_logger
 
+__all__ = [
+    "DEFAULT_SETTLE_SECONDS",
+    "DatagramTransport",
+    "StreamTransport",
+    "Transport",
+    "build_tls_context",
+    "handshake_error",
+    "open_transport",
+]
+
 log = get_logger(__name__)
 
 _SIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)  # same value as SIOCOUTQ on Linux
@@ -67,14 +77,19 @@ def _tls_versions() -> dict[str, ssl.TLSVersion]:
 def build_tls_context(server: ServerConfig, cert_dir: Path) -> ssl.SSLContext:
     """The client TLS context for `server`; raises TlsConfigError naming the server, the file and the fix.
 
-    CA: server.ca_file(cert_dir) (tls_ca_file, else the reference's cert/NAME.pem). If tls_ca_file was not
-    set and cert/NAME.pem does not exist, the system trust store is used (logged). Hostname verification
-    is on unless tls_verify_hostname is false (logged as a warning).
+    Trust is pinned: when server.ca_file(cert_dir) exists (tls_ca_file, else the reference's
+    cert/NAME.pem), the certificates in it are the ONLY trust anchors; neither the system store nor
+    SSL_CERT_FILE / SSL_CERT_DIR is consulted, so a certificate another CA issued for that host is
+    refused. A tls_ca_file that does not exist is an error. When tls_ca_file is not set and
+    cert/NAME.pem does not exist, the system trust store is used (configurations that relied on it keep
+    working) and `tls_ca_not_pinned` is logged as a warning. Hostname verification is on unless
+    tls_verify_hostname is false (logged as a warning); the chain is verified in every case.
     """
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ctx.minimum_version = _tls_versions()[server.tls_min_version]
     ca = server.ca_file(cert_dir)
     if ca.exists():
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default verify paths: nothing but the pin
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.check_hostname = True
         try:
             ctx.load_verify_locations(cafile=str(ca))
         except (ssl.SSLError, OSError, ValueError) as exc:
@@ -83,19 +98,26 @@ def build_tls_context(server: ServerConfig, cert_dir: Path) -> ssl.SSLContext:
                 f"({_reason(exc)}); "
                 "put the PEM certificate of the CA that signed the server's certificate there"
             ) from None
-        # trust only that CA, as the reference does, plus the system store if the file is a bundle
+        if not ctx.get_ca_certs():
+            raise TlsConfigError(
+                f"syslog server {server.label}: CA file {ca} holds no CA certificate; "
+                "put the PEM certificate of the CA that signed the server's certificate there"
+            )
     elif server.tls_ca_file:
         raise TlsConfigError(
             f"syslog server {server.label}: CA file {ca} (tls_ca_file) does not exist; "
-            "fix the path or remove tls_ca_file to use the system trust store"
+            "fix the path, or remove tls_ca_file to use cert/NAME.pem"
         )
     else:
-        log.info(
-            "tls_ca_file_absent_using_system_store",
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        log.warning(
+            "tls_ca_not_pinned",
             server=server.name,
             missing_file=str(ca),
-            hint=f"put the CA certificate in {ca} to pin it",
+            trust="system trust store",
+            hint=f"put the CA certificate in {ca} to trust only that CA (as the reference connector requires)",
         )
+    ctx.minimum_version = _tls_versions()[server.tls_min_version]
     if not server.tls_verify_hostname:
         ctx.check_hostname = False
         log.warning(
@@ -401,7 +423,7 @@ class DatagramTransport:
             send(f)
         loop = asyncio.get_running_loop()
         delay = 0.0005
-        while self._transport.get_write_buffer_size() > 0:
+        while self._transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]  # typeshed omits it; asyncio's datagram transports have it
             self._check("during the write")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)

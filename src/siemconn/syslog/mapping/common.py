@@ -1,0 +1,171 @@
+"""What every stream mapping shares: the record types, value coercions and the generic mapping."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from siemconn import __version__
+
+__all__ = [
+    "PRODUCTS",
+    "RAW_EVENT_LABEL",
+    "VENDOR",
+    "VERSION",
+    "Field",
+    "Fields",
+    "Mapped",
+    "Mapper",
+    "as_int",
+    "as_ip",
+    "as_text",
+    "as_timestamp",
+    "generic",
+    "json_text",
+    "scaled",
+    "slug",
+]
+
+VENDOR = "Vectra AI"
+VERSION = __version__
+RAW_EVENT_LABEL = "rawEvent"
+
+# header product per stream (the part of the stream key before the first dot)
+PRODUCTS: dict[str, str] = {
+    "detections": "RUX Detections",
+    "entity_scoring": "RUX Entity Scoring",
+    "audit": "RUX Audit",
+    "health": "RUX Health",
+    "lockdown": "RUX Lockdown",
+    "send_test": "siemconn",
+}
+
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+class Field(NamedTuple):
+    """One fact of the event. `cef` is a CEF key; for a custom slot (cs1-cs6, cn1-cn3, flexString1-2,
+    flexNumber1-2) `label` is written as its ``<key>Label``. `leef` is the LEEF key. `value` is the text
+    before any escaping. A named tuple: one is built per field per event, and tuples build fastest."""
+
+    cef: str
+    leef: str
+    value: str
+    label: str | None = None
+    json: bool = False  # the value is JSON text (LEEF may then escape a delimiter inside it losslessly)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A mapped event: header parts, time, fields in output order, and the raw JSON if asked for."""
+
+    product: str
+    signature: str
+    name: str
+    severity: int  # 0-10 (CEF); LEEF's sev is max(1, severity)
+    time: datetime | None
+    fields: list[Field] = field(default_factory=list)
+    raw: str | None = None  # the full event JSON, always last on the line (cut first under UDP limits)
+
+
+def slug(value: Any, default: str = "unknown") -> str:
+    """A signature-id part: lower case ASCII letters and digits, other runs become one '_' (max 64)."""
+    text = _SLUG_RE.sub("_", value.lower()).strip("_")[:64] if isinstance(value, str) else ""
+    return text or default
+
+
+def as_text(value: Any) -> str | None:
+    """A scalar as text (booleans as true/false), None for null, "" and containers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int):
+        return str(value)  # what json.dumps writes for an int, without its machinery
+    if isinstance(value, float):
+        return json.dumps(value)
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    """An integer (not a bool), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def as_ip(value: Any) -> str | None:
+    """An IPv4 or IPv6 address in its canonical text, else None (CEF src/dst take addresses only)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def as_timestamp(value: Any) -> datetime | None:
+    """An ISO-8601 `event_timestamp` as an aware UTC datetime (naive = UTC), else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def json_text(value: Any) -> str | None:
+    """Lists and objects as compact JSON (UTF-8 text, not ASCII-escaped); None when empty or not one."""
+    if isinstance(value, list | dict) and value:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None
+
+
+def scaled(value: Any, divisor: int) -> int:
+    """A 0-10 severity from a score: value / divisor rounded half up, clamped to 0-10; 0 if not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0
+    # clamp before dividing and before int(): JSON can spell Infinity and integers of any size, and
+    # int(inf) or a huge int / divisor raise
+    if value >= 10 * divisor:
+        return 10
+    if value <= 0:
+        return 0
+    return int(value / divisor + 0.5)
+
+
+class Fields:
+    """An ordered field list builder that skips missing values."""
+
+    def __init__(self) -> None:
+        self.items: list[Field] = []
+
+    def add(
+        self, cef: str, leef: str, value: str | None, label: str | None = None, *, json: bool = False
+    ) -> None:
+        if value is not None and value != "":
+            self.items.append(Field(cef, leef, value, label, json))
+
+
+def generic(event: Mapping[str, Any], stream: str) -> Mapped:
+    """Any stream without its own mapping: header from the stream, id and time, and always the raw JSON."""
+    base = stream.split(".")[0]
+    f = Fields()
+    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
+    f.add("msg", "msg", as_text(event.get("message")))
+    sev = event.get("severity")
+    severity = scaled(sev, 1) if isinstance(sev, int | float) and not isinstance(sev, bool) else 1
+    if base == "send_test":
+        return Mapped("siemconn", "siemconn.send_test", "siemconn send-test", 1, None, f.items)
+    product = PRODUCTS.get(base) or f"RUX {base.replace('_', ' ').title()}"
+    name = f"Vectra {base.replace('_', ' ')} event"
+    return Mapped(product, slug(stream), name, severity, as_timestamp(event.get("event_timestamp")), f.items)
+
+
+Mapper = Callable[[Mapping[str, Any], str], Mapped]
