@@ -227,6 +227,9 @@ def run_variant(
     tag: str = "",
 ) -> dict[str, Any]:
     label = proto
+    proto, _, drain_size = proto.partition("+drain")  # e.g. tcp+drain5000: drain_batch_size 5000
+    if drain_size:
+        extra = {"drain_batch_size": int(drain_size), **(extra or {})}
     proto, _, b = proto.partition("@")
     batch = int(b) if b else None
     run_dir = Path(tempfile.mkdtemp(prefix=f"{label.replace('@', '_')}-{side.name}-", dir=workdir))
@@ -408,6 +411,8 @@ def table(
         group = [r for r in runs if r["label"] == label]
         r0 = group[0]
         p = f"{r0['protocol'].upper()} batch {r0['batch_size']}"
+        if "+drain" in label:
+            p += f" drain_batch_size {label.partition('+drain')[2]}"
         if r0.get("page_size"):
             p += f" page_size {r0['page_size']}"
         for name, key, spec, target in E2E_METRICS:
@@ -541,8 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="queue bench at 1,000,000 queued events (+3 min)")
     ap.add_argument(
         "--protocols",
-        default="tcp@2000,tcp,udp@2000,tls@2000",
-        help="variants PROTO[@BATCH_SIZE]; batch_size defaults to 500 (the config default)",
+        default="tcp,tcp+drain5000,tcp@2000,udp@2000,tls@2000",
+        help="variants PROTO[@BATCH_SIZE][+drainDRAIN_BATCH_SIZE]; batch_size defaults to 500 (the config default)",
     )
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
