@@ -597,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
                 for proto in args.protocols.split(","):
                     idle = args.idle_seconds if proto == "tcp" and rep == 0 else 0.0  # the default-config run
                     for side in sides if rep % 2 == 0 else list(reversed(sides)):
+                        if "+drain" in proto and side.src is not None:
+                            continue  # another ref's code may not know drain_batch_size
                         print(f"running {proto} on {side.name} ...", file=sys.stderr, flush=True)
                         r = run_variant(
                             proto, url, fake, workdir, certs, idle, args.profile, args.page_size, side

@@ -35,7 +35,6 @@ from siemconn.errors import (
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger, setup_logging
 from siemconn.ops.endpoint import parse_address, start_http_server
-from siemconn.ops.gctune import freeze_startup
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import tune_process
@@ -450,7 +449,7 @@ def run_service(settings: Settings) -> int:
         level=cfg.log_level,
         secrets=[settings.credentials.client_secret.get_secret_value()],
     )
-    log.debug("process_tuned", malloc=tune_process(), gc=freeze_startup())
+    log.debug("process_tuned", malloc=tune_process())
     try:
         return asyncio.run(Service(settings, on_secret=redactor.add).run())
     except KeyboardInterrupt:

@@ -9,9 +9,8 @@ it would be freed anyway. The measured effect (CPU and RSS, and what was measure
 docs/performance.md.
 
 Invariants: nothing here changes behaviour, only when the collector runs; the pause is restored in a
-`finally` and only re-enables a collector that was enabled; `SIEMCONN_GC=off` leaves the collector alone.
-`SIEMCONN_GC` (read once at import) is a comma list of `pause` (pause during a page parse) and `freeze`
-(gc.freeze() after start-up, kept for measurement); the default is `pause`.
+`finally` and only re-enables a collector that was enabled; `SIEMCONN_GC=off` (read once at import)
+leaves the collector alone. gc.freeze() after start-up was measured too and not kept (no gain).
 """
 
 from __future__ import annotations
@@ -22,10 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["GcSettings", "GC_SETTINGS", "freeze_startup", "gc_settings", "parse_paused"]
+__all__ = ["GC_SETTINGS", "GcSettings", "gc_settings", "parse_paused"]
 
 _T = TypeVar("_T")
-_DEFAULT = "pause"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +31,11 @@ class GcSettings:
     """Which collector adjustments are on."""
 
     pause_parse: bool
-    freeze: bool
 
 
 def gc_settings(environ: Mapping[str, str]) -> GcSettings:
     """The adjustments SIEMCONN_GC asks for (pure: decided from the env)."""
-    words = {w.strip() for w in environ.get("SIEMCONN_GC", _DEFAULT).lower().split(",")}
-    return GcSettings(pause_parse="pause" in words, freeze="freeze" in words)
+    return GcSettings(pause_parse=environ.get("SIEMCONN_GC", "").strip().lower() != "off")
 
 
 GC_SETTINGS = gc_settings(os.environ)
@@ -54,12 +50,3 @@ def parse_paused(loads: Callable[[bytes], _T], content: bytes) -> _T:
         return loads(content)
     finally:
         gc.enable()
-
-
-def freeze_startup() -> str:
-    """After start-up: collect, then move everything alive into the permanent generation (when asked)."""
-    if not GC_SETTINGS.freeze:
-        return "not frozen"
-    gc.collect()
-    gc.freeze()
-    return f"froze {gc.get_freeze_count()} objects"
