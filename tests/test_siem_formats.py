@@ -30,7 +30,7 @@ from siemconn.queue import DurableQueue
 from siemconn.syslog import cef, leef
 from siemconn.syslog.format import Formatter, encode_event, fit_datagram
 from siemconn.syslog.mapping import Field, Mapped
-from siemconn.syslog.pool import WriterPool, _Writer
+from siemconn.syslog.pool import ServerWriter, WriterPool
 
 SAMPLES: dict[str, list[dict[str, Any]]] = json.loads(
     (Path(__file__).parent / "data" / "rux_samples.json").read_text()
@@ -646,9 +646,9 @@ def test_leef_delimiter_rules(bad: Any) -> None:
 # --- the writer: segments path == per-event path -----------------------------------------------------
 
 
-def writer(srv: ServerConfig, tmp_path: Path) -> _Writer:
+def writer(srv: ServerConfig, tmp_path: Path) -> ServerWriter:
     pool = WriterPool([srv], SimpleNamespace(), configuration([srv]), tmp_path)  # type: ignore[arg-type]
-    return pool._writers[srv.name]
+    return pool.writer(srv.name)
 
 
 @pytest.mark.parametrize(
@@ -679,7 +679,7 @@ async def test_writer_segments_path_matches_per_event_format(
         assert batch is not None
         t = dict(transport)
         srv = server(fmt, t.pop("protocol"), include_raw_event=True, **t)
-        prepared = writer(srv, tmp_path)._prepare(batch)
+        prepared = writer(srv, tmp_path).prepare(batch)
     finally:
         await q.close()
     events = [(seg.stream, p) for seg in batch.segments for p in seg.payloads]
