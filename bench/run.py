@@ -362,7 +362,7 @@ def bottleneck(r: dict[str, Any]) -> str:
     return f"{name} ({parts} of one core)"
 
 
-def _range(values: list[float], spec: str) -> str:
+def _range(values: list[float | None], spec: str) -> str:
     """One figure, or the range over repeated runs."""
     vals = [v for v in values if v is not None]
     if not vals:
@@ -373,7 +373,7 @@ def _range(values: list[float], spec: str) -> str:
     )
 
 
-def _median(values: list[float]) -> float | None:
+def _median(values: list[float | None]) -> float | None:
     vals = sorted(v for v in values if v is not None)
     return vals[len(vals) // 2] if vals else None
 
