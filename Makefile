@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test demo bench soak lint clean
+.PHONY: install install-runtime receiver test test-packaging demo bench soak lint clean
 
 install: $(TEST_STAMP)
 
@@ -29,6 +29,10 @@ receiver:
 
 test: install receiver
 	$(BIN)/python -m pytest -q
+
+# the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
+test-packaging: install receiver
+	$(BIN)/python -m pytest -q -m packaging -o addopts='' tests/deploy
 
 # FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format
 demo: install-runtime

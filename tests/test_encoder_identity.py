@@ -110,9 +110,9 @@ def test_fast_encoder_exponent_text_in_strings_is_left_alone() -> None:
 
 @pytest.mark.parametrize("kind", ["list", "dict"])
 def test_deep_containers(kind: str) -> None:
-    """Up to json.dumps' recursion limit the bytes are the same; deeper, the fast path either raises as
-    json.dumps does or gives json.dumps' bytes under a higher recursion limit (ujson nests to 1024)."""
-    for depth in (0, 1, 2, 10, 100, 500, 900, 990, 1000, 1023, 1024, 1100, 3000):
+    """At every depth the fast path gives json.dumps' bytes, or raises RecursionError where json.dumps
+    does (ujson alone would nest to 1024 levels)."""
+    for depth in (0, 1, 2, 10, 100, 500, 899, 900, 901, 990, 1000, 1010, 1023, 1024, 1100, 3000):
         v: Any = 1
         for _ in range(depth):
             v = [v] if kind == "list" else {"k": v}
@@ -122,17 +122,14 @@ def test_deep_containers(kind: str) -> None:
             expected = None
         if expected is not None:
             assert fast(v) == expected, depth
-            continue
-        try:
-            got = fast(v)
-        except RecursionError:
-            continue
-        old = sys.getrecursionlimit()
-        sys.setrecursionlimit(20_000)
-        try:
-            assert got == json.dumps(v), depth
-        finally:
-            sys.setrecursionlimit(old)
+        else:
+            with pytest.raises(RecursionError):
+                fast(v)
+
+
+def test_many_brackets_shallow_is_still_identical() -> None:
+    v = {"a": [[] for _ in range(2000)], "b": "[{" * 1000}
+    assert fast(v) == json.dumps(v)
 
 
 def test_unencodable_values_raise_what_json_dumps_raises() -> None:

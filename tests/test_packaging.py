@@ -1,5 +1,8 @@
 """Dockerfile, .dockerignore, docker-compose.yml and the systemd units, checked without a Docker engine.
 
+These are the fast static checks of `make test`; tests/deploy (`make test-packaging`) builds the image
+and runs it and the units for real, in podman.
+
 The commands the image and the units run are executed here with this interpreter. Set
 SIEMCONN_TEST_BUILD=1 to also repeat the Dockerfile's build steps in a fresh venv (slow, needs PyPI).
 """

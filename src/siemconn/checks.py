@@ -24,7 +24,7 @@ from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
-from siemconn.queue import read_status, render_status
+from siemconn.queue import export_row, read_quarantine, read_status, render_status
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
@@ -241,6 +241,48 @@ def print_status(settings: LocalSettings, out: TextIO) -> int:
         print(f"error: {exc}", file=out)
         return ExitCode.UNEXPECTED
     print(render_status(report, streams_off=settings.configuration.scheduler.disabled), file=out)
+    return ExitCode.OK
+
+
+def quarantine_export(settings: LocalSettings, output: str | None, out: TextIO, err: TextIO) -> int:
+    """Write every quarantined event as one JSON line (to `output`, created 0600, or to `out`)."""
+    try:
+        if output is None:
+            n = _write_quarantine(settings, out)
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                n = _write_quarantine(settings, f)
+    except QueueError as exc:
+        print(f"error: {exc}", file=err)
+        return ExitCode.UNEXPECTED
+    except OSError as exc:
+        print(f"error: cannot write {output}: {exc.strerror or exc}", file=err)
+        return ExitCode.UNEXPECTED
+    print(f"{n} quarantined events exported" + (f" to {output}" if output else ""), file=err)
+    return ExitCode.OK
+
+
+def _write_quarantine(settings: LocalSettings, f: TextIO) -> int:
+    n = 0
+    for q in read_quarantine(settings.data_dir):
+        f.write(json.dumps(export_row(q), ensure_ascii=False) + "\n")
+        n += 1
+    f.flush()
+    return n
+
+
+def quarantine_count(settings: LocalSettings, out: TextIO) -> int:
+    """Print the number of quarantined events, per stream (and destination) and reason."""
+    try:
+        report = read_status(settings.data_dir)
+    except QueueError as exc:
+        print(f"error: {exc}", file=out)
+        return ExitCode.UNEXPECTED
+    print(f"{report.quarantined_total} quarantined events", file=out)
+    for q in report.quarantined:
+        where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
+        print(f"  {where:<38}{q.reason:<16}{q.count:>8}", file=out)
     return ExitCode.OK
 
 

@@ -1,4 +1,5 @@
-"""Command line: `siemconn run | check | status | send-test --config PATH`, and `--version`; the process
+"""Command line: `siemconn run | check | status | send-test --config PATH`, `siemconn quarantine export
+[--output FILE] | count --config PATH`, and `--version`; the process
 exit codes (`ExitCode`, documented in the README and in `--help`).
 
 `run` and `check` load config.json and the API credentials; `status` and `send-test` never call the
@@ -81,10 +82,28 @@ def _parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sp.add_argument(
-            "--config", default="config.json", help="path to config.json (default: ./config.json)"
-        )
+        _config_arg(sp)
+    qp = sub.add_parser(
+        "quarantine",
+        help="events kept instead of sent (bad bytes, unparseable, unformattable): export or count them",
+        description="Quarantined events stay in the queue database; read-only, works while running. "
+        "Needs no API credentials.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    qsub = qp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ep = qsub.add_parser(
+        "export",
+        help="write every quarantined event as one JSON line (raw text, stream, id, reason, time)",
+    )
+    ep.add_argument("--output", default=None, help="file to write (created 0600); default: stdout")
+    _config_arg(ep)
+    _config_arg(qsub.add_parser("count", help="count quarantined events per stream and reason"))
     return p
+
+
+def _config_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
 
 
 def _report(exc: ConfigError, err: TextIO) -> None:
@@ -113,7 +132,7 @@ def _load_local(path: str, err: TextIO) -> LocalSettings | None:
 
 
 def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    if args.command in ("status", "send-test"):
+    if args.command in ("status", "send-test", "quarantine"):
         local = _load_local(args.config, err)
         if local is None:
             return ExitCode.CONFIG
@@ -121,6 +140,12 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             from siemconn.checks import print_status
 
             return print_status(local, out)
+        if args.command == "quarantine":
+            from siemconn.checks import quarantine_count, quarantine_export
+
+            if args.action == "export":
+                return quarantine_export(local, args.output, out, err)
+            return quarantine_count(local, out)
         from siemconn.checks import send_test
 
         return asyncio.run(send_test(local, out))

@@ -158,7 +158,9 @@ class Service:
         # one parsed page alive at a time across streams (peak memory); requests still overlap
         async with aclosing(self.client.pages(spec, checkpoint, hold=self._ingest)) as pages:
             async for page in pages:
-                stored = await self.queue.commit_page(spec.key, page.events, page.next_checkpoint)
+                stored = await self.queue.commit_page(
+                    spec.key, page.events, page.next_checkpoint, page.rejects
+                )
                 total += stored
                 del page  # stored: do not keep the parsed events alive while the next page is fetched
                 if self._stopping:

@@ -35,6 +35,7 @@ class MemQueue:
         self.acks: dict[str, list[Batch]] = {d: [] for d in self.cursors}
         self.reads: dict[str, int] = {d: 0 for d in self.cursors}
         self._clock = clock
+        self.quarantined: list[tuple[str, str, Any]] = []  # (destination, stream, Rejected)
         self._data = asyncio.Event()
 
     def put(self, stream: str, events: Iterable[Mapping[str, Any]]) -> list[QueuedEvent]:
@@ -99,6 +100,9 @@ class MemQueue:
             return  # already acked
         self.cursors[batch.destination] = batch.end_seq
         self.acks[batch.destination].append(batch)
+
+    async def quarantine(self, destination: str, stream: str, rejects: Iterable[Any]) -> None:
+        self.quarantined.extend((destination, stream, r) for r in rejects)
 
     async def wait_for_data(self, destination: str, timeout: float) -> None:
         if self._cursor(destination) < len(self.events):

@@ -76,6 +76,9 @@ class Metrics:
     events_delivered: CounterLike
     events_failed: CounterLike
     events_truncated: CounterLike
+    events_quarantined: CounterLike
+    events_duplicate: CounterLike
+    format_fallbacks: CounterLike
     api_requests: CounterLike
     reconnects: CounterLike
     queue_depth: GaugeLike
@@ -111,6 +114,24 @@ class Metrics:
             "siemconn_events_truncated",
             "Events truncated or dropped by the UDP oversize policy",
             ["server"],
+            registry=r,
+        )
+        self.events_quarantined = Counter(
+            "siemconn_events_quarantined",
+            "Events kept in the quarantine instead of queued or sent (reason: see docs/reliability.md)",
+            ["stream", "reason"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "siemconn_events_duplicate",
+            "Events the API returned again (id at or below one already queued), not queued twice",
+            ["stream"],
+            registry=r,
+        )
+        self.format_fallbacks = Counter(
+            "siemconn_format_fallbacks",
+            "Events sent with a fallback (e.g. the send time for an unusable event_timestamp)",
+            ["server", "reason"],
             registry=r,
         )
         self.api_requests = Counter(

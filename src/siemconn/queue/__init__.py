@@ -13,23 +13,38 @@ delivery cursor per syslog server. Modules, one concept each:
 * `reader`: the range read of a destination's next batch;
 * `housekeeping`: deleting pages every destination has passed;
 * `store`: `DurableQueue`, the engine;
-* `status`: the read-only view behind `siemconn status`.
+* `quarantine`: the dead letter for events that cannot be stored or formatted;
+* `status`: the read-only view behind `siemconn status` and `siemconn quarantine`.
 """
 
 from siemconn.queue.batch import Batch, QueuedEvent, Segment
 from siemconn.queue.encoder import encode_event
-from siemconn.queue.status import DestinationStatus, StatusReport, StreamStatus, read_status, render_status
+from siemconn.queue.quarantine import QuarantinedEvent, Rejected, export_row
+from siemconn.queue.status import (
+    DestinationStatus,
+    QuarantineCount,
+    StatusReport,
+    StreamStatus,
+    read_quarantine,
+    read_status,
+    render_status,
+)
 from siemconn.queue.store import DurableQueue
 
 __all__ = [
     "Batch",
     "DestinationStatus",
     "DurableQueue",
+    "QuarantineCount",
+    "QuarantinedEvent",
     "QueuedEvent",
+    "Rejected",
     "Segment",
     "StatusReport",
     "StreamStatus",
     "encode_event",
+    "export_row",
+    "read_quarantine",
     "read_status",
     "render_status",
 ]

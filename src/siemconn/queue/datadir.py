@@ -18,8 +18,8 @@ from pathlib import Path
 
 from siemconn.errors import QueueLockedError
 from siemconn.logging import get_logger
-from siemconn.queue.errors import classify_sqlite_error, corrupt_error, unavailable_error
-from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, OUR_TABLES
+from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error, unavailable_error
+from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, OUR_TABLES, SCHEMA_VERSION
 
 __all__ = ["default_disk_free", "is_new_database", "prepare_data_dir", "release_lock", "take_lock"]
 
@@ -105,6 +105,7 @@ def is_new_database(db: Path) -> bool:
         raise classify_sqlite_error(exc, db) from exc
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         raise classify_sqlite_error(exc, db) from exc
@@ -116,4 +117,6 @@ def is_new_database(db: Path) -> bool:
         return True  # a first start that died before it marked the file: finish creating it
     if app_id != APPLICATION_ID:
         raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
+    if version > SCHEMA_VERSION:
+        raise newer_version_error(db, version)
     return False

@@ -22,9 +22,10 @@ bool, None); all are visible in ujson's own output and so detected with substrin
 
 Lone surrogates are escaped by both alike. Whatever ujson refuses (nesting deeper than its 1024 levels,
 types outside the domain) raises inside ujson and the event goes to the stdlib encoder, which then gives
-json.dumps' result or json.dumps' exception. Nesting between the interpreter's recursion limit (json.dumps
-raises RecursionError) and ujson's 1024 levels is encoded, with the bytes json.dumps gives under a higher
-recursion limit. Outside the domain (Decimal, tuple or bytes keys, objects with `__json__` or `toDict`),
+json.dumps' result or json.dumps' exception. ujson nests deeper than json.dumps (1024 levels against the
+interpreter's recursion limit, ~1000): an output with more than 900 opening brackets (only events longer
+than 1,800 characters are counted) also goes to the stdlib encoder, so json.dumps' RecursionError is
+kept for what json.dumps cannot encode (the queue quarantines such an event). Outside the domain (Decimal, tuple or bytes keys, objects with `__json__` or `toDict`),
 ujson encodes what json.dumps refuses; the queue only encodes parsed events, and `encode_event_stdlib` is
 there for anything else. tests/test_encoder_identity.py proves the identity with hypothesis.
 
@@ -90,6 +91,11 @@ encode_event_stdlib: Encoder = _make_stdlib_encoder()
 _SHORT_NEGATIVE_EXPONENT = re.compile(r'e-(?<=[0-9]e-)[0-9](?=[,\]}"]|\Z)').search
 
 
+# nesting levels below which json.dumps cannot hit the recursion limit (1000 by default, less the caller's
+# frames); an output with more opening brackets (each level needs at least two characters) may be deeper
+_DEEP = 900
+
+
 def _make_fast_encoder(stdlib: Encoder) -> Encoder | None:
     """ujson with json.dumps' options, routed to `stdlib` where ujson's bytes would differ; None if ujson
     is not importable."""
@@ -107,6 +113,8 @@ def _make_fast_encoder(stdlib: Encoder) -> Encoder | None:
             return stdlib(event)
         if "\x7f" in s or ("e-" in s and search(s) is not None) or 'nan": ' in s or 'inf": ' in s:
             return stdlib(event)
+        if len(s) > 2 * _DEEP and s.count("[") + s.count("{") > _DEEP:
+            return stdlib(event)  # possibly nested beyond json.dumps' recursion limit: json.dumps decides
         return s
 
     return encode

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from siemconn.errors import QueueCorruptError, QueueUnavailableError
 
-__all__ = ["classify_sqlite_error", "corrupt_error", "unavailable_error"]
+__all__ = ["classify_sqlite_error", "corrupt_error", "newer_version_error", "unavailable_error"]
 
 # SQLite primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF)
 _CORRUPT_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
@@ -25,6 +25,17 @@ def corrupt_error(path: Path, detail: str) -> QueueCorruptError:
         f"Fix: stop siemconn, move the file aside (mv {path} {path}.corrupt; also move {path}-wal and "
         f"{path}-shm if present) and start again. A new queue starts from the configured start time; "
         f"undelivered events in the old file can be salvaged with: sqlite3 {path}.corrupt .recover"
+    )
+
+
+def newer_version_error(path: Path, version: int) -> QueueCorruptError:
+    """The error for a queue file of a schema version newer than this siemconn reads (left unchanged)."""
+    from siemconn.queue.schema import SCHEMA_VERSION
+
+    return QueueCorruptError(
+        f"queue database {path} has schema version {version}, written by a newer siemconn; this siemconn "
+        f"reads versions 1 to {SCHEMA_VERSION}. Fix: run the newer siemconn again (the file is left "
+        "unchanged; a downgrade over a migrated queue is not supported)"
     )
 
 

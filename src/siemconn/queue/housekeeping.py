@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from siemconn.queue.schema import PAGE_TABLE
+from siemconn.queue.schema import NO_CHECKPOINT, PAGE_TABLE
 
 __all__ = ["HOUSEKEEPING_PAGES", "delete_passed_pages", "free_pages_bytes"]
 
@@ -35,16 +35,18 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int) -> int:
             if not rows:
                 conn.execute("COMMIT")
                 break
-            fold: dict[str, tuple[int, int | None]] = {}
-            for _, _, key, cp, hwm in rows:
+            fold: dict[str, tuple[int | None, int | None]] = {}
+            for _, _, key, page_cp, hwm in rows:
+                cp = None if page_cp == NO_CHECKPOINT else page_cp
                 old_cp, old_hwm = fold.get(key, (cp, hwm))
                 top = hwm if old_hwm is None else (old_hwm if hwm is None else max(old_hwm, hwm))
-                fold[key] = (max(old_cp, cp), top)
+                fold[key] = (cp if old_cp is None else (old_cp if cp is None else max(old_cp, cp)), top)
             for key, (cp, hwm) in fold.items():
                 conn.execute(
                     "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) "
                     "ON CONFLICT(key) DO UPDATE SET "
-                    "checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint), "
+                    "checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN checkpoint "
+                    "ELSE MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint) END, "
                     "hwm = MAX(COALESCE(hwm, excluded.hwm), COALESCE(excluded.hwm, hwm))",
                     (key, cp, hwm),
                 )

@@ -9,6 +9,7 @@ or locked.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -16,20 +17,24 @@ from pathlib import Path
 
 from siemconn.logging import get_logger
 from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lock, take_lock
-from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
 from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
 from siemconn.queue.routing import Routes, reconcile_routes
 from siemconn.queue.schema import (
     APPLICATION_ID,
     DB_FILE,
+    MIGRATIONS,
+    NO_CHECKPOINT,
     PAGE_TABLE,
     SCHEMA_VERSION,
     SIDE_TABLES,
     stored_head,
 )
 
-__all__ = ["QueueState", "close_opened", "open_file"]
+__all__ = ["QueueState", "close_opened", "make_private", "open_file"]
+
+_QUEUE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
 log = get_logger(__name__)
 
@@ -57,7 +62,8 @@ def _load_state(conn: sqlite3.Connection) -> QueueState:
         if hwm is not None:
             state.hwm[key] = int(hwm)
     for key, cp, hwm in conn.execute(
-        f"SELECT key, MAX(next_checkpoint), MAX(last_event_id) FROM {PAGE_TABLE} GROUP BY key"
+        f"SELECT key, MAX(NULLIF(next_checkpoint, ?)), MAX(last_event_id) FROM {PAGE_TABLE} GROUP BY key",
+        (NO_CHECKPOINT,),
     ):
         if cp is not None:
             state.checkpoints[key] = max(int(cp), state.checkpoints.get(key, int(cp)))
@@ -101,6 +107,45 @@ def _reconcile_destinations(
                 )
 
 
+def _precreate_private(db_path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it: SQLite gives the -wal and -shm files it creates
+    the database file's mode (it fchmods them), so the queue files are private whatever the umask."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def make_private(db_path: Path) -> None:
+    """chmod 0600 the database and its -wal, -shm and -journal files that exist (older files, or files
+    created before this rule, may be 0644)."""
+    for suffix in _QUEUE_FILE_SUFFIXES:
+        path = db_path.with_name(db_path.name + suffix)
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+
+
+def _migrate(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
+    """Bring a file of an older schema version to SCHEMA_VERSION in one transaction; refuse a newer one."""
+    if version > SCHEMA_VERSION:
+        raise newer_version_error(db_path, version)
+    if version == SCHEMA_VERSION:
+        return
+    if version < 1 or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+        raise corrupt_error(db_path, f"schema version {version}, this siemconn reads 1 to {SCHEMA_VERSION}")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for v in range(version, SCHEMA_VERSION):
+            for sql in MIGRATIONS[v]:
+                conn.execute(sql)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    log.info("queue_schema_migrated", database=str(db_path), from_version=version, to_version=SCHEMA_VERSION)
+
+
 def open_file(
     data_dir: Path, destinations: list[str], routes: Routes | None = None
 ) -> tuple[PageLog, int, QueueState]:
@@ -115,6 +160,8 @@ def open_file(
     try:
         try:
             new = is_new_database(db_path)
+            if new:
+                _precreate_private(db_path)
             pages = PageLog(
                 str(data_dir),
                 name=PAGE_LOG_NAME,
@@ -126,15 +173,10 @@ def open_file(
             if new:
                 conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            _migrate(conn, db_path, int(conn.execute("PRAGMA user_version").fetchone()[0]))
             for sql in SIDE_TABLES:
                 conn.execute(sql)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version != SCHEMA_VERSION:
-                raise corrupt_error(
-                    db_path, f"schema version {version}, this siemconn reads {SCHEMA_VERSION}"
-                )
-            with contextlib.suppress(OSError):
-                db_path.chmod(0o600)
+            make_private(db_path)
             # write probe: a read-only file or mount fails here, not at the first page
             conn.execute(
                 "INSERT INTO meta (name, value) VALUES ('opened_at', ?) "

@@ -6,15 +6,23 @@ Invariants: one row of `page_log` per API page, contiguous on `first_seq` (a pag
 pages and the value folded into `checkpoints` when pages are deleted; `meta.seq_floor` remembers the head
 when every page has been deleted, so sequence numbers never go backwards.
 
-Added without a schema version bump (every statement is CREATE ... IF NOT EXISTS, so a file written by an
-earlier siemconn is opened as is): `routes` (which streams a destination takes, NULL = every stream),
-`stream_state` (per key state committed with its pages, e.g. the last-seen lockdown list) and the index
-`page_log_key_first_seq` that lets a destination find the next page of the streams it takes.
+Compatibility rule: a siemconn opens a queue file of its own schema version or of any older one, and
+migrates an older file forward in place, in one transaction, at open (`MIGRATIONS`); the backlog, the
+checkpoints and the cursors are kept. A file of a newer version (written by a newer siemconn) is refused
+with a clear error and left unchanged: downgrading siemconn over a migrated queue is not supported.
+Version 1: pages, checkpoints, cursors, polls, meta. Version 2 adds the `quarantine` table.
+
+Added without a version bump (CREATE ... IF NOT EXISTS, so an older siemconn opens the file and ignores
+them): `routes` (which streams a destination takes, NULL = every stream), `stream_state` (per key state
+committed with its pages, e.g. the last-seen lockdown list) and the index `page_log_key_first_seq` that
+lets a destination find the next page of the streams it takes.
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from siemconn.queue.quarantine import QUARANTINE_DDL, QUARANTINE_TABLE
 
 __all__ = [
     "APPLICATION_ID",
@@ -22,6 +30,8 @@ __all__ = [
     "JOURNAL_SIZE_LIMIT",
     "LOCK_FILE",
     "MB",
+    "MIGRATIONS",
+    "NO_CHECKPOINT",
     "OUR_TABLES",
     "PAGE_LOG_NAME",
     "PAGE_TABLE",
@@ -38,12 +48,25 @@ PAGE_TABLE_PREFIX = "page"  # persist-queue names its table "<_TABLE_NAME>_<name
 PAGE_LOG_NAME = "log"
 PAGE_TABLE = f"{PAGE_TABLE_PREFIX}_{PAGE_LOG_NAME}"
 APPLICATION_ID = 0x53434E51  # "SCNQ": marks a SQLite file as a siemconn queue
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# next_checkpoint of a page stored by a first run whose answer gave no usable checkpoint: the key stays
+# without one (its next run is again a first run). Never a real checkpoint: those are >= 0.
+NO_CHECKPOINT = -(2**63)
 # the WAL is truncated back to this size after a checkpoint; min_free_disk_mb's default is a multiple of it
 JOURNAL_SIZE_LIMIT = 64 * MB
 
 OUR_TABLES = frozenset(
-    {PAGE_TABLE, "sqlite_sequence", "checkpoints", "cursors", "polls", "meta", "routes", "stream_state"}
+    {
+        PAGE_TABLE,
+        "sqlite_sequence",
+        "checkpoints",
+        "cursors",
+        "polls",
+        "meta",
+        "routes",
+        "stream_state",
+        QUARANTINE_TABLE,
+    }
 )
 SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, checkpoint INTEGER, hwm INTEGER)",
@@ -54,7 +77,12 @@ SIDE_TABLES = (
     "CREATE TABLE IF NOT EXISTS routes (destination TEXT PRIMARY KEY, streams TEXT)",
     "CREATE TABLE IF NOT EXISTS stream_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS page_log_key_first_seq ON {PAGE_TABLE} (key, first_seq, n)",
+    QUARANTINE_DDL,
 )
+# MIGRATIONS[v]: the statements that take a version-v file to version v + 1 (run in one transaction)
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (QUARANTINE_DDL,),
+}
 
 
 def stored_head(conn: sqlite3.Connection) -> int:

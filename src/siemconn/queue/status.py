@@ -10,16 +10,26 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
+from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
 from siemconn.queue.routing import Routes, load_routes, next_taken_page, taken_events, taken_keys
-from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, PAGE_TABLE, stored_head
+from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, NO_CHECKPOINT, PAGE_TABLE, stored_head
 
-__all__ = ["DestinationStatus", "StatusReport", "StreamStatus", "read_status", "render_status"]
+__all__ = [
+    "DestinationStatus",
+    "QuarantineCount",
+    "StatusReport",
+    "StreamStatus",
+    "open_read_only",
+    "read_quarantine",
+    "read_status",
+    "render_status",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +52,17 @@ class DestinationStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class QuarantineCount:
+    """Quarantined events of one stream key for one reason (destination set: that destination's
+    formatter refused them; None: they could not be stored)."""
+
+    key: str
+    destination: str | None
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
     """A consistent snapshot of one queue file, as `siemconn status` prints it."""
 
@@ -52,6 +73,11 @@ class StatusReport:
     streams: tuple[StreamStatus, ...]
     destinations: tuple[DestinationStatus, ...]
     generated_at: float
+    quarantined: tuple[QuarantineCount, ...] = ()
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(q.count for q in self.quarantined)
 
 
 def _running_pid(data_dir: Path) -> int | None:
@@ -70,6 +96,46 @@ def _running_pid(data_dir: Path) -> int | None:
     return pid
 
 
+def open_read_only(db: Path) -> sqlite3.Connection:
+    """A read-only connection to a siemconn queue file (never takes the lock; safe while running)."""
+    try:
+        conn = sqlite3.connect(
+            f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None
+        )
+    except sqlite3.Error as exc:
+        raise classify_sqlite_error(exc, db) from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except sqlite3.Error as exc:
+        conn.close()
+        raise classify_sqlite_error(exc, db) from exc
+    if app_id != APPLICATION_ID:
+        conn.close()
+        raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
+    return conn
+
+
+def read_quarantine(data_dir: Path) -> Iterator[QuarantinedEvent]:
+    """Every quarantined event of the queue in data_dir, oldest first (read-only, safe while running)."""
+    db = Path(data_dir) / DB_FILE
+    if not db.exists():
+        return
+    conn = open_read_only(db)
+    try:
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (QUARANTINE_TABLE,)
+        ).fetchone():
+            return
+        try:
+            conn.execute("BEGIN")
+            yield from iter_quarantined(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise classify_sqlite_error(exc, db) from exc
+    finally:
+        conn.close()
+
+
 def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
     """Per key checkpoint and last poll, per destination depth and oldest age; safe while running."""
     data_dir = Path(data_dir)
@@ -78,24 +144,19 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
     pid = _running_pid(data_dir)
     if not db.exists():
         return StatusReport(data_dir, db, False, pid, (), (), now)
-    try:
-        conn = sqlite3.connect(
-            f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, isolation_level=None
-        )
-    except sqlite3.Error as exc:
-        raise classify_sqlite_error(exc, db) from exc
+    conn = open_read_only(db)
     try:
         try:
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            if app_id != APPLICATION_ID:
-                raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
             conn.execute("BEGIN")
             cps: dict[str, int] = {}
             for key, cp in conn.execute(
                 "SELECT key, checkpoint FROM checkpoints WHERE checkpoint IS NOT NULL"
             ):
                 cps[key] = int(cp)
-            for key, cp in conn.execute(f"SELECT key, MAX(next_checkpoint) FROM {PAGE_TABLE} GROUP BY key"):
+            for key, cp in conn.execute(
+                f"SELECT key, MAX(NULLIF(next_checkpoint, ?)) FROM {PAGE_TABLE} GROUP BY key",
+                (NO_CHECKPOINT,),
+            ):
                 if cp is not None:
                     cps[key] = max(int(cp), cps.get(key, int(cp)))
             polls = {k: float(v) for k, v in conn.execute("SELECT key, at FROM polls")}
@@ -129,6 +190,13 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                 dests.append(
                     DestinationStatus(dest, depth, age, None if taken is None else tuple(sorted(taken)))
                 )
+            quarantined: list[QuarantineCount] = []
+            if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (QUARANTINE_TABLE,)
+            ).fetchone():  # a version 1 file (not yet opened by this siemconn) has no quarantine
+                quarantined = [
+                    QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
+                ]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise classify_sqlite_error(exc, db) from exc
@@ -136,7 +204,7 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         conn.close()
     keys = sorted(set(cps) | set(polls))
     streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
-    return StatusReport(data_dir, db, True, pid, streams, tuple(dests), now)
+    return StatusReport(data_dir, db, True, pid, streams, tuple(dests), now, tuple(quarantined))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -174,19 +242,38 @@ def render_status(report: StatusReport, *, streams_off: Sequence[str] = ()) -> s
     if not report.exists:
         lines.append("no queue database yet (the service has not run with this data_dir)")
         return "\n".join(lines)
+    by_key: dict[str, int] = {}
+    by_dest: dict[str, int] = {}
+    for q in report.quarantined:
+        if q.destination is None:
+            by_key[q.key] = by_key.get(q.key, 0) + q.count
+        else:
+            by_dest[q.destination] = by_dest.get(q.destination, 0) + q.count
     lines.append("")
-    lines.append(f"{'stream':<26}{'checkpoint':>14}  last successful poll")
+    lines.append(f"{'stream':<26}{'checkpoint':>14}{'quarantined':>13}  last successful poll")
     if not report.streams:
         lines.append("  (no stream polled yet)")
     for s in report.streams:
         cp = "-" if s.checkpoint is None else str(s.checkpoint)
         off = " (off)" if s.key.partition(".")[0] in streams_off else ""
-        lines.append(f"{s.key:<26}{cp:>14}  {_fmt_time(s.last_poll)}{off}")
+        lines.append(f"{s.key:<26}{cp:>14}{by_key.get(s.key, 0):>13}  {_fmt_time(s.last_poll)}{off}")
     lines.append("")
-    lines.append(f"{'destination':<26}{'undelivered':>14}  {'oldest undelivered':<20}streams")
+    lines.append(
+        f"{'destination':<26}{'undelivered':>14}{'quarantined':>13}  {'oldest undelivered':<20}streams"
+    )
     if not report.destinations:
         lines.append("  (no destination)")
     for d in report.destinations:
+        n = by_dest.get(d.destination, 0)
         taken = "every stream" if d.streams is None else ", ".join(d.streams)
-        lines.append(f"{d.destination:<26}{d.depth:>14}  {_fmt_age(d.oldest_age):<20}{taken}")
+        lines.append(f"{d.destination:<26}{d.depth:>14}{n:>13}  {_fmt_age(d.oldest_age):<20}{taken}")
+    if report.quarantined:
+        lines.append("")
+        lines.append(
+            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent "
+            "(write them out with: siemconn quarantine export --output FILE)"
+        )
+        for q in report.quarantined:
+            where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
+            lines.append(f"  {where:<38}{q.reason:<16}{q.count:>8}")
     return "\n".join(lines)

@@ -36,7 +36,8 @@ in the queue but no longer in the config has its cursor dropped at open, with a 
 events it still had undelivered; those events are then reclaimed once the other destinations pass them.
 
 Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
-`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free). The
+`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free, the WAL's size
+as used; under the floor, delivered pages are deleted and the WAL truncated before pulling pauses). The
 reasons for the defaults are in docs/architecture.md.
 
 Everything here raises only siemconn.errors.Queue*Error: QueueCorruptError (names the file and the fix,
@@ -48,10 +49,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -65,15 +68,45 @@ from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.housekeeping import delete_passed_pages, free_pages_bytes
 from siemconn.queue.opening import QueueState, close_opened, open_file
 from siemconn.queue.pagelog import PageLog
+from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
 from siemconn.queue.reader import PageReader
 from siemconn.queue.routing import next_taken_page, normalise_routes, stream_of, taken_events, taken_keys
-from siemconn.queue.schema import DB_FILE, MB, PAGE_TABLE
+from siemconn.queue.schema import DB_FILE, MB, NO_CHECKPOINT, PAGE_TABLE
 
 __all__ = ["DurableQueue"]
 
 log = get_logger(__name__)
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _CommitResult:
+    """What one commit_page did with the page's events (for the log lines and the counters)."""
+
+    kept: int
+    duplicates: int
+    dup_min: int | None
+    dup_max: int | None
+    hwm: int | None  # the high-water mark the duplicates were measured against
+    quarantined: list[Rejected]
+
+
+def _reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
+    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
+    try:
+        raw = raw_json(event)
+    except Exception:  # pragma: no cover - parsed JSON always re-encodes
+        raw = b""
+    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
+
+
+def _int_id(r: Rejected) -> int | None:
+    """The integer id of a quarantined event (it counts towards the dedupe high-water mark), or None."""
+    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
+        return None
+    v = int(r.event_id)
+    return v if I64_MIN <= v <= I64_MAX else None
 
 
 class DurableQueue:
@@ -99,6 +132,9 @@ class DurableQueue:
         self._executor = executor
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
+        self._wal_path = data_dir / f"{DB_FILE}-wal"
+        self._wal_cap = 1000 * 4096  # bytes the WAL grows to before it is reused (set by _bound_wal)
+        self._largest_page = 0  # bytes of the largest page committed by this process
         self._pages: PageLog | None = pages
         self._conn: sqlite3.Connection | None = pages.connection
         self._lock_fd: int | None = lock_fd
@@ -164,7 +200,7 @@ class DurableQueue:
             if not opening.cancelled() and opening.exception() is None:
                 close_opened(*opening.result()[:2])
             raise
-        return cls(
+        queue = cls(
             executor=executor,
             data_dir=data_dir,
             pages=pages,
@@ -176,6 +212,16 @@ class DurableQueue:
             housekeeping_every=housekeeping_every,
             metrics=metrics,
         )
+        await queue._run(queue._guard, queue._bound_wal)
+        return queue
+
+    def _bound_wal(self) -> None:
+        """Checkpoint the WAL often enough that it stays well under the disk floor (SQLite's default lets
+        it grow to 1,000 pages, 4 MB, before it is reused; on a small floor that alone would eat it)."""
+        page = int(self._db().execute("PRAGMA page_size").fetchone()[0])
+        pages = max(16, min(1000, self._min_free // 4 // page))
+        self._db().execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
+        self._wal_cap = pages * page
 
     async def close(self) -> None:
         """Flush housekeeping, close the database and release the data_dir lock. Idempotent."""
@@ -252,110 +298,222 @@ class DurableQueue:
         self,
         key: str,
         events: Sequence[Mapping[str, Any]],
-        next_checkpoint: int,
+        next_checkpoint: int | None,
+        rejects: Sequence[Rejected] = (),
         *,
         state: str | None = None,
         dedupe: bool = True,
     ) -> int:
         """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe.
 
-        `state`, if given, replaces the key's stream state in the same transaction. `dedupe=False` keeps
-        every event (for streams whose ids are not a cursor).
+        Every event ends in exactly one of three places, all in that one commit: queued, quarantined
+        (`rejects`, plus any event that cannot be encoded) or counted and logged as a duplicate (an integer
+        id at or below the key's high-water mark). `next_checkpoint` None (a first run whose answer gave no
+        usable checkpoint) stores the events and leaves the key without a checkpoint. `state`, if given,
+        replaces the key's stream state in the same transaction. `dedupe=False` keeps every event (for
+        streams whose ids are not a cursor).
         """
         if not key:
             raise ValueError("commit_page: empty key")
-        kept: int = await self._run(
-            self._guard, self._commit_sync, key, events, int(next_checkpoint), state, dedupe
+        cp = None if next_checkpoint is None else int(next_checkpoint)
+        result: _CommitResult = await self._run(
+            self._guard, self._commit_sync, key, events, cp, list(rejects), state, dedupe
         )
-        if kept:
+        if result.kept:
             for d, ev in self._data_events.items():
                 if self._takes(d, key):
                     ev.set()
-        self._metrics.checkpoint.labels(key).set(self._checkpoints.get(key, 0))
+        self._report_commit(key, result)
+        if key in self._checkpoints:
+            self._metrics.checkpoint.labels(key).set(self._checkpoints[key])
         for d in self._cursors:
             self._report_depth(d)
-        return kept
+        return result.kept
 
     async def stream_state(self, key: str) -> str | None:
         """The state last committed with a page of key (`commit_page(..., state=...)`), or None."""
         return self._stream_state.get(key)
 
+    def _report_commit(self, key: str, result: _CommitResult) -> None:
+        if result.duplicates:
+            log.info(
+                "duplicate_events_dropped",
+                stream=key,
+                count=result.duplicates,
+                first_id=result.dup_min,
+                last_id=result.dup_max,
+                high_water_mark=result.hwm,
+                detail="ids at or below the highest id already queued for this stream are not queued again",
+            )
+            self._metrics.events_duplicate.labels(key).inc(result.duplicates)
+        for r in result.quarantined:
+            log.error(
+                "event_quarantined",
+                stream=key,
+                event_id=r.event_id,
+                reason=r.reason,
+                detail=r.detail,
+                raw_bytes=len(r.raw),
+                hint="kept in the queue database; see it with: siemconn quarantine export",
+            )
+            self._metrics.events_quarantined.labels(key, r.reason).inc()
+
     def _commit_sync(
         self,
         key: str,
         events: Sequence[Mapping[str, Any]],
-        next_checkpoint: int,
+        next_checkpoint: int | None,
+        rejects: list[Rejected],
         state: str | None = None,
         dedupe: bool = True,
-    ) -> int:
+    ) -> _CommitResult:
         if self._pages is None:
             raise QueueError(f"queue {self.db_path} is closed")
         hwm = self._hwm.get(key)
         payloads: list[str] = []
         ids: list[int | None] = []
+        dup_ids: list[int] = []
         encode = encode_event
         add_payload, add_id = payloads.append, ids.append
         for event in events:
             v = event.get(EVENT_ID_FIELD)
             eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
             if dedupe and eid is not None and hwm is not None and eid <= hwm:
+                dup_ids.append(eid)
                 continue
-            add_payload(encode(event))
+            try:
+                add_payload(encode(event))
+            except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
+                rejects.append(_reject_parsed(event, exc))
+                continue
             add_id(eid)
         prev = self._checkpoints.get(key)
-        new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
-        state_sql = (
-            "INSERT INTO stream_state (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        if next_checkpoint is None:
+            new_cp = prev
+        else:
+            new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
+        if dedupe:
+            reject_ids = [i for i in map(_int_id, rejects) if i is not None]
+            known = [i for i in ids if i is not None]
+            top = max(known + reject_ids) if known or reject_ids else None
+        else:
+            top = None
+        new_hwm = hwm if top is None else (top if hwm is None else max(hwm, top))
+        result = _CommitResult(
+            len(payloads),
+            len(dup_ids),
+            min(dup_ids) if dup_ids else None,
+            max(dup_ids) if dup_ids else None,
+            hwm,
+            rejects,
         )
-        if not payloads:
-            moved = prev is None or next_checkpoint > prev
-            if moved or state is not None:
-                conn = self._db()
-                conn.execute("BEGIN IMMEDIATE")
-                if moved:
-                    conn.execute(
-                        "INSERT INTO checkpoints (key, checkpoint) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
-                        "SET checkpoint = MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint)",
-                        (key, new_cp),
-                    )
-                if state is not None:
-                    conn.execute(state_sql, (key, state))
-                conn.execute("COMMIT")
-                if moved:
-                    self._checkpoints[key] = new_cp
-                if state is not None:
-                    self._stream_state[key] = state
-            return 0
         first_seq = self._head
         new_head = first_seq + len(payloads)
         # routed destinations with nothing of their own pending step over a page they do not take, in the
         # page's own transaction (routing's invariant: pending == 0 implies cursor == head)
-        stepped = [
-            d
-            for d, streams in self._routes.items()
-            if streams is not None and stream_of(key) not in streams and self._pending[d] == 0
-        ]
+        stepped = (
+            [
+                d
+                for d, streams in self._routes.items()
+                if streams is not None and stream_of(key) not in streams and self._pending[d] == 0
+            ]
+            if payloads
+            else []
+        )
         also: list[tuple[str, tuple[Any, ...]]] = [
             ("UPDATE cursors SET seq = ? WHERE destination = ?", (new_head, d)) for d in stepped
         ]
         if state is not None:
-            also.append((state_sql, (key, state)))
-        self._pages.put_page(payloads, key, first_seq, ids, new_cp, time.time(), also)
-        self._head = new_head
-        self._checkpoints[key] = new_cp
-        for d in stepped:
-            self._cursors[d] = new_head
-        for d, streams in self._routes.items():
-            if streams is not None and stream_of(key) in streams:
-                self._pending[d] += len(payloads)
+            also.append(
+                (
+                    "INSERT INTO stream_state (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, state),
+                )
+            )
+        conn = self._db()
+        cp_moved = new_cp is not None and new_cp != prev
+        side = bool(rejects) or bool(also) or (not payloads and cp_moved)
+        if not payloads and not side:
+            return result
+        now = time.time()
+        inserted = False
+        if side:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rejects:
+                insert_rejected(conn, key, rejects, now)
+            if payloads:
+                stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
+                size = self._pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also)
+                inserted = True
+                self._largest_page = max(self._largest_page, size)
+            else:
+                for sql, params in also:
+                    conn.execute(sql, params)
+            if side and (new_cp is not None or new_hwm is not None):
+                conn.execute(
+                    "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN checkpoint "
+                    "ELSE MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint) END, "
+                    "hwm = CASE WHEN excluded.hwm IS NULL THEN hwm "
+                    "ELSE MAX(COALESCE(hwm, excluded.hwm), excluded.hwm) END",
+                    (key, new_cp, new_hwm),
+                )
+            if side:
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if inserted:
+                self._pages.total = max(0, self._pages.total - 1)
+            raise
+        if payloads:
+            self._head = new_head
+            for d in stepped:
+                self._cursors[d] = new_head
+            for d, streams in self._routes.items():
+                if streams is not None and stream_of(key) in streams:
+                    self._pending[d] += len(payloads)
         if state is not None:
             self._stream_state[key] = state
-        known = [i for i in ids if i is not None] if dedupe else []
-        if known:
-            top = max(known)
-            self._hwm[key] = top if hwm is None else max(hwm, top)
-        return len(payloads)
+        if new_cp is not None:
+            self._checkpoints[key] = new_cp
+        if new_hwm is not None:
+            self._hwm[key] = new_hwm
+        return result
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        """Durably keep events a destination cannot send (its formatter raised on them), before that
+        destination acks the batch that holds them."""
+        if not rejects:
+            return
+        await self._run(self._guard, self._quarantine_sync, destination, stream, list(rejects))
+        for r in rejects:
+            log.error(
+                "event_quarantined",
+                stream=stream,
+                destination=destination,
+                event_id=r.event_id,
+                reason=r.reason,
+                detail=r.detail,
+                raw_bytes=len(r.raw),
+                hint="not sent to this destination; kept in the queue database: siemconn quarantine export",
+            )
+            self._metrics.events_quarantined.labels(stream, r.reason).inc()
+
+    def _quarantine_sync(self, destination: str, stream: str, rejects: list[Rejected]) -> None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            insert_rejected(conn, stream, rejects, time.time(), destination)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
 
     async def checkpoint(self, key: str) -> int | None:
         """The committed checkpoint of key (the `from` of the next fetch), or None before the first page."""
@@ -399,15 +557,71 @@ class DurableQueue:
                     f"(queue_max_events={self._max_events})",
                     f"cap:{dest}",
                 )
-        free = self._disk_free(self.data_dir) + self._free_pages_bytes
-        if free < self._min_free:
+        free = self._free_bytes()
+        if free < self._min_free or not self._wal_fits():
+            free = self._reclaim()
+        if free < self._min_free or not self._wal_fits():
             return (
                 False,
-                f"free disk space for {self.data_dir} is {free // MB} MB, under min_free_disk_mb="
+                f"free disk space for {self.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
                 f"{self._min_free // MB}",
                 "disk",
             )
         return True, "", ""
+
+    def _free_bytes(self) -> int:
+        """Free disk space as the floor sees it: free bytes on the file system, plus free pages inside the
+        database (reused before it grows), minus the WAL file's size. A checkpoint copies the WAL's pages
+        into the database, which may grow by up to that much while the WAL keeps its size; counting it as
+        used keeps that growth inside the floor, so the disk never fills to the last byte, where not even
+        the small write that acks a batch or deletes delivered pages can be made."""
+        try:
+            wal = os.stat(self._wal_path).st_size
+        except OSError:
+            wal = 0
+        conn = self._db()
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        self._free_pages_bytes = free_pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
+        return self._disk_free(self.data_dir) + self._free_pages_bytes - wal
+
+    def _wal_fits(self) -> bool:
+        """Whether the file system itself (free pages inside the database do not count: new data goes to the
+        WAL first) has room for the WAL to grow to its reuse point plus one more page."""
+        try:
+            wal = os.stat(self._wal_path).st_size
+        except OSError:
+            wal = 0
+        return self._disk_free(self.data_dir) >= self._wal_cap + self._largest_page - wal
+
+    def _reclaim(self) -> int:
+        """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
+
+        Delivered pages not yet cleared are deleted (housekeeping) and the WAL, which keeps its size after a
+        checkpoint, is truncated, so a queue whose backlog drained resumes pulling by itself on any disk
+        where its own reclaimable space satisfies the floor. A failure (disk completely full, a reader
+        holding the WAL) is logged and retried on the next check; nothing is lost either way.
+        """
+        conn = self._db()
+        before = self._free_bytes()
+        deleted = 0
+        try:
+            # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
+            # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            deleted = self._housekeeping()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
+        free = self._free_bytes()
+        if free != before or deleted:
+            log.info(
+                "queue_space_reclaimed",
+                pages_deleted=deleted,
+                free_mb_before=round(before / MB, 1),
+                free_mb_after=round(free / MB, 1),
+                min_free_disk_mb=self._min_free // MB,
+            )
+        return free
 
     # ------------------------------------------------------------------ sink side
 

@@ -19,7 +19,12 @@ Cursor rules (see `Page.next_checkpoint`):
 * The first run keeps ``event_timestamp_gte`` on every page of that run (the server ANDs it with
   ``from``); later runs send only ``from``.
 * Within one run an event whose ``id`` was on the previous page is dropped (servers that return
-  ``next_checkpoint = last id`` repeat one event); across runs the caller dedupes.
+  ``next_checkpoint = last id`` repeat one event), counted and logged; across runs the caller dedupes.
+* A first run whose answer has events but no usable checkpoint (``null`` and no integer ids) yields
+  them with ``next_checkpoint`` None: they are queued, and the key keeps no checkpoint.
+* Bad events do not fail their page: an element of ``events`` that is not an object, and (when the
+  parser rejects the body) each element that is not UTF-8 or not JSON, is yielded in ``Page.rejects``
+  with its raw bytes, for the queue's quarantine (`siemconn.rux.salvage`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import random
 import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeGuard
@@ -52,8 +57,10 @@ from siemconn.errors import (
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import NO_METRICS, Metrics
+from siemconn.queue.quarantine import NOT_AN_OBJECT, Rejected, raw_json
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
 from siemconn.rux.cursor import plausible_checkpoint
+from siemconn.rux.salvage import salvage_page
 from siemconn.rux.streams import StreamSpec, api_path, build_params, probe_params
 
 __all__ = ["Page", "RuxClient", "TOKEN_PATH", "parse_retry_after"]
@@ -72,11 +79,13 @@ _SNIPPET_CHARS = 200
 
 @dataclass(frozen=True)
 class Page:
-    """One API page: the events to commit and the checkpoint to store with them."""
+    """One API page: the events to commit, the checkpoint to store with them (None: none usable on a
+    first run), and the elements to quarantine instead of queue."""
 
     spec: StreamSpec
     events: list[dict[str, Any]]
-    next_checkpoint: int
+    next_checkpoint: int | None
+    rejects: list[Rejected] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +139,17 @@ _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1  # what the queue (SQLite INTEGER) can 
 
 def _is_int(v: Any) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _reject_id(r: Rejected) -> int | None:
+    """The integer id of a quarantined element, when it had one (it still moves a null checkpoint)."""
+    if r.event_id is None:
+        return None
+    try:
+        v = json.loads(r.event_id)
+    except ValueError:
+        return None
+    return v if _is_int(v) else None
 
 
 def _early(lifetime: float) -> float:
@@ -342,9 +362,9 @@ class RuxClient:
                 f"{bad} a JSON {type(body).__name__} instead of an object; "
                 f"check that BASE_URL {self._base_url} is the Vectra portal URL"
             )
-        for field in ("access_token", "refresh_token"):  # mask them before anything else can print them
-            if isinstance(body.get(field), str) and body[field]:
-                self._secret_seen(body[field])
+        for name in ("access_token", "refresh_token"):  # mask them before anything else can print them
+            if isinstance(body.get(name), str) and body[name]:
+                self._secret_seen(body[name])
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             got = "no access_token" if access is None else f"an access_token of type {type(access).__name__}"
@@ -568,19 +588,31 @@ class RuxClient:
 
     def _parse_page(
         self, spec: StreamSpec, path: str, resp: Answer
-    ) -> tuple[list[dict[str, Any]], int | None, int]:
+    ) -> tuple[list[dict[str, Any]], Any, int, list[Rejected]]:
         def bad(what: str) -> RuxResponseError:
             return RuxResponseError(
                 f"bad response from {path} for stream {spec.key}: {what}; checkpoint kept"
             )
 
+        rejects: list[Rejected] = []
         try:
             body = _loads(resp.content)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            ctype = resp.headers.get("Content-Type", "?")
-            raise bad(
-                f"body is not JSON ({type(exc).__name__}, Content-Type {ctype}, {len(resp.content)} bytes)"
-            ) from None
+            salvaged = salvage_page(resp.content, _loads)  # the slow path: split it event by event
+            if salvaged is None:
+                ctype = resp.headers.get("Content-Type", "?")
+                raise bad(
+                    f"body is not JSON ({type(exc).__name__}, Content-Type {ctype}, {len(resp.content)} bytes)"
+                ) from None
+            body, rejects = salvaged.envelope, salvaged.rejects
+            log.warning(
+                "rux_page_salvaged",
+                stream=spec.key,
+                error=f"{type(exc).__name__}: {exc}"[:200],
+                events=len(salvaged.events),
+                quarantined=len(rejects),
+                detail="the page did not parse as a whole; its good events are queued, the others quarantined",
+            )
         if not isinstance(body, dict):
             raise bad(f"expected a JSON object with 'events', got a JSON {type(body).__name__}")
         events = body.get("events")
@@ -590,9 +622,12 @@ class RuxClient:
                 if events is None
                 else f"'events' is a {type(events).__name__}, not a list"
             )
-        for i, ev in enumerate(events):
-            if not isinstance(ev, dict):
-                raise bad(f"events[{i}] is a {type(ev).__name__}, not an object")
+        if not all(isinstance(ev, dict) for ev in events):
+            for i, ev in enumerate(events):
+                if not isinstance(ev, dict):
+                    detail = f"events[{i}] is a JSON {type(ev).__name__}, not an object"
+                    rejects.append(Rejected(raw_json(ev), NOT_AN_OBJECT, detail))
+            events = [ev for ev in events if isinstance(ev, dict)]
         nxt = body.get("next_checkpoint")
         if nxt is not None and not _is_int(nxt):
             raise bad(f"next_checkpoint {nxt!r} is not an integer")
@@ -603,7 +638,21 @@ class RuxClient:
             remaining = 0
         if not _is_int(remaining):
             raise bad(f"remaining_count {remaining!r} is not an integer")
-        return events, nxt, remaining
+        return events, nxt, remaining, rejects
+
+    def _report_repeats(self, spec: StreamSpec, previous_ids: set[Any], ids: list[Any]) -> None:
+        """Count and log the events dropped because the previous page of this run already had them."""
+        repeated = [i for i in ids if i is not None and i in previous_ids]
+        ints = [i for i in repeated if _is_int(i)]
+        log.info(
+            "duplicate_events_dropped",
+            stream=spec.key,
+            count=len(repeated),
+            first_id=min(ints) if ints else None,
+            last_id=max(ints) if ints else None,
+            detail="repeated from the previous page of this run",
+        )
+        self._metrics.events_duplicate.labels(stream=spec.key).inc(len(repeated))
 
     async def _get_capped(self, spec: StreamSpec, path: str, params: dict[str, str]) -> Answer:
         """`_get` for requests that cannot ask for less: a too-large answer is a RuxResponseError."""
@@ -649,7 +698,7 @@ class RuxClient:
             if not isinstance(body, dict):
                 raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an object")
             return f"HTTP 200, health object with {len(body)} sections"
-        events, _nxt, _remaining = self._parse_page(spec, path, resp)
+        events, _nxt, _remaining, _rejects = self._parse_page(spec, path, resp)
         return f"HTTP 200, {len(events)} event{'' if len(events) == 1 else 's'} (limit=1)"
 
     async def pages(
@@ -706,7 +755,7 @@ class RuxClient:
             if hold is not None:
                 await hold.acquire()
             try:
-                events, server_nxt, remaining = self._parse_page(spec, path, resp)
+                events, server_nxt, remaining, rejects = self._parse_page(spec, path, resp)
                 ids = [ev.get("id") for ev in events]
                 del resp  # the parsed events are all that is kept of the body (peak memory)
                 if previous_ids:
@@ -715,13 +764,9 @@ class RuxClient:
                         ev for ev, i in zip(events, ids, strict=True) if i is None or i not in previous_ids
                     ]
                     if len(events) != n_parsed:
-                        log.debug(
-                            "page_overlap_dropped",
-                            detail="events repeated from the previous page",
-                            stream=spec.key,
-                            count=n_parsed - len(events),
-                        )
-                int_ids: list[int] = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+                        self._report_repeats(spec, previous_ids, ids)
+                int_ids: list[int] = [i for i in ids if _is_int(i)]
+                int_ids += [i for i in map(_reject_id, rejects) if i is not None]
                 if server_nxt is not None and cursor is not None and server_nxt < cursor:
                     log.warning(
                         "checkpoint_moved_backwards",
@@ -754,13 +799,23 @@ class RuxClient:
                         "64 bits and cannot be stored; checkpoint kept"
                     )
                 advanced = nxt is not None and (cursor is None or nxt > cursor)
-                if events or advanced:
-                    if nxt is None or (cursor is None and not events and nxt <= 0):
+                if events or rejects or advanced:
+                    if nxt is None:
+                        # a first run's events without a usable checkpoint: queue them, store no cursor
+                        log.warning(
+                            "rux_checkpoint_unknown",
+                            stream=spec.key,
+                            events=len(events) + len(rejects),
+                            detail="the answer has no next_checkpoint and no integer event ids; the events "
+                            "are queued and the next run starts again from the lookback window",
+                        )
+                        yield Page(spec=spec, events=events, next_checkpoint=None, rejects=rejects)
+                    elif cursor is None and not events and not rejects and nxt <= 0:
                         pass  # first run with nothing: never commit a cursor that replays history
                     else:
                         if events:
                             self._metrics.events_fetched.labels(stream=spec.key).inc(len(events))
-                        yield Page(spec=spec, events=events, next_checkpoint=nxt)
+                        yield Page(spec=spec, events=events, next_checkpoint=nxt, rejects=rejects)
                         cursor = nxt
             finally:
                 if hold is not None:

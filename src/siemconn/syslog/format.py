@@ -128,27 +128,40 @@ def sanitize_field(value: str, max_len: int) -> str:
 
 
 def rfc3339(ts: datetime) -> str:
-    """RFC 3339 UTC timestamp with a Z: to the second, or with microseconds when there are any."""
+    """RFC 3339 UTC timestamp with a Z: to the second, or with microseconds when there are any.
+
+    The year always has four digits (strftime's %Y gives "1" for year 1 on glibc, which is not an RFC 5424
+    TIMESTAMP)."""
     ts = ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    text = f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}"
     if ts.microsecond:
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{text}.{ts.microsecond:06d}Z"
+    return text + "Z"
 
 
 def parse_event_timestamp(payload: str | bytes) -> str | None:
-    """The event's own `event_timestamp` as RFC 3339 UTC, or None if missing or unparseable.
+    """The event's own `event_timestamp` as RFC 3339 UTC, or None if missing or unusable.
 
     `payload` is the JSON text, as `str` or as UTF-8 bytes."""
+    return event_time(payload)[0]
+
+
+def event_time(payload: str | bytes) -> tuple[str | None, str | None]:
+    """(`event_timestamp` as RFC 3339 UTC, None), or (None, why it is unusable), or (None, None) when the
+    event has none. Never raises: a date that cannot be shown in UTC (year 1 with a positive offset, year
+    9999 with a negative one: OverflowError), text that is not a date, a payload that does not parse, all
+    give the reason, and the caller sends the event with its send time instead (the payload is intact)."""
     try:
         # json.loads(bytes) would detect the encoding first; stored payloads are UTF-8 (ASCII in fact)
         event = json.loads(payload.decode("utf-8") if isinstance(payload, bytes) else payload)
         raw = event.get("event_timestamp") if isinstance(event, dict) else None
+        if raw is None:
+            return None, None
         if not isinstance(raw, str) or not raw:
-            return None
-        ts = datetime.fromisoformat(raw)
-    except (ValueError, TypeError, RecursionError):
-        return None
-    return rfc3339(ts)
+            return None, f"event_timestamp {str(raw)[:64]!r} is not a date"
+        return rfc3339(datetime.fromisoformat(raw)), None
+    except Exception as exc:  # any failure means "use the send time", never a lost or stuck event
+        return None, f"{type(exc).__name__}: {str(exc)[:120]}"
 
 
 def default_hostname() -> str:
@@ -173,6 +186,8 @@ class Formatter:
         "_headers_now",
         "_headers",
         "_siem",
+        "fallbacks",
+        "fallback_detail",
     )
 
     def __init__(self, server: ServerConfig, *, hostname: str | None = None) -> None:
@@ -187,6 +202,9 @@ class Formatter:
         self._headers_now: datetime | None = None
         self._headers: dict[str, bytes] = {}
         self._siem: CefEncoder | LeefEncoder | None = None
+        # events sent with the send time because their event_timestamp was unusable (read by the pool)
+        self.fallbacks = 0
+        self.fallback_detail = ""
         if server.format == "legacy":
             self._host = server.hostname or LEGACY_HOSTNAME
             self._tail = f" {self._host}: "
@@ -238,10 +256,17 @@ class Formatter:
             return (self._prefix(now) + payload).encode()
         sd = self._sd
         if self._event_ts:
-            ts = parse_event_timestamp(payload)
+            ts = self._event_time(payload)
             if ts is not None:
                 return f"{self._pri}1 {ts}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
         return f"{self._prefix(now)}{self._tail}{self._msgid(stream)} {sd} {payload}".encode()
+
+    def _event_time(self, payload: str | bytes) -> str | None:
+        ts, problem = event_time(payload)
+        if problem is not None:
+            self.fallbacks += 1
+            self.fallback_detail = problem
+        return ts
 
     def _send_header(self, stream: str, now: datetime) -> bytes:
         """Everything before the payload, with the send time `now`; cached per stream for one `now`."""
@@ -273,7 +298,7 @@ class Formatter:
         if self._siem is not None:
             return utf8(self._prefix(now) + self._siem.encode(payload, stream))
         if self._event_ts:
-            ts = parse_event_timestamp(payload)
+            ts = self._event_time(payload)
             if ts is not None:
                 return f"{self._pri}1 {ts}{self._tail}{self._msgid(stream)} {self._sd} ".encode() + payload
         return self._send_header(stream, now) + payload

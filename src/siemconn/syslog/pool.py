@@ -35,16 +35,23 @@ import asyncio
 import contextlib
 import random
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from siemconn.config import Configuration, ServerConfig
-from siemconn.errors import AllServersDownError, DeliveryError, SyslogError, TlsConfigError
+from siemconn.errors import (
+    AllServersDownError,
+    DeliveryError,
+    QueueUnavailableError,
+    SyslogError,
+    TlsConfigError,
+)
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics, emit
 from siemconn.queue import Batch
+from siemconn.queue.quarantine import Rejected
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, build_tls_context, open_transport
 from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
@@ -72,6 +79,8 @@ MAX_BACKOFF_CAP = 300.0
 BASE_BACKOFF = 0.5
 IDLE_WAIT_SECONDS = 5.0
 TRUNCATION_LOG_EVERY = 1000
+FALLBACK_LOG_EVERY = 1000
+ACK_RETRY_SECONDS = 1.0
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -103,6 +112,10 @@ class QueueLike(Protocol):
 
     async def oldest_age(self, destination: str) -> float | None:
         """Seconds since the oldest undelivered event of destination was committed, or None."""
+        ...
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        """Durably keep events destination's formatter refused, before the batch holding them is acked."""
         ...
 
 
@@ -142,10 +155,12 @@ class ServerWriter:
         self._truncations = 0
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
         self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
+        self._fallbacks = 0
         m = pool.metrics
         self._m_delivered = m.events_delivered.labels(self.name)
         self._m_failed = m.events_failed.labels(self.name)
         self._m_truncated = m.events_truncated.labels(self.name)
+        self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
         self._m_reconnects = m.reconnects.labels(self.name)
         self._m_up = m.server_up.labels(self.name)
         self._m_up.set(0)
@@ -314,11 +329,53 @@ class ServerWriter:
         except BaseException:
             await self._drop_prefetched()
             raise
-        await pool.queue.ack(batch)
+        if not await self._record_delivery(prepared):
+            return
         self._m_delivered.inc(prepared.sent)
         self.failures = 0
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
+        if prepared.fallbacks:
+            self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
+
+    async def _record_delivery(self, prepared: PreparedBatch) -> bool:
+        """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
+        full) is retried here, not raised: the writer stays alive and the batch is not resent. False when
+        stopping first (the batch stays unacked and is resent after the restart, at most once)."""
+        while True:
+            try:
+                if prepared.rejected:
+                    for stream, rejects in prepared.rejected.items():
+                        await self.pool.queue.quarantine(self.name, stream, rejects)
+                    prepared.rejected = None
+                await self.pool.queue.ack(prepared.batch)
+                return True
+            except QueueUnavailableError as exc:
+                log.error(
+                    "queue_ack_failed",
+                    server=self.server.label,
+                    error=str(exc),
+                    retry_in_seconds=ACK_RETRY_SECONDS,
+                    detail="the batch was delivered; its ack is retried (nothing is lost or resent)",
+                )
+                if self.pool.stopping:
+                    return False
+                await self.pool.until_stopped(self.pool.sleep(ACK_RETRY_SECONDS))
+                if self.pool.stopping:
+                    return False
+
+    def _report_fallbacks(self, count: int, detail: str) -> None:
+        self._m_fallbacks.inc(count)
+        before = self._fallbacks
+        self._fallbacks += count
+        if before == 0 or before // FALLBACK_LOG_EVERY != self._fallbacks // FALLBACK_LOG_EVERY:
+            log.warning(
+                "syslog_event_time_unusable",
+                server=self.server.label,
+                total=self._fallbacks,
+                last_problem=detail,
+                detail="sent with the send time as TIMESTAMP; the payload is unchanged",
+            )
 
     def _report_oversize(self, o: Oversize) -> None:
         for event_id in o.dropped_ids or []:
