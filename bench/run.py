@@ -32,6 +32,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -48,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+import drain  # noqa: E402
 import floor  # noqa: E402
 import queue_bench  # noqa: E402
 
@@ -159,6 +161,30 @@ def make_certs(workdir: Path) -> dict[str, str]:
     return {"ca": str(files.ca), "cert": str(files.cert), "key": str(files.key)}
 
 
+@dataclass(frozen=True)
+class Side:
+    """Which code runs siemconn: this tree, or another commit's src/ extracted with `git archive` (A/B)."""
+
+    name: str
+    src: Path | None = None  # None: this tree (the installed package)
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. SIEMCONN_GC=off, to measure one change alone
+
+    def env(self) -> dict[str, str]:
+        env = dict(self.extra_env)
+        if self.src is not None:
+            env["PYTHONPATH"] = str(self.src)
+        return env
+
+
+def extract(ref: str, workdir: Path) -> Side:
+    """`git archive REF src` into workdir: the code of REF, run with PYTHONPATH ahead of the install."""
+    dest = workdir / f"ab-{re.sub(r'[^A-Za-z0-9_.-]', '_', ref)}"
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return Side(ref, dest / "src")
+
+
 def write_variant_config(
     run_dir: Path,
     proto: str,
@@ -166,6 +192,7 @@ def write_variant_config(
     certs: dict[str, str],
     batch: int | None,
     page_size: int | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     server: dict[str, Any] = {
         "name": f"bench_{proto}",
@@ -182,6 +209,7 @@ def write_variant_config(
         options["batch_size"] = batch
     if page_size is not None:
         options["page_size"] = page_size
+    options.update(extra or {})  # may replace the scheduler or data_dir too (the drain runs)
     # seconds come first in a 6-field expression (aiocron 2 / cronsim): every 10 s
     cfg = config_skeleton(run_dir, [server], schedule="*/10 * * * * *", **options)
     return write_config(run_dir / "config.json", cfg)
@@ -196,15 +224,22 @@ def run_variant(
     idle: float,
     profile: str | None = None,
     page_size: int | None = None,
+    side: Side = Side("branch"),
+    extra: dict[str, Any] | None = None,
+    expected: int = EXPECTED,
+    tag: str = "",
 ) -> dict[str, Any]:
     label = proto
+    proto, _, drain_size = proto.partition("+drain")  # e.g. tcp+drain5000: drain_batch_size 5000
+    if drain_size:
+        extra = {"drain_batch_size": int(drain_size), **(extra or {})}
     proto, _, b = proto.partition("@")
     batch = int(b) if b else None
-    run_dir = workdir / label.replace("@", "_")
-    run_dir.mkdir()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{label.replace('@', '_')}-{side.name}-", dir=workdir))
     sink = Sink.start(proto, certs)
-    cfg = write_variant_config(run_dir, proto, sink.port, certs, batch, page_size)
+    cfg = write_variant_config(run_dir, proto, sink.port, certs, batch, page_size, extra)
     env = {**os.environ, "BASE_URL": url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET}
+    env.update(side.env())
     out = open(run_dir / "siemconn.out", "w", encoding="utf-8")  # noqa: SIM115
     fake_cpu0 = fake_cpu(fake)
     t_start = time.time()
@@ -223,9 +258,11 @@ def run_variant(
         "label": label,
         "batch_size": batch or 500,
         "page_size": page_size,
+        "side": side.name,
+        "tag": tag,
     }
     cpu_at_first: float | None = None
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + max(150, expected / 5_000)
     hwm = 0
     last_count, stalled_since = 0, time.monotonic()
     try:
@@ -237,7 +274,7 @@ def run_variant(
             count = int(sink.last.get("count", 0))
             if count and cpu_at_first is None:
                 cpu_at_first = proc_cpu(proc.pid)
-            if count >= EXPECTED:
+            if count >= expected:
                 break
             if count != last_count:
                 last_count, stalled_since = count, time.monotonic()
@@ -251,7 +288,8 @@ def run_variant(
         res.update(
             events=count,
             bytes=int(st.get("bytes", 0)),
-            complete=count >= EXPECTED,
+            complete=count >= expected,
+            expected=expected,
             first_event_s=(first - t_start) if first else None,
             total_s=(last - t_start) if last else None,
             eps_first_to_last=(count - 1) / (last - first) if first and last and last > first else None,
@@ -327,64 +365,132 @@ def bottleneck(r: dict[str, Any]) -> str:
     return f"{name} ({parts} of one core)"
 
 
+def _range(values: list[float | None], spec: str) -> str:
+    """One figure, or the range over repeated runs."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    lo, hi = min(vals), max(vals)
+    return (
+        format(lo, spec) if format(lo, spec) == format(hi, spec) else f"{format(lo, spec)}-{format(hi, spec)}"
+    )
+
+
+def _median(values: list[float | None]) -> float | None:
+    vals = sorted(v for v in values if v is not None)
+    return vals[len(vals) // 2] if vals else None
+
+
+E2E_METRICS: list[tuple[str, str, str, Any]] = [
+    ("events delivered", "events", ",.0f", "all (TCP/TLS)"),
+    ("events/s, first to last event", "eps_first_to_last", ",.0f", ""),
+    ("events/s, from process start", "eps_from_start", ",.0f", ""),
+    ("siemconn CPU us/event (whole run)", "cpu_us_per_event", ".1f", ""),
+    ("siemconn CPU us/event (after first event)", "cpu_us_per_event_steady", ".1f", ""),
+    ("siemconn peak RSS MB (VmHWM)", "peak_rss_mb", ".1f", "<= 80"),
+    ("first event after process start s", "first_event_s", ".2f", "<= 2"),
+    ("idle CPU %, cron every 10 s", "idle_cpu_pct", ".2f", "< 1"),
+]
+
+
 def table(
-    runs: list[dict[str, Any]], qb: dict[str, Any], meta: dict[str, Any], fl: dict[str, float] | None = None
+    runs: list[dict[str, Any]],
+    drains: list[dict[str, Any]],
+    sides: list[str],
+    qb: dict[str, Any],
+    fl: dict[str, float] | None = None,
 ) -> str:
-    rows: list[tuple[str, str, str]] = []
-    for r in runs:
-        p = f"{r['protocol'].upper()} batch {r['batch_size']}"
-        if r.get("page_size"):
-            p += f" page_size {r['page_size']}"
+    """One row per figure; one column per side of the A/B (ranges over the repeats of one run)."""
+    for r in runs + drains:
+        r["peak_rss_mb"] = r["peak_rss_kb"] / 1024
+    rows: list[list[str]] = []
+    blank = [""] * len(sides)
+
+    def by_side(group: list[dict[str, Any]], key: str, spec: str) -> list[str]:
+        return [_range([r.get(key) for r in group if r["side"] == side], spec) for side in sides]
+
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    for label in labels:
+        group = [r for r in runs if r["label"] == label]
+        r0 = group[0]
+        p = f"{r0['protocol'].upper()} batch {r0['batch_size']}"
+        if "+drain" in label:
+            p += f" drain_batch_size {label.partition('+drain')[2]}"
+        if r0.get("page_size"):
+            p += f" page_size {r0['page_size']}"
+        for name, key, spec, target in E2E_METRICS:
+            if any(key in r for r in group):
+                rows.append([f"{p}: {name}", *by_side(group, key, spec), target])
+        rows.append([f"{p}: bottleneck (busiest process, last run)", *[
+            next((bottleneck(r) for r in reversed(group) if r["side"] == side), "n/a") for side in sides
+        ], ""])  # fmt: skip
+        if len(sides) == 2:
+            old = _median([r["cpu_us_per_event"] for r in group if r["side"] == sides[0]])
+            new = _median([r["cpu_us_per_event"] for r in group if r["side"] == sides[1]])
+            if old and new:
+                rows.append([f"{p}: CPU per event {sides[0]} / {sides[1]} (medians)", "", f"{old / new:.2f}x",
+                             ">= 1.6x"])  # fmt: skip
+    for tag in dict.fromkeys(r["tag"] for r in drains):
+        group = [r for r in drains if r["tag"] == tag]
+        n = group[0]["expected"]
+        p = f"drain of {n:,} stored events, TCP, {tag}"
         rows += [
-            (f"{p}: events delivered / expected", f"{r['events']:,} / {EXPECTED:,}", "all (TCP/TLS/RELP)"),
-            (f"{p}: events/s, first to last event", fmt(r["eps_first_to_last"], ",.0f"), ">= 45,000 (TCP)"),
-            (f"{p}: events/s, from process start", fmt(r["eps_from_start"], ",.0f"), ""),
-            (f"{p}: siemconn CPU us/event (whole run)", fmt(r["cpu_us_per_event"]), "<= 20"),
-            (f"{p}: siemconn CPU us/event (after first event)", fmt(r["cpu_us_per_event_steady"]), ""),
-            (f"{p}: siemconn peak RSS MB (VmHWM)", fmt(r["peak_rss_kb"] / 1024), "<= 80"),
-            (f"{p}: first event after process start s", fmt(r["first_event_s"], ".2f"), "<= 2"),
-            (f"{p}: CPU s siemconn / fake RUX / sink", "{} / {} / {}".format(
-                fmt(r["cpu_s"], ".2f"), fmt(r["fake_cpu_s"], ".2f"), fmt(r["sink_cpu_s"], ".2f")), ""),
-            (f"{p}: bottleneck (busiest process)", bottleneck(r), ""),
-        ]  # fmt: skip
-        if "idle_cpu_pct" in r:
-            rows.append(
-                (
-                    f"{p}: idle CPU %, {r['idle_seconds']:.0f} s, cron every 10 s",
-                    fmt(r["idle_cpu_pct"], ".2f"),
-                    "< 1",
-                )
-            )
+            [f"{p}: events delivered", *by_side(group, "events", ",.0f"), "all"],
+            [
+                f"{p}: events/s, first to last event",
+                *by_side(group, "eps_first_to_last", ",.0f"),
+                ">= 40,000",
+            ],
+            [f"{p}: siemconn CPU us/event (whole run)", *by_side(group, "cpu_us_per_event", ".1f"), ""],
+            [f"{p}: siemconn peak RSS MB (VmHWM)", *by_side(group, "peak_rss_mb", ".1f"), "<= 80"],
+        ]
     avg = next((r["avg_event_bytes"] for r in runs if r["protocol"] == "tcp"), None)
     if avg:
-        rows.append(("average syslog line bytes (TCP, incl. header+LF)", fmt(avg, ",.0f"), "~1.2 KB"))
+        rows.append(
+            ["average syslog line bytes (TCP, incl. header+LF)", *blank[:-1], fmt(avg, ",.0f"), "~1.2 KB"]
+        )
     small, large = qb["results"][0], qb["results"][-1]
-    s, lg = f"{small['backlog_events']:,}", f"{large['backlog_events']:,}"
+    sm, lg = f"{small['backlog_events']:,}", f"{large['backlog_events']:,}"
+    pad = blank[:-1]
     rows += [
-        (f"queue commit_page us/event at {s} / {lg}",
-         f"{small['commit_page_us_per_event']} / {large['commit_page_us_per_event']}", ""),
-        (f"queue read_batch+ack us/event at {s} / {lg}",
-         f"{small['read_batch_ack_us_per_event']} / {large['read_batch_ack_us_per_event']}", ""),
-        (f"queue cost ratio {lg}/{s} (commit, read+ack)",
-         f"{qb['commit_ratio']}, {qb['read_ack_ratio']}", "<= 1.2"),
-        (f"queue bench peak RSS MB with {lg} queued", fmt(large["peak_rss_kb"] / 1024), "<= 80"),
+        [f"queue commit_page us/event at {sm} / {lg}", *pad,
+         f"{small['commit_page_us_per_event']} / {large['commit_page_us_per_event']}", ""],
+        [f"queue read_batch+ack us/event at {sm} / {lg}", *pad,
+         f"{small['read_batch_ack_us_per_event']} / {large['read_batch_ack_us_per_event']}", ""],
+        [f"queue cost ratio {lg}/{sm} (commit, read+ack)", *pad, f"{qb['commit_ratio']}, {qb['read_ack_ratio']}",
+         "<= 1.2"],
+        [f"queue bench peak RSS MB with {lg} queued", *pad, fmt(large["peak_rss_kb"] / 1024), "<= 80"],
     ]  # fmt: skip
     if fl:
         rows += [
-            ("library floor: orjson.loads us/event (page of 1,000)", fmt(fl["parse_us"]), ""),
-            ("library floor: json.dumps-identical encode us/event", fmt(fl["encode_us"]), ""),
-            ("library floor: parse + encode us/event (bench/floor.py)", fmt(fl["floor_us"]), "<= 20"),
-            ("library floor: events/s on one GIL (1e6 / floor)", fmt(fl["max_events_per_s"], ",.0f"), ">= 45,000"),
-            ("for comparison: orjson.dumps (not the reference shape) us/event", fmt(fl["orjson_dumps_us"]), ""),
+            ["library: orjson.loads us/event (page of 1,000), collector running / paused", *pad,
+             f"{fl['parse_us']:.1f} / {fl['parse_paused_us']:.1f}", ""],
+            ["library: json.dumps-identical encode us/event, stdlib C / fast (ujson, routed)", *pad,
+             f"{fl['encode_us']:.1f} / {fl['encode_fast_us']:.1f}", ""],
+            ["library: parse + encode us/event, before / now (bench/floor.py)", *pad,
+             f"{fl['floor_us']:.1f} / {fl['fast_floor_us']:.1f}", ""],
+            ["for comparison: json.dumps / orjson.dumps (not the reference shape) us/event", *pad,
+             f"{fl['json_dumps_us']:.1f} / {fl['orjson_dumps_us']:.1f}", ""],
         ]  # fmt: skip
-    w1 = max(len(a) for a, _, _ in rows)
-    w2 = max(len(b) for _, b, _ in rows)
-    lines = [
-        f"| {'measure':<{w1}} | {'value':>{w2}} | target |",
-        f"|{'-' * (w1 + 2)}|{'-' * (w2 + 2)}|--------|",
+    head = ["measure", *sides, "target"]
+    widths = [max(len(row[c]) for row in [head, *rows]) for c in range(len(head))]
+    out = [
+        "| "
+        + " | ".join(
+            h.ljust(w) if c == 0 else h.rjust(w) for c, (h, w) in enumerate(zip(head, widths, strict=True))
+        )
+        + " |"
     ]
-    lines += [f"| {a:<{w1}} | {b:>{w2}} | {c} |" for a, b, c in rows]
-    return "\n".join(lines)
+    out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        out.append(
+            "| "
+            + " | ".join(
+                v.ljust(w) if c == 0 else v.rjust(w) for c, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+            + " |"
+        )
+    return "\n".join(out)
 
 
 def write_doc(text: str) -> None:
@@ -396,6 +502,46 @@ def write_doc(text: str) -> None:
     PERF_DOC.write_text(f"{head}{BEGIN}\n{text.rstrip()}\n{END}{tail}", encoding="utf-8")
 
 
+def run_drains(
+    args: argparse.Namespace,
+    url: str,
+    fake: subprocess.Popen[str],
+    workdir: Path,
+    certs: dict[str, str],
+    sides: list[Side],
+) -> list[dict[str, Any]]:
+    """Build one stored backlog, then drain a copy of it per variant and side (interleaved)."""
+    n = args.drain_events
+    backlog = workdir / "backlog"
+    print(f"building a {n:,}-event backlog ...", file=sys.stderr, flush=True)
+    print(f"built in {drain.build(backlog, n, 'bench_tcp'):.0f} s", file=sys.stderr, flush=True)
+    yearly = "0 0 1 1 *"
+    base = {
+        "pull_at_startup": False,
+        "scheduler": {"audit": yearly, "detections": yearly, "entity_scoring": yearly},
+    }
+    variants: list[tuple[str, dict[str, Any], list[Side]]] = [("defaults (batch_size 500)", {}, sides)]
+    if args.drain_batch:
+        variants.append(
+            (f"drain_batch_size {args.drain_batch}", {"drain_batch_size": args.drain_batch}, sides[-1:])
+        )
+    out: list[dict[str, Any]] = []
+    for rep in range(args.repeat):
+        for tag, extra, on in variants:
+            for side in on if rep % 2 == 0 else list(reversed(on)):
+                run_dir_data = workdir / "drain-data"
+                shutil.copytree(backlog, run_dir_data)
+                print(f"drain {tag} on {side.name} ...", file=sys.stderr, flush=True)
+                try:
+                    r = run_variant("tcp", url, fake, workdir, certs, 0.0, side=side, expected=n, tag=tag,
+                                    extra={**base, **extra, "data_dir": str(run_dir_data)})  # fmt: skip
+                finally:
+                    shutil.rmtree(run_dir_data, ignore_errors=True)
+                print(json.dumps(r), file=sys.stderr, flush=True)
+                out.append(r)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every `finally` stops the processes it started
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -403,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="queue bench at 1,000,000 queued events (+3 min)")
     ap.add_argument(
         "--protocols",
-        default="tcp@2000,tcp,relp,relp@2000,udp@2000,tls@2000",
-        help="variants PROTO[@BATCH_SIZE]; batch_size defaults to 500 (the config default)",
+        default="tcp,tcp+drain5000,tcp@2000,relp,udp@2000,tls@2000",
+        help="variants PROTO[@BATCH_SIZE][+drainDRAIN_BATCH_SIZE]; batch_size defaults to 500 (the config default)",
     )
     ap.add_argument("--idle-seconds", type=float, default=60.0)
     ap.add_argument("--no-write", action="store_true", help="do not rewrite docs/performance.md")
@@ -413,22 +559,57 @@ def main(argv: list[str] | None = None) -> int:
         "--page-size", type=int, default=None, help="config page_size (default: the config default)"
     )
     ap.add_argument("--queue-sizes", default=None, help="override the queue bench backlogs, e.g. 10000,50000")
+    ap.add_argument(
+        "--ab", default="main", help="git ref run as the A side of every figure (default main; '' = no A/B)"
+    )
+    ap.add_argument(
+        "--side",
+        action="append",
+        default=[],
+        help="another B side: NAME:VAR=VALUE[,VAR=VALUE] (this tree with those env variables), repeatable",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="runs per variant and side, interleaved")
+    ap.add_argument(
+        "--drain-events",
+        type=int,
+        default=1_000_000,
+        help="stored backlog drained to one TCP server (0: skip)",
+    )
+    ap.add_argument(
+        "--drain-batch", type=int, default=5000, help="drain_batch_size of the drain variant (0: none)"
+    )
     args = ap.parse_args(argv)
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="siemconn-bench-"))
     runs: list[dict[str, Any]] = []
+    drains: list[dict[str, Any]] = []
+    sides = [Side("branch")]
+    for spec in args.side:
+        name, _, env_text = spec.partition(":")
+        pairs = tuple((k, v) for k, _, v in (kv.partition("=") for kv in env_text.split(",") if kv))
+        sides.append(Side(name, None, pairs))
+    if args.ab:
+        sides.insert(0, extract(args.ab, workdir))
     try:
         certs = make_certs(workdir)
         fake, url, fake_start_s = start_fake(workdir)
         try:
             state = fake_state(url)
             print(f"fake RUX ready in {fake_start_s:.1f} s: {state['heads']}", file=sys.stderr, flush=True)
-            for proto in args.protocols.split(","):
-                idle = args.idle_seconds if proto == "tcp" else 0.0  # the default-config run
-                print(f"running {proto} ...", file=sys.stderr, flush=True)
-                r = run_variant(proto, url, fake, workdir, certs, idle, args.profile, args.page_size)
-                print(json.dumps(r), file=sys.stderr, flush=True)
-                runs.append(r)
+            for rep in range(args.repeat):
+                for proto in args.protocols.split(","):
+                    idle = args.idle_seconds if proto == "tcp" and rep == 0 else 0.0  # the default-config run
+                    for side in sides if rep % 2 == 0 else list(reversed(sides)):
+                        if "+drain" in proto and side.src is not None:
+                            continue  # another ref's code may not know drain_batch_size
+                        print(f"running {proto} on {side.name} ...", file=sys.stderr, flush=True)
+                        r = run_variant(
+                            proto, url, fake, workdir, certs, idle, args.profile, args.page_size, side
+                        )
+                        print(json.dumps(r), file=sys.stderr, flush=True)
+                        runs.append(r)
+            if args.drain_events:
+                drains = run_drains(args, url, fake, workdir, certs, sides)
         finally:
             fake.send_signal(signal.SIGTERM)
             try:
@@ -451,13 +632,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     meta = machine()
     elapsed = time.monotonic() - started
-    tab = table(runs, qb, meta, fl)
-    cmd = "make bench" + ("  (python bench/run.py --full)" if args.full else "  (python bench/run.py)")
+    names = [s.name for s in sides]
+    tab = table(runs, drains, names, qb, fl)
+    argv_text = " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = "make bench" + (f"  (python bench/run.py {argv_text})" if argv_text else "  (python bench/run.py)")
+    ab = f"; A/B: `{sides[0].name}` is that ref's src/ run in the same session" if args.ab else ""
     block = "\n".join(
         [
             f"Measured {dt.date.today().isoformat()} with `{cmd}` in {elapsed:.0f} s on: {meta['cpu']}, "
             f"{meta['cores']} cores, {meta['ram_gb']} GB RAM, Python {meta['python']}, "
-            f"Linux {meta['kernel']}.",
+            f"Linux {meta['kernel']}{ab}; {args.repeat} run(s) per side, ranges shown.",
             "",
             tab,
         ]

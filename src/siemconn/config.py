@@ -500,6 +500,8 @@ class Configuration(_Strict):
     queue_max_events: int = 5_000_000
     min_free_disk_mb: int = 256
     batch_size: int = 500
+    drain_batch_size: int | None = None
+    drain_batch_bytes: int = 4_194_304
     max_backoff_seconds: float = 300.0
     metrics_address: str | None = None
     health_window_seconds: float = 300.0
@@ -556,6 +558,25 @@ class Configuration(_Strict):
     def _count(cls, v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise _err("count", "is not a count; expected an integer >= 1")
+        return v
+
+    @field_validator("drain_batch_size", mode="before")
+    @classmethod
+    def _drain_size(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 100_000:
+            raise _err(
+                "drain_batch_size",
+                "is not a batch size; expected an integer 1-100000, or null (off: every batch is batch_size)",
+            )
+        return v
+
+    @field_validator("drain_batch_bytes", mode="before")
+    @classmethod
+    def _drain_bytes(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int) or not 65_536 <= v <= 268_435_456:
+            raise _err("drain_batch_bytes", "is not a size; expected bytes 65536-268435456 (64 KiB-256 MiB)")
         return v
 
     @field_validator("max_response_mb", mode="before")

@@ -6,5 +6,6 @@ the pipeline itself.
 * `heartbeat`: the heartbeat file and the container health check that reads it;
 * `metrics`: Prometheus counters and gauges on a private registry (no-ops when off);
 * `sdnotify`: systemd's notify protocol (READY, WATCHDOG, STOPPING);
-* `malloc`: the process's malloc tuning (one glibc arena).
+* `malloc`: the process's malloc tuning (one glibc arena);
+* `gctune`: the garbage collector paused while an API page is parsed.
 """

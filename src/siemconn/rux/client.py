@@ -55,6 +55,7 @@ from siemconn.errors import (
     RuxUnavailableError,
 )
 from siemconn.logging import Redactor, get_logger
+from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue.quarantine import NOT_AN_OBJECT, Rejected, raw_json
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
@@ -127,7 +128,7 @@ def _loads(content: bytes) -> Any:
     """orjson, falling back to json for what orjson rejects or would change (NaN, integers beyond 64 bits)."""
     if not _has_long_digit_run(content):
         try:
-            return orjson.loads(content)
+            return parse_paused(orjson.loads, content)
         except orjson.JSONDecodeError:
             pass
     return json.loads(content.decode("utf-8"))

@@ -19,6 +19,13 @@ retry_count, the reference's "retries before exiting when the server is not reac
   (the service exits with code 3). Nothing queued is lost: the next start resends it.
 - N < 0: a server is never declared down; it is retried forever.
 
+Backlog drain (`drain_batch_size`, off by default): while more than one drain batch is queued behind the
+batch on the wire, a writer reads up to `drain_batch_size` events per batch, capped at about
+`drain_batch_bytes` of wire bytes (estimated from the previous batch's bytes per event), so the TCP ack
+wait and the settle time are paid once per larger batch. Still at most one batch is unacknowledged, so
+the resend (duplicate) bound after a receiver crash is one batch: `drain_batch_size` events while
+draining, `batch_size` otherwise.
+
 Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
 factor in [0.5, 1) so that many connectors do not reconnect in lockstep.
 """
@@ -149,6 +156,7 @@ class ServerWriter:
         self._ever_connected = False
         self._truncations = 0
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
+        self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
         self._fallbacks = 0
         m = pool.metrics
         # UDP has no acknowledgement: its events are counted as sent, never as delivered
@@ -172,7 +180,7 @@ class ServerWriter:
                         continue
                 prepared = await self._take_prefetched()
                 if prepared is None:
-                    batch = await pool.queue.read_batch(self.name, pool.batch_size)
+                    batch = await pool.queue.read_batch(self.name, await self._batch_limit(0))
                     if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
                         await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
@@ -284,15 +292,30 @@ class ServerWriter:
             with contextlib.suppress(BaseException):
                 await task
 
-    async def _read_prepared(self, start_seq: int) -> PreparedBatch | None:
-        batch = await self.pool.queue.read_batch_from(self.name, start_seq, self.pool.batch_size)
+    async def _batch_limit(self, in_flight: int) -> int:
+        """Events to read next: `batch_size`, or, while the backlog behind the `in_flight` events on the wire
+        is larger than one drain batch, up to `drain_batch_size` events of about `drain_batch_bytes`."""
+        pool = self.pool
+        drain = pool.drain_batch_size
+        if drain <= pool.batch_size or self._event_bytes <= 0:
+            return pool.batch_size
+        if await pool.queue.depth(self.name) - in_flight <= drain:
+            return pool.batch_size
+        return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
+
+    async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
+        limit = await self._batch_limit(in_flight)
+        batch = await self.pool.queue.read_batch_from(self.name, start_seq, limit)
         if batch is None or not len(batch):
             return None
         return self.prepare(batch)
 
     def prepare(self, batch: Batch) -> PreparedBatch:
         """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
-        return prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
+        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
+        if prepared.events:
+            self._event_bytes = sum(map(len, prepared.frames)) / prepared.events
+        return prepared
 
     async def _deliver(self, prepared: PreparedBatch) -> None:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
@@ -302,7 +325,7 @@ class ServerWriter:
         batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
         if not pool.stopping:
-            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq))
+            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq, prepared.events))
         try:
             if frames:
                 await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
@@ -430,6 +453,9 @@ class WriterPool:
         self.write_timeout = write_timeout
         self.settle_seconds = settle_seconds
         self.batch_size = configuration.batch_size
+        drain = configuration.drain_batch_size
+        self.drain_batch_size = self.batch_size if drain is None else max(drain, self.batch_size)
+        self.drain_batch_bytes = configuration.drain_batch_bytes
         self.retry_count = configuration.retry_count
         self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
         self._writers = {s.name: ServerWriter(self, s) for s in servers}
