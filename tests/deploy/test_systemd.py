@@ -6,9 +6,8 @@ the wheel of the README's wheel variant, built on the host), so the README and t
 together. Each unit gets its own container (the README: never both on one host),
 on the host's network, against the fake tenant and rsyslog over TLS on the host's 127.0.0.1.
 
-Reload: siemconn has no SIGHUP reload yet and the units declare no ExecReload;
-`test_no_reload_yet` fails the day one is added, as the reminder to add the real check there:
-change config.json, `systemctl reload`, and assert that the same main PID now sends to the new server.
+Reload: `systemctl reload siemconn@acme` (the units' ExecReload sends SIGHUP) applies an edited
+config.json in the same main process: a server added by the edit receives new events.
 """
 
 from __future__ import annotations
@@ -358,10 +357,36 @@ def test_tenant_runs_after_the_config_is_fixed(tenant: tuple[Host, str]) -> None
     assert not any(SECRET in v for v in environ)
 
 
-def test_no_reload_yet(tenant: tuple[Host, str]) -> None:
-    """No SIGHUP reload exists: when ExecReload appears, replace this with the real reload check."""
+def test_tenant_reload_applies_a_new_server_in_the_same_process(tenant: tuple[Host, str]) -> None:
+    """ExecReload: `systemctl reload` re-reads config.json; same MainPID, and the added server gets events."""
     host, _ = tenant
-    p = host.show("siemconn@acme", "ExecReload", "CanReload")
-    assert p["CanReload"] == "no" and not p.get("ExecReload"), (
-        "the unit can reload now: test `systemctl reload siemconn@acme` here (new config, same MainPID)"
+    p = host.show("siemconn@acme", "ExecReload", "CanReload", "MainPID")
+    assert p["CanReload"] == "yes" and "kill" in p["ExecReload"] and "HUP" in p["ExecReload"], p
+    before_pid = p["MainPID"]
+    cfg = json.loads(config_json(host.rsyslog))
+    cfg["configuration"]["server"].append(
+        {
+            "name": "server2",
+            "server_protocol": "TCP",
+            "server_host": "127.0.0.1",
+            "server_port": host.rsyslog.tcp_port,
+        }
     )
+    (host.install_dir / "config.json").write_text(json.dumps(cfg))
+    host.sh("install -m 0644 config.json /etc/siemconn/acme/config.json && systemctl reload siemconn@acme")
+    wait_until(
+        lambda: "reload_done" in host.journal("siemconn@acme"),
+        60,
+        "reload_done in the journal",
+        interval=0.5,
+    )
+    assert host.show("siemconn@acme", "MainPID")["MainPID"] == before_pid
+    lines_before = len(host.rsyslog.raw_lines())
+    host.fake.append("detections", 20)
+    wait_until(
+        lambda: len(host.rsyslog.raw_lines()) >= lines_before + 40,  # 20 new events, to both servers
+        60,
+        "the new events at both servers",
+        interval=0.5,
+    )
+    assert host.show("siemconn@acme", "ActiveState")["ActiveState"] == "active"
