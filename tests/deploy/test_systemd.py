@@ -307,7 +307,9 @@ def tenant(
     host.sh(venv)
     # "config.json, env, client_secret as above, in this folder"
     files_for_acme = re.sub(r"/etc/siemconn(?=[/\s]|$)", "/etc/siemconn/acme", files, flags=re.M)
-    block = readme_blocks()[1]
+    tenant_blocks = [b for b in readme_blocks() if b.startswith("install -d /etc/siemconn/acme")]
+    assert len(tenant_blocks) == 1, "the README's per-tenant block changed"
+    block = tenant_blocks[0]
     assert "siemconn@acme" in block, "the README's per-tenant block changed"
     first, _, rest = block.partition("\n")
     assert first.startswith("install -d /etc/siemconn/acme"), first
