@@ -335,7 +335,9 @@ def test_unit_settings(unit: str) -> None:
     assert s["WorkingDirectory"] == [f"/var/lib/siemconn{suffix}"]
     assert s["StateDirectory"] == [f"siemconn{suffix}"]
     assert s["LogsDirectory"] == [f"siemconn{suffix}"]
-    assert s["ExecReload"] == ["/bin/sh -c 'kill -HUP $MAINPID'"]  # SIGHUP reloads; sh's kill: no procps needed
+    assert s["ExecReload"] == [
+        "/bin/sh -c 'kill -HUP $MAINPID'"
+    ]  # SIGHUP reloads; sh's kill: no procps needed
     assert s["RuntimeDirectory"] == [f"siemconn{suffix}"]  # where `status` finds the running service
 
 
