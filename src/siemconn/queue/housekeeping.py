@@ -18,6 +18,7 @@ from __future__ import annotations
 import sqlite3
 
 from siemconn.queue.schema import NO_CHECKPOINT, PAGE_TABLE
+from siemconn.queue.transaction import transaction
 
 __all__ = [
     "HOUSEKEEPING_PAGES",
@@ -55,8 +56,7 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
     `max_pages` if given. Returns pages deleted."""
     deleted = 0
     while True:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             rows = conn.execute(
                 f"SELECT first_seq, n, key, next_checkpoint, last_event_id FROM {PAGE_TABLE} "
                 "WHERE first_seq < ? ORDER BY first_seq LIMIT ?",
@@ -67,7 +67,6 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
             ).fetchall()
             rows = [r for r in rows if r[0] + r[1] <= floor]
             if not rows:
-                conn.execute("COMMIT")
                 break
             fold: dict[str, tuple[int | None, int | None]] = {}
             for _, _, key, page_cp, hwm in rows:
@@ -91,11 +90,6 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
                 "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
                 (last_first + last_n,),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         deleted += len(rows)
         if len(rows) < HOUSEKEEPING_PAGES or (max_pages is not None and deleted >= max_pages):
             break

@@ -2,26 +2,35 @@
 
 Invariants: on success the file is ours (application_id, schema version), writable (a write probe ran),
 locked for this process, and the returned state matches the file (derived checkpoints and high-water
-marks, one cursor per configured destination, passed pages deleted). On any failure nothing stays open
-or locked.
+marks, one cursor per configured destination, passed pages deleted). On any failure, or a cancellation
+while the worker opens, nothing stays open or locked.
+
+Fan-out: a destination in the config but not in the queue (newly added) starts from "now", the current
+head: it does not receive the backlog that other destinations still hold (logged), unless it is listed
+in `start_retained`: then it starts with the pages still stored. A destination in the queue but no
+longer in the config has its cursor dropped, with a warning naming how many events it still had
+undelivered; those events are then reclaimed once the other destinations pass them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from siemconn.errors import QueueError
 from siemconn.logging import get_logger
 from siemconn.queue.datadir import is_new_database, prepare_data_dir, release_lock, take_lock
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error
 from siemconn.queue.housekeeping import delete_passed_pages, first_stored_seq, free_pages_bytes
 from siemconn.queue.pagelog import PAGE_LOG_NAME, PageLog, PageSerializer
-from siemconn.queue.routing import Routes, reconcile_routes
+from siemconn.queue.routing import Routes, reconcile_routes, stream_of
 from siemconn.queue.schema import (
     APPLICATION_ID,
     DB_FILE,
@@ -32,8 +41,9 @@ from siemconn.queue.schema import (
     SIDE_TABLES,
     stored_head,
 )
+from siemconn.queue.transaction import transaction
 
-__all__ = ["QueueState", "close_opened", "make_private", "open_file", "prepare_state"]
+__all__ = ["QueueState", "close_opened", "make_private", "open_file", "open_in", "prepare_state"]
 
 _QUEUE_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
@@ -53,6 +63,31 @@ class QueueState:
     routes: Routes = field(default_factory=dict)  # destination -> streams it takes (None: all)
     pending: dict[str, int] = field(default_factory=dict)  # routed destinations: their undelivered events
     stream_state: dict[str, str] = field(default_factory=dict)  # key -> state committed with its pages
+
+    def adopt(self, other: QueueState) -> None:
+        """Take every field of other (the state a reload loaded), so this object stays the queue's one."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+    def cursor(self, destination: str) -> int:
+        """The destination's cursor; QueueError names the configured ones if it is not one of them."""
+        try:
+            return self.cursors[destination]
+        except KeyError:
+            raise QueueError(
+                f"unknown destination {destination!r}; the queue was opened for {sorted(self.cursors)}"
+            ) from None
+
+    def depth(self, destination: str) -> int:
+        """Undelivered events of destination (a routed one: of its streams only)."""
+        if self.routes.get(destination) is None:
+            return self.head - self.cursor(destination)
+        return self.pending[destination]
+
+    def takes(self, destination: str, key: str) -> bool:
+        """Whether destination takes the stream of key."""
+        streams = self.routes.get(destination)
+        return streams is None or stream_of(key) in streams
 
 
 def _load_state(conn: sqlite3.Connection) -> QueueState:
@@ -147,17 +182,11 @@ def _migrate(conn: sqlite3.Connection, db_path: Path, version: int) -> None:
         return
     if version < 1 or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
         raise corrupt_error(db_path, f"schema version {version}, this siemconn reads 1 to {SCHEMA_VERSION}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         for v in range(version, SCHEMA_VERSION):
             for sql in MIGRATIONS[v]:
                 conn.execute(sql)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     log.info("queue_schema_migrated", database=str(db_path), from_version=version, to_version=SCHEMA_VERSION)
 
 
@@ -228,7 +257,7 @@ def open_file(
             state, deleted = prepare_state(
                 conn, destinations, routes, new=new, start_retained=start_retained, floor_of=floor_of
             )
-            pages.total = max(0, pages.total - deleted)
+            pages.forget(deleted)
         except (sqlite3.Error, OSError) as exc:
             raise classify_sqlite_error(exc, db_path) from exc
     except BaseException:
@@ -243,6 +272,31 @@ def open_file(
         checkpoints=dict(state.checkpoints),
     )
     return pages, lock_fd, state
+
+
+async def open_in(
+    executor: Executor,
+    data_dir: Path,
+    destinations: list[str],
+    routes: Routes | None = None,
+    *,
+    start_retained: Collection[str] = (),
+    floor_of: Callable[[sqlite3.Connection, QueueState], int] | None = None,
+) -> tuple[PageLog, int, QueueState]:
+    """open_file on the executor's worker; if the caller is cancelled while the worker still opens, the
+    executor is shut down (waiting for the worker) and what it opened is closed."""
+
+    def do_open() -> tuple[PageLog, int, QueueState]:
+        return open_file(data_dir, destinations, routes, start_retained=start_retained, floor_of=floor_of)
+
+    opening = executor.submit(do_open)
+    try:
+        return await asyncio.wrap_future(opening)
+    except BaseException:
+        executor.shutdown(wait=True)
+        if not opening.cancelled() and opening.exception() is None:
+            close_opened(*opening.result()[:2])
+        raise
 
 
 def close_opened(pages: PageLog | None, lock_fd: int) -> None:

@@ -21,6 +21,7 @@ import orjson
 from persistqueue import SQLiteQueue
 
 from siemconn.queue.schema import JOURNAL_SIZE_LIMIT, PAGE_LOG_NAME, PAGE_TABLE_PREFIX
+from siemconn.queue.transaction import transaction
 
 __all__ = ["PAGE_LOG_NAME", "PageLog", "PageSerializer", "load_ids", "split_page"]
 
@@ -61,6 +62,7 @@ class PageLog(SQLiteQueue):
     """persist-queue's SQLiteQueue with one row per API page and the columns the range reads need."""
 
     _TABLE_NAME = PAGE_TABLE_PREFIX
+    largest_page: int = 0  # bytes of the largest page appended by this process (the WAL must fit one more)
     _SQL_CREATE = (
         "CREATE TABLE IF NOT EXISTS {table_name} ("
         "{key_column} INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB, timestamp FLOAT, "
@@ -140,16 +142,14 @@ class PageLog(SQLiteQueue):
             for sql, params in also:
                 conn.execute(sql, params)
         else:
-            with self.tran_lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute(self._sql_insert, record)
-                    for sql, params in also:
-                        conn.execute(sql, params)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
+            with self.tran_lock, transaction(conn):
+                conn.execute(self._sql_insert, record)
+                for sql, params in also:
+                    conn.execute(sql, params)
         self.total += 1
+        self.largest_page = max(self.largest_page, len(data))
         return len(data)
+
+    def forget(self, rows: int) -> None:
+        """Count `rows` rows fewer: they were deleted (or an insert rolled back) outside persist-queue."""
+        self.total = max(0, self.total - rows)

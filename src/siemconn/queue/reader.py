@@ -33,6 +33,10 @@ class PageReader:
     def __init__(self) -> None:
         self._decoded: dict[str, _Decoded] = {}
 
+    def clear(self) -> None:
+        """Forget every cached page (a reload loaded the state again)."""
+        self._decoded.clear()
+
     def _decode_page(
         self, destination: str, first_seq: int, key: str, ids_text: str, data: bytes
     ) -> tuple[str, list[int | None], list[bytes]]:

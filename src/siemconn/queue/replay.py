@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from siemconn.errors import QueueError
 from siemconn.queue.batch import Batch, Segment
+from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import load_ids, split_page
 from siemconn.queue.quarantine import Rejected
 from siemconn.queue.routing import stream_of
@@ -44,10 +46,17 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOCK_SKEW_SECONDS",
     "ReplayFeed",
+    "REPLAY_COLUMNS",
     "ReplayRequest",
     "event_time",
     "event_timestamp_text",
+    "finish_request",
     "read_window",
+    "record_progress",
+    "request_of",
+    "running_positions",
+    "start_request",
+    "unfinished_requests",
 ]
 
 CLOCK_SKEW_SECONDS = 600.0
@@ -182,6 +191,69 @@ def read_window(
     if reached <= pos:
         reached = end  # no page left in [pos, end) (deleted or never there)
     return Batch(f"replay:{request.id}", segments, pos, reached)
+
+
+def running_positions(conn: sqlite3.Connection) -> dict[int, int]:
+    """Running replay -> its position (housekeeping keeps the pages at or above it)."""
+    return {
+        int(i): int(p)
+        for i, p in conn.execute("SELECT id, position FROM replays WHERE state = 'running'")
+        if p is not None
+    }
+
+
+def unfinished_requests(conn: sqlite3.Connection) -> list[ReplayRequest]:
+    """Replay requests not finished yet (pending or running), oldest first."""
+    rows = conn.execute(
+        f"SELECT {REPLAY_COLUMNS} FROM replays WHERE state IN ('pending', 'running') ORDER BY id"
+    )
+    return [request_of(r) for r in rows]
+
+
+def start_request(
+    conn: sqlite3.Connection, state: QueueState, request: ReplayRequest, positions: dict[int, int]
+) -> ReplayRequest:
+    """Fix a pending request's page range, [oldest page committed in reach of `since`, head), mark it
+    running and record its position in `positions`; a running one is returned as stored. Raises
+    QueueError for a destination the queue has no cursor for."""
+    if request.destination not in state.cursors:
+        raise QueueError(
+            f"server {request.destination!r} is not configured (servers: {', '.join(sorted(state.cursors))})"
+        )
+    if request.state == "running" and request.start_seq is not None and request.end_seq is not None:
+        positions[request.id] = request.position or request.start_seq
+        return request
+    row = conn.execute(
+        f"SELECT first_seq FROM {PAGE_TABLE} WHERE timestamp >= ? ORDER BY first_seq LIMIT 1",
+        (request.since - CLOCK_SKEW_SECONDS,),
+    ).fetchone()
+    first = state.head if row is None else int(row[0])
+    conn.execute(
+        "UPDATE replays SET state = 'running', start_seq = ?, end_seq = ?, position = ? WHERE id = ?",
+        (first, state.head, first, request.id),
+    )
+    positions[request.id] = first
+    row = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = ?", (request.id,)).fetchone()
+    return request_of(row)
+
+
+def record_progress(
+    conn: sqlite3.Connection, positions: dict[int, int], replay_id: int, position: int, events: int
+) -> None:
+    """Durably move a replay's position (it never goes back) after its server accepted a batch."""
+    conn.execute(
+        "UPDATE replays SET position = MAX(COALESCE(position, 0), ?), events = events + ? WHERE id = ?",
+        (position, events, replay_id),
+    )
+    positions[replay_id] = position
+
+
+def finish_request(
+    conn: sqlite3.Connection, positions: dict[int, int], replay_id: int, state: str, detail: str
+) -> None:
+    """Mark a replay done or failed, with a one-line detail for `status`; its pages are no longer kept."""
+    conn.execute("UPDATE replays SET state = ?, detail = ? WHERE id = ?", (state, detail, replay_id))
+    positions.pop(replay_id, None)
 
 
 class ReplayFeed:

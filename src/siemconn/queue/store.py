@@ -4,50 +4,30 @@ is recorded.
 Why this exists: a connector that saves its checkpoint before its events are delivered loses events on a
 kill or a syslog outage. Here a checkpoint moves only when the events of its page are durably stored, and
 an event leaves the queue for a destination only after that destination acked it. Nothing is ever dropped
-to make room: when full, the queue stops the source (backpressure).
+to make room: when full, the queue stops the source (backpressure, see `space`).
 
 Invariants
 ----------
 * one page log row per API page; one INSERT = one durable commit (WAL, synchronous=FULL) per page.
 * the checkpoint is DERIVED from what is queued: checkpoint(key) = max(next_checkpoint of the key's queued
   pages, the value folded into the side table `checkpoints`), so "events + checkpoint" are atomic by
-  construction. The same holds for the dedupe high-water mark (max committed event id per key).
+  construction. The same holds for the dedupe high-water mark (max committed event id per key; see
+  `commit` for dedupe).
 * each destination has a durable cursor (a sequence number) in the side table `cursors` of the same file;
-  read_batch is an index range read, so its cost does not depend on the backlog. Reading never moves a
-  cursor; ack() does, in read order only.
-* the read side never decodes payloads: a `Batch` holds `Segment`s of stored bytes.
-* all SQLite work runs on ONE worker thread; the asyncio loop never blocks on disk.
+  reading never moves a cursor; ack() does, in read order only (see `delivery`).
+* all SQLite work runs on ONE worker thread; the asyncio loop never blocks on disk. The in-memory state
+  (`QueueState`) is mutated only there (reads of single ints from the loop are safe).
 * the object is built only after the file is open and its state loaded (`DurableQueue.open`), so a
   DurableQueue is always a usable, fully initialised queue until close().
 
-Dedupe: event ids are monotonic per key. commit_page drops events whose integer `id` is <= the key's
-high-water mark (a re-fetch of an overlapping page after a crash); events without an integer id are kept.
+This module is the facade: the worker thread, the error mapping and what happens on the loop (data
+events, metrics, log lines). The SQL work is in `commit` (source side), `delivery` (sink side), `space`
+(caps, disk floor, housekeeping) and `replay`.
 
-Routing: a destination may take only some streams (`routes`); pages are still stored once and its cursor
-steps over the pages of other streams (see `routing` for the invariants). Its depth counts only its own
-streams' events.
-
-Snapshot streams (health, lockdown) commit with `dedupe=False` (their entries carry ids that are not a
-cursor) and may commit a `state` text with a page, in the same transaction (`stream_state(key)` reads it).
-
-Fan-out: a destination in the config but not in the queue (newly added) starts from "now", the current
-head: it does not receive the backlog that other destinations still hold (logged at open). A destination
-in the queue but no longer in the config has its cursor dropped at open, with a warning naming how many
-events it still had undelivered; those events are then reclaimed once the other destinations pass them.
-
-Retention and replay: with `retain_seconds` > 0 delivered pages are kept that long (see `housekeeping`
-for how they count against the caps and yield to the disk floor); a destination listed in
-`start_retained` that is new starts with the pages still stored instead of "now"; `replay` re-sends a
-window of them to one destination beside its live cursor.
-
-Delivery record: every ack also updates the destination's row in `destinations` (events delivered, the
-last one's id and event time) in the same transaction as its cursor; `record_destination_state` stores
-its up/down state when it changes. `siemconn status` reads both.
-
-Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
-`min_free_disk_mb` is an absolute floor of free disk (free pages inside the file count as free, the WAL's size
-as used; under the floor, delivered pages are deleted and the WAL truncated before pulling pauses). The
-reasons for the defaults are in docs/architecture.md.
+Routing (`routing`): a destination may take only some streams; pages are still stored once, its cursor
+steps over the pages of other streams and its depth counts only its own streams' events. Fan-out and
+reloads: see `opening` for where an added destination starts and what a removed one loses. Retention
+and replay: see `space`, `housekeeping` and `replay`.
 
 Everything here raises only siemconn.errors.Queue*Error: QueueCorruptError (names the file and the fix,
 never a silent reset), QueueLockedError (a second process on the same data_dir) and
@@ -58,109 +38,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from siemconn.errors import QueueError
-from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
+from siemconn.queue import delivery, replay
 from siemconn.queue.batch import Batch
+from siemconn.queue.commit import commit_page, record_poll
 from siemconn.queue.datadir import default_disk_free, release_lock
-from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
 from siemconn.queue.errors import classify_sqlite_error
-from siemconn.queue.housekeeping import (
-    delete_passed_pages,
-    first_stored_seq,
-    free_pages_bytes,
-    retention_floor,
-)
-from siemconn.queue.opening import QueueState, close_opened, open_file, prepare_state
+from siemconn.queue.opening import QueueState, open_in, prepare_state
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
+from siemconn.queue.quarantine import Rejected
 from siemconn.queue.reader import PageReader
-from siemconn.queue.replay import (
-    CLOCK_SKEW_SECONDS,
-    REPLAY_COLUMNS,
-    ReplayRequest,
-    event_timestamp_text,
-    read_window,
-    request_of,
-)
-from siemconn.queue.routing import next_taken_page, normalise_routes, stream_of, taken_events, taken_keys
-from siemconn.queue.schema import DB_FILE, MB, NO_CHECKPOINT, PAGE_TABLE
+from siemconn.queue.replay import ReplayRequest
+from siemconn.queue.report import report_commit, report_pull, report_quarantined
+from siemconn.queue.routing import normalise_routes
+from siemconn.queue.schema import DB_FILE, MB
+from siemconn.queue.space import Limits, bound_wal, housekeep, keep_floor, pull_verdict
+from siemconn.queue.transaction import rollback
 
 __all__ = ["DurableQueue"]
 
-log = get_logger(__name__)
-
 _T = TypeVar("_T")
-
-_DELIVERED_SQL = (
-    "INSERT INTO destinations (destination, delivered, last_event_id, last_event_time, last_delivered_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(destination) DO UPDATE SET "
-    "delivered = delivered + excluded.delivered, last_event_id = excluded.last_event_id, "
-    "last_event_time = excluded.last_event_time, last_delivered_at = excluded.last_delivered_at"
-)
-
-
-def _running_replays(conn: sqlite3.Connection) -> dict[int, int]:
-    """Running replay -> its position (pages at or above it are kept)."""
-    return {
-        int(i): int(p)
-        for i, p in conn.execute("SELECT id, position FROM replays WHERE state = 'running'")
-        if p is not None
-    }
-
-
-def _keep_floor(
-    conn: sqlite3.Connection,
-    cursors: Mapping[str, int],
-    head: int,
-    replays: Mapping[int, int],
-    retain_seconds: float,
-    max_events: int,
-) -> int:
-    """The sequence number below which pages may be deleted: every cursor and running replay passed
-    them, and (with retention) they were committed before the retention window."""
-    floor = min([*cursors.values(), *replays.values()], default=head)
-    if retain_seconds > 0:
-        floor = retention_floor(conn, floor, time.time() - retain_seconds, max_events)
-    return floor
-
-
-@dataclass(frozen=True, slots=True)
-class _CommitResult:
-    """What one commit_page did with the page's events (for the log lines and the counters)."""
-
-    kept: int
-    duplicates: int
-    dup_min: int | None
-    dup_max: int | None
-    hwm: int | None  # the high-water mark the duplicates were measured against
-    quarantined: list[Rejected]
-
-
-def _reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
-    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
-    try:
-        raw = raw_json(event)
-    except Exception:  # pragma: no cover - parsed JSON always re-encodes
-        raw = b""
-    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
-
-
-def _int_id(r: Rejected) -> int | None:
-    """The integer id of a quarantined event (it counts towards the dedupe high-water mark), or None."""
-    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
-        return None
-    v = int(r.event_id)
-    return v if I64_MIN <= v <= I64_MAX else None
+_P = ParamSpec("_P")
 
 
 class DurableQueue:
@@ -177,54 +83,36 @@ class DurableQueue:
         pages: PageLog,
         lock_fd: int,
         state: QueueState,
-        max_events: int,
-        min_free_disk_mb: int,
-        disk_free: Callable[[Path], int],
+        limits: Limits,
         housekeeping_every: int,
         metrics: Metrics,
-        retain_seconds: float = 0.0,
         replay_positions: dict[int, int] | None = None,
     ) -> None:
         self._executor = executor
         self.data_dir = data_dir
         self.db_path = data_dir / DB_FILE
-        self._wal_path = data_dir / f"{DB_FILE}-wal"
-        self._wal_cap = 1000 * 4096  # bytes the WAL grows to before it is reused (set by _bound_wal)
-        self._largest_page = 0  # bytes of the largest page committed by this process
         self._pages: PageLog | None = pages
         self._conn: sqlite3.Connection | None = pages.connection
         self._lock_fd: int | None = lock_fd
         self._closed = False
-        self._max_events = max_events
-        self._min_free = min_free_disk_mb * MB
-        self._disk_free = disk_free
+        self._limits = limits
         self._housekeeping_every = max(1, housekeeping_every)
         self._metrics = metrics
-        self._retain = max(0.0, float(retain_seconds))
-        self._replay_positions: dict[int, int] = dict(replay_positions or {})  # running replay -> position
-        # state below is mutated only on the worker thread (reads of single ints from the loop are safe)
-        self._head = state.head
-        self._cursors = state.cursors
-        self._checkpoints = state.checkpoints
-        self._hwm = state.hwm
-        self._polls = state.polls
-        self._free_pages_bytes = state.free_pages_bytes
-        self._routes = state.routes
-        self._pending = state.pending  # routed destinations only
-        self._stream_state = state.stream_state
+        self._replays: dict[int, int] = dict(replay_positions or {})  # running replay -> position
+        self._state = state  # the one state object (a reload adopts into it); mutated on the worker only
         self._acks_since_housekeeping = 0
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
-        self._reader = PageReader()  # worker thread only
+        self._reader = PageReader()  # used on the worker thread only
 
-        for key, cp in self._checkpoints.items():
+        for key, cp in state.checkpoints.items():
             metrics.checkpoint.labels(key).set(cp)
-        for dest in self._cursors:
+        for dest in state.cursors:
             self._report_depth(dest)
 
     def _report_depth(self, destination: str) -> None:
         """The one place the queue_depth gauge is set: whenever the head or a cursor moves."""
-        self._metrics.queue_depth.labels(destination).set(self._depth_of(destination))
+        self._metrics.queue_depth.labels(destination).set(self._state.depth(destination))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,51 +142,37 @@ class DurableQueue:
         replays: dict[int, int] = {}
 
         def floor_of(conn: sqlite3.Connection, state: QueueState) -> int:
-            replays.update(_running_replays(conn))
-            return _keep_floor(conn, state.cursors, state.head, replays, retain_seconds, max_events)
+            replays.update(replay.running_positions(conn))
+            return keep_floor(conn, state.cursors, state.head, replays, retain_seconds, max_events)
 
-        def do_open() -> tuple[PageLog, int, QueueState]:
-            return open_file(
-                data_dir,
-                list(destinations),
-                normalise_routes(destinations, routes),
-                start_retained=start_retained,
-                floor_of=floor_of,
-            )
-
-        opening = executor.submit(do_open)
-        try:
-            pages, lock_fd, state = await asyncio.wrap_future(opening)
-        except BaseException:
-            # cancelled while the worker still opens: wait for it, then close what it opened
-            executor.shutdown(wait=True)
-            if not opening.cancelled() and opening.exception() is None:
-                close_opened(*opening.result()[:2])
-            raise
+        pages, lock_fd, state = await open_in(
+            executor,
+            data_dir,
+            list(destinations),
+            normalise_routes(destinations, routes),
+            start_retained=start_retained,
+            floor_of=floor_of,
+        )
+        limits = Limits(
+            max_events=max_events,
+            min_free=min_free_disk_mb * MB,
+            retain=max(0.0, float(retain_seconds)),
+            data_dir=data_dir,
+            disk_free=disk_free or default_disk_free,
+        )
         queue = cls(
             executor=executor,
             data_dir=data_dir,
             pages=pages,
             lock_fd=lock_fd,
             state=state,
-            max_events=max_events,
-            min_free_disk_mb=min_free_disk_mb,
-            disk_free=disk_free or default_disk_free,
+            limits=limits,
             housekeeping_every=housekeeping_every,
             metrics=metrics,
-            retain_seconds=retain_seconds,
             replay_positions=replays,
         )
-        await queue._run(queue._guard, queue._bound_wal)
+        await queue._sql(bound_wal, limits)
         return queue
-
-    def _bound_wal(self) -> None:
-        """Checkpoint the WAL often enough that it stays well under the disk floor (SQLite's default lets
-        it grow to 1,000 pages, 4 MB, before it is reused; on a small floor that alone would eat it)."""
-        page = int(self._db().execute("PRAGMA page_size").fetchone()[0])
-        pages = max(16, min(1000, self._min_free // 4 // page))
-        self._db().execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
-        self._wal_cap = pages * page
 
     async def reconfigure(
         self,
@@ -315,48 +189,40 @@ class DurableQueue:
         pages, removed ones are dropped and logged). Call it only while nothing reads, acks or commits.
         """
         if max_events is not None:
-            self._max_events = max_events
+            self._limits.max_events = max_events
         if min_free_disk_mb is not None:
-            self._min_free = min_free_disk_mb * MB
+            self._limits.min_free = min_free_disk_mb * MB
         if retain_seconds is not None:
-            self._retain = max(0.0, float(retain_seconds))
+            self._limits.retain = max(0.0, float(retain_seconds))
         norm = normalise_routes(destinations, routes)
-        await self._run(self._guard, self._reconfigure_sync, list(destinations), norm, start_retained)
-        for d in self._cursors:
+        await self._sql(self._reconfigure_sync, list(destinations), norm, start_retained)
+        for d in self._state.cursors:
             self._data_events.setdefault(d, asyncio.Event()).set()
             self._report_depth(d)
         for d in list(self._data_events):
-            if d not in self._cursors:
+            if d not in self._state.cursors:
                 self._data_events.pop(d).set()
 
     def _reconfigure_sync(
         self,
+        conn: sqlite3.Connection,
         destinations: list[str],
         routes: dict[str, frozenset[str] | None],
         start_retained: Collection[str],
     ) -> None:
-        conn = self._db()
+        lim = self._limits
         state, deleted = prepare_state(
             conn,
             destinations,
             routes,
             start_retained=start_retained,
-            floor_of=lambda c, st: _keep_floor(
-                c, st.cursors, st.head, self._replay_positions, self._retain, self._max_events
+            floor_of=lambda c, st: keep_floor(
+                c, st.cursors, st.head, self._replays, lim.retain, lim.max_events
             ),
         )
-        if self._pages is not None:
-            self._pages.total = max(0, self._pages.total - deleted)
-        self._head = state.head
-        self._cursors = state.cursors
-        self._checkpoints = state.checkpoints
-        self._hwm = state.hwm
-        self._polls = state.polls
-        self._free_pages_bytes = state.free_pages_bytes
-        self._routes = state.routes
-        self._pending = state.pending
-        self._stream_state = state.stream_state
-        self._reader = PageReader()
+        self._page_log().forget(deleted)
+        self._state.adopt(state)
+        self._reader.clear()
 
     async def close(self) -> None:
         """Flush housekeeping, close the database and release the data_dir lock. Idempotent."""
@@ -366,7 +232,7 @@ class DurableQueue:
         for ev in self._data_events.values():
             ev.set()
         try:
-            await self._run(self._close_sync)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
         finally:
             self._executor.shutdown(wait=True)
 
@@ -374,7 +240,7 @@ class DurableQueue:
         try:
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):
-                    self._housekeeping()
+                    self._housekeeping(self._conn)
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             if self._pages is not None:
@@ -388,44 +254,36 @@ class DurableQueue:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        if self._closed and fn != self._close_sync:
+    async def _sql(
+        self, fn: Callable[Concatenate[sqlite3.Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        """fn(connection, *args) on the worker thread; sqlite3 and OS errors (the open transaction rolled
+        back) become Queue*Error naming the file."""
+        if self._closed:
             raise QueueError(f"queue {self.db_path} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+
+        def guarded() -> _T:
+            try:
+                return fn(self._db(), *args, **kwargs)
+            except (sqlite3.Error, OSError) as exc:
+                rollback(self._conn)
+                raise classify_sqlite_error(exc, self.db_path) from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise QueueError(f"queue {self.db_path} is closed")
         return self._conn
 
-    def _guard(self, fn: Callable[..., _T], *args: Any) -> _T:
-        try:
-            return fn(*args)
-        except (sqlite3.Error, OSError) as exc:
-            conn = self._conn
-            if conn is not None and conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise classify_sqlite_error(exc, self.db_path) from exc
+    def _page_log(self) -> PageLog:
+        if self._pages is None:
+            raise QueueError(f"queue {self.db_path} is closed")
+        return self._pages
 
-    def _depth_of(self, destination: str) -> int:
-        """Undelivered events of destination (a routed one: of its streams only)."""
-        if self._routes.get(destination) is None:
-            return self._head - self._cursor_of(destination)
-        return self._pending[destination]
-
-    def _takes(self, destination: str, key: str) -> bool:
-        streams = self._routes.get(destination)
-        return streams is None or stream_of(key) in streams
-
-    def _cursor_of(self, destination: str) -> int:
-        try:
-            return self._cursors[destination]
-        except KeyError:
-            raise QueueError(
-                f"unknown destination {destination!r}; the queue was opened for {sorted(self._cursors)}"
-            ) from None
+    def _housekeeping(self, conn: sqlite3.Connection) -> int:
+        self._acks_since_housekeeping = 0
+        return housekeep(conn, self._limits, self._page_log(), self._state, self._replays)
 
     # ------------------------------------------------------------------ source side
 
@@ -451,410 +309,80 @@ class DurableQueue:
         if not key:
             raise ValueError("commit_page: empty key")
         cp = None if next_checkpoint is None else int(next_checkpoint)
-        result: _CommitResult = await self._run(
-            self._guard, self._commit_sync, key, events, cp, list(rejects), state, dedupe
+        result = await self._sql(
+            commit_page, self._page_log(), self._state, key, events, cp, list(rejects), state, dedupe
         )
         if result.kept:
             for d, ev in self._data_events.items():
-                if self._takes(d, key):
+                if self._state.takes(d, key):
                     ev.set()
-        self._report_commit(key, result)
-        if key in self._checkpoints:
-            self._metrics.checkpoint.labels(key).set(self._checkpoints[key])
-        for d in self._cursors:
+        report_commit(self._metrics, key, result)
+        checkpoints = self._state.checkpoints
+        if key in checkpoints:
+            self._metrics.checkpoint.labels(key).set(checkpoints[key])
+        for d in self._state.cursors:
             self._report_depth(d)
         return result.kept
 
     async def stream_state(self, key: str) -> str | None:
         """The state last committed with a page of key (`commit_page(..., state=...)`), or None."""
-        return self._stream_state.get(key)
-
-    def _report_commit(self, key: str, result: _CommitResult) -> None:
-        if result.duplicates:
-            log.info(
-                "duplicate_events_dropped",
-                stream=key,
-                count=result.duplicates,
-                first_id=result.dup_min,
-                last_id=result.dup_max,
-                high_water_mark=result.hwm,
-                detail="ids at or below the highest id already queued for this stream are not queued again",
-            )
-            self._metrics.events_duplicate.labels(key).inc(result.duplicates)
-        for r in result.quarantined:
-            log.error(
-                "event_quarantined",
-                stream=key,
-                event_id=r.event_id,
-                reason=r.reason,
-                detail=r.detail,
-                raw_bytes=len(r.raw),
-                hint="kept in the queue database; see it with: siemconn quarantine export",
-            )
-            self._metrics.events_quarantined.labels(key, r.reason).inc()
-
-    def _commit_sync(
-        self,
-        key: str,
-        events: Sequence[Mapping[str, Any]],
-        next_checkpoint: int | None,
-        rejects: list[Rejected],
-        state: str | None = None,
-        dedupe: bool = True,
-    ) -> _CommitResult:
-        if self._pages is None:
-            raise QueueError(f"queue {self.db_path} is closed")
-        hwm = self._hwm.get(key)
-        payloads: list[str] = []
-        ids: list[int | None] = []
-        dup_ids: list[int] = []
-        encode = encode_event
-        add_payload, add_id = payloads.append, ids.append
-        for event in events:
-            v = event.get(EVENT_ID_FIELD)
-            eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
-            if dedupe and eid is not None and hwm is not None and eid <= hwm:
-                dup_ids.append(eid)
-                continue
-            try:
-                add_payload(encode(event))
-            except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
-                rejects.append(_reject_parsed(event, exc))
-                continue
-            add_id(eid)
-        prev = self._checkpoints.get(key)
-        if next_checkpoint is None:
-            new_cp = prev
-        else:
-            new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
-        if dedupe:
-            reject_ids = [i for i in map(_int_id, rejects) if i is not None]
-            known = [i for i in ids if i is not None]
-            top = max(known + reject_ids) if known or reject_ids else None
-        else:
-            top = None
-        new_hwm = hwm if top is None else (top if hwm is None else max(hwm, top))
-        result = _CommitResult(
-            len(payloads),
-            len(dup_ids),
-            min(dup_ids) if dup_ids else None,
-            max(dup_ids) if dup_ids else None,
-            hwm,
-            rejects,
-        )
-        first_seq = self._head
-        new_head = first_seq + len(payloads)
-        # routed destinations with nothing of their own pending step over a page they do not take, in the
-        # page's own transaction (routing's invariant: pending == 0 implies cursor == head)
-        stepped = (
-            [
-                d
-                for d, streams in self._routes.items()
-                if streams is not None and stream_of(key) not in streams and self._pending[d] == 0
-            ]
-            if payloads
-            else []
-        )
-        also: list[tuple[str, tuple[Any, ...]]] = [
-            ("UPDATE cursors SET seq = ? WHERE destination = ?", (new_head, d)) for d in stepped
-        ]
-        if state is not None:
-            also.append(
-                (
-                    "INSERT INTO stream_state (key, value) VALUES (?, ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, state),
-                )
-            )
-        conn = self._db()
-        cp_moved = new_cp is not None and new_cp != prev
-        side = bool(rejects) or bool(also) or (not payloads and cp_moved)
-        if not payloads and not side:
-            return result
-        now = time.time()
-        inserted = False
-        if side:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            if rejects:
-                insert_rejected(conn, key, rejects, now)
-            if payloads:
-                stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
-                size = self._pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also)
-                inserted = True
-                self._largest_page = max(self._largest_page, size)
-            else:
-                for sql, params in also:
-                    conn.execute(sql, params)
-            if side and (new_cp is not None or new_hwm is not None):
-                conn.execute(
-                    "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
-                    "SET checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN checkpoint "
-                    "ELSE MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint) END, "
-                    "hwm = CASE WHEN excluded.hwm IS NULL THEN hwm "
-                    "ELSE MAX(COALESCE(hwm, excluded.hwm), excluded.hwm) END",
-                    (key, new_cp, new_hwm),
-                )
-            if side:
-                conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if inserted:
-                self._pages.total = max(0, self._pages.total - 1)
-            raise
-        if payloads:
-            self._head = new_head
-            for d in stepped:
-                self._cursors[d] = new_head
-            for d, streams in self._routes.items():
-                if streams is not None and stream_of(key) in streams:
-                    self._pending[d] += len(payloads)
-        if state is not None:
-            self._stream_state[key] = state
-        if new_cp is not None:
-            self._checkpoints[key] = new_cp
-        if new_hwm is not None:
-            self._hwm[key] = new_hwm
-        return result
-
-    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
-        """Durably keep events a destination cannot send (its formatter raised on them), before that
-        destination acks the batch that holds them."""
-        if not rejects:
-            return
-        await self._run(self._guard, self._quarantine_sync, destination, stream, list(rejects))
-        for r in rejects:
-            log.error(
-                "event_quarantined",
-                stream=stream,
-                destination=destination,
-                event_id=r.event_id,
-                reason=r.reason,
-                detail=r.detail,
-                raw_bytes=len(r.raw),
-                hint="not sent to this destination; kept in the queue database: siemconn quarantine export",
-            )
-            self._metrics.events_quarantined.labels(stream, r.reason).inc()
-
-    def _quarantine_sync(self, destination: str, stream: str, rejects: list[Rejected]) -> None:
-        conn = self._db()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            insert_rejected(conn, stream, rejects, time.time(), destination)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
+        return self._state.stream_state.get(key)
 
     async def checkpoint(self, key: str) -> int | None:
         """The committed checkpoint of key (the `from` of the next fetch), or None before the first page."""
-        return self._checkpoints.get(key)
+        return self._state.checkpoints.get(key)
 
     async def checkpoints(self) -> dict[str, int]:
-        return dict(self._checkpoints)
+        return dict(self._state.checkpoints)
 
     async def record_poll(self, key: str, when: float) -> None:
         """Remember (durably) the time of the last successful poll of key, for `siemconn status`."""
-        await self._run(self._guard, self._record_poll_sync, key, when)
-
-    def _record_poll_sync(self, key: str, when: float) -> None:
-        self._db().execute(
-            "INSERT INTO polls (key, at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET at = excluded.at",
-            (key, when),
-        )
-        self._polls[key] = when
+        await self._sql(record_poll, self._state, key, when)
 
     def last_polls(self) -> dict[str, float]:
-        return dict(self._polls)
+        return dict(self._state.polls)
 
     async def can_pull(self) -> tuple[bool, str]:
         """(False, reason) while a destination is at max_events or free disk is under the floor."""
-        ok, reason, kind = await self._run(self._guard, self._can_pull_sync)
+        ok, reason, kind = await self._sql(self._can_pull_sync)
         if (ok, kind) != self._pull_state:
-            if ok:
-                log.info("queue_pull_resumed", detail="queue has room again; fetching resumes")
-            else:
-                log.warning("queue_pull_paused", reason=reason, detail="fetching paused; no event is dropped")
+            report_pull(ok, reason)
             self._pull_state = (ok, kind)
         return ok, reason
 
-    def _can_pull_sync(self) -> tuple[bool, str, str]:
-        for dest in sorted(self._cursors):
-            depth = self._depth_of(dest)
-            if depth >= self._max_events:
-                return (
-                    False,
-                    f"destination {dest} has {depth} undelivered events "
-                    f"(queue_max_events={self._max_events})",
-                    f"cap:{dest}",
-                )
-        free = self._free_bytes()
-        if free < self._min_free and self._retain > 0:
-            free = self._reclaim_retained(free)
-        if free < self._min_free or not self._wal_fits():
-            free = self._reclaim()
-        if free < self._min_free or not self._wal_fits():
-            return (
-                False,
-                f"free disk space for {self.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
-                f"{self._min_free // MB}",
-                "disk",
-            )
-        return True, "", ""
-
-    def _free_bytes(self) -> int:
-        """Free disk space as the floor sees it: free bytes on the file system, plus free pages inside the
-        database (reused before it grows), minus the WAL file's size. A checkpoint copies the WAL's pages
-        into the database, which may grow by up to that much while the WAL keeps its size; counting it as
-        used keeps that growth inside the floor, so the disk never fills to the last byte, where not even
-        the small write that acks a batch or deletes delivered pages can be made."""
-        try:
-            wal = os.stat(self._wal_path).st_size
-        except OSError:
-            wal = 0
-        conn = self._db()
-        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-        self._free_pages_bytes = free_pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
-        return self._disk_free(self.data_dir) + self._free_pages_bytes - wal
-
-    def _wal_fits(self) -> bool:
-        """Whether the file system itself (free pages inside the database do not count: new data goes to the
-        WAL first) has room for the WAL to grow to its reuse point plus one more page."""
-        try:
-            wal = os.stat(self._wal_path).st_size
-        except OSError:
-            wal = 0
-        return self._disk_free(self.data_dir) >= self._wal_cap + self._largest_page - wal
-
-    def _reclaim(self) -> int:
-        """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
-
-        Delivered pages not yet cleared are deleted (housekeeping) and the WAL, which keeps its size after a
-        checkpoint, is truncated, so a queue whose backlog drained resumes pulling by itself on any disk
-        where its own reclaimable space satisfies the floor. A failure (disk completely full, a reader
-        holding the WAL) is logged and retried on the next check; nothing is lost either way.
-        """
-        conn = self._db()
-        before = self._free_bytes()
-        deleted = 0
-        try:
-            # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
-            # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            deleted = self._housekeeping()
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error as exc:
-            log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
-        free = self._free_bytes()
-        if free != before or deleted:
-            log.info(
-                "queue_space_reclaimed",
-                pages_deleted=deleted,
-                free_mb_before=round(before / MB, 1),
-                free_mb_after=round(free / MB, 1),
-                min_free_disk_mb=self._min_free // MB,
-            )
-        return free
-
-    def _reclaim_retained(self, free: int) -> int:
-        """Under the disk floor, retention yields first: delete the oldest retained (delivered) pages, a
-        bounded step at a time, until free space is back above the floor or none is left. Returns the
-        free bytes after it."""
-        conn = self._db()
-        delivery_floor = min([*self._cursors.values(), *self._replay_positions.values()], default=self._head)
-        total = 0
-        while free < self._min_free:
-            deleted = delete_passed_pages(conn, delivery_floor, max_pages=64)
-            if not deleted:
-                break
-            total += deleted
-            if self._pages is not None:
-                self._pages.total = max(0, self._pages.total - deleted)
-            free = self._free_bytes()
-        if total:
-            oldest = first_stored_seq(conn)
-            log.warning(
-                "queue_retention_reclaimed",
-                pages=total,
-                reason=f"free disk under min_free_disk_mb={self._min_free // MB}",
-                oldest_retained_seq=oldest,
-                detail="retained (already delivered) pages were deleted, oldest first, to keep the disk "
-                "floor; replays cannot reach them any more",
-            )
-        return free
+    def _can_pull_sync(self, conn: sqlite3.Connection) -> tuple[bool, str, str]:
+        return pull_verdict(
+            conn, self._limits, self._page_log(), self._state, self._replays, lambda: self._housekeeping(conn)
+        )
 
     # ------------------------------------------------------------------ replays
 
     async def pending_replays(self) -> list[ReplayRequest]:
         """Replay requests not finished yet (pending or running), oldest first."""
-        return await self._run(self._guard, self._replays_sync)
-
-    def _replays_sync(self) -> list[ReplayRequest]:
-        rows = self._db().execute(
-            f"SELECT {REPLAY_COLUMNS} FROM replays WHERE state IN ('pending', 'running') ORDER BY id"
-        )
-        return [request_of(r) for r in rows]
+        return await self._sql(replay.unfinished_requests)
 
     async def start_replay(self, request: ReplayRequest) -> ReplayRequest:
         """Fix a pending request's page range ([oldest page committed in reach of `since`, head)) and mark
         it running; a running one is returned as stored. Raises QueueError if it cannot run (the caller
         marks it failed with the reason)."""
-        return await self._run(self._guard, self._start_replay_sync, request)
-
-    def _start_replay_sync(self, request: ReplayRequest) -> ReplayRequest:
-        if request.destination not in self._cursors:
-            raise QueueError(
-                f"server {request.destination!r} is not configured (servers: {', '.join(sorted(self._cursors))})"
-            )
-        if request.state == "running" and request.start_seq is not None and request.end_seq is not None:
-            self._replay_positions[request.id] = request.position or request.start_seq
-            return request
-        conn = self._db()
-        row = conn.execute(
-            f"SELECT first_seq FROM {PAGE_TABLE} WHERE timestamp >= ? ORDER BY first_seq LIMIT 1",
-            (request.since - CLOCK_SKEW_SECONDS,),
-        ).fetchone()
-        start = self._head if row is None else int(row[0])
-        conn.execute(
-            "UPDATE replays SET state = 'running', start_seq = ?, end_seq = ?, position = ? WHERE id = ?",
-            (start, self._head, start, request.id),
-        )
-        self._replay_positions[request.id] = start
-        row = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = ?", (request.id,)).fetchone()
-        return request_of(row)
+        return await self._sql(replay.start_request, self._state, request, self._replays)
 
     async def read_replay(self, request: ReplayRequest, pos: int, max_events: int) -> Batch | None:
         """The next batch of a running replay from `pos` (see `replay.read_window`)."""
-        return await self._run(self._guard, self._read_replay_sync, request, pos, max_events)
+        return await self._sql(self._read_replay_sync, request, pos, max_events)
 
-    def _read_replay_sync(self, request: ReplayRequest, pos: int, max_events: int) -> Batch | None:
-        streams = self._routes.get(request.destination)
-        return read_window(self._db(), request, pos, max_events, streams)
+    def _read_replay_sync(
+        self, conn: sqlite3.Connection, request: ReplayRequest, pos: int, max_events: int
+    ) -> Batch | None:
+        return replay.read_window(conn, request, pos, max_events, self._state.routes.get(request.destination))
 
     async def replay_progress(self, replay_id: int, position: int, events: int) -> None:
         """Durably move a replay's position after its server accepted a batch."""
-        await self._run(self._guard, self._replay_progress_sync, replay_id, position, events)
-
-    def _replay_progress_sync(self, replay_id: int, position: int, events: int) -> None:
-        self._db().execute(
-            "UPDATE replays SET position = MAX(COALESCE(position, 0), ?), events = events + ? WHERE id = ?",
-            (position, events, replay_id),
-        )
-        self._replay_positions[replay_id] = position
+        await self._sql(replay.record_progress, self._replays, replay_id, position, events)
 
     async def finish_replay(self, replay_id: int, state: str, detail: str) -> None:
         """Mark a replay done or failed, with a one-line detail for `status`."""
-        await self._run(self._guard, self._finish_replay_sync, replay_id, state, detail)
-
-    def _finish_replay_sync(self, replay_id: int, state: str, detail: str) -> None:
-        self._db().execute(
-            "UPDATE replays SET state = ?, detail = ? WHERE id = ?", (state, detail, replay_id)
-        )
-        self._replay_positions.pop(replay_id, None)
+        await self._sql(replay.finish_request, self._replays, replay_id, state, detail)
 
     # ------------------------------------------------------------------ sink side
 
@@ -862,10 +390,10 @@ class DurableQueue:
         """Up to max_events undelivered events for destination, in order. Does not advance; ack() does."""
         if max_events < 1:
             raise ValueError("read_batch: max_events must be >= 1")
-        cur = self._cursor_of(destination)
-        if cur >= self._head or not self._depth_of(destination):
+        cur = self._state.cursor(destination)
+        if cur >= self._state.head or not self._state.depth(destination):
             return None
-        return await self._run(self._guard, self._read_sync, destination, max_events, None)
+        return await self._sql(delivery.read_next, self._reader, self._state, destination, max_events, None)
 
     async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
         """Like read_batch, but starting at start_seq (>= the cursor): the batch after one not yet acked.
@@ -875,96 +403,47 @@ class DurableQueue:
         """
         if max_events < 1:
             raise ValueError("read_batch_from: max_events must be >= 1")
-        cur = self._cursor_of(destination)
+        cur = self._state.cursor(destination)
         if start_seq < cur:
             raise QueueError(f"read_batch_from {destination}: start {start_seq} is before the cursor {cur}")
-        if start_seq >= self._head or not self._depth_of(destination):
+        if start_seq >= self._state.head or not self._state.depth(destination):
             return None
-        return await self._run(self._guard, self._read_sync, destination, max_events, start_seq)
-
-    def _read_sync(self, destination: str, max_events: int, start_seq: int | None) -> Batch | None:
-        cur = self._cursor_of(destination)
-        if start_seq is not None:
-            cur = max(cur, start_seq)
-        if cur >= self._head:
-            return None
-        streams = self._routes.get(destination)
-        if streams is not None:
-            keys = taken_keys(self._checkpoints, streams)
-            return self._reader.read_routed(self._db(), destination, cur, self._head, max_events, keys)
-        return self._reader.read(self._db(), destination, cur, self._head, max_events)
+        return await self._sql(
+            delivery.read_next, self._reader, self._state, destination, max_events, start_seq
+        )
 
     async def ack(self, batch: Batch) -> None:
         """Durably move batch.destination's cursor past the batch (one small commit)."""
-        await self._run(self._guard, self._ack_sync, batch)
+        await self._sql(self._ack_sync, batch)
         self._report_depth(batch.destination)
 
-    def _ack_sync(self, batch: Batch) -> None:
-        cur = self._cursor_of(batch.destination)
-        if batch.start_seq > cur:
-            raise QueueError(
-                f"ack of {batch.destination} events [{batch.start_seq}, {batch.end_seq}) would skip "
-                f"events from {cur}; ack batches in the order they were read"
-            )
-        if batch.end_seq <= cur:
-            return  # already acked (stale batch)
-        end = min(batch.end_seq, self._head)
-        dest = batch.destination
-        streams = self._routes.get(dest)
-        pending: int | None = None
-        if streams is not None:
-            if batch.start_seq == cur:
-                pending = max(0, self._pending[dest] - sum(len(seg.payloads) for seg in batch.segments))
-            else:  # a batch overlapping what was acked already: count from the file
-                keys = taken_keys(self._checkpoints, streams)
-                pending = taken_events(self._db(), end, keys)
-            if pending == 0:
-                end = self._head  # nothing of its own after the batch: step over the rest too
-        conn = self._db()
-        delivered = sum(len(seg.payloads) for seg in batch.segments)
-        if delivered:
-            last = batch.segments[-1]
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
-            conn.execute(
-                _DELIVERED_SQL,
-                (dest, delivered, last.ids[-1], event_timestamp_text(last.payloads[-1]), time.time()),
-            )
-            conn.execute("COMMIT")
-        else:
-            conn.execute("UPDATE cursors SET seq = ? WHERE destination = ?", (end, dest))
-        self._cursors[dest] = end
-        if pending is not None:
-            self._pending[dest] = pending
+    def _ack_sync(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        if not delivery.ack(conn, self._state, batch):
+            return
         self._acks_since_housekeeping += 1
         if self._acks_since_housekeeping >= self._housekeeping_every:
-            self._housekeeping()
+            self._housekeeping(conn)
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        """Durably keep events a destination cannot send (its formatter raised on them), before that
+        destination acks the batch that holds them."""
+        if not rejects:
+            return
+        await self._sql(delivery.quarantine, destination, stream, list(rejects))
+        report_quarantined(self._metrics, stream, rejects, destination)
 
     async def record_destination_state(
         self, destination: str, state: str, reason: str = "", since: float | None = None
     ) -> None:
         """Durably record a destination's state (up, retrying, down, ...) and since when, for `status`.
         Called on state changes only."""
-        await self._run(
-            self._guard,
-            self._record_state_sync,
-            destination,
-            state,
-            reason,
-            time.time() if since is None else since,
-        )
-
-    def _record_state_sync(self, destination: str, state: str, reason: str, since: float) -> None:
-        self._db().execute(
-            "INSERT INTO destinations (destination, state, state_since, reason) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(destination) DO UPDATE SET state = excluded.state, "
-            "state_since = excluded.state_since, reason = excluded.reason",
-            (destination, state, since, reason or None),
+        await self._sql(
+            delivery.record_state, destination, state, reason, time.time() if since is None else since
         )
 
     async def wait_for_data(self, destination: str, timeout: float) -> None:
         """Return when destination has undelivered events (soon after a commit_page) or after timeout."""
-        if self._depth_of(destination) > 0 or self._closed:
+        if self._state.depth(destination) > 0 or self._closed:
             return
         ev = self._data_events.setdefault(destination, asyncio.Event())
         ev.clear()
@@ -973,46 +452,14 @@ class DurableQueue:
 
     async def depth(self, destination: str) -> int:
         """Undelivered events for destination (a routed destination: of the streams it takes)."""
-        return self._depth_of(destination)
+        return self._state.depth(destination)
 
     async def oldest_age(self, destination: str) -> float | None:
         """Seconds since the oldest undelivered event of destination was committed, or None if none."""
-        return await self._run(self._guard, self._oldest_age_sync, destination)
-
-    def _oldest_age_sync(self, destination: str) -> float | None:
-        cur = self._cursor_of(destination)
-        if cur >= self._head or not self._depth_of(destination):
-            return None
-        streams = self._routes.get(destination)
-        if streams is not None:
-            nxt = next_taken_page(self._db(), cur, taken_keys(self._checkpoints, streams))
-            if nxt is None:
-                return None
-            cur = max(cur, nxt[0])
-        row = (
-            self._db()
-            .execute(
-                f"SELECT timestamp FROM {PAGE_TABLE} WHERE first_seq <= ? ORDER BY first_seq DESC LIMIT 1",
-                (cur,),
-            )
-            .fetchone()
-        )
-        return max(0.0, time.time() - float(row[0])) if row else None
+        return await self._sql(delivery.oldest_age, self._state, destination)
 
     # ------------------------------------------------------------------ housekeeping
 
     async def housekeeping(self) -> int:
         """Delete pages every destination has passed now (also runs by itself every N acks). Returns pages."""
-        return await self._run(self._guard, self._housekeeping)
-
-    def _housekeeping(self) -> int:
-        conn = self._db()
-        self._acks_since_housekeeping = 0
-        floor = _keep_floor(
-            conn, self._cursors, self._head, self._replay_positions, self._retain, self._max_events
-        )
-        deleted = delete_passed_pages(conn, floor)
-        if self._pages is not None:
-            self._pages.total = max(0, self._pages.total - deleted)
-        self._free_pages_bytes = free_pages_bytes(conn)
-        return deleted
+        return await self._sql(self._housekeeping)

@@ -1,0 +1,190 @@
+"""The source side's writes: one API page, with its checkpoint, in one durable commit.
+
+Invariants
+----------
+* every event of a page ends in exactly one of three places, all in the page's one commit: queued,
+  quarantined (the source's rejects, plus any event the encoder cannot write) or counted as a duplicate.
+* the checkpoint is DERIVED from what is queued (see `store`): a page's `next_checkpoint` is stored in
+  its own row, and only a commit without a page row (nothing kept) or with side rows folds it into the
+  side table `checkpoints`, in the same transaction. The same holds for the dedupe high-water mark.
+* dedupe: event ids are monotonic per key, so an event whose integer `id` is at or below the key's
+  high-water mark is a re-fetch of an overlapping page after a crash and is dropped; an event without an
+  integer id is kept. Snapshot streams commit with `dedupe=False` (their ids are not a cursor).
+* routed destinations with nothing of their own pending step over a page they do not take in the page's
+  own transaction (routing's invariant: pending == 0 implies cursor == head).
+* the in-memory state (`QueueState`) changes only after the commit succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
+from siemconn.queue.opening import QueueState
+from siemconn.queue.pagelog import PageLog
+from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
+from siemconn.queue.routing import stream_of
+from siemconn.queue.schema import NO_CHECKPOINT
+from siemconn.queue.transaction import transaction
+
+__all__ = ["CommitResult", "commit_page", "record_poll", "reject_parsed"]
+
+_FOLD_SQL = (
+    "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
+    "SET checkpoint = CASE WHEN excluded.checkpoint IS NULL THEN checkpoint "
+    "ELSE MAX(COALESCE(checkpoint, excluded.checkpoint), excluded.checkpoint) END, "
+    "hwm = CASE WHEN excluded.hwm IS NULL THEN hwm "
+    "ELSE MAX(COALESCE(hwm, excluded.hwm), excluded.hwm) END"
+)
+_STREAM_STATE_SQL = "INSERT INTO stream_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What one commit_page did with the page's events (for the log lines and the counters)."""
+
+    kept: int
+    duplicates: int
+    dup_min: int | None
+    dup_max: int | None
+    hwm: int | None  # the high-water mark the duplicates were measured against
+    quarantined: list[Rejected]
+
+
+def reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
+    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
+    try:
+        raw = raw_json(event)
+    except Exception:  # pragma: no cover - parsed JSON always re-encodes
+        raw = b""
+    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
+
+
+def _int_id(r: Rejected) -> int | None:
+    """The integer id of a quarantined event (it counts towards the dedupe high-water mark), or None."""
+    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
+        return None
+    v = int(r.event_id)
+    return v if I64_MIN <= v <= I64_MAX else None
+
+
+def commit_page(
+    conn: sqlite3.Connection,
+    pages: PageLog,
+    state: QueueState,
+    key: str,
+    events: Sequence[Mapping[str, Any]],
+    next_checkpoint: int | None,
+    rejects: list[Rejected],
+    stream_state: str | None = None,
+    dedupe: bool = True,
+) -> CommitResult:
+    """Store one page of key (see `DurableQueue.commit_page` for the arguments) and update `state` after
+    it is durable. `rejects` is extended with the events the encoder cannot write."""
+    hwm = state.hwm.get(key)
+    payloads: list[str] = []
+    ids: list[int | None] = []
+    dup_ids: list[int] = []
+    encode = encode_event
+    add_payload, add_id = payloads.append, ids.append
+    for event in events:
+        v = event.get(EVENT_ID_FIELD)
+        eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
+        if dedupe and eid is not None and hwm is not None and eid <= hwm:
+            dup_ids.append(eid)
+            continue
+        try:
+            add_payload(encode(event))
+        except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
+            rejects.append(reject_parsed(event, exc))
+            continue
+        add_id(eid)
+    prev = state.checkpoints.get(key)
+    if next_checkpoint is None:
+        new_cp = prev
+    else:
+        new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
+    if dedupe:
+        reject_ids = [i for i in map(_int_id, rejects) if i is not None]
+        known = [i for i in ids if i is not None]
+        top = max(known + reject_ids) if known or reject_ids else None
+    else:
+        top = None
+    new_hwm = hwm if top is None else (top if hwm is None else max(hwm, top))
+    result = CommitResult(
+        len(payloads),
+        len(dup_ids),
+        min(dup_ids) if dup_ids else None,
+        max(dup_ids) if dup_ids else None,
+        hwm,
+        rejects,
+    )
+    first_seq = state.head
+    new_head = first_seq + len(payloads)
+    stepped = (
+        [
+            d
+            for d, streams in state.routes.items()
+            if streams is not None and stream_of(key) not in streams and state.pending[d] == 0
+        ]
+        if payloads
+        else []
+    )
+    also: list[tuple[str, tuple[Any, ...]]] = [
+        ("UPDATE cursors SET seq = ? WHERE destination = ?", (new_head, d)) for d in stepped
+    ]
+    if stream_state is not None:
+        also.append((_STREAM_STATE_SQL, (key, stream_state)))
+    cp_moved = new_cp is not None and new_cp != prev
+    side = bool(rejects) or bool(also) or (not payloads and cp_moved)
+    if not payloads and not side:
+        return result
+    now = time.time()
+    inserted = False
+    try:
+        # with side rows the page, its quarantine rows and the folded checkpoint are one transaction;
+        # a page alone is one INSERT, itself a durable commit
+        with transaction(conn) if side else contextlib.nullcontext():
+            if rejects:
+                insert_rejected(conn, key, rejects, now)
+            if payloads:
+                stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
+                pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also)
+                inserted = True
+            else:
+                for sql, params in also:
+                    conn.execute(sql, params)
+            if side and (new_cp is not None or new_hwm is not None):
+                conn.execute(_FOLD_SQL, (key, new_cp, new_hwm))
+    except BaseException:
+        if inserted:
+            pages.forget(1)
+        raise
+    if payloads:
+        state.head = new_head
+        for d in stepped:
+            state.cursors[d] = new_head
+        for d, streams in state.routes.items():
+            if streams is not None and stream_of(key) in streams:
+                state.pending[d] += len(payloads)
+    if stream_state is not None:
+        state.stream_state[key] = stream_state
+    if new_cp is not None:
+        state.checkpoints[key] = new_cp
+    if new_hwm is not None:
+        state.hwm[key] = new_hwm
+    return result
+
+
+def record_poll(conn: sqlite3.Connection, state: QueueState, key: str, when: float) -> None:
+    """Durably remember the time of the last successful poll of key (for `siemconn status`)."""
+    conn.execute(
+        "INSERT INTO polls (key, at) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET at = excluded.at",
+        (key, when),
+    )
+    state.polls[key] = when
