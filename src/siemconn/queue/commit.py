@@ -9,7 +9,8 @@ Invariants
   side table `checkpoints`, in the same transaction. The same holds for the dedupe high-water mark.
 * dedupe: event ids are monotonic per key, so an event whose integer `id` is at or below the key's
   high-water mark is a re-fetch of an overlapping page after a crash and is dropped; an event without an
-  integer id is kept. Snapshot streams commit with `dedupe=False` (their ids are not a cursor).
+  integer id is kept. Snapshot streams (health, lockdown) commit with `dedupe=False` (their ids are not
+  a cursor) and may commit a `state` text with a page, in the same transaction.
 * routed destinations with nothing of their own pending step over a page they do not take in the page's
   own transaction (routing's invariant: pending == 0 implies cursor == head).
 * the in-memory state (`QueueState`) changes only after the commit succeeded.

@@ -26,6 +26,7 @@ from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import event_timestamp_text
 from siemconn.queue.routing import next_taken_page, taken_events, taken_keys
 from siemconn.queue.schema import PAGE_TABLE
+from siemconn.queue.space import Housekeeper
 from siemconn.queue.transaction import transaction
 
 __all__ = ["ack", "oldest_age", "quarantine", "read_next", "record_state"]
@@ -60,9 +61,9 @@ def read_next(
     return reader.read(conn, destination, cur, state.head, max_events)
 
 
-def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch) -> bool:
-    """Durably move batch.destination's cursor past the batch (one small commit). Returns False for a
-    batch acked already (nothing moved)."""
+def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch, housekeeper: Housekeeper) -> None:
+    """Durably move batch.destination's cursor past the batch (one small commit); a batch acked already
+    is a no-op. A moved cursor counts towards the next housekeeping."""
     cur = state.cursor(batch.destination)
     if batch.start_seq > cur:
         raise QueueError(
@@ -70,7 +71,7 @@ def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch) -> bool:
             f"events from {cur}; ack batches in the order they were read"
         )
     if batch.end_seq <= cur:
-        return False  # already acked (stale batch)
+        return  # already acked (stale batch)
     end = min(batch.end_seq, state.head)
     dest = batch.destination
     streams = state.routes.get(dest)
@@ -96,7 +97,7 @@ def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch) -> bool:
     state.cursors[dest] = end
     if pending is not None:
         state.pending[dest] = pending
-    return True
+    housekeeper.acked(conn)
 
 
 def quarantine(conn: sqlite3.Connection, destination: str, stream: str, rejects: list[Rejected]) -> None:

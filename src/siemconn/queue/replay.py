@@ -136,18 +136,15 @@ def event_time(payload: bytes, committed_at: float) -> float:
 
 
 def read_window(
-    conn: sqlite3.Connection,
-    request: ReplayRequest,
-    pos: int,
-    max_events: int,
-    streams: frozenset[str] | None,
+    conn: sqlite3.Connection, state: QueueState, request: ReplayRequest, pos: int, max_events: int
 ) -> Batch | None:
-    """Up to max_events events of the request's window from sequence number `pos`, or None when the
-    request's pages are exhausted. The batch's end is the position after the last page (slice) read, so
+    """Up to max_events events of the request's window (of the streams its destination takes) from
+    sequence number `pos`, or None when the request's pages are exhausted. The batch's end is the position after the last page (slice) read, so
     a batch may hold no event (pages outside the window): acking it records the progress."""
     end = request.end_seq if request.end_seq is not None else pos
     if pos >= end:
         return None
+    streams = state.routes.get(request.destination)
     segments: list[Segment] = []
     count = 0
     reached = pos

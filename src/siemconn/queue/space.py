@@ -37,7 +37,7 @@ from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.schema import DB_FILE, MB
 
-__all__ = ["Limits", "bound_wal", "free_bytes", "housekeep", "keep_floor", "pull_verdict"]
+__all__ = ["Housekeeper", "Limits", "bound_wal", "free_bytes", "keep_floor", "pull_verdict"]
 
 log = get_logger(__name__)
 
@@ -57,6 +57,51 @@ class Limits:
     def wal_path(self) -> Path:
         return self.data_dir / f"{DB_FILE}-wal"
 
+    def update(
+        self, max_events: int | None, min_free_disk_mb: int | None, retain_seconds: float | None
+    ) -> None:
+        """A reload's new caps (None: unchanged)."""
+        if max_events is not None:
+            self.max_events = max_events
+        if min_free_disk_mb is not None:
+            self.min_free = min_free_disk_mb * MB
+        if retain_seconds is not None:
+            self.retain = max(0.0, float(retain_seconds))
+
+
+class Housekeeper:
+    """Deletes the pages below the keep floor: every `every` acks, on demand, and when the disk floor
+    asks for room. Used on the worker thread only."""
+
+    def __init__(
+        self, limits: Limits, pages: PageLog, state: QueueState, replays: Mapping[int, int], every: int
+    ) -> None:
+        self._limits = limits
+        self._pages = pages
+        self._state = state
+        self._replays = replays
+        self._every = max(1, every)
+        self._acks = 0
+
+    def floor_of(self, conn: sqlite3.Connection, state: QueueState) -> int:
+        """The keep floor of `state` (the queue's, or the one a reload just loaded)."""
+        lim = self._limits
+        return keep_floor(conn, state.cursors, state.head, self._replays, lim.retain, lim.max_events)
+
+    def run(self, conn: sqlite3.Connection) -> int:
+        """Delete the pages below the keep floor now; returns pages deleted."""
+        self._acks = 0
+        deleted = delete_passed_pages(conn, self.floor_of(conn, self._state))
+        self._pages.forget(deleted)
+        self._state.free_pages_bytes = free_pages_bytes(conn)
+        return deleted
+
+    def acked(self, conn: sqlite3.Connection) -> None:
+        """One more ack moved a cursor: run housekeeping if it is due."""
+        self._acks += 1
+        if self._acks >= self._every:
+            self.run(conn)
+
 
 def keep_floor(
     conn: sqlite3.Connection,
@@ -72,17 +117,6 @@ def keep_floor(
     if retain_seconds > 0:
         floor = retention_floor(conn, floor, time.time() - retain_seconds, max_events)
     return floor
-
-
-def housekeep(
-    conn: sqlite3.Connection, limits: Limits, pages: PageLog, state: QueueState, replays: Mapping[int, int]
-) -> int:
-    """Delete the pages below the keep floor now; returns pages deleted."""
-    floor = keep_floor(conn, state.cursors, state.head, replays, limits.retain, limits.max_events)
-    deleted = delete_passed_pages(conn, floor)
-    pages.forget(deleted)
-    state.free_pages_bytes = free_pages_bytes(conn)
-    return deleted
 
 
 def bound_wal(conn: sqlite3.Connection, limits: Limits) -> None:
@@ -118,10 +152,10 @@ def _wal_fits(limits: Limits, largest_page: int) -> bool:
     return limits.disk_free(limits.data_dir) >= limits.wal_cap + largest_page - _wal_size(limits)
 
 
-def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeping: Callable[[], int]) -> int:
+def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper) -> int:
     """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
 
-    Delivered pages not yet cleared are deleted (`housekeeping`) and the WAL, which keeps its size after
+    Delivered pages not yet cleared are deleted (housekeeping) and the WAL, which keeps its size after
     a checkpoint, is truncated, so a queue whose backlog drained resumes pulling by itself on any disk
     where its own reclaimable space satisfies the floor. A failure (disk completely full, a reader
     holding the WAL) is logged and retried on the next check; nothing is lost either way.
@@ -132,7 +166,7 @@ def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeping: Callable[[]
         # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
         # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        deleted = housekeeping()
+        deleted = housekeeper.run(conn)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     except sqlite3.Error as exc:
         log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
@@ -181,7 +215,7 @@ def pull_verdict(
     pages: PageLog,
     state: QueueState,
     replays: Mapping[int, int],
-    housekeeping: Callable[[], int],
+    housekeeper: Housekeeper,
 ) -> tuple[bool, str, str]:
     """(may pull, why not, the kind of "why not") after reclaiming what the floor allows: a destination
     at max_events, or free disk under the floor even after reclaiming the queue's own space."""
@@ -198,7 +232,7 @@ def pull_verdict(
         delivery_floor = min([*state.cursors.values(), *replays.values()], default=state.head)
         free = _reclaim_retained(conn, limits, pages, delivery_floor, free)
     if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
-        free = _reclaim(conn, limits, housekeeping)
+        free = _reclaim(conn, limits, housekeeper)
     if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
         return (
             False,

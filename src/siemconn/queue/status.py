@@ -7,7 +7,7 @@ inside one read transaction, so the figures are one consistent snapshot.
 Per destination it reads the delivery record the service keeps in `destinations` (events delivered, the
 last one delivered, up/down state and since when) and, when the file has a `quarantine` table (events
 set aside with a reason), how many of its streams' events are quarantined. Tables a file does not have
-yet are reported as unknown (None), never as zero. `report_dict` gives the same figures for `--json`.
+yet are reported as unknown (None), never as zero. `report_dict` gives the same figures for `--json`; `render` the text (`render_status` is re-exported here).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
 from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
+from siemconn.queue.render import render_status
 from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
 from siemconn.queue.routing import (
     Routes,
@@ -147,9 +147,7 @@ def read_quarantine(data_dir: Path) -> Iterator[QuarantinedEvent]:
         return
     conn = open_read_only(db)
     try:
-        if not conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (QUARANTINE_TABLE,)
-        ).fetchone():
+        if not _has_table(conn, QUARANTINE_TABLE):
             return
         try:
             conn.execute("BEGIN")
@@ -238,9 +236,9 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                     )
                 )
             quarantined: list[QuarantineCount] = []
-            if conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (QUARANTINE_TABLE,)
-            ).fetchone():  # a version 1 file (not yet opened by this siemconn) has no quarantine
+            if _has_table(
+                conn, QUARANTINE_TABLE
+            ):  # a version 1 file (not opened by this siemconn yet) has none
                 with contextlib.suppress(sqlite3.OperationalError):  # a table of another shape: no counts
                     quarantined = [
                         QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
@@ -329,122 +327,6 @@ def _recent_replays(conn: sqlite3.Connection, limit: int = 10) -> tuple[ReplayRe
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
     return row is not None
-
-
-def _fmt_time(ts: float | None) -> str:
-    if ts is None:
-        return "never"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _fmt_age(age: float | None) -> str:
-    if age is None:
-        return "-"
-    s = int(age)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
-def _since(ts: float | None, now: float) -> str:
-    if ts is None:
-        return ""
-    return f" since {_fmt_time(ts)} ({_fmt_age(max(0.0, now - ts))} ago)"
-
-
-def render_status(
-    report: StatusReport,
-    *,
-    streams_off: Sequence[str] = (),
-    protocols: Mapping[str, str] | None = None,
-) -> str:
-    """Human-readable text of a StatusReport (plain ASCII); `streams_off` (from the configuration) are
-    listed as off; `protocols` (server -> TCP/UDP/TLS) label UDP counts as "sent" (UDP has no ack)."""
-    protocols = protocols or {}
-    lines = [f"queue: {report.database}"]
-    if report.running_pid is not None:
-        lines.append(f"service: running (pid {report.running_pid})")
-    else:
-        lines.append("service: not running")
-    if streams_off:
-        lines.append(f"streams off: {', '.join(streams_off)}")
-    if not report.exists:
-        lines.append("no queue database yet (the service has not run with this data_dir)")
-        return "\n".join(lines)
-    by_key: dict[str, int] = {}
-    by_dest: dict[str, int] = {}
-    for q in report.quarantined:
-        if q.destination is None:
-            by_key[q.key] = by_key.get(q.key, 0) + q.count
-        else:
-            by_dest[q.destination] = by_dest.get(q.destination, 0) + q.count
-    lines.append("")
-    lines.append(f"{'stream':<26}{'next_from':>14}{'quarantined':>13}  last successful poll")
-    if not report.streams:
-        lines.append("  (no stream polled yet)")
-    for s in report.streams:
-        cp = "-" if s.checkpoint is None else str(s.checkpoint)
-        off = " (off)" if s.key.partition(".")[0] in streams_off else ""
-        lines.append(f"{s.key:<26}{cp:>14}{by_key.get(s.key, 0):>13}  {_fmt_time(s.last_poll)}{off}")
-    lines.append(
-        "  next_from: the checkpoint, where the next poll starts (the next event id; health and lockdown: "
-        "polls that queued events)"
-    )
-    lines.append("")
-    lines.append(
-        f"{'destination':<26}{'undelivered':>14}{'quarantined':>13}  {'oldest undelivered':<20}streams"
-    )
-    if not report.destinations:
-        lines.append("  (no destination)")
-    for d in report.destinations:
-        n = by_dest.get(d.destination, 0)
-        taken = "every stream" if d.streams is None else ", ".join(d.streams)
-        lines.append(f"{d.destination:<26}{d.depth:>14}{n:>13}  {_fmt_age(d.oldest_age):<20}{taken}")
-    if report.quarantined:
-        lines.append("")
-        lines.append(
-            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent "
-            "(write them out with: siemconn quarantine export --output FILE)"
-        )
-        for q in report.quarantined:
-            where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
-            lines.append(f"  {where:<38}{q.reason:<16}{q.count:>8}")
-    now = report.generated_at
-    for d in report.destinations:
-        lines.append("")
-        proto = protocols.get(d.destination)
-        label = f"{d.destination} ({proto})" if proto else d.destination
-        state = d.state or "unknown (not recorded yet)"
-        reason = f": {d.reason}" if d.reason and d.state != "up" else ""
-        lines.append(f"server {label}: {state}{_since(d.state_since, now)}{reason}")
-        verb = "sent" if proto == "UDP" else "delivered"
-        if d.delivered is None:
-            lines.append(f"  {verb}: unknown (this queue file has no delivery record)")
-        else:
-            last = ""
-            if d.last_delivered_at is not None:
-                eid = "-" if d.last_event_id is None else str(d.last_event_id)
-                last = (
-                    f"; last: id {eid}, event time {d.last_event_time or '-'}, "
-                    f"{verb} {_fmt_time(d.last_delivered_at)}"
-                )
-            lines.append(f"  {verb}: {d.delivered} events{last}")
-        taken = "every stream" if d.streams is None else ", ".join(d.streams)
-        quarantined = "" if d.quarantined is None else f"; quarantined: {d.quarantined}"
-        lines.append(
-            f"  backlog: {d.depth} undelivered, oldest {_fmt_age(d.oldest_age)}; streams: {taken}{quarantined}"
-        )
-    if report.replays:
-        lines.append("")
-        lines.append("replays:")
-        for r in report.replays:
-            window = f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
-            stream = f" stream {r.stream}" if r.stream else ""
-            detail = f" ({r.detail})" if r.detail else ""
-            lines.append(f"  #{r.id} {r.destination}{stream} {window}: {r.state}, {r.events} events{detail}")
-    return "\n".join(lines)
 
 
 def report_dict(report: StatusReport) -> dict[str, object]:

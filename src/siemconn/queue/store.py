@@ -20,14 +20,9 @@ Invariants
 * the object is built only after the file is open and its state loaded (`DurableQueue.open`), so a
   DurableQueue is always a usable, fully initialised queue until close().
 
-This module is the facade: the worker thread, the error mapping and what happens on the loop (data
-events, metrics, log lines). The SQL work is in `commit` (source side), `delivery` (sink side), `space`
-(caps, disk floor, housekeeping) and `replay`.
-
-Routing (`routing`): a destination may take only some streams; pages are still stored once, its cursor
-steps over the pages of other streams and its depth counts only its own streams' events. Fan-out and
-reloads: see `opening` for where an added destination starts and what a removed one loses. Retention
-and replay: see `space`, `housekeeping` and `replay`.
+This module is the facade: the worker thread, the error mapping and the loop side (data events, metrics,
+log lines). The SQL work is in `commit` (source side), `delivery` (sink side), `space` (caps, disk floor,
+housekeeping) and `replay`; routing in `routing`, where added or removed destinations start in `opening`.
 
 Everything here raises only siemconn.errors.Queue*Error: QueueCorruptError (names the file and the fix,
 never a silent reset), QueueLockedError (a second process on the same data_dir) and
@@ -60,7 +55,7 @@ from siemconn.queue.replay import ReplayRequest
 from siemconn.queue.report import report_commit, report_pull, report_quarantined
 from siemconn.queue.routing import normalise_routes
 from siemconn.queue.schema import DB_FILE, MB
-from siemconn.queue.space import Limits, bound_wal, housekeep, keep_floor, pull_verdict
+from siemconn.queue.space import Housekeeper, Limits, bound_wal, keep_floor, pull_verdict
 from siemconn.queue.transaction import rollback
 
 __all__ = ["DurableQueue"]
@@ -79,28 +74,26 @@ class DurableQueue:
         self,
         *,
         executor: ThreadPoolExecutor,
-        data_dir: Path,
         pages: PageLog,
         lock_fd: int,
         state: QueueState,
         limits: Limits,
         housekeeping_every: int,
         metrics: Metrics,
-        replay_positions: dict[int, int] | None = None,
+        replay_positions: dict[int, int],
     ) -> None:
         self._executor = executor
-        self.data_dir = data_dir
-        self.db_path = data_dir / DB_FILE
+        self.data_dir = limits.data_dir
+        self.db_path = limits.data_dir / DB_FILE
         self._pages: PageLog | None = pages
         self._conn: sqlite3.Connection | None = pages.connection
         self._lock_fd: int | None = lock_fd
         self._closed = False
         self._limits = limits
-        self._housekeeping_every = max(1, housekeeping_every)
         self._metrics = metrics
-        self._replays: dict[int, int] = dict(replay_positions or {})  # running replay -> position
+        self._replays = replay_positions  # running replay -> position
         self._state = state  # the one state object (a reload adopts into it); mutated on the worker only
-        self._acks_since_housekeeping = 0
+        self._housekeeper = Housekeeper(limits, pages, state, replay_positions, housekeeping_every)
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
         self._reader = PageReader()  # used on the worker thread only
@@ -162,7 +155,6 @@ class DurableQueue:
         )
         queue = cls(
             executor=executor,
-            data_dir=data_dir,
             pages=pages,
             lock_fd=lock_fd,
             state=state,
@@ -188,12 +180,7 @@ class DurableQueue:
         destinations and routes are reconciled as at open (added ones start from now or the retained
         pages, removed ones are dropped and logged). Call it only while nothing reads, acks or commits.
         """
-        if max_events is not None:
-            self._limits.max_events = max_events
-        if min_free_disk_mb is not None:
-            self._limits.min_free = min_free_disk_mb * MB
-        if retain_seconds is not None:
-            self._limits.retain = max(0.0, float(retain_seconds))
+        self._limits.update(max_events, min_free_disk_mb, retain_seconds)
         norm = normalise_routes(destinations, routes)
         await self._sql(self._reconfigure_sync, list(destinations), norm, start_retained)
         for d in self._state.cursors:
@@ -210,15 +197,8 @@ class DurableQueue:
         routes: dict[str, frozenset[str] | None],
         start_retained: Collection[str],
     ) -> None:
-        lim = self._limits
         state, deleted = prepare_state(
-            conn,
-            destinations,
-            routes,
-            start_retained=start_retained,
-            floor_of=lambda c, st: keep_floor(
-                c, st.cursors, st.head, self._replays, lim.retain, lim.max_events
-            ),
+            conn, destinations, routes, start_retained=start_retained, floor_of=self._housekeeper.floor_of
         )
         self._page_log().forget(deleted)
         self._state.adopt(state)
@@ -240,7 +220,7 @@ class DurableQueue:
         try:
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):
-                    self._housekeeping(self._conn)
+                    self._housekeeper.run(self._conn)
                 with contextlib.suppress(sqlite3.Error):
                     self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             if self._pages is not None:
@@ -280,10 +260,6 @@ class DurableQueue:
         if self._pages is None:
             raise QueueError(f"queue {self.db_path} is closed")
         return self._pages
-
-    def _housekeeping(self, conn: sqlite3.Connection) -> int:
-        self._acks_since_housekeeping = 0
-        return housekeep(conn, self._limits, self._page_log(), self._state, self._replays)
 
     # ------------------------------------------------------------------ source side
 
@@ -344,16 +320,13 @@ class DurableQueue:
 
     async def can_pull(self) -> tuple[bool, str]:
         """(False, reason) while a destination is at max_events or free disk is under the floor."""
-        ok, reason, kind = await self._sql(self._can_pull_sync)
+        ok, reason, kind = await self._sql(
+            pull_verdict, self._limits, self._page_log(), self._state, self._replays, self._housekeeper
+        )
         if (ok, kind) != self._pull_state:
             report_pull(ok, reason)
             self._pull_state = (ok, kind)
         return ok, reason
-
-    def _can_pull_sync(self, conn: sqlite3.Connection) -> tuple[bool, str, str]:
-        return pull_verdict(
-            conn, self._limits, self._page_log(), self._state, self._replays, lambda: self._housekeeping(conn)
-        )
 
     # ------------------------------------------------------------------ replays
 
@@ -369,12 +342,7 @@ class DurableQueue:
 
     async def read_replay(self, request: ReplayRequest, pos: int, max_events: int) -> Batch | None:
         """The next batch of a running replay from `pos` (see `replay.read_window`)."""
-        return await self._sql(self._read_replay_sync, request, pos, max_events)
-
-    def _read_replay_sync(
-        self, conn: sqlite3.Connection, request: ReplayRequest, pos: int, max_events: int
-    ) -> Batch | None:
-        return replay.read_window(conn, request, pos, max_events, self._state.routes.get(request.destination))
+        return await self._sql(replay.read_window, self._state, request, pos, max_events)
 
     async def replay_progress(self, replay_id: int, position: int, events: int) -> None:
         """Durably move a replay's position after its server accepted a batch."""
@@ -414,15 +382,8 @@ class DurableQueue:
 
     async def ack(self, batch: Batch) -> None:
         """Durably move batch.destination's cursor past the batch (one small commit)."""
-        await self._sql(self._ack_sync, batch)
+        await self._sql(delivery.ack, self._state, batch, self._housekeeper)
         self._report_depth(batch.destination)
-
-    def _ack_sync(self, conn: sqlite3.Connection, batch: Batch) -> None:
-        if not delivery.ack(conn, self._state, batch):
-            return
-        self._acks_since_housekeeping += 1
-        if self._acks_since_housekeeping >= self._housekeeping_every:
-            self._housekeeping(conn)
 
     async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
         """Durably keep events a destination cannot send (its formatter raised on them), before that
@@ -462,4 +423,4 @@ class DurableQueue:
 
     async def housekeeping(self) -> int:
         """Delete pages every destination has passed now (also runs by itself every N acks). Returns pages."""
-        return await self._sql(self._housekeeping)
+        return await self._sql(self._housekeeper.run)
