@@ -5,16 +5,24 @@ delivery cursor per syslog server. Modules, one concept each:
 
 * `schema`: file names, tables, DDL, schema version;
 * `errors`: sqlite3/OS errors -> siemconn.errors' Queue*Error, with the file and the fix;
+* `transaction`: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception;
 * `datadir`: data_dir permissions, the single-process lock, the "is this our file" check;
 * `encoder`: event -> payload text (json.dumps byte for byte);
 * `batch`: the value types `Batch`, `Segment`, `QueuedEvent`;
 * `pagelog`: the persist-queue page log (one row per API page);
+* `opening`: the I/O of opening a file, and `QueueState`, the in-memory state loaded from it;
 * `routing`: which streams a destination takes, and how its cursor steps over the others;
+* `commit`: the source side's writes (a page, its checkpoint, dedupe, quarantine rows);
 * `reader`: the range read of a destination's next batch;
+* `delivery`: the sink side (read, ack, the delivery record, a destination's quarantine);
 * `housekeeping`: deleting pages every destination has passed;
-* `store`: `DurableQueue`, the engine;
+* `space`: the caps, the disk floor, reclaiming space and when housekeeping runs;
+* `replay`: replay requests, their windows and the feed a replay writer reads;
+* `report`: the queue's log lines, each with its counter;
+* `store`: `DurableQueue`, the engine's facade (the worker thread, the loop side);
 * `quarantine`: the dead letter for events that cannot be stored or formatted;
-* `status`: the read-only view behind `siemconn status` and `siemconn quarantine`.
+* `status`: the read-only view behind `siemconn status` and `siemconn quarantine`;
+* `render`: the text of `siemconn status`.
 """
 
 from siemconn.queue.batch import Batch, QueuedEvent, Segment

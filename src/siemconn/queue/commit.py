@@ -4,9 +4,9 @@ Invariants
 ----------
 * every event of a page ends in exactly one of three places, all in the page's one commit: queued,
   quarantined (the source's rejects, plus any event the encoder cannot write) or counted as a duplicate.
-* the checkpoint is DERIVED from what is queued (see `store`): a page's `next_checkpoint` is stored in
-  its own row, and only a commit without a page row (nothing kept) or with side rows folds it into the
-  side table `checkpoints`, in the same transaction. The same holds for the dedupe high-water mark.
+* the checkpoint is DERIVED from what is queued (see `store`): a page's `next_checkpoint` and highest id
+  are stored in its own row; a commit with side rows (quarantine rows, cursor steps, stream state) or
+  without a page row folds them into the side table `checkpoints`, in the same transaction.
 * dedupe: event ids are monotonic per key, so an event whose integer `id` is at or below the key's
   high-water mark is a re-fetch of an overlapping page after a crash and is dropped; an event without an
   integer id is kept. Snapshot streams (health, lockdown) commit with `dedupe=False` (their ids are not

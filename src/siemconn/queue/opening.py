@@ -275,20 +275,11 @@ def open_file(
 
 
 async def open_in(
-    executor: Executor,
-    data_dir: Path,
-    destinations: list[str],
-    routes: Routes | None = None,
-    *,
-    start_retained: Collection[str] = (),
-    floor_of: Callable[[sqlite3.Connection, QueueState], int] | None = None,
+    executor: Executor, do_open: Callable[[], tuple[PageLog, int, QueueState]]
 ) -> tuple[PageLog, int, QueueState]:
-    """open_file on the executor's worker; if the caller is cancelled while the worker still opens, the
-    executor is shut down (waiting for the worker) and what it opened is closed."""
-
-    def do_open() -> tuple[PageLog, int, QueueState]:
-        return open_file(data_dir, destinations, routes, start_retained=start_retained, floor_of=floor_of)
-
+    """`do_open` (open_file with its arguments) on the executor's worker; if the caller is cancelled while
+    the worker still opens, the executor is shut down (waiting for the worker) and what it opened is
+    closed."""
     opening = executor.submit(do_open)
     try:
         return await asyncio.wrap_future(opening)

@@ -47,7 +47,7 @@ from siemconn.queue.batch import Batch
 from siemconn.queue.commit import commit_page, record_poll
 from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.errors import classify_sqlite_error
-from siemconn.queue.opening import QueueState, open_in, prepare_state
+from siemconn.queue.opening import QueueState, open_file, open_in, prepare_state
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.quarantine import Rejected
 from siemconn.queue.reader import PageReader
@@ -138,14 +138,13 @@ class DurableQueue:
             replays.update(replay.running_positions(conn))
             return keep_floor(conn, state.cursors, state.head, replays, retain_seconds, max_events)
 
-        pages, lock_fd, state = await open_in(
-            executor,
-            data_dir,
-            list(destinations),
-            normalise_routes(destinations, routes),
-            start_retained=start_retained,
-            floor_of=floor_of,
-        )
+        def do_open() -> tuple[PageLog, int, QueueState]:
+            norm = normalise_routes(destinations, routes)
+            return open_file(
+                data_dir, list(destinations), norm, start_retained=start_retained, floor_of=floor_of
+            )
+
+        pages, lock_fd, state = await open_in(executor, do_open)
         limits = Limits(
             max_events=max_events,
             min_free=min_free_disk_mb * MB,
