@@ -67,7 +67,7 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
             ).fetchall()
             rows = [r for r in rows if r[0] + r[1] <= floor]
             if not rows:
-                break
+                break  # leaving the block commits the (empty) step
             fold: dict[str, tuple[int | None, int | None]] = {}
             for _, _, key, page_cp, hwm in rows:
                 cp = None if page_cp == NO_CHECKPOINT else page_cp
