@@ -121,44 +121,22 @@ def _problems(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
 def _read_json(path: Path) -> Any:
     path = path.absolute()  # every message names the file the process actually looked for
     try:
-        text = path.read_text(encoding="utf-8")
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(
-            [
-                f"{path}: file not found; pass --config PATH to an existing config.json (see config.example.json)"
-            ],
-            source=str(path),
-        ) from None
+        problem = "file not found; pass --config PATH to an existing config.json (see config.example.json)"
     except IsADirectoryError:
-        raise ConfigError(
-            [f"{path}: is a directory; expected a config.json file"], source=str(path)
-        ) from None
+        problem = "is a directory; expected a config.json file"
     except PermissionError:
-        raise ConfigError(
-            [f"{path}: permission denied; make the file readable by the user running siemconn"],
-            source=str(path),
-        ) from None
+        problem = "permission denied; make the file readable by the user running siemconn"
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"], source=str(path)
-        ) from None
+        problem = f"not UTF-8 text (byte {exc.start}); save the file as UTF-8"
     except OSError as exc:
-        raise ConfigError(
-            [f"{path}: cannot read ({exc.strerror}); check the path"], source=str(path)
-        ) from None
-    try:
-        return json.loads(text)
+        problem = f"cannot read ({exc.strerror}); check the path"
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [
-                f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the syntax there"
-            ],
-            source=str(path),
-        ) from None
+        problem = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; fix the syntax there"
     except RecursionError:
-        raise ConfigError(
-            [f"{path}: JSON nested too deeply; expected the config.json shape"], source=str(path)
-        ) from None
+        problem = "JSON nested too deeply; expected the config.json shape"
+    raise ConfigError([f"{path}: {problem}"], source=str(path))
 
 
 def _secret_file(environ: dict[str, str]) -> Path | None:
