@@ -20,7 +20,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from siemconn.queue import encoder
-from siemconn.queue.encoder import encode_event, encode_event_fast, encode_event_stdlib
+from siemconn.queue.encoder import encode_event, encode_event_fast, encode_event_stdlib, encode_events
 
 fast = encode_event_fast
 
@@ -141,6 +141,51 @@ def test_unencodable_values_raise_what_json_dumps_raises() -> None:
         assert str(fast_err.value) == str(json_err.value)
 
 
+def _page_matches(events: list[Any]) -> None:
+    """encode_events gives json.dumps of every event and their newline-joined text, or None (one at a time)."""
+    got = encode_events(events)
+    if got is not None:
+        payloads, data = got
+        assert payloads == [json.dumps(e) for e in events]
+        assert data == "\n".join(payloads)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(values, max_size=8))
+@example([{"a": 1e-05}, {"b": 2}])
+@example([{"a": 1}, 1e-05])
+@example([{"a": "x"}, {"b": "\x7f"}])
+@example([{"a": "9e-4a", "b": "k8s-node-7"}, "1e-5", {"1e-5": "x"}])
+def test_page_encoder_is_json_dumps_per_event(events: list[Any]) -> None:
+    _page_matches(events)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(keys, values, max_size=4), max_size=6))
+@example([{"a": 1}, {math.nan: 1}])
+@example([{math.inf: 1}, {-math.inf: 1}])
+@example([{1e-05: 1}])
+def test_page_encoder_every_key_type(events: list[Any]) -> None:
+    _page_matches(events)
+
+
+def test_page_encoder_leaves_the_pages_it_cannot_vouch_for_to_encode_event() -> None:
+    """Where one event would be routed or refused, the whole page takes the one-at-a-time path."""
+    deep: Any = 1
+    for _ in range(1000):
+        deep = [deep]
+    for page in (
+        [{"a": 1}, {"b": "\x7f"}],
+        [{"a": 1}, {"b": 1.5e-07}],
+        [{"a": 1}, {math.nan: 1}],
+        [{"a": 1}, {"b": b"x"}],
+        [{"a": 1}, deep],
+    ):
+        assert encode_events(page) is None
+    assert encode_events([{"a": "k8s-node-7"}, {"b": [1.5e-4, 1e-10, 2.5e16]}]) is not None
+    assert encode_events([]) == ([], "")
+
+
 def test_encode_event_is_the_fast_path_by_default() -> None:
     """ujson is a declared dependency: the default suite runs with the fast path on (the identity tests
     above would otherwise test the stdlib encoder against itself)."""
@@ -153,7 +198,8 @@ def test_switch_off_uses_the_stdlib_encoder() -> None:
     code = (
         "import json; from siemconn.queue import encoder as m; "
         "assert not m.FAST_ENCODER and m.encode_event is m.encode_event_stdlib; "
-        "v = {'a': '\\x7f', 'b': 1e-05}; assert m.encode_event(v) == json.dumps(v); print('ok')"
+        "v = {'a': '\\x7f', 'b': 1e-05}; assert m.encode_event(v) == json.dumps(v); "
+        "assert m.encode_events([v]) is None; print('ok')"
     )
     env = {**os.environ, "SIEMCONN_FAST_ENCODER": "off"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -1,7 +1,8 @@
-"""The collector is paused only for the parse of a page, and always restored."""
+"""The collector is paused only for the parse of a page, or while a page is held, and always restored."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import orjson
@@ -46,3 +47,69 @@ def test_off_leaves_the_collector_running(monkeypatch: pytest.MonkeyPatch) -> No
     seen: list[bool] = []
     parse_paused(lambda c: seen.append(gc.isenabled()), b"")
     assert seen == [True]
+
+
+def test_page_hold_pauses_until_the_loop_turn_after_release() -> None:
+    async def main() -> list[bool]:
+        hold = gctune.PageHold()
+        seen = [gc.isenabled()]
+        await hold.acquire()
+        seen.append(gc.isenabled())
+        hold.release()
+        seen.append(gc.isenabled())  # still paused: the holder drops its page before its next await
+        await asyncio.sleep(0)
+        seen.append(gc.isenabled())
+        return seen
+
+    assert asyncio.run(main()) == [True, False, False, True]
+    assert gc.isenabled()
+
+
+def test_page_hold_hands_the_pause_to_the_next_holder() -> None:
+    async def main() -> list[bool]:
+        hold = gctune.PageHold()
+        seen: list[bool] = []
+
+        async def second() -> None:
+            async with hold:
+                seen.append(gc.isenabled())
+                await asyncio.sleep(0)
+                seen.append(gc.isenabled())
+
+        await hold.acquire()
+        waiter = asyncio.create_task(second())
+        await asyncio.sleep(0)  # second() now waits for the hold
+        hold.release()
+        await waiter  # its release ended the pause on the loop's next turn
+        seen.append(gc.isenabled())
+        return seen
+
+    assert asyncio.run(main()) == [False, False, True]
+    assert gc.isenabled()
+
+
+def test_page_hold_keeps_a_disabled_collector_and_obeys_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def cycle() -> bool:
+        hold = gctune.PageHold()
+        async with hold:
+            inside = gc.isenabled()
+        await asyncio.sleep(0)
+        return inside
+
+    gc.disable()
+    try:
+        asyncio.run(cycle())
+        assert not gc.isenabled()  # not re-enabled by us
+    finally:
+        gc.enable()
+    monkeypatch.setattr(gctune, "GC_SETTINGS", gc_settings({"SIEMCONN_GC": "off"}))
+    assert asyncio.run(cycle()) is True
+    assert gc.isenabled()
+
+
+def test_page_hold_released_outside_a_loop_ends_the_pause() -> None:
+    hold = gctune.PageHold()
+    asyncio.run(hold.acquire())
+    assert not gc.isenabled()
+    hold.release()
+    assert gc.isenabled()

@@ -48,6 +48,7 @@ from siemconn.errors import (
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger, setup_logging
 from siemconn.ops.endpoint import parse_address, start_http_server
+from siemconn.ops.gctune import PageHold
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import tune_process
@@ -110,7 +111,8 @@ class Service:
         self._crons: list[aiocron.Cron] = []
         self._stop = asyncio.Event()
         self._stopping = False
-        self._ingest = asyncio.Lock()  # held from parsing a page to committing it, shared by the streams
+        # held from parsing a page to committing it, shared by the streams; the collector is paused meanwhile
+        self._ingest = PageHold()
         self._signals = 0
         self._first_signal_at = 0.0
         self._exit_code = ExitCode.OK

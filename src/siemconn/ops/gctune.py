@@ -1,27 +1,35 @@
-"""Garbage-collector tuning for `siemconn run`: the generational collector is paused while a page is parsed.
+"""Garbage-collector tuning for `siemconn run`: the generational collector is paused while a page is alive.
 
 Why: parsing a 1,000-event API page allocates tens of thousands of containers in one C call. With the
 collector running, every 700 new containers trigger a young collection that walks the page built so far,
 and the survivors are walked again by the older generations: repeated work on objects that are all alive
-until the page is committed. Paused for the parse only, the page's objects are seen by the next
-collection once. A parsed JSON document holds no reference cycles, so pausing frees nothing later than
-it would be freed anyway. The measured effect (CPU and RSS, and what was measured and not kept) is in
-docs/performance.md.
+until the page is committed. Paused for the parse only (`parse_paused`), the page's objects are still
+walked by the first young collection after it, and again by the older ones while the page waits for its
+commit. Paused from the parse until the page is dropped (`PageHold`, the lock the streams' pulls share
+from parsing a page to committing it), they are never walked: CPython counts a freed container against
+the allocations that trigger a collection, so a page allocated and freed while paused leaves the count
+where it was. A parsed JSON document holds no reference cycles, so pausing frees nothing later than it
+would be freed anyway; what other code leaves as cyclic garbage meanwhile is collected by a young
+collection when the next holder takes the pause over, or by the collector once it runs again. The
+measured effect (CPU and RSS, and what was measured and not kept) is in docs/performance.md.
 
-Invariants: nothing here changes behaviour, only when the collector runs; the pause is restored in a
-`finally` and only re-enables a collector that was enabled; `SIEMCONN_GC=off` (read once at import)
-leaves the collector alone. gc.freeze() after start-up was measured too and not kept (no gain).
+Invariants: nothing here changes behaviour, only when the collector runs; every pause ends (in a
+`finally`, or on the event loop's next turn after the hold is released, which is after the holder has
+dropped its page: it does so before its next await) and only re-enables a collector that was enabled
+when the pause began; `SIEMCONN_GC=off` (read once at import) leaves the collector alone. gc.freeze()
+after start-up was measured too and not kept (no gain).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
-__all__ = ["GC_SETTINGS", "GcSettings", "gc_settings", "parse_paused"]
+__all__ = ["GC_SETTINGS", "GcSettings", "PageHold", "gc_settings", "parse_paused"]
 
 _T = TypeVar("_T")
 
@@ -50,3 +58,43 @@ def parse_paused(loads: Callable[[bytes], _T], content: bytes) -> _T:
         return loads(content)
     finally:
         gc.enable()
+
+
+class PageHold(asyncio.Lock):
+    """An asyncio.Lock that pauses the collector while it is held and until the event loop's next turn
+    after its release (when the holder has dropped its page; see the module docstring).
+
+    A holder that acquires it while the previous holder's pause is still on takes that pause over (after
+    a young collection of what was allocated meanwhile), so the collector is not switched on and off
+    between two pages. Only a pause this lock began re-enables the collector.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._paused = False  # this lock disabled the collector and has not re-enabled it yet
+        self._resume: asyncio.Handle | None = None
+
+    async def acquire(self) -> Literal[True]:
+        await super().acquire()
+        if self._resume is not None:  # the previous holder's pause is still on: take it over
+            self._resume.cancel()
+            self._resume = None
+            gc.collect(0)  # what other code allocated meanwhile (the previous page is gone by now)
+        elif GC_SETTINGS.pause_parse and gc.isenabled():
+            gc.disable()
+            self._paused = True
+        return True
+
+    def release(self) -> None:
+        super().release()
+        if self._paused and self._resume is None:
+            try:
+                self._resume = asyncio.get_running_loop().call_soon(self._end_pause)
+            except RuntimeError:  # no running loop (not the service's use): end the pause now
+                self._end_pause()
+
+    def _end_pause(self) -> None:
+        self._resume = None
+        if self._paused:
+            self._paused = False
+            gc.enable()

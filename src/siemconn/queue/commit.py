@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
+from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, encode_events, event_id
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
@@ -88,23 +88,33 @@ def commit_page(
     """Store one page of key (see `DurableQueue.commit_page` for the arguments) and update `state` after
     it is durable. `rejects` is extended with the events the encoder cannot write."""
     hwm = state.hwm.get(key)
-    payloads: list[str] = []
-    ids: list[int | None] = []
     dup_ids: list[int] = []
-    encode = encode_event
-    add_payload, add_id = payloads.append, ids.append
+    kept: list[Mapping[str, Any]] = []
+    kept_ids: list[int | None] = []
     for event in events:
         v = event.get(EVENT_ID_FIELD)
         eid = v if type(v) is int and I64_MIN <= v <= I64_MAX else event_id(event)
         if dedupe and eid is not None and hwm is not None and eid <= hwm:
             dup_ids.append(eid)
             continue
-        try:
-            add_payload(encode(event))
-        except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
-            rejects.append(reject_parsed(event, exc))
-            continue
-        add_id(eid)
+        kept.append(event)
+        kept_ids.append(eid)
+    # the whole page in one pass when the fast encoder's bytes are json.dumps' for all of it; otherwise one
+    # event at a time, quarantining any event the encoder cannot write (the bytes are the same either way)
+    encoded = encode_events(kept) if kept else None
+    data: str | None = None
+    if encoded is not None:
+        payloads, data = encoded
+        ids = kept_ids
+    else:
+        payloads, ids = [], []
+        for event, eid in zip(kept, kept_ids, strict=True):
+            try:
+                payloads.append(encode_event(event))
+            except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
+                rejects.append(reject_parsed(event, exc))
+                continue
+            ids.append(eid)
     prev = state.checkpoints.get(key)
     if next_checkpoint is None:
         new_cp = prev
@@ -155,7 +165,7 @@ def commit_page(
                 insert_rejected(conn, key, rejects, now)
             if payloads:
                 stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
-                pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also)
+                pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also, data=data)
                 inserted = True
             else:
                 for sql, params in also:

@@ -29,6 +29,13 @@ kept for what json.dumps cannot encode (the queue quarantines such an event). Ou
 ujson encodes what json.dumps refuses; the queue only encodes parsed events, and `encode_event_stdlib` is
 there for anything else. tests/test_encoder_identity.py proves the identity with hypothesis.
 
+A page at a time (`encode_events`, what the queue uses): ujson encodes every event (one C call each, no
+Python frame per event) and the same tests run once over the page's newline-joined text, which holds each
+event's output between newlines; a test that hits anywhere, or an exception, sends the whole page down the
+one-event-at-a-time path (`encode_event`), so the bytes are those of `encode_event` either way. At page
+level the number-end class includes the newline (an event's end in the joined text). Each test over the
+joined text costs one scan of the page instead of one call per event.
+
 ujson only encodes here (never parses): its input is data that orjson or json already parsed.
 `SIEMCONN_FAST_ENCODER=off` (env, read at import) uses the stdlib encoder alone.
 """
@@ -38,7 +45,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "encode_event",
     "encode_event_fast",
     "encode_event_stdlib",
+    "encode_events",
     "event_id",
 ]
 
@@ -89,6 +98,12 @@ encode_event_stdlib: Encoder = _make_stdlib_encoder()
 # number in ujson's output with these separators (",", "]", "}", the quote closing a key, the end). The
 # literal "e-" first keeps re's prefix scan; a UUID's "9e-4a" does not match.
 _SHORT_NEGATIVE_EXPONENT = re.compile(r'e-(?<=[0-9]e-)[0-9](?=[,\]}"]|\Z)').search
+# The same tests over a page's newline-joined payloads, where an event's end is a newline. Each is one scan
+# of the page: the exponent pattern starts at the "-" (rarer than "e" in event text, so re's prefix scan
+# stops less often), and re's literal search is faster here than `in` for the six-character key texts.
+_SHORT_NEGATIVE_EXPONENT_PAGE = re.compile(r'-(?<=[0-9]e-)[0-9](?=[,\]}"\n]|\Z)').search
+_NAN_KEY_PAGE = re.compile('nan": ').search
+_INF_KEY_PAGE = re.compile('inf": ').search
 
 
 # nesting levels below which json.dumps cannot hit the recursion limit (1000 by default, less the caller's
@@ -120,6 +135,38 @@ def _make_fast_encoder(stdlib: Encoder) -> Encoder | None:
     return encode
 
 
+def _make_page_encoder() -> Callable[[Sequence[Any]], tuple[list[str], str] | None] | None:
+    """ujson over a page of events with the fast encoder's tests run once on the joined text (module
+    docstring); None if ujson is not importable."""
+    try:
+        import ujson
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    dumps = partial(ujson.dumps, ensure_ascii=True, escape_forward_slashes=False, separators=(", ", ": "))
+    search, nan_key, inf_key = _SHORT_NEGATIVE_EXPONENT_PAGE, _NAN_KEY_PAGE, _INF_KEY_PAGE
+
+    def encode_page(events: Sequence[Any]) -> tuple[list[str], str] | None:
+        try:
+            payloads: list[str] = list(map(dumps, events))
+        except Exception:  # noqa: BLE001 - the one-by-one path decides for each event (result or error)
+            return None
+        data = "\n".join(payloads)
+        if (
+            "\x7f" in data
+            or search(data) is not None
+            or nan_key(data) is not None
+            or inf_key(data) is not None
+        ):
+            return None
+        if len(data) > 2 * _DEEP and max(map(len, payloads)) > 2 * _DEEP:
+            for s in payloads:
+                if len(s) > 2 * _DEEP and s.count("[") + s.count("{") > _DEEP:
+                    return None
+        return payloads, data
+
+    return encode_page
+
+
 _fast = _make_fast_encoder(encode_event_stdlib)
 encode_event_fast: Encoder = _fast if _fast is not None else encode_event_stdlib
 """json.dumps(event), byte for byte, for parsed JSON events (the domain in the module docstring)."""
@@ -129,6 +176,15 @@ FAST_ENCODER: bool = _fast is not None and os.environ.get("SIEMCONN_FAST_ENCODER
 
 encode_event: Encoder = encode_event_fast if FAST_ENCODER else encode_event_stdlib
 """json.dumps(event), byte for byte: what the queue stores for every event."""
+
+_page = _make_page_encoder() if FAST_ENCODER else None
+
+
+def encode_events(events: Sequence[Any]) -> tuple[list[str], str] | None:
+    """`[encode_event(e) for e in events]` and those payloads joined with newlines, when the fast path
+    gives them for the whole page at once; None when any event needs `encode_event` one at a time (it
+    would be routed to the stdlib encoder, or raise), and always None with the fast encoder off."""
+    return None if _page is None else _page(events)
 
 
 def event_id(event: Mapping[str, Any]) -> int | None:

@@ -115,6 +115,8 @@ class PageLog(SQLiteQueue):
         next_checkpoint: int,
         now: float,
         also: Sequence[tuple[str, tuple[Any, ...]]] = (),
+        *,
+        data: str | None = None,
     ) -> int:
         """Append one page and return its bytes. Outside a transaction the INSERT (with `also`) is one
         durable commit; inside one (the store BEGINs when quarantine rows go with the page) it commits with
@@ -122,9 +124,13 @@ class PageLog(SQLiteQueue):
 
         `also`: statements (sql, params) run in the same transaction as the INSERT (cursor steps, stream
         state), so they are durable together with the page or not at all.
+
+        `data`: the payloads already joined (`PageSerializer.dumps(payloads)`, as the encoder's page path
+        returns them), so the page's text is not built twice.
         """
         known = [i for i in ids if i is not None]
-        data = self._serializer.dumps(payloads)
+        if data is None:
+            data = self._serializer.dumps(payloads)
         record = (
             data,
             now,
