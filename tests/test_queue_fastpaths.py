@@ -252,6 +252,13 @@ def test_long_digit_runs_inside_strings_use_the_fast_parser() -> None:
     assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0"}')
     assert not _has_long_digit_run(b'{"sha": "ab18446744073709551616", "h": ["18446744073709551616"]}')
     assert _has_long_digit_run(b'{"sha": "ab18446744073709551616", "n": 18446744073709551616}')
+    # a hex hash's "e" followed by 19 digits is inside a string; exponents and fractions of numbers are not
+    assert not _has_long_digit_run(b'{"ja3": ["f61bf1e71de6e6306406942102430844"]}')
+    assert not _has_long_digit_run(b'{"h": "x-1.5e+18446744073709551616"}')
+    assert _has_long_digit_run(b'{"f": 1.5e18446744073709551616}')
+    assert _has_long_digit_run(b'{"f": [0.18446744073709551616]}')
+    assert _has_long_digit_run(b'{"f":-1E+18446744073709551616}')
+    assert _has_long_digit_run(b'{"f":\n-18446744073709551616}')
 
 
 async def test_an_id_beyond_64_bits_is_queued_and_sent_exactly(tmp_path: Path) -> None:

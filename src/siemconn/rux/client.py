@@ -101,13 +101,15 @@ class _Token:
 # A number token of 19+ digits may be an integer beyond 64 bits, which orjson turns into a lossy float:
 # such pages go to the json module, which keeps arbitrary-precision ints. The scan maps every ASCII digit
 # to "0" and everything else to " " and looks for 19 zeros (the matches of re's rb"\d{19}", at ~1.5 us
-# per event instead of ~18). A run that follows a letter, a quote or another byte that cannot precede a
-# number token is inside a string (hashes, serial numbers) and does not need the slow parser; anything
-# that may start or continue a number (":", "[", ",", "-", "+", ".", "e", "E", whitespace, start of
-# document) does. Erring on the side of the json module only costs speed.
+# per event instead of ~18). The run may belong to a number token if the bytes before it that can be part
+# of one ("-", "+", ".", "e", "E", digits) start where a JSON value can start (after ":", "[", ",",
+# whitespace, or at the start of the document); otherwise it is inside a string (hashes, serial numbers:
+# a hex hash's "...de6e6306406942102430844" ends in a letter before the "6e") and does not need the slow
+# parser. Erring on the side of the json module only costs speed.
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _NINETEEN_DIGITS = b"0" * 19
-_NUMBER_CONTEXT = frozenset(b":[,-+.eE \t\r\n")
+_NUMBER_BYTES = frozenset(b"0123456789-+.eE")
+_VALUE_START = frozenset(b":[, \t\r\n")
 
 
 def _has_long_digit_run(content: bytes) -> bool:
@@ -115,7 +117,10 @@ def _has_long_digit_run(content: bytes) -> bool:
     mapped = content.translate(_DIGITS_AS_ZERO)
     i = mapped.find(_NINETEEN_DIGITS)
     while i >= 0:
-        if i == 0 or content[i - 1] in _NUMBER_CONTEXT:
+        j = i - 1
+        while j >= 0 and content[j] in _NUMBER_BYTES:
+            j -= 1
+        if j < 0 or content[j] in _VALUE_START:
             return True
         end = mapped.find(b" ", i + 19)  # the end of this run
         if end < 0:
