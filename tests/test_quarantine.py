@@ -198,7 +198,7 @@ class _Poisoned(Formatter):
 async def _run_pool(q: Any, sink: Sink, tmp_path: Path, done: Any) -> None:
     s = srv("a", sink.port)
     pool = WriterPool([s], q, configuration([s], retry_count=-1, batch_size=10), tmp_path, sleep=fast_sleep)
-    pool._writers["a"].formatter = _Poisoned(s)
+    pool.writer("a").formatter = _Poisoned(s)
     run = asyncio.create_task(pool.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20
