@@ -29,8 +29,10 @@ __all__ = [
 ]
 
 HOUSEKEEPING_PAGES = 512  # pages deleted per housekeeping transaction
-_VACUUM_THRESHOLD_PAGES = 4096  # run incremental vacuum once this many free SQLite pages pile up
-_VACUUM_STEP_PAGES = 2048
+# in bytes, whatever the file's SQLite page size: run incremental vacuum once this much free space piles up
+# inside the file, and give back this much per step
+_VACUUM_THRESHOLD_BYTES = 4096 * 4096
+_VACUUM_STEP_BYTES = 2048 * 4096
 
 
 def first_stored_seq(conn: sqlite3.Connection) -> int | None:
@@ -99,9 +101,9 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
 def free_pages_bytes(conn: sqlite3.Connection) -> int:
     """Vacuum a step if many SQLite pages are free; return the bytes still free inside the file (they are
     reused before the file grows, so they count as free disk space)."""
-    free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
-    if free_pages >= _VACUUM_THRESHOLD_PAGES:
-        conn.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})").fetchall()
-        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    if free_pages * page_size >= _VACUUM_THRESHOLD_BYTES:
+        conn.execute(f"PRAGMA incremental_vacuum({max(1, _VACUUM_STEP_BYTES // page_size)})").fetchall()
+        free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     return free_pages * page_size

@@ -20,7 +20,7 @@ from typing import Any, cast
 import orjson
 from persistqueue import SQLiteQueue
 
-from siemconn.queue.schema import JOURNAL_SIZE_LIMIT, PAGE_LOG_NAME, PAGE_TABLE_PREFIX
+from siemconn.queue.schema import JOURNAL_SIZE_LIMIT, PAGE_LOG_NAME, PAGE_TABLE_PREFIX, SQLITE_PAGE_SIZE
 from siemconn.queue.transaction import transaction
 
 __all__ = ["PAGE_LOG_NAME", "PageLog", "PageSerializer", "load_ids", "split_page"]
@@ -84,7 +84,9 @@ class PageLog(SQLiteQueue):
             check_same_thread=False,
             isolation_level=None,
         )
-        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # effective only on a new, empty file
+        # both effective only on a new, empty file (before WAL mode and the first table)
+        conn.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL journal mode (got {mode})")

@@ -121,9 +121,10 @@ def keep_floor(
 
 def bound_wal(conn: sqlite3.Connection, limits: Limits) -> None:
     """Checkpoint the WAL often enough that it stays well under the disk floor (SQLite's default lets
-    it grow to 1,000 pages, 4 MB, before it is reused; on a small floor that alone would eat it)."""
+    it grow to 1,000 pages, 4 MB at 4 KB pages, before it is reused; on a small floor that alone would eat
+    it). The bounds are bytes (those of 4 KB pages), whatever the file's page size."""
     page = int(conn.execute("PRAGMA page_size").fetchone()[0])
-    pages = max(16, min(1000, limits.min_free // 4 // page))
+    pages = max(1, max(16 * 4096, min(1000 * 4096, limits.min_free // 4)) // page)
     conn.execute(f"PRAGMA wal_autocheckpoint={pages}").fetchall()
     limits.wal_cap = pages * page
 
