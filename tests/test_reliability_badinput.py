@@ -81,7 +81,7 @@ def test_bogus_next_checkpoint_cannot_make_later_events_unreachable(
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp"), 40, "the seeded events")
         fake.append("detections", 1)
-        ev = fake._events["detections"][-1]  # noqa: SLF001 - the next real event, served by the fault
+        ev = fake.generated()["detections"][-1]  # the next real event, served by the fault
         body = {"events": [json.loads(ev.body("v3.3"))], "next_checkpoint": 9223372036854775797}
         fake.add_fault(Fault(path="detections", status=None, body=json.dumps({**body, "remaining_count": 0})))
         wait_for(lambda: bool(log_events(conn, "implausible_next_checkpoint")), 20, "the warning")

@@ -47,7 +47,7 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
     ):
         visible.update((stream, i) for i in fake.ids(stream, et))
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for stream, events in fake._events.items():  # noqa: SLF001 - test harness reads the fake's store
+    for stream, events in fake.generated().items():
         name = "audit" if stream == "audits" else stream
         for ev in events:
             if (stream, ev.id) in visible:
