@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from siemconn.devtools.harness import free_port
 
 
 @pytest.fixture
-def fake() -> FakeRux:
+def fake() -> Iterator[FakeRux]:
     f = FakeRux(seed_audit=10, seed_detections=60, seed_entity=20, client_id=CLIENT_ID, client_secret=SECRET)
     f.start()
     yield f

@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def fake() -> FakeRux:
+def fake() -> Iterator[FakeRux]:
     f = FakeRux(seed_audit=40, seed_detections=300, seed_entity=60, client_id=CLIENT_ID, client_secret=SECRET)
     f.start()
     yield f
@@ -158,7 +159,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, rsyslog: 
 
 
 def test_one_server_refusing_does_not_hold_back_the_other(
-    tmp_path: Path, fake: FakeRux, rsyslog_factory
+    tmp_path: Path, fake: FakeRux, rsyslog_factory: Callable[..., RsyslogReceiver]
 ) -> None:
     up = rsyslog_factory()
     port = free_port()

@@ -227,7 +227,10 @@ def test_replay_resends_exactly_the_window_to_one_server_while_running(tmp_path:
                 det = fake.append("detections", 30, timestamps=stamps)
                 aud = fake.append("audit", 30, timestamps=stamps)
                 wait_until(lambda: len(a.lines()) >= 60 and len(b.lines()) >= 60, 40, "both have 60 events")
-                iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+
+                def iso(t: float) -> str:
+                    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
                 since, until = iso(stamps[5]), iso(stamps[17])  # the 6th..17th events
 
                 # refusals say exactly why

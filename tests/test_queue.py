@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.metricvalue import metric_value
 
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
 from siemconn.ops.metrics import Metrics
@@ -594,21 +595,21 @@ async def test_queue_sets_depth_and_checkpoint_gauges(tmp_path: Path) -> None:
     depth, checkpoint = metrics.queue_depth.labels, metrics.checkpoint.labels
     q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=metrics)
     try:
-        assert depth("a")._value.get() == 0 and depth("b")._value.get() == 0
+        assert metric_value(depth("a")) == 0 and metric_value(depth("b")) == 0
         await q.commit_page("audit", events(range(1, 11)), 11)
-        assert depth("a")._value.get() == 10 and depth("b")._value.get() == 10
-        assert checkpoint("audit")._value.get() == 11
+        assert metric_value(depth("a")) == 10 and metric_value(depth("b")) == 10
+        assert metric_value(checkpoint("audit")) == 11
         batch = await q.read_batch("a", 4)
         assert batch is not None
         await q.ack(batch)
-        assert depth("a")._value.get() == 6 and depth("b")._value.get() == 10
+        assert metric_value(depth("a")) == 6 and metric_value(depth("b")) == 10
     finally:
         await q.close()
     reopened = Metrics()
     q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=reopened)
     try:
-        assert reopened.queue_depth.labels("a")._value.get() == 6
-        assert reopened.checkpoint.labels("audit")._value.get() == 11
+        assert metric_value(reopened.queue_depth.labels("a")) == 6
+        assert metric_value(reopened.checkpoint.labels("audit")) == 11
     finally:
         await q.close()
 

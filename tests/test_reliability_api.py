@@ -212,6 +212,7 @@ def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: 
             wait_for(lambda: delivered(rsyslog, fake, "tcp"), 40, "the seeded events")
             for p in BAD_BODIES:
                 body, ctype, expect = p.values
+                assert isinstance(body, str) and isinstance(ctype, str)
                 before = status_checkpoints(conn)["detections"]
                 errors_before = len(log_events(conn, PULL_FAILED))
                 fake.add_fault(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ EVERY_SECOND = "* * * * * *"
 
 
 @pytest.fixture
-def fake() -> FakeRux:
+def fake() -> Iterator[FakeRux]:
     f = FakeRux(seed_detections=40, client_id=CLIENT_ID, client_secret=SECRET, token_expires_in=4)
     f.start()
     yield f

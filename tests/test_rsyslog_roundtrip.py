@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from support.configs import configuration
 from support.memqueue import MemQueue
+from support.metricvalue import metric_value
 from support.rsyslog import RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
 
@@ -182,16 +183,22 @@ async def test_udp_oversize_policy(rx: RsyslogReceiver, tmp_path: Path) -> None:
         metrics = Metrics()
         pool = WriterPool([s], q, conf([s]), tmp_path, metrics=metrics)
         run = asyncio.create_task(pool.run())
-        await wait_until(lambda q=q: q.cursors["u"] == 3)
+
+        def read_all(q: MemQueue = q) -> bool:
+            return q.cursors["u"] == 3
+
+        await wait_until(read_all)
         await pool.stop(5)
         await run
         want = 3 if policy == "truncate" else 2
-        lines = rx.wait_for(
-            want, predicate=lambda ls, c=case: sum(f'"case": "{c}", "id": 3' in x for x in ls) == 1
-        )
+
+        def third_once(ls: list[str], c: str = case) -> bool:
+            return sum(f'"case": "{c}", "id": 3' in x for x in ls) == 1
+
+        lines = rx.wait_for(want, predicate=third_once)
         mine = [x for x in lines if f'"case": "{case}"' in x]
         assert len(mine) == want
-        assert metrics.events_truncated.labels("u")._value.get() == 1
+        assert metric_value(metrics.events_truncated.labels("u")) == 1
         if policy == "truncate":
             assert len(mine[1].encode()) == 1000 and mine[1].endswith("x")
         else:
@@ -239,7 +246,7 @@ async def test_receiver_restart_mid_stream_loses_nothing(
         lines = r.wait_for(total, timeout=30)
         ids = [json.loads(parse(x.encode(), "rfc5424").payload)["id"] for x in lines]
         assert set(ids) == set(range(total))  # at-least-once: duplicates are allowed, losses are not
-        assert metrics.reconnects.labels("r1")._value.get() >= 2  # both restarts were noticed
+        assert metric_value(metrics.reconnects.labels("r1")) >= 2  # both restarts were noticed
         print(f"{protocol}: {len(ids) - total} duplicates of {total}")
     finally:
         r.stop()

@@ -222,7 +222,7 @@ async def _service(tmp_path: Path, fake: FakeRux, **extra: Any) -> Service:
 
 
 async def _payloads(q: DurableQueue) -> list[tuple[str, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     while (b := await q.read_batch("u", 100)) is not None:
         out.extend((e.stream, json.loads(e.payload)) for e in b.events)
         await q.ack(b)

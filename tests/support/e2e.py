@@ -22,6 +22,20 @@ from typing import Any
 from siemconn.devtools.fake_rux import FakeRux
 from siemconn.devtools.harness import config_skeleton, wait_until
 
+__all__ = [
+    "CLIENT_ID",
+    "Connector",
+    "REPO",
+    "SECRET",
+    "connector_config",
+    "expected_payloads",
+    "payload_of",
+    "received",
+    "stream_of",
+    "summary",
+    "wait_until",
+]
+
 CLIENT_ID = "e2e-client"
 SECRET = "e2e-Secret-Value-Never-Logged-42"
 REPO = Path(__file__).resolve().parents[2]
@@ -57,7 +71,8 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
 
 def payload_of(line: str) -> dict[str, Any]:
     """The JSON payload of one received syslog line (any of our formats)."""
-    return json.loads(line[line.index("{") :])
+    payload: dict[str, Any] = json.loads(line[line.index("{") :])
+    return payload
 
 
 def received(lines: Iterable[str]) -> tuple[Counter[tuple[str, int]], dict[tuple[str, int], dict[str, Any]]]:
@@ -126,7 +141,7 @@ class Connector:
     def out_path(self) -> Path:
         return self.workdir / f"stdout.{self.runs}.log"
 
-    def start(self, preexec_fn: Callable[[], None] | None = None) -> Connector:
+    def start(self, preexec_fn: Callable[[], object] | None = None) -> Connector:
         """Start the service; `preexec_fn` runs in the child before exec (umask, resource limits)."""
         self.runs += 1
         out = open(self.out_path, "wb")  # noqa: SIM115 - closed with the process

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ class _Page:
 class MemQueue:
     """Pages in one list; one cursor per destination."""
 
-    def __init__(self, destinations: Iterable[str], *, clock: Any = time.time) -> None:
+    def __init__(self, destinations: Iterable[str], *, clock: Callable[[], float] = time.time) -> None:
         self.events: list[QueuedEvent] = []
         self.pages: list[_Page] = []
         self.cursors: dict[str, int] = {d: 0 for d in destinations}

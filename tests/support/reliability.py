@@ -32,6 +32,30 @@ from siemconn.queue.schema import DB_FILE
 from support.e2e import SECRET, Connector, expected_payloads, received, summary
 from support.rsyslog import RsyslogReceiver
 
+__all__ = [
+    "ALL_DOWN",
+    "Appender",
+    "RudeReceiver",
+    "Supervisor",
+    "assert_no_secrets",
+    "by_input",
+    "db_path",
+    "delivered",
+    "figure",
+    "kill_receiver",
+    "log_events",
+    "missing_keys",
+    "queue_drained",
+    "random_pauses",
+    "read_only",
+    "status_checkpoints",
+    "status_depths",
+    "tally",
+    "variants",
+    "wait_for",
+    "wait_stable",
+]
+
 ALL_DOWN = 3  # exit code: every syslog server is down
 
 

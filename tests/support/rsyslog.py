@@ -32,6 +32,20 @@ import pytest
 from siemconn.devtools.harness import free_port
 from support.certs import TlsFiles, make_certs
 
+__all__ = [
+    "Fields",
+    "RELP_TEMPLATE",
+    "RSYSLOGD",
+    "RelpReceiver",
+    "RsyslogReceiver",
+    "TEMPLATE",
+    "free_port",
+    "relp_receiver",
+    "rsyslog",
+    "rsyslog_available",
+    "rsyslog_factory",
+]
+
 TEMPLATE = Path(__file__).with_name("rsyslog.conf.in")
 RSYSLOGD = os.environ.get("SIEMCONN_RSYSLOGD") or shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
