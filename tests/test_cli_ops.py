@@ -19,6 +19,7 @@ from support.e2e import (
     connector_config,
     expected_payloads,
     received,
+    serve_fake,
     wait_until,
 )
 from support.rsyslog import RsyslogReceiver
@@ -31,10 +32,7 @@ from siemconn.devtools.harness import free_port
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    f = FakeRux(seed_audit=10, seed_detections=60, seed_entity=20, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+    yield from serve_fake(seed_audit=10, seed_detections=60, seed_entity=20)
 
 
 def _config(tmp_path: Path, servers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, url: str) -> str:

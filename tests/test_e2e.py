@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, serve_fake, summary
 from support.rsyslog import RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux, Fault
@@ -23,10 +23,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    f = FakeRux(seed_audit=40, seed_detections=300, seed_entity=60, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+    yield from serve_fake(seed_audit=40, seed_detections=300, seed_entity=60)
 
 
 def by_proto(rs: RsyslogReceiver, proto: str) -> list[str]:

@@ -105,7 +105,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
                 r = _cli(conn, "status", "--config", str(conn.config_path), cwd=elsewhere)
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert f"config: {conn.config_path.absolute()}" in r.stdout
-                assert f"data_dir: {data_dir} (from the running service (pid {conn.proc.pid}" in r.stdout  # type: ignore[union-attr]
+                assert f"data_dir: {data_dir} (from the running service (pid {conn.pid}" in r.stdout
                 assert f"queue: {data_dir / 'queue.db'}" in r.stdout
                 assert "service: running" in r.stdout
                 assert "server tcp1 (TCP): up since" in r.stdout
@@ -114,7 +114,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
                 data = json.loads(_cli(conn, "status", "--config", str(conn.config_path), "--json").stdout)
                 (dest,) = data["destinations"]
                 assert dest["state"] == "up" and dest["depth"] == 0 and dest["last_event_id"] == 20
-                assert data["data_dir"] == str(data_dir) and data["running_pid"] == conn.proc.pid  # type: ignore[union-attr]
+                assert data["data_dir"] == str(data_dir) and data["running_pid"] == conn.pid
             finally:
                 assert conn.terminate() == 0
     finally:

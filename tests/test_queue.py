@@ -58,7 +58,7 @@ async def test_roundtrip_payload_shape_and_streams(data_dir: Path) -> None:
         assert {e.stream for e in batch.events} == {"entity_scoring"}
         assert [e.event_id for e in batch.events] == [1, 2]
         with pytest.raises(dataclasses_frozen_error()):
-            batch.events[0].payload = "x"  # type: ignore[misc]
+            batch.events[0].payload = "x"  # type: ignore[misc]  # the write a frozen dataclass refuses
     finally:
         await q.close()
 

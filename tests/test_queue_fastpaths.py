@@ -179,8 +179,7 @@ async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None
         ahead.append(start_seq)
         return await read_from(destination, start_seq, max_events)
 
-    # the test spies on the queue's look-ahead reads by wrapping the bound method on this instance
-    q.read_batch_from = counting_read_from  # type: ignore[method-assign]
+    q.read_batch_from = counting_read_from  # type: ignore[method-assign]  # spy on this instance's read-ahead
 
     server = ServerConfig(name="a", server_host="127.0.0.1", server_port=9, server_protocol="TCP")
     conf = Configuration.model_validate(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, serve_fake
 from support.reliability import (
     assert_no_secrets,
     db_path,
@@ -38,10 +38,7 @@ RESUMED = "queue_pull_resumed"
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    f = FakeRux(seed_detections=400, seed_audit=20, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+    yield from serve_fake(seed_detections=400, seed_audit=20)
 
 
 def _api_requests(fake: FakeRux) -> int:

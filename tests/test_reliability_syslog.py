@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, serve_fake, summary
 from support.reliability import (
     ALL_DOWN,
     Appender,
@@ -42,11 +43,8 @@ EVERY_SECOND = "* * * * * *"
 
 
 @pytest.fixture
-def fake() -> Any:
-    f = FakeRux(seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_audit=30, seed_detections=300, seed_entity=40)
 
 
 def _servers(rs: RsyslogReceiver) -> list[dict[str, Any]]:

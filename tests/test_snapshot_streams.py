@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.e2e import CLIENT_ID, SECRET, connector_config
+from support.e2e import CLIENT_ID, SECRET, connector_config, serve_fake
 
 from siemconn.cli import main
 from siemconn.config import load_settings
@@ -52,10 +52,7 @@ LOCKDOWN_FIELDS = {
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    f = FakeRux(seed_audit=5, seed_detections=7, seed_lockdown=2, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+    yield from serve_fake(seed_audit=5, seed_detections=7, seed_lockdown=2)
 
 
 def _token(fake: FakeRux) -> str:
@@ -318,10 +315,10 @@ def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux)
             async def failing(*a: Any, **kw: Any) -> int:
                 raise asyncio.CancelledError  # as if the process died before the commit
 
-            svc.queue.commit_page = failing  # type: ignore[method-assign]
+            svc.queue.commit_page = failing  # type: ignore[method-assign]  # die before the commit
             with pytest.raises(asyncio.CancelledError):
                 await svc._pull_snapshot(StreamSpec("lockdown"))
-            svc.queue.commit_page = real  # type: ignore[method-assign]
+            svc.queue.commit_page = real  # type: ignore[method-assign]  # undo the patch
             assert await svc._pull_snapshot(StreamSpec("lockdown")) == 1
             got = await _payloads(svc.queue)
             assert [p["entity_id"] for _, p in got].count(4242) == 1

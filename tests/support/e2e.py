@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "expected_payloads",
     "payload_of",
     "received",
+    "serve_fake",
     "stream_of",
     "summary",
     "wait_until",
@@ -67,6 +68,15 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
             if (stream, ev.id) in visible:
                 out[(name, ev.id)] = json.loads(ev.body(version))
     return out
+
+
+def serve_fake(**knobs: Any) -> Iterator[FakeRux]:
+    """The body of a module's `fake` fixture: a started FakeRux that accepts CLIENT_ID and SECRET
+    (keyword arguments go to FakeRux), stopped after the test."""
+    fake = FakeRux(client_id=CLIENT_ID, client_secret=SECRET, **knobs)
+    fake.start()
+    yield fake
+    fake.stop()
 
 
 def payload_of(line: str) -> dict[str, Any]:
@@ -181,6 +191,12 @@ class Connector:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The service's process id (after start())."""
+        assert self.proc is not None, "start() first"
+        return self.proc.pid
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
