@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, wait_until
 from support.rsyslog import RsyslogReceiver
+from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.devtools.fake_rux import FakeRux, Fault
 from siemconn.rux.lockdown import MARKER, UNLOCKED
@@ -24,18 +25,6 @@ from siemconn.rux.lockdown import MARKER, UNLOCKED
 pytestmark = pytest.mark.e2e
 
 EVERY = "*/2 * * * * *"
-HEALTH_SECTIONS = {
-    "cpu",
-    "disk",
-    "memory",
-    "network",
-    "power",
-    "sensors",
-    "system",
-    "trafficdrop",
-    "connectivity",
-    "hostid",
-}
 
 
 def by_app(rs: RsyslogReceiver, app: str) -> list[tuple[str, dict[str, Any]]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
+from support.memqueue import MemQueue, cursor_at
 from support.metricvalue import metric_value
 from support.syslogparse import parse, unframe
 
@@ -359,11 +359,7 @@ async def test_udp_oversize_truncate_and_drop(tmp_path: Path, capsys: pytest.Cap
         s = srv("u", port, "UDP", max_message_size=1000, udp_oversize=policy)
         pool = make_pool([s], q, tmp_path, metrics=metrics)
         run = asyncio.create_task(pool.run())
-
-        def read_all(q: MemQueue = q) -> bool:
-            return q.cursors["u"] == 3
-
-        await wait_until(read_all)
+        await wait_until(cursor_at(q, "u", 3))
         await pool.stop(5)
         await run
         got = [rx.recv(70000) for _ in range(3 if policy == "truncate" else 2)]

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from support.metricvalue import metric_value
+from support.queues import drain
 
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import Batch, DurableQueue, QueuedEvent, read_status, render_status
+from siemconn.queue import Batch, DurableQueue, read_status, render_status
 
 WORKER = Path(__file__).parent / "support" / "queue_worker.py"
 MB = 1024 * 1024
@@ -31,14 +32,6 @@ MB = 1024 * 1024
 
 def events(ids: range | list[int], key: str = "audit", pad: int = 0) -> list[dict[str, Any]]:
     return [{"id": i, "key": key, "msg": "caf\u00e9 " + "x" * pad} for i in ids]
-
-
-async def drain(q: DurableQueue, dest: str, size: int = 1000) -> list[QueuedEvent]:
-    out: list[QueuedEvent] = []
-    while (b := await q.read_batch(dest, size)) is not None:
-        out.extend(b.events)
-        await q.ack(b)
-    return out
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
+from support.memqueue import MemQueue, cursor_at
 from support.metricvalue import metric_value
 from support.rsyslog import RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
@@ -183,11 +183,7 @@ async def test_udp_oversize_policy(rx: RsyslogReceiver, tmp_path: Path) -> None:
         metrics = Metrics()
         pool = WriterPool([s], q, conf([s]), tmp_path, metrics=metrics)
         run = asyncio.create_task(pool.run())
-
-        def read_all(q: MemQueue = q) -> bool:
-            return q.cursors["u"] == 3
-
-        await wait_until(read_all)
+        await wait_until(cursor_at(q, "u", 3))
         await pool.stop(5)
         await run
         want = 3 if policy == "truncate" else 2

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from support.e2e import CLIENT_ID, SECRET, connector_config, serve_fake
+from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.cli import main
 from siemconn.config import load_settings
@@ -26,18 +27,6 @@ from siemconn.rux.lockdown import MARKER, UNLOCKED
 from siemconn.rux.streams import StreamSpec
 from siemconn.service import Service
 
-HEALTH_SECTIONS = {
-    "cpu",
-    "disk",
-    "memory",
-    "network",
-    "power",
-    "sensors",
-    "system",
-    "trafficdrop",
-    "connectivity",
-    "hostid",
-}
 LOCKDOWN_FIELDS = {
     "id",
     "type",

@@ -13,7 +13,7 @@ from typing import Any
 from siemconn.queue import Batch, QueuedEvent, Segment, encode_event
 from siemconn.queue.encoder import event_id
 
-__all__ = ["MemQueue"]
+__all__ = ["MemQueue", "cursor_at"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +125,8 @@ class MemQueue:
 
     def acked(self, destination: str) -> list[QueuedEvent]:
         return self.events[: self.cursors[destination]]
+
+
+def cursor_at(q: MemQueue, destination: str, seq: int) -> Callable[[], bool]:
+    """A `wait_until` condition: `destination` has acked everything before `seq`."""
+    return lambda: q.cursors[destination] == seq
