@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -75,6 +75,8 @@ class Fields:
 class RsyslogReceiver:
     """One rsyslogd subprocess writing what it receives to DIR/out/raw.log and DIR/out/fields.log."""
 
+    template: ClassVar[Path] = TEMPLATE
+
     def __init__(
         self,
         directory: Path,
@@ -101,9 +103,16 @@ class RsyslogReceiver:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _write_conf(self) -> None:
+        """rsyslog.conf from the template, each @NAME@ replaced by _conf_values()[NAME]."""
         for sub in ("spool", "out"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        values = {
+        text = self.template.read_text()
+        for k, v in self._conf_values().items():
+            text = text.replace(f"@{k}@", v)
+        self.conf.write_text(text)
+
+    def _conf_values(self) -> dict[str, str]:
+        return {
             "DIR": str(self.directory),
             "MAXSIZE": str(self.max_message_size),
             "DRIVER": self.driver,
@@ -115,10 +124,6 @@ class RsyslogReceiver:
             "TLS_PORT": str(self.tls_port),
             "TLS_ANON_PORT": str(self.tls_anon_port),
         }
-        text = TEMPLATE.read_text()
-        for k, v in values.items():
-            text = text.replace(f"@{k}@", v)
-        self.conf.write_text(text)
 
     @property
     def running(self) -> bool:
@@ -306,15 +311,15 @@ class RelpReceiver(RsyslogReceiver):
     """An rsyslogd with imrelp only: plain RELP (input name `relp`) and RELP over mutual TLS (`relptls`),
     configured so that `rsp 200` means written to the output file (see rsyslog-relp.conf.in)."""
 
+    template: ClassVar[Path] = RELP_TEMPLATE
+
     def __init__(self, directory: Path, **kwargs: Any) -> None:
         self.relp_port = free_port()
         self.relp_tls_port = free_port()
         super().__init__(directory, **kwargs)
 
-    def _write_conf(self) -> None:
-        for sub in ("spool", "out"):
-            (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        values = {
+    def _conf_values(self) -> dict[str, str]:
+        return {
             "DIR": str(self.directory),
             "MAXSIZE": str(self.max_message_size),
             "CA": str(self.certs.ca),
@@ -323,10 +328,6 @@ class RelpReceiver(RsyslogReceiver):
             "RELP_PORT": str(self.relp_port),
             "RELP_TLS_PORT": str(self.relp_tls_port),
         }
-        text = RELP_TEMPLATE.read_text()
-        for k, v in values.items():
-            text = text.replace(f"@{k}@", v)
-        self.conf.write_text(text)
 
     def _ports(self) -> set[int]:
         return {self.relp_port, self.relp_tls_port}
