@@ -13,7 +13,7 @@ import pytest
 from support.configs import configuration
 from support.memqueue import MemQueue, cursor_at
 from support.metricvalue import metric_value
-from support.rsyslog import RsyslogReceiver, rsyslog_available
+from support.rsyslog import Fields, RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
 
 from siemconn.config import Configuration, ServerConfig
@@ -71,12 +71,9 @@ async def deliver(servers: list[ServerConfig], q: MemQueue, tmp_path: Path, **kw
     return pool
 
 
-def lines_for(rx: RsyslogReceiver, case: str) -> list[tuple[str, Any]]:
+def lines_for(rx: RsyslogReceiver, case: str) -> list[tuple[str, Fields]]:
     """(raw line, fields) pairs of one test case, in arrival order."""
-    raw = rx.raw_lines()
-    fields = rx.fields_lines()
-    tag = f'"case": "{case}"'
-    return [(r, f) for r, f in zip(raw, fields, strict=False) if tag in r]
+    return rx.tagged(f'"case": "{case}"')
 
 
 CASES = [
@@ -117,7 +114,7 @@ async def test_every_message_arrives_intact(
     q.put("entity_scoring.host" if fmt == "rfc5424" else "detections", evs)
     await deliver([s], q, tmp_path)
 
-    got: list[tuple[str, Any]] = []
+    got: list[tuple[str, Fields]] = []
 
     def arrived() -> bool:
         got[:] = lines_for(rx, case)

@@ -209,6 +209,10 @@ class RsyslogReceiver:
         """Every message received so far, exactly as it arrived (%rawmsg%), framing removed."""
         return self._lines(self.raw_path)
 
+    def tagged(self, tag: str) -> list[tuple[str, Fields]]:
+        """(raw line, its fields) of every message so far whose raw line contains `tag`, in arrival order."""
+        return [(r, f) for r, f in zip(self.raw_lines(), self.fields_lines(), strict=False) if tag in r]
+
     def fields_lines(self) -> list[Fields]:
         """What rsyslog parsed out of every message received so far."""
         out: list[Fields] = []
