@@ -219,9 +219,11 @@ def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: 
                     Fault(path="detections", status=200, body=body, content_type=ctype, count=10**6)
                 )
                 fake.append("detections", 7)
-                wait_for(
-                    lambda n=errors_before: len(log_events(conn, PULL_FAILED)) > n, 30, f"errors ({p.id})"
-                )
+
+                def more_errors(n: int = errors_before) -> bool:
+                    return len(log_events(conn, PULL_FAILED)) > n
+
+                wait_for(more_errors, 30, f"errors ({p.id})")
                 errs = log_events(conn, PULL_FAILED)[errors_before:]
                 assert all(e["stream"] == "detections" and expect in e["error"] for e in errs), (p.id, errs)
                 assert "checkpoint kept" in errs[0]["error"]

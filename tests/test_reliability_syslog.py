@@ -23,14 +23,13 @@ from support.reliability import (
     assert_no_secrets,
     delivered,
     figure,
-    kill_receiver,
+    kill_receiver_mid_backlog,
     missing_keys,
-    queue_drained,
     random_pauses,
     tally,
     variants,
+    wait_delivered_and_quiet,
     wait_for,
-    wait_stable,
 )
 from support.rsyslog import RsyslogReceiver
 
@@ -162,16 +161,8 @@ def test_receiver_hard_kill_loss_is_bounded(
     conn = _connector(tmp_path, fake, _servers(rsyslog)).start()
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
-        for _ in range(kills):
-            fake.append("detections", 2000)
-            mark = rsyslog.mark()
-            rsyslog.wait_for(300, since=mark, timeout=30)
-            kill_receiver(rsyslog)
-            time.sleep(0.5)
-            rsyslog.start()
-        fake.append("audits", 10)
-        wait_for(lambda: queue_drained(conn, 2), 90, "the connector to deliver its whole backlog")
-        wait_stable(rsyslog)
+        kill_receiver_mid_backlog(rsyslog, fake, kills, backlog=2000, seen=300, timeout=30, pause=0.5)
+        wait_delivered_and_quiet(conn, rsyslog, fake, 90)
         assert conn.terminate() == 0
     finally:
         conn.kill()

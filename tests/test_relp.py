@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from support.reliability import (
     assert_no_secrets,
     delivered,
     figure,
-    kill_receiver,
-    queue_drained,
+    kill_receiver_mid_backlog,
     tally,
     variants,
+    wait_delivered_and_quiet,
     wait_for,
-    wait_stable,
 )
 from support.rsyslog import RelpReceiver
 
@@ -300,16 +298,8 @@ def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: Relp
     ).start()
     try:
         wait_for(lambda: delivered(rs, fake, "relp", "relptls"), 60, "the seeded events")
-        for _ in range(kills):
-            fake.append("detections", 1500)
-            mark = rs.mark()
-            rs.wait_for(300, since=mark, timeout=60)
-            kill_receiver(rs)
-            time.sleep(0.3)
-            rs.start()
-        fake.append("audits", 10)
-        wait_for(lambda: queue_drained(conn, 2), 120, "the connector to deliver its whole backlog")
-        wait_stable(rs)
+        kill_receiver_mid_backlog(rs, fake, kills, backlog=1500, seen=300, timeout=60, pause=0.3)
+        wait_delivered_and_quiet(conn, rs, fake, 120)
         assert conn.terminate() == 0
         assert_no_secrets(conn, fake)
     finally:
