@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import CLIENT_ID, SECRET, Connector, start_fake
 from support.reliability import (
     assert_no_secrets,
     delivered,
@@ -203,7 +203,7 @@ def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: 
     """Bodies that are not JSON, not an object, lack `events`, or carry a non-integer checkpoint: a clear
     error naming the stream, the checkpoint does not move (`siemconn status`), the process keeps running,
     and the next tick succeeds once the API answers properly again."""
-    fake = FakeRux(seed_detections=50, client_id=CLIENT_ID, client_secret=SECRET).start()
+    fake = start_fake(seed_detections=50)
     try:
         conn = Connector(
             tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, serve_fake, summary
+from support.e2e import (
+    Connector,
+    expected_payloads,
+    received,
+    serve_fake,
+    start_fake,
+    summary,
+)
 from support.reliability import (
     ALL_DOWN,
     Appender,
@@ -177,9 +184,7 @@ def test_receiver_hard_kill_loss_is_bounded(
 @pytest.mark.parametrize("kills", variants(5, 20))
 def test_sigkill_connector_at_random_moments(tmp_path: Path, rsyslog: RsyslogReceiver, kills: int) -> None:
     """SIGKILL of siemconn `kills` times at random moments (mid-pull, mid-delivery), restarted each time."""
-    fake = FakeRux(
-        seed_audit=200, seed_detections=4000, seed_entity=300, client_id=CLIENT_ID, client_secret=SECRET
-    ).start()
+    fake = start_fake(seed_audit=200, seed_detections=4000, seed_entity=300)
     app = Appender(fake, every=0.2, detections=10).start()
     try:
         conn = _connector(tmp_path, fake, _servers(rsyslog), page_size=200)

@@ -32,6 +32,7 @@ __all__ = [
     "payload_of",
     "received",
     "serve_fake",
+    "start_fake",
     "stream_of",
     "summary",
     "wait_until",
@@ -70,11 +71,14 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
     return out
 
 
+def start_fake(**knobs: Any) -> FakeRux:
+    """A started FakeRux that accepts CLIENT_ID and SECRET (keyword arguments go to FakeRux)."""
+    return FakeRux(client_id=CLIENT_ID, client_secret=SECRET, **knobs).start()
+
+
 def serve_fake(**knobs: Any) -> Iterator[FakeRux]:
-    """The body of a module's `fake` fixture: a started FakeRux that accepts CLIENT_ID and SECRET
-    (keyword arguments go to FakeRux), stopped after the test."""
-    fake = FakeRux(client_id=CLIENT_ID, client_secret=SECRET, **knobs)
-    fake.start()
+    """The body of a module's `fake` fixture: start_fake(**knobs), stopped after the test."""
+    fake = start_fake(**knobs)
     yield fake
     fake.stop()
 
