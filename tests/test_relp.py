@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, start_fake
 from support.reliability import (
     assert_no_secrets,
     delivered,
@@ -24,7 +24,6 @@ from support.reliability import (
 from support.rsyslog import RelpReceiver
 
 from siemconn.config import ServerConfig
-from siemconn.devtools.fake_rux import FakeRux
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.syslog.relp import MAX_TXNR, RelpProtocolError, RelpTransport, parse_frames
 from siemconn.syslog.transport import open_transport
@@ -287,10 +286,7 @@ def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: Relp
     RELP+TLS. Every event arrives: a batch is acked only after rsp 200 for each of its events. The
     duplicates are bounded by the batch whose answers the kill interrupted: one batch per destination
     per kill (with batch_size <= window_size, also within the window)."""
-    fake = FakeRux(
-        seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET
-    )
-    fake.start()
+    fake = start_fake(seed_audit=30, seed_detections=300, seed_entity=40)
     rs = relp_receiver
     servers = [rs.server_entry("relp1", "RELP"), rs.server_entry("relptls1", "RELP-TLS")]
     conn = Connector(
