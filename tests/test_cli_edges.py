@@ -135,14 +135,14 @@ def silent_tcp_port() -> Iterator[int]:
 
 
 def _tls_check(tmp_path: Path, port: int, capsys: pytest.CaptureFixture[str]) -> str:
-    from siemconn.checks import _check_server
+    from siemconn.checks import check_server
     from siemconn.config import load_local_settings
 
     cfg = _write_config(
         tmp_path, [{"name": "s", "server_protocol": "TLS", "server_host": "127.0.0.1", "server_port": port}]
     )
     settings = load_local_settings(cfg)
-    ok, detail = asyncio.run(_check_server(settings.servers[0], settings))
+    ok, detail = asyncio.run(check_server(settings.servers[0], settings))
     assert not ok
     return detail
 

@@ -225,6 +225,18 @@ def test_top_level_options(tmp_path: Path, key: str, value: Any, expect: str) ->
     assert len(msgs) == 1 and msgs[0].startswith(f"configuration.{key}") and expect in msgs[0]
 
 
+@pytest.mark.parametrize("value", ["x" * 300, "Europe", "Etc", "UTC/..", "\x00"])
+def test_timezone_the_os_refuses_is_a_config_error(tmp_path: Path, value: str) -> None:
+    """A name the file system refuses (too long, a directory of zones) is reported like any unknown zone."""
+    doc = json.loads(json.dumps(REFERENCE))
+    doc["configuration"]["timezone"] = value
+    msgs = problems(tmp_path, doc)
+    assert len(msgs) == 1 and msgs[0].startswith("configuration.timezone") and "is not a time zone" in msgs[0]
+    with pytest.raises(ConfigError) as ei:
+        load_configuration(write(tmp_path, doc))
+    assert "configuration.timezone" in str(ei.value) and "is not a time zone" in str(ei.value)
+
+
 def test_missing_fields_are_named(tmp_path: Path) -> None:
     msgs = problems(tmp_path, {"configuration": {"server": [{"name": "a"}]}})
     joined = "\n".join(msgs)

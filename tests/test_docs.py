@@ -126,3 +126,31 @@ def test_readme_exit_codes_and_opt_out() -> None:
         assert re.search(rf"^\| {code} \|", table, re.M), code
     assert "SIEMCONN_SKIP_RSYSLOG=1" in readme
     assert "packaging/monitoring" in readme
+
+
+SRC = ROOT / "src" / "siemconn"
+
+
+def _modules() -> list[Path]:
+    return sorted(
+        p
+        for p in SRC.rglob("*.py")
+        if p.name not in ("__init__.py", "__main__.py") and "devtools" not in p.relative_to(SRC).parts
+    )
+
+
+def test_architecture_map_names_every_module() -> None:
+    arch = (ROOT / "docs" / "architecture.md").read_text()
+    missing = []
+    for p in _modules():
+        rel = p.relative_to(SRC).as_posix()
+        if f"`{rel}`" not in arch and f"`{p.parent.relative_to(SRC).as_posix()}/`" not in arch:
+            missing.append(rel)
+    assert not missing, f"docs/architecture.md's module table does not name {missing}"
+
+
+def test_no_module_outgrows_one_concept() -> None:
+    long = {
+        p.relative_to(SRC).as_posix(): n for p in _modules() if (n := len(p.read_text().splitlines())) > 450
+    }
+    assert not long, f"split these modules (over 450 lines): {long}"

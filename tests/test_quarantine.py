@@ -27,7 +27,7 @@ from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, export_row, read_quarantine, read_status, render_status
 from siemconn.queue.quarantine import raw_json
 from siemconn.queue.schema import SCHEMA_VERSION
-from siemconn.rux.client import _loads
+from siemconn.rux.page import loads_page
 from siemconn.rux.salvage import salvage_page
 from siemconn.syslog.format import Formatter, event_time, parse_event_timestamp
 from siemconn.syslog.pool import WriterPool
@@ -69,7 +69,7 @@ def test_salvage_keeps_good_events_and_the_raw_bytes_of_bad_ones() -> None:
     body = _body(b'{"id": 1, "big": 123456789012345678901234}', bad_utf8, b"7", too_deep, b'{"id": 5}')
     with pytest.raises(ValueError):
         orjson.loads(body)
-    s = salvage_page(body, _loads)
+    s = salvage_page(body, loads_page)
     assert s is not None
     assert s.events == [{"id": 1, "big": 123456789012345678901234}, {"id": 5}]  # big ints kept exactly
     assert s.envelope["next_checkpoint"] == 9 and s.envelope["remaining_count"] == 0
@@ -81,17 +81,17 @@ def test_salvage_keeps_good_events_and_the_raw_bytes_of_bad_ones() -> None:
 
 
 def test_salvage_refuses_what_it_cannot_split() -> None:
-    assert salvage_page(b"<html>502</html>", _loads) is None
-    assert salvage_page(b'{"next_checkpoint": 3, "remaining_count": 0}', _loads) is None
-    assert salvage_page(_body(b'{"id": 1}', b"", b'{"id": 2}'), _loads) is None  # [a, , b]
-    assert salvage_page(b'{"events": [{"id": 1}], "next_checkpoint": \xff}', _loads) is None
-    empty = salvage_page(_body(), _loads)
+    assert salvage_page(b"<html>502</html>", loads_page) is None
+    assert salvage_page(b'{"next_checkpoint": 3, "remaining_count": 0}', loads_page) is None
+    assert salvage_page(_body(b'{"id": 1}', b"", b'{"id": 2}'), loads_page) is None  # [a, , b]
+    assert salvage_page(b'{"events": [{"id": 1}], "next_checkpoint": \xff}', loads_page) is None
+    empty = salvage_page(_body(), loads_page)
     assert empty is not None and empty.events == [] and empty.rejects == []
 
 
 def test_salvage_finds_the_top_level_events_only() -> None:
     body = b'{"meta": {"events": ["not these"]}, "events": [{"id": 1, "events": [2]}, "\xff"], "remaining_count": 0}'
-    s = salvage_page(body, _loads)
+    s = salvage_page(body, loads_page)
     assert (
         s is not None
         and s.events == [{"id": 1, "events": [2]}]
@@ -199,7 +199,7 @@ class _Poisoned(Formatter):
 async def _run_pool(q: Any, sink: Sink, tmp_path: Path, done: Any) -> None:
     s = srv("a", sink.port)
     pool = WriterPool([s], q, configuration([s], retry_count=-1, batch_size=10), tmp_path, sleep=fast_sleep)
-    pool._writers["a"].formatter = _Poisoned(s)
+    pool.writer("a").formatter = _Poisoned(s)
     run = asyncio.create_task(pool.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 20

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
 from siemconn.queue import Batch, DurableQueue, encode_event
-from siemconn.rux.client import _has_long_digit_run, _loads
+from siemconn.rux.page import has_long_digit_run, loads_page
 from siemconn.syslog.pool import WriterPool
 
 json_scalars = (
@@ -240,18 +240,18 @@ def _same(a: Any, b: Any) -> bool:
 @given(_docs, st.sampled_from([None, 0, 2]))
 def test_page_parser_keeps_big_integers_exact(doc: Any, indent: int | None) -> None:
     raw = json.dumps({"events": [doc]}, indent=indent, ensure_ascii=False).encode()
-    assert _same(_loads(raw), json.loads(raw))
+    assert _same(loads_page(raw), json.loads(raw))
     if re.search(rb"\d{19}", raw) is None:
-        assert not _has_long_digit_run(raw)
+        assert not has_long_digit_run(raw)
 
 
 def test_long_digit_runs_inside_strings_use_the_fast_parser() -> None:
-    assert _has_long_digit_run(b'{"id": 18446744073709551616}')
-    assert _has_long_digit_run(b"[-18446744073709551616]")
-    assert _has_long_digit_run(b"18446744073709551616")
-    assert not _has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0"}')
-    assert not _has_long_digit_run(b'{"sha": "ab18446744073709551616", "h": ["18446744073709551616"]}')
-    assert _has_long_digit_run(b'{"sha": "ab18446744073709551616", "n": 18446744073709551616}')
+    assert has_long_digit_run(b'{"id": 18446744073709551616}')
+    assert has_long_digit_run(b"[-18446744073709551616]")
+    assert has_long_digit_run(b"18446744073709551616")
+    assert not has_long_digit_run(b'{"id": 184467440737095516, "x": "\xd9\xa0"}')
+    assert not has_long_digit_run(b'{"sha": "ab18446744073709551616", "h": ["18446744073709551616"]}')
+    assert has_long_digit_run(b'{"sha": "ab18446744073709551616", "n": 18446744073709551616}')
 
 
 async def test_an_id_beyond_64_bits_is_queued_and_sent_exactly(tmp_path: Path) -> None:

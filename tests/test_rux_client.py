@@ -791,14 +791,14 @@ async def test_logs_never_contain_secret_or_tokens(
 
 def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
     """orjson would turn 2**64 into 1.8446744073709552e+19; the payload must stay the API's number."""
-    from siemconn.rux.client import _loads
+    from siemconn.rux.page import loads_page
     from siemconn.syslog.format import encode_event
 
     raw = b'{"events": [{"id": 1, "big": 18446744073709551616, "neg": -9223372036854775809, "f": 1E5}]}'
-    ev = _loads(raw)["events"][0]
+    ev = loads_page(raw)["events"][0]
     assert ev["big"] == 2**64 and isinstance(ev["big"], int) and ev["neg"] == -(2**63) - 1
     assert encode_event(ev) == json.dumps(json.loads(raw)["events"][0])
-    assert _loads(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
+    assert loads_page(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
 
 
 async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(

@@ -36,7 +36,7 @@ async def _run_until(service: Service, pred: Callable[[], object], timeout: floa
         else:
             raise AssertionError("condition not reached")
     finally:
-        service._on_signal("SIGTERM")  # as the signal handler would
+        service.on_signal("SIGTERM")  # as the signal handler would
     return await asyncio.wait_for(task, 15)
 
 
@@ -49,16 +49,16 @@ async def test_cron_runs_in_configured_timezone(
         service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *", **extra))
         rc = await _run_until(service, lambda: len(rsyslog.raw_lines()) >= 5)
     assert rc == ExitCode.OK
-    assert len(service._crons) == 3
-    assert {c.tz for c in service._crons} == {ZoneInfo(expected)}
-    assert all(c.spec == "0 0 * * *" for c in service._crons)
+    assert len(service.crons) == 3
+    assert {c.tz for c in service.crons} == {ZoneInfo(expected)}
+    assert all(c.spec == "0 0 * * *" for c in service.crons)
 
 
 async def test_a_tick_during_a_running_pull_is_skipped(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
     with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
         fake.add_fault(Fault(path="detections", status=None, delay=1.5, count=1))
         service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *"))
-        runner = service._runners["detections"]
+        runner = service.runners["detections"]
 
         def check() -> bool:
             if runner.lock.locked() and runner.skipped == 0:

@@ -219,14 +219,14 @@ async def test_health_pull_forwards_the_object_once_per_poll(tmp_path: Path, fak
     svc = await _service(tmp_path, fake)
     assert svc.queue is not None and svc.client is not None
     try:
-        assert await svc._pull_snapshot(StreamSpec("health")) == 1
-        assert await svc._pull_snapshot(StreamSpec("health")) == 1
+        assert await svc.pull_snapshot(StreamSpec("health")) == 1
+        assert await svc.pull_snapshot(StreamSpec("health")) == 1
         got = await _payloads(svc.queue)
         assert [s for s, _ in got] == ["health", "health"]
         assert all(set(p) == HEALTH_SECTIONS for _, p in got)
         fake.add_fault(Fault(path="health", body="[1, 2]", status=200))
         with pytest.raises(RuxResponseError, match="expected a JSON object"):
-            await svc._pull_snapshot(StreamSpec("health"))
+            await svc.pull_snapshot(StreamSpec("health"))
         assert await svc.queue.depth("u") == 0
     finally:
         await svc.client.aclose()
@@ -240,8 +240,8 @@ async def test_lockdown_pull_forwards_changes_only_and_keeps_state_on_bad_answer
     assert svc.queue is not None and svc.client is not None
     spec = StreamSpec("lockdown")
     try:
-        assert await svc._pull_snapshot(spec) == 2  # the two seeded entries appear
-        assert await svc._pull_snapshot(spec) == 0  # same list: nothing
+        assert await svc.pull_snapshot(spec) == 2  # the two seeded entries appear
+        assert await svc.pull_snapshot(spec) == 0  # same list: nothing
         first = fake.lockdowns.entries()
         fake.lockdowns.unlock(first[0]["type"], first[0]["entity_id"])
         # an error or a non-array answer is never read as "everything left"
@@ -250,10 +250,10 @@ async def test_lockdown_pull_forwards_changes_only_and_keeps_state_on_bad_answer
             Fault(path="lockdown", status=503, count=5),
         )
         with pytest.raises(RuxResponseError, match="expected a JSON array"):
-            await svc._pull_snapshot(spec)
+            await svc.pull_snapshot(spec)
         with pytest.raises(Exception, match="503"):
-            await svc._pull_snapshot(spec)
-        assert await svc._pull_snapshot(spec) == 1
+            await svc.pull_snapshot(spec)
+        assert await svc.pull_snapshot(spec) == 1
         got = await _payloads(svc.queue)
         assert [p for _, p in got[:2]] == first
         assert got[2][1] == {
@@ -268,7 +268,7 @@ async def test_lockdown_pull_forwards_changes_only_and_keeps_state_on_bad_answer
     svc = await _service(tmp_path, fake)
     assert svc.queue is not None and svc.client is not None
     try:
-        assert await svc._pull_snapshot(spec) == 0
+        assert await svc.pull_snapshot(spec) == 0
     finally:
         await svc.client.aclose()
         await svc.queue.close()
@@ -280,7 +280,7 @@ async def test_403_on_one_stream_leaves_the_others_flowing(tmp_path: Path, fake:
     assert svc.queue is not None and svc.client is not None
     try:
         for stream in ("audit", "detections", "health", "lockdown"):
-            await svc._pull(svc._runners[stream])
+            await svc.pull(svc.runners[stream])
         got = await _payloads(svc.queue)
         streams = {s for s, _ in got}
         assert streams == {"detections", "lockdown"}
@@ -297,7 +297,7 @@ def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux)
         svc = await _service(tmp_path, fake)
         assert svc.queue is not None and svc.client is not None
         try:
-            assert await svc._pull_snapshot(StreamSpec("lockdown")) == 2
+            assert await svc.pull_snapshot(StreamSpec("lockdown")) == 2
             fake.lockdowns.lock("host", 4242, name="new-host")
             real = svc.queue.commit_page
 
@@ -306,9 +306,9 @@ def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux)
 
             svc.queue.commit_page = failing  # type: ignore[method-assign]  # die before the commit
             with pytest.raises(asyncio.CancelledError):
-                await svc._pull_snapshot(StreamSpec("lockdown"))
+                await svc.pull_snapshot(StreamSpec("lockdown"))
             svc.queue.commit_page = real  # type: ignore[method-assign]  # undo the patch
-            assert await svc._pull_snapshot(StreamSpec("lockdown")) == 1
+            assert await svc.pull_snapshot(StreamSpec("lockdown")) == 1
             got = await _payloads(svc.queue)
             assert [p["entity_id"] for _, p in got].count(4242) == 1
         finally:

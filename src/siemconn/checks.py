@@ -34,7 +34,7 @@ from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
-__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "print_status", "run_checks", "send_test"]
+__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "check_server", "print_status", "run_checks", "send_test"]
 
 CONNECT_TIMEOUT = 10.0
 UDP_NOTE = (
@@ -50,7 +50,8 @@ def _line(out: TextIO, ok: bool, what: str, detail: str) -> None:
     print(f"{'ok    ' if ok else 'FAILED'} {what}: {detail}", file=out, flush=True)
 
 
-async def _check_server(server: ServerConfig, settings: LocalSettings) -> tuple[bool, str]:
+async def check_server(server: ServerConfig, settings: LocalSettings) -> tuple[bool, str]:
+    """Whether `server` can be reached, and why (UDP: its address resolves; TCP, TLS, RELP: a transport opens)."""
     if server.server_protocol == "UDP":
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
@@ -213,7 +214,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         finally:
             await client.aclose()
     for server in settings.servers:
-        ok, detail = await _check_server(server, settings)
+        ok, detail = await check_server(server, settings)
         all_ok &= ok
         streams = ", ".join(settings.configuration.server_streams(server)) or "no stream that is on"
         _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")

@@ -29,7 +29,7 @@ class PoisonApi:
         self.empty_null = empty_null
         self.requests: list[tuple[str, int]] = []
         self._lock = threading.Lock()
-        api = self
+        api, lock = self, self._lock
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -63,7 +63,7 @@ class PoisonApi:
                 if stream == "entity_scoring":
                     stream = f"entity_scoring.{params.get('type', '')}"
                 frm = int(params.get("from", "0"))
-                with api._lock:
+                with lock:
                     api.requests.append((stream, frm))
                 body = api.pages.get(stream, {}).get(frm)
                 if body is None:

@@ -83,7 +83,7 @@ class SchedulerConfig(Strict):
 def _tz(v: Any) -> Any:
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
+    except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):  # OSError: a name the file system refuses
         raise custom_error(
             "tz", "is not a time zone; expected an IANA name such as 'UTC' or 'Europe/Paris'"
         ) from None

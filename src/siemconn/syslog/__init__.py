@@ -1,4 +1,17 @@
-"""The syslog sink: pure formatting (`format`), asyncio connections (`transport`), writers (`pool`)."""
+"""The syslog sink: events from the queue, formatted, to each syslog server, acked after delivery.
+
+Pure, no I/O: `format` (RFC 5424 / 3164 messages, framing, UDP fitting), `cef` and `leef` (the
+SIEM-native encoders) over `mapping` (one field mapping per stream), `wire` (a queue batch formatted
+and framed for one server).
+
+Connections (asyncio): `transport` (the `Transport` contract, TCP/TLS `StreamTransport`,
+`open_transport` for every protocol), `tcp` (opening and closing the stream under TCP, TLS and RELP),
+`tls` (the client context and the TLS error messages), `udp` (paced datagrams), `relp` (RELP with
+application acknowledgements).
+
+Delivery: `writer` (one server's loop: read, format, write, ack, reconnect) and `pool` (one writer
+task per server, the queue and health contracts, backoff, all-servers-down).
+"""
 
 from siemconn.syslog.format import Formatter, encode_event, fit_datagram, format_message, frame
 from siemconn.syslog.pool import WriterPool

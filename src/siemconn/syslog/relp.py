@@ -30,13 +30,14 @@ from siemconn import __version__
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.logging import get_logger
+from siemconn.syslog.tcp import READ_CHUNK, close_stream, open_stream
+from siemconn.syslog.tls import client_cert_fix
 
 __all__ = ["MAX_TXNR", "RelpTransport", "open_relp", "parse_frames"]
 
 log = get_logger(__name__)
 
 MAX_TXNR = 999_999_999  # after it, the next transaction number is 1
-_READ_CHUNK = 65536
 _MAX_HEADER = 64  # "999999999 serverclose 999999999 " is 32; anything longer is not a RELP header
 _MAX_RSP_DATA = 1 << 20  # answers are short; a larger DATALEN is a framing error
 _CLOSE_TIMEOUT = 1.0
@@ -155,7 +156,7 @@ class RelpTransport:
         buf = bytearray()
         try:
             while True:
-                data = await self._reader.read(_READ_CHUNK)
+                data = await self._reader.read(READ_CHUNK)
                 if not data:
                     if self._close_answer is not None and not self._close_answer.done():
                         self._close_answer.set_result(None)
@@ -332,12 +333,7 @@ class RelpTransport:
             with contextlib.suppress(Exception):
                 self._send_command(b"close", b"")
                 await asyncio.wait_for(self._close_answer, _CLOSE_TIMEOUT)
-        self._reader_task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader_task
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
+        await close_stream(self._reader_task, self._writer)
 
 
 async def open_relp(
@@ -352,17 +348,7 @@ async def open_relp(
     Raises DeliveryError, or TlsConfigError for a TLS problem; OSError / TimeoutError / ssl.SSLError of
     the connect are left to the caller (syslog.transport.open_transport translates them)."""
     ctx = tls_context
-    reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
-            server.server_host,
-            server.server_port,
-            ssl=ctx,
-            server_hostname=server.server_host if ctx is not None else None,
-            ssl_handshake_timeout=connect_timeout if ctx is not None else None,
-            limit=_READ_CHUNK,
-        ),
-        connect_timeout,
-    )
+    reader, writer = await open_stream(server, ctx, connect_timeout=connect_timeout)
     t = RelpTransport(server, reader, writer, window_size=server.window_size)
     try:
         await asyncio.wait_for(t.open_session(), connect_timeout)
@@ -384,14 +370,7 @@ async def open_relp(
 
 
 def _tls_refused(server: ServerConfig) -> TlsConfigError:
-    if server.tls_client_cert:
-        fix = (
-            "it probably refused our client certificate: check that its CA signed "
-            f"{server.tls_client_cert} and that the certificate is valid"
-        )
-    else:
-        fix = "it probably requires a client certificate (mutual TLS): set tls_client_cert/tls_client_key"
     return TlsConfigError(
         f"syslog server {server.label}: the RELP server closed the TLS connection before the session "
-        f"opened; {fix}"
+        f"opened; {client_cert_fix(server)}"
     )

@@ -1,23 +1,21 @@
-"""asyncio connections to one syslog server: UDP, TCP and TLS, over IPv4 or IPv6.
+"""asyncio connections to one syslog server: UDP, TCP and TLS, over IPv4 or IPv6, and RELP.
 
 `open_transport(server, cert_dir, connect_timeout=...)` returns a `Transport` whose `write(frames)`
 returns only once the frames are as far as this side can know they are delivered:
 
-- TCP / TLS: all frames go out in one `writelines`, the asyncio buffer is drained to empty (the write
-  buffer limit is 0, so `drain()` waits for the last byte), then, on Linux, until the peer's TCP stack
-  has acknowledged every byte (SIOCOUTQ == 0), then a short settle time (`settle_seconds`, 20 ms)
-  during which a reset or close by the peer still fails the write. Only then is the batch acked. Before each
-  write the connection is checked: a peer that already closed it (EOF seen by the reader task, a TLS
-  alert, a reset) makes `write` raise `DeliveryError` instead of swallowing the batch.
-- UDP: one datagram per message (no framing), sent on a connected socket; an ICMP "port unreachable"
-  reported by the kernel fails the write so the batch is kept. UDP has no delivery guarantee beyond that.
-  Sends are paced to `udp_rate_limit` messages per second (0 = unpaced): a receiver's socket buffer
-  that is full drops datagrams silently, so pacing is what keeps a burst (a first pull, a backlog drain)
-  within what the receiver reads.
+- TCP / TLS (`StreamTransport`, here): all frames go out in one `writelines`, the asyncio buffer is
+  drained to empty (the write buffer limit is 0, so `drain()` waits for the last byte), then, on Linux,
+  until the peer's TCP stack has acknowledged every byte (SIOCOUTQ == 0), then a short settle time
+  (`settle_seconds`, 20 ms) during which a reset or close by the peer still fails the write. Only then
+  is the batch acked. Before each write the connection is checked: a peer that already closed it (EOF
+  seen by the reader task, a TLS alert, a reset) makes `write` raise `DeliveryError` instead of
+  swallowing the batch.
+- UDP (siemconn.syslog.udp): one datagram per message, paced; an ICMP "port unreachable" fails the
+  write. UDP has no delivery guarantee beyond that.
 - RELP (siemconn.syslog.relp): `write` returns after the server answered `rsp 200` to every message.
 
-TLS: `build_tls_context(server, cert_dir)` builds the client context. Every TLS problem, at build time or
-during the handshake, becomes one `TlsConfigError` naming the server, the file and the fix.
+Every connect error becomes a `DeliveryError` naming the server, or a `TlsConfigError` naming the
+file and the fix (siemconn.syslog.tls, which also builds the TLS context and is re-exported here).
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import os
 import socket
 import ssl
 import struct
@@ -36,8 +33,10 @@ from typing import Protocol
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
-from siemconn.logging import get_logger
 from siemconn.syslog.relp import open_relp
+from siemconn.syslog.tcp import READ_CHUNK, close_stream, open_stream
+from siemconn.syslog.tls import build_tls_context, client_cert_fix, error_reason, handshake_error
+from siemconn.syslog.udp import DatagramTransport, open_udp
 
 __all__ = [
     "DEFAULT_SETTLE_SECONDS",
@@ -49,10 +48,7 @@ __all__ = [
     "open_transport",
 ]
 
-log = get_logger(__name__)
-
 _SIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)  # same value as SIOCOUTQ on Linux
-_READ_CHUNK = 65536
 # TLS 1.3: the server checks the client certificate after the client considers the handshake done.
 # Wait this long for its session ticket (= accepted) or alert (= refused) before the first write.
 _TLS13_CONFIRM_SECONDS = 1.0
@@ -70,144 +66,6 @@ class Transport(Protocol):
     async def write(self, frames: list[bytes]) -> None: ...
     async def close(self) -> None: ...
     def is_closing(self) -> bool: ...
-
-
-# --- TLS -----------------------------------------------------------------------------------
-
-
-def _tls_versions() -> dict[str, ssl.TLSVersion]:
-    return {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-
-
-def build_tls_context(server: ServerConfig, cert_dir: Path) -> ssl.SSLContext:
-    """The client TLS context for `server`; raises TlsConfigError naming the server, the file and the fix.
-
-    Trust is pinned: when server.ca_file(cert_dir) exists (tls_ca_file, else the reference's
-    cert/NAME.pem), the certificates in it are the ONLY trust anchors; neither the system store nor
-    SSL_CERT_FILE / SSL_CERT_DIR is consulted, so a certificate another CA issued for that host is
-    refused. A tls_ca_file that does not exist is an error. When tls_ca_file is not set and
-    cert/NAME.pem does not exist, the system trust store is used (configurations that relied on it keep
-    working) and `tls_ca_not_pinned` is logged as a warning. Hostname verification is on unless
-    tls_verify_hostname is false (logged as a warning); the chain is verified in every case.
-    """
-    ca = server.ca_file(cert_dir)
-    if ca.exists():
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default verify paths: nothing but the pin
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.check_hostname = True
-        try:
-            ctx.load_verify_locations(cafile=str(ca))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsConfigError(
-                f"syslog server {server.label}: CA file {ca} is not a readable PEM certificate "
-                f"({_reason(exc)}); "
-                "put the PEM certificate of the CA that signed the server's certificate there"
-            ) from None
-        if not ctx.get_ca_certs():
-            raise TlsConfigError(
-                f"syslog server {server.label}: CA file {ca} holds no CA certificate; "
-                "put the PEM certificate of the CA that signed the server's certificate there"
-            )
-    elif server.tls_ca_file:
-        raise TlsConfigError(
-            f"syslog server {server.label}: CA file {ca} (tls_ca_file) does not exist; "
-            "fix the path, or remove tls_ca_file to use cert/NAME.pem"
-        )
-    else:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        log.warning(
-            "tls_ca_not_pinned",
-            server=server.name,
-            missing_file=str(ca),
-            trust="system trust store",
-            hint=f"put the CA certificate in {ca} to trust only that CA (as the reference connector requires)",
-        )
-    ctx.minimum_version = _tls_versions()[server.tls_min_version]
-    if not server.tls_verify_hostname:
-        ctx.check_hostname = False
-        log.warning(
-            "tls_hostname_verification_disabled",
-            server=server.name,
-            hint="the certificate chain is still verified; set tls_verify_hostname true when possible",
-        )
-    if server.tls_client_cert and server.tls_client_key:
-        cert = _rel(server.tls_client_cert, cert_dir)
-        key = _rel(server.tls_client_key, cert_dir)
-        for path, what in ((cert, "tls_client_cert"), (key, "tls_client_key")):
-            if not path.exists():
-                raise TlsConfigError(
-                    f"syslog server {server.label}: {what} file {path} does not exist; "
-                    "fix the path (relative paths are taken from cert_dir)"
-                )
-        try:
-            ctx.load_cert_chain(certfile=str(cert), keyfile=str(key))
-        except (ssl.SSLError, OSError, ValueError) as exc:
-            raise TlsConfigError(
-                f"syslog server {server.label}: client certificate {cert} / key {key} cannot be loaded "
-                f"({_reason(exc)}); expected a PEM certificate and its matching unencrypted PEM key"
-            ) from None
-    return ctx
-
-
-def _rel(p: str, cert_dir: Path) -> Path:
-    path = Path(p)
-    return path if path.is_absolute() or path.exists() else cert_dir / path
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or exc.strerror or str(exc)
-    if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-def handshake_error(server: ServerConfig, cert_dir: Path, exc: ssl.SSLError) -> TlsConfigError:
-    """Translate a failed TLS handshake into one clear TlsConfigError."""
-    ca = server.ca_file(cert_dir)
-    ca_text = str(ca) if ca.exists() else "the system trust store"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        msg = exc.verify_message or _reason(exc)
-        code = exc.verify_code
-        if "hostname mismatch" in msg.lower() or "ip address mismatch" in msg.lower():
-            fix = (
-                f"the server certificate does not name {server.server_host!r}; connect with a host name the "
-                "certificate lists (SAN), reissue the certificate, or set tls_verify_hostname false"
-            )
-        elif code == 10 or "expired" in msg.lower():
-            fix = "the server certificate has expired (or the clock is wrong); renew the server certificate"
-        elif code in (2, 19, 20, 21) or "issuer" in msg.lower() or "self-signed" in msg.lower():
-            fix = f"the server certificate is not signed by a CA in {ca_text}; put the right CA PEM in {ca}"
-        else:
-            fix = f"the server certificate was rejected; check it against {ca_text}"
-        return TlsConfigError(
-            f"syslog server {server.label}: TLS certificate verification failed ({msg}): {fix}"
-        )
-    reason = _reason(exc)
-    low = reason.lower().replace("_", " ")
-    if (
-        "certificate required" in low
-        or "alert handshake failure" in low
-        or "bad certificate" in low
-        or ("unknown ca" in low)
-    ):
-        fix = (
-            "the server refused our client certificate; set tls_client_cert/tls_client_key to a certificate "
-            "the server's CA signed (mutual TLS)"
-        )
-    elif "version" in low or "protocol" in low:
-        fix = (
-            f"no common TLS version (minimum {server.tls_min_version}); "
-            "lower tls_min_version or upgrade the server"
-        )
-    else:
-        fix = "check that the port speaks TLS and the certificates match"
-    return TlsConfigError(f"syslog server {server.label}: TLS handshake failed ({reason}): {fix}")
-
-
-# --- TCP / TLS -----------------------------------------------------------------------------
 
 
 class StreamTransport:
@@ -241,7 +99,7 @@ class StreamTransport:
 
     async def _read_loop(self) -> None:
         try:
-            while await self._reader.read(_READ_CHUNK):
+            while await self._reader.read(READ_CHUNK):
                 pass  # syslog servers do not talk; whatever arrives is discarded
             self._eof = True
         except ssl.SSLError as exc:
@@ -256,7 +114,7 @@ class StreamTransport:
         if self._error is not None:
             if isinstance(self._error, TlsConfigError):
                 raise self._error
-            return f"connection lost ({_reason(self._error)})"
+            return f"connection lost ({error_reason(self._error)})"
         if self._eof or self._reader.at_eof():
             return "the server closed the connection"
         if self._writer.is_closing():
@@ -270,7 +128,7 @@ class StreamTransport:
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
-                return f"connection lost ({_reason(exc)})"
+                return f"connection lost ({error_reason(exc)})"
         return None
 
     async def confirm_tls(self, timeout: float) -> None:
@@ -301,16 +159,9 @@ class StreamTransport:
             raise self._error
         if self._written or not (self._error is not None or self._eof or self._writer.is_closing()):
             return
-        if self._server.tls_client_cert:
-            fix = (
-                "it probably refused our client certificate: check that its CA signed "
-                f"{self._server.tls_client_cert} and that the certificate is valid"
-            )
-        else:
-            fix = "it probably requires a client certificate (mutual TLS): set tls_client_cert/tls_client_key"
         raise TlsConfigError(
             f"syslog server {self._server.label}: the server closed the TLS connection right after the "
-            f"handshake; {fix}"
+            f"handshake; {client_cert_fix(self._server)}"
         )
 
     async def write(self, frames: list[bytes]) -> None:
@@ -331,7 +182,7 @@ class StreamTransport:
                 await asyncio.sleep(self.settle_seconds)
         except (OSError, RuntimeError) as exc:
             raise DeliveryError(
-                f"syslog server {self._server.label}: write failed ({_reason(exc)})"
+                f"syslog server {self._server.label}: write failed ({error_reason(exc)})"
             ) from None
         except ssl.SSLError as exc:
             raise handshake_error(self._server, self._cert_dir, exc) from None
@@ -378,110 +229,7 @@ class StreamTransport:
         if self._closed:
             return
         self._closed = True
-        self._reader_task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._reader_task
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._writer.wait_closed(), 2.0)
-
-
-# --- UDP -----------------------------------------------------------------------------------
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
-        self.error: OSError | None = None
-        self.lost = False
-
-    def error_received(self, exc: Exception) -> None:
-        if isinstance(exc, OSError):
-            self.error = exc
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-
-
-# Pacing sends bursts of at most this long at the rate (one sleep per burst, not one per datagram).
-_PACE_BURST_SECONDS = 0.005
-
-
-class DatagramTransport:
-    """A connected UDP socket: one datagram per message, at most `rate` messages per second (0: no limit).
-
-    Pacing keeps a schedule across writes (`_next_send`), so the rate holds over a whole backlog drain
-    and not only within one batch; an idle period does not build up credit beyond one burst."""
-
-    def __init__(
-        self,
-        server: ServerConfig,
-        transport: asyncio.DatagramTransport,
-        proto: _UdpProtocol,
-        *,
-        rate: int = 0,
-    ) -> None:
-        self._server = server
-        self._transport = transport
-        self._proto = proto
-        self._rate = rate
-        self._next_send = 0.0  # loop time at which the next datagram may go
-
-    def _check(self, when: str) -> None:
-        err = self._proto.error
-        if err is not None:
-            self._proto.error = None
-            raise DeliveryError(f"syslog server {self._server.label}: {_reason(err)} {when}")
-        if self._proto.lost or self._transport.is_closing():
-            raise DeliveryError(f"syslog server {self._server.label}: UDP socket closed {when}")
-
-    async def write(self, frames: list[bytes]) -> None:
-        await asyncio.sleep(0)
-        self._check("before the write")
-        send = self._transport.sendto
-        loop = asyncio.get_running_loop()
-        if self._rate <= 0:
-            for f in frames:
-                send(f)
-        else:
-            await self._send_paced(frames, loop)
-        delay = 0.0005
-        while self._transport.get_write_buffer_size() > 0:  # type: ignore[attr-defined]  # typeshed omits it; asyncio's datagram transports have it
-            self._check("during the write")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            if loop.is_closed():  # pragma: no cover
-                break
-        await asyncio.sleep(0)  # an ICMP port-unreachable for this batch shows up now
-        self._check("after the write")
-
-    async def _send_paced(self, frames: list[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        send = self._transport.sendto
-        interval = 1.0 / self._rate
-        burst = max(1, int(self._rate * _PACE_BURST_SECONDS))
-        now = loop.time()
-        nxt = max(self._next_send, now - burst * interval)
-        i, n = 0, len(frames)
-        while i < n:
-            now = loop.time()
-            if nxt > now:
-                await asyncio.sleep(nxt - now)
-                self._check("during the write")
-            # everything due by now (at most one burst) goes out
-            due = min(n - i, burst, max(1, int((loop.time() - nxt) / interval) + 1))
-            for f in frames[i : i + due]:
-                send(f)
-            i += due
-            nxt += due * interval
-        self._next_send = nxt
-
-    def is_closing(self) -> bool:
-        return self._proto.lost or self._transport.is_closing()
-
-    async def close(self) -> None:
-        self._transport.close()
-
-
-# --- opening -------------------------------------------------------------------------------
+        await close_stream(self._reader_task, self._writer)
 
 
 async def open_transport(
@@ -493,30 +241,15 @@ async def open_transport(
     settle_seconds: float = DEFAULT_SETTLE_SECONDS,
 ) -> Transport:
     """Connect to `server`. Raises DeliveryError (unreachable, refused, timeout) or TlsConfigError."""
-    host, port = server.server_host, server.server_port
     try:
         if server.server_protocol == "UDP":
-            loop = asyncio.get_running_loop()
-            dt, proto = await asyncio.wait_for(
-                loop.create_datagram_endpoint(_UdpProtocol, remote_addr=(host, port)), connect_timeout
-            )
-            return DatagramTransport(server, dt, proto, rate=server.udp_rate_limit)
+            return await open_udp(server, connect_timeout=connect_timeout)
         ctx = None
         if server.uses_tls:
             ctx = tls_context or build_tls_context(server, cert_dir)
         if server.server_protocol == "RELP":
             return await open_relp(server, cert_dir, connect_timeout=connect_timeout, tls_context=ctx)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host,
-                port,
-                ssl=ctx,
-                server_hostname=host if ctx is not None else None,
-                ssl_handshake_timeout=connect_timeout if ctx is not None else None,
-                limit=_READ_CHUNK,
-            ),
-            connect_timeout,
-        )
+        reader, writer = await open_stream(server, ctx, connect_timeout=connect_timeout)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -544,4 +277,4 @@ async def open_transport(
             f"{server.server_protocol} port?"
         ) from None
     except OSError as exc:
-        raise DeliveryError(f"syslog server {server.label}: cannot connect ({_reason(exc)})") from None
+        raise DeliveryError(f"syslog server {server.label}: cannot connect ({error_reason(exc)})") from None

@@ -10,15 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from siemconn.syslog.mapping.common import (
-    PRODUCTS,
-    Fields,
     Mapped,
     as_int,
     as_ip,
     as_text,
-    as_timestamp,
+    event_fields,
     json_text,
     slug,
+    stream_record,
 )
 
 __all__ = ["map_event", "severity"]
@@ -35,8 +34,7 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     obj = as_text(event.get("event_object"))
     act = as_text(event.get("event_action"))
     name = " ".join(p for p in (obj, act) if p) or "Audit event"
-    f = Fields()
-    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
+    f = event_fields(event)
     f.add("cat", "cat", obj)
     f.add("act", "action", act)
     f.add("outcome", "outcome", as_text(event.get("result_status")))
@@ -49,11 +47,6 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     f.add("cs2", "apiClientId", as_text(event.get("api_client_id")), "apiClientId")
     f.add("cs3", "vectraVersion", as_text(event.get("version")), "vectraVersion")
     f.add("cs4", "eventData", json_text(event.get("event_data")), "eventData", json=True)
-    return Mapped(
-        PRODUCTS["audit"],
-        f"audit.{slug(obj, 'none')}.{slug(act, 'none')}",
-        name,
-        severity(event),
-        as_timestamp(event.get("event_timestamp")),
-        f.items,
+    return stream_record(
+        "audit", event, f"audit.{slug(obj, 'none')}.{slug(act, 'none')}", name, severity(event), f
     )

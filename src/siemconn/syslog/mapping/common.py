@@ -25,10 +25,14 @@ __all__ = [
     "as_ip",
     "as_text",
     "as_timestamp",
+    "entity_fields",
+    "entity_type",
+    "event_fields",
     "generic",
     "json_text",
     "scaled",
     "slug",
+    "stream_record",
 ]
 
 VENDOR = "Vectra AI"
@@ -153,11 +157,45 @@ class Fields:
             self.items.append(Field(cef, leef, value, label, json))
 
 
+def event_fields(event: Mapping[str, Any]) -> Fields:
+    """A field list opened with `externalId`, the event's integer `id`: every mapping's first field."""
+    f = Fields()
+    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
+    return f
+
+
+def entity_type(event: Mapping[str, Any]) -> str | None:
+    """The type of the event's entity (``host``, ``account``): `type` (v3.4), else `entity_type` (v3.3)."""
+    return as_text(event.get("type")) or as_text(event.get("entity_type"))
+
+
+def entity_fields(event: Mapping[str, Any], etype: str | None, entity: Any) -> Fields:
+    """`event_fields`, then what the entity streams (detections, entity scores) carry next, in this
+    order: `cat`, the entity `entity` names (a host as the source host, anything else as the source
+    user) and its type in cs1."""
+    f = event_fields(event)
+    f.add("cat", "cat", as_text(event.get("category")))
+    if etype == "host":
+        f.add("shost", "srcHostName", as_text(entity))
+    else:
+        f.add("suser", "usrName", as_text(entity))
+    f.add("cs1", "entityType", etype, "entityType")
+    return f
+
+
+def stream_record(
+    stream: str, event: Mapping[str, Any], signature: str, name: str, severity: int, fields: Fields
+) -> Mapped:
+    """The record of a stream with its own mapping: its header product, the time from `event_timestamp`."""
+    return Mapped(
+        PRODUCTS[stream], signature, name, severity, as_timestamp(event.get("event_timestamp")), fields.items
+    )
+
+
 def generic(event: Mapping[str, Any], stream: str) -> Mapped:
     """Any stream without its own mapping: header from the stream, id and time, and always the raw JSON."""
     base = stream.split(".")[0]
-    f = Fields()
-    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
+    f = event_fields(event)
     f.add("msg", "msg", as_text(event.get("message")))
     sev = event.get("severity")
     severity = scaled(sev, 1) if isinstance(sev, int | float) and not isinstance(sev, bool) else 1

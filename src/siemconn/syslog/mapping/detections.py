@@ -12,16 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from siemconn.syslog.mapping.common import (
-    PRODUCTS,
-    Fields,
     Mapped,
     as_int,
     as_ip,
     as_text,
-    as_timestamp,
+    entity_fields,
+    entity_type,
     json_text,
     scaled,
     slug,
+    stream_record,
 )
 
 __all__ = ["map_event", "severity"]
@@ -40,17 +40,10 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     if not isinstance(dtype, str) or not dtype:
         dtype = event.get("d_type_vname")
     name = dtype if isinstance(dtype, str) and dtype else "Vectra detection"
-    etype = as_text(event.get("type")) or as_text(event.get("entity_type"))
+    etype = entity_type(event)
     detail = event.get("detail")
     detail = detail if isinstance(detail, Mapping) else {}
-    f = Fields()
-    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
-    f.add("cat", "cat", as_text(event.get("category")))
-    if etype == "host":
-        f.add("shost", "srcHostName", as_text(event.get("entity_uid")))
-    else:
-        f.add("suser", "usrName", as_text(event.get("entity_uid")))
-    f.add("cs1", "entityType", etype, "entityType")
+    f = entity_fields(event, etype, event.get("entity_uid"))
     f.add("cn1", "detectionId", as_text(as_int(event.get("detection_id"))), "detectionId")
     f.add("cn2", "threat", as_text(as_int(event.get("threat"))), "threat")
     f.add("cn3", "certainty", as_text(as_int(event.get("certainty"))), "certainty")
@@ -68,11 +61,4 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     f.add("dst", "dst", as_ip(detail.get("dst_ip")))
     port = as_int(detail.get("dst_port"))
     f.add("dpt", "dstPort", str(port) if port is not None and 0 <= port <= 65535 else None)
-    return Mapped(
-        PRODUCTS["detections"],
-        f"detection.{slug(dtype)}",
-        name,
-        severity(event),
-        as_timestamp(event.get("event_timestamp")),
-        f.items,
-    )
+    return stream_record("detections", event, f"detection.{slug(dtype)}", name, severity(event), f)

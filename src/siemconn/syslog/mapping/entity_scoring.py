@@ -11,15 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from siemconn.syslog.mapping.common import (
-    PRODUCTS,
-    Fields,
     Mapped,
     as_int,
     as_text,
-    as_timestamp,
+    entity_fields,
+    entity_type,
     json_text,
     scaled,
     slug,
+    stream_record,
 )
 
 __all__ = ["SEVERITY_LABELS", "map_event", "severity"]
@@ -36,7 +36,7 @@ def severity(event: Mapping[str, Any]) -> int:
 
 def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     """Map one entity scoring event (v3.4 names, with the v3.3 names as fallbacks)."""
-    etype = as_text(event.get("type")) or as_text(event.get("entity_type"))
+    etype = entity_type(event)
     if etype is None and "." in stream:
         etype = stream.split(".", 1)[1]
     importance = as_int(event.get("importance"))
@@ -44,14 +44,7 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
         importance = as_int(event.get("entity_importance"))
     last = event.get("last_detection")
     last_type = last.get("type") if isinstance(last, Mapping) else event.get("last_detection_type")
-    f = Fields()
-    f.add("externalId", "externalId", as_text(as_int(event.get("id"))))
-    f.add("cat", "cat", as_text(event.get("category")))
-    if etype == "host":
-        f.add("shost", "srcHostName", as_text(event.get("name")))
-    else:
-        f.add("suser", "usrName", as_text(event.get("name")))
-    f.add("cs1", "entityType", etype, "entityType")
+    f = entity_fields(event, etype, event.get("name"))
     f.add("cn1", "urgencyScore", as_text(as_int(event.get("urgency_score"))), "urgencyScore")
     f.add("cn2", "breadthContrib", as_text(as_int(event.get("breadth_contrib"))), "breadthContrib")
     f.add("cn3", "velocityContrib", as_text(as_int(event.get("velocity_contrib"))), "velocityContrib")
@@ -71,11 +64,6 @@ def map_event(event: Mapping[str, Any], stream: str) -> Mapped:
     f.add("flexString1", "lastDetectionType", as_text(last_type), "lastDetectionType")
     f.add("msg", "msg", as_text(event.get("urgency_reason")))
     kind = {"host": "Host", "account": "Account"}.get(etype or "", "Entity")
-    return Mapped(
-        PRODUCTS["entity_scoring"],
-        f"entity_scoring.{slug(etype)}",
-        f"{kind} score change",
-        severity(event),
-        as_timestamp(event.get("event_timestamp")),
-        f.items,
+    return stream_record(
+        "entity_scoring", event, f"entity_scoring.{slug(etype)}", f"{kind} score change", severity(event), f
     )

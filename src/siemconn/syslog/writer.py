@@ -1,0 +1,339 @@
+"""One server's delivery loop: read_batch -> format -> frame -> write -> ack, with reconnects.
+
+Delivery is at-least-once. A batch is acked only after `Transport.write` returned (TCP/TLS: flushed and
+acknowledged by the peer's TCP stack; RELP: every message answered `rsp 200`); anything not acked is read
+again and resent after a reconnect. At most one batch is unacknowledged on the wire: the next batch is
+read and formatted while the write waits, written only after this one was acked, and dropped if the
+write fails.
+
+Formatting and framing a batch is `siemconn.syslog.wire.prepare_batch`; the chunks given to
+`Transport.write` are not one per event, so event counts (delivered, failed) come from the batch. A
+queue that cannot take the ack (disk full) is retried in place: the delivered batch is not resent.
+
+Backlog drain (`drain_batch_size`, off by default): while more than one drain batch is queued behind the
+batch on the wire, a writer reads up to `drain_batch_size` events per batch, capped at about
+`drain_batch_bytes` of wire bytes (estimated from the previous batch's bytes per event), so the TCP ack
+wait and the settle time are paid once per larger batch. Still at most one batch is unacknowledged, so
+the resend (duplicate) bound after a receiver crash is one batch: `drain_batch_size` events while
+draining, `batch_size` otherwise.
+
+The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
+its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from typing import TYPE_CHECKING
+
+from siemconn.config import ServerConfig
+from siemconn.errors import DeliveryError, QueueUnavailableError, SyslogError, TlsConfigError
+from siemconn.logging import get_logger
+from siemconn.ops.metrics import emit
+from siemconn.queue import Batch
+from siemconn.syslog.format import Formatter
+from siemconn.syslog.transport import Transport, build_tls_context
+from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
+
+if TYPE_CHECKING:
+    from siemconn.syslog.pool import WriterPool
+
+__all__ = [
+    "DOWN",
+    "IDLE_WAIT_SECONDS",
+    "RETRYING",
+    "STARTING",
+    "STOPPED",
+    "TRUNCATION_LOG_EVERY",
+    "UP",
+    "ServerWriter",
+]
+
+log = get_logger(__name__)
+
+IDLE_WAIT_SECONDS = 5.0
+TRUNCATION_LOG_EVERY = 1000
+FALLBACK_LOG_EVERY = 1000
+ACK_RETRY_SECONDS = 1.0
+
+# writer states
+STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
+
+
+class ServerWriter:
+    """Delivers one server's cursor: connect, `prepare` (format and frame a batch), write, ack."""
+
+    def __init__(self, pool: WriterPool, server: ServerConfig) -> None:
+        self.pool = pool
+        self.server = server
+        self.name = server.name
+        self.state = STARTING
+        self.failures = 0
+        self.reason = ""
+        self.transport: Transport | None = None
+        self.formatter = Formatter(server)
+        self._tls_ctx: ssl.SSLContext | None = None
+        self._ever_connected = False
+        self._truncations = 0
+        self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
+        self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
+        self._fallbacks = 0
+        m = pool.metrics
+        # UDP has no acknowledgement: its events are counted as sent, never as delivered
+        accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
+        self._m_delivered = accepted.labels(self.name)
+        self._m_failed = m.events_failed.labels(self.name)
+        self._m_truncated = m.events_truncated.labels(self.name)
+        self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
+        self._m_reconnects = m.reconnects.labels(self.name)
+        self._m_up = m.server_up.labels(self.name)
+        self._m_up.set(0)
+
+    # --- main loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        pool = self.pool
+        try:
+            while not pool.stopping:
+                if self.transport is None or self.transport.is_closing():
+                    if not await self._connect():
+                        continue
+                prepared = await self._take_prefetched()
+                if prepared is None:
+                    batch = await pool.queue.read_batch(self.name, await self._batch_limit(0))
+                    if batch is None or not len(batch):
+                        self.failures = 0  # connected and nothing to send
+                        await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
+                        continue
+                    prepared = self.prepare(batch)
+                await self._deliver(prepared)
+        finally:
+            await self._drop_prefetched()
+            await self._close()
+            self.state = STOPPED
+            self._m_up.set(0)
+
+    async def _connect(self) -> bool:
+        pool = self.pool
+        if self._ever_connected or self.failures:
+            self._m_reconnects.inc()
+        try:
+            if self.server.uses_tls and self._tls_ctx is None:
+                self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
+            self.transport = await pool.opener(
+                self.server,
+                pool.cert_dir,
+                connect_timeout=pool.connect_timeout,
+                tls_context=self._tls_ctx,
+                settle_seconds=pool.settle_seconds,
+            )
+        except TlsConfigError as exc:
+            self._tls_ctx = None  # rebuilt next time: fixed files are picked up without a restart
+            await self._failed(str(exc))
+            return False
+        except (DeliveryError, OSError, TimeoutError) as exc:
+            await self._failed(str(exc) or type(exc).__name__)
+            return False
+        previous = self.state
+        self.state = UP
+        if previous != UP:
+            pool.state_changed(self.name, UP)
+        self._ever_connected = True
+        if previous in (RETRYING, DOWN):
+            log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
+        else:
+            log.info("syslog_server_connected", server=self.server.label)
+        self._m_up.set(1)
+        if pool.health is not None:
+            pool.health.server_ok(self.name)
+        pool.server_changed()
+        return True
+
+    async def _failed(self, reason: str) -> None:
+        """One failed connect or write: count it, maybe declare the server down, then back off."""
+        pool = self.pool
+        self.failures += 1
+        self.reason = reason
+        self._m_up.set(0)
+        if self.transport is not None:
+            await self._close()
+        first = self.state in (STARTING, UP)
+        if first and pool.health is not None:
+            pool.health.server_failed(self.name, reason)
+        retry = pool.retry_count
+        delay = pool.backoff(self.failures)
+        if retry >= 0 and self.failures > retry and self.state != DOWN:
+            self.state = DOWN
+            pool.state_changed(self.name, DOWN, reason)
+            depth = await pool.queue.depth(self.name)
+            log.error(
+                "syslog_server_down",
+                server=self.server.label,
+                reason=reason,
+                failures=self.failures,
+                retry_count=retry,
+                backlog=depth,
+                next_probe_seconds=round(delay, 1),
+                hint="events stay queued for this server and are sent when it comes back",
+            )
+            if pool.health is not None and not first:
+                pool.health.server_failed(self.name, reason)
+            pool.server_changed()
+        elif self.state == DOWN:
+            log.debug(
+                "syslog_server_probe_failed",
+                server=self.server.label,
+                reason=reason,
+                retry_in_seconds=round(delay, 1),
+            )
+        else:
+            if first:
+                log.warning("syslog_server_lost", server=self.server.label, reason=reason)
+            if self.state != RETRYING:
+                pool.state_changed(self.name, RETRYING, reason)
+            self.state = RETRYING
+            log.info(
+                "syslog_server_retrying",
+                server=self.server.label,
+                attempt=self.failures,
+                retry_in_seconds=round(delay, 2),
+                reason=reason,
+            )
+        await pool.until_stopped(pool.sleep(delay))
+
+    async def _take_prefetched(self) -> PreparedBatch | None:
+        task, self._prefetch = self._prefetch, None
+        return None if task is None else await task
+
+    async def _drop_prefetched(self) -> None:
+        task, self._prefetch = self._prefetch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def _batch_limit(self, in_flight: int) -> int:
+        """Events to read next: `batch_size`, or, while the backlog behind the `in_flight` events on the wire
+        is larger than one drain batch, up to `drain_batch_size` events of about `drain_batch_bytes`."""
+        pool = self.pool
+        drain = pool.drain_batch_size
+        if drain <= pool.batch_size or self._event_bytes <= 0:
+            return pool.batch_size
+        if await pool.queue.depth(self.name) - in_flight <= drain:
+            return pool.batch_size
+        return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
+
+    async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
+        limit = await self._batch_limit(in_flight)
+        batch = await self.pool.queue.read_batch_from(self.name, start_seq, limit)
+        if batch is None or not len(batch):
+            return None
+        return self.prepare(batch)
+
+    def prepare(self, batch: Batch) -> PreparedBatch:
+        """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
+        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
+        if prepared.events:
+            self._event_bytes = sum(map(len, prepared.frames)) / prepared.events
+        return prepared
+
+    async def _deliver(self, prepared: PreparedBatch) -> None:
+        """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
+        batch (after this one) is read and formatted; it is written only after this one was acked, and
+        dropped if this write fails, so at most one batch is ever unacked on the wire."""
+        pool = self.pool
+        batch, frames = prepared.batch, prepared.frames
+        assert self.transport is not None
+        if not pool.stopping:
+            self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq, prepared.events))
+        try:
+            if frames:
+                await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
+        except (SyslogError, OSError, TimeoutError) as exc:
+            await self._drop_prefetched()
+            reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
+            self._m_failed.inc(prepared.events)
+            await self._failed(reason)
+            return
+        except BaseException:
+            await self._drop_prefetched()
+            raise
+        if not await self._record_delivery(prepared):
+            return
+        self._m_delivered.inc(prepared.sent)
+        self.failures = 0
+        if prepared.oversize is not None:
+            self._report_oversize(prepared.oversize)
+        if prepared.fallbacks:
+            self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
+
+    async def _record_delivery(self, prepared: PreparedBatch) -> bool:
+        """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
+        full) is retried here, not raised: the writer stays alive and the batch is not resent. False when
+        stopping first (the batch stays unacked and is resent after the restart, at most once)."""
+        while True:
+            try:
+                if prepared.rejected:
+                    for stream, rejects in prepared.rejected.items():
+                        await self.pool.queue.quarantine(self.name, stream, rejects)
+                    prepared.rejected = None
+                await self.pool.queue.ack(prepared.batch)
+                return True
+            except QueueUnavailableError as exc:
+                log.error(
+                    "queue_ack_failed",
+                    server=self.server.label,
+                    error=str(exc),
+                    retry_in_seconds=ACK_RETRY_SECONDS,
+                    detail="the batch was delivered; its ack is retried (nothing is lost or resent)",
+                )
+                if self.pool.stopping:
+                    return False
+                await self.pool.until_stopped(self.pool.sleep(ACK_RETRY_SECONDS))
+                if self.pool.stopping:
+                    return False
+
+    def _report_fallbacks(self, count: int, detail: str) -> None:
+        self._m_fallbacks.inc(count)
+        before = self._fallbacks
+        self._fallbacks += count
+        if before == 0 or before // FALLBACK_LOG_EVERY != self._fallbacks // FALLBACK_LOG_EVERY:
+            log.warning(
+                "syslog_event_time_unusable",
+                server=self.server.label,
+                total=self._fallbacks,
+                last_problem=detail,
+                detail="sent with the send time as TIMESTAMP; the payload is unchanged",
+            )
+
+    def _report_oversize(self, o: Oversize) -> None:
+        for event_id in o.dropped_ids or []:
+            emit(
+                log.warning,
+                "syslog_udp_event_dropped",
+                self._m_truncated,
+                server=self.server.label,
+                event_id=event_id,
+                max_message_size=self.server.max_message_size,
+                hint="use TCP or TLS for this server, or udp_oversize 'truncate'",
+            )
+        if o.truncated:
+            self._m_truncated.inc(o.truncated)  # logged every TRUNCATION_LOG_EVERY, counted every time
+            before = self._truncations
+            self._truncations += o.truncated
+            if before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY:
+                log.warning(
+                    "syslog_udp_events_truncated",
+                    server=self.server.label,
+                    total=self._truncations,
+                    max_message_size=self.server.max_message_size,
+                    hint="use TCP or TLS for this server to send large events whole",
+                )
+
+    async def _close(self) -> None:
+        t, self.transport = self.transport, None
+        if t is not None:
+            with contextlib.suppress(Exception):
+                await t.close()
