@@ -56,6 +56,15 @@ def _ids(rs: RsyslogReceiver) -> Counter[Any]:
     return out
 
 
+def _with_metrics(tmp_path: Path, url: str, servers: list[dict[str, Any]]) -> tuple[Connector, int]:
+    """A connector (not started) polling every second, and the free port its metrics endpoint will use."""
+    mport = free_port()
+    conn = Connector(
+        tmp_path / "c", url, servers, schedule=EVERY_SECOND, metrics_address=f"127.0.0.1:{mport}"
+    )
+    return conn, mport
+
+
 def _metric(port: int, name: str, **labels: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     for line in text.splitlines():
@@ -100,14 +109,7 @@ def test_poison_events_are_quarantined_and_the_stream_goes_on(
             }
         }
     ).start()
-    mport = free_port()
-    conn = Connector(
-        tmp_path / "c",
-        api.url,
-        [rsyslog.server_entry("tcp1", "TCP")],
-        schedule=EVERY_SECOND,
-        metrics_address=f"127.0.0.1:{mport}",
-    )
+    conn, mport = _with_metrics(tmp_path, api.url, [rsyslog.server_entry("tcp1", "TCP")])
     try:
         conn.start()
         wait_for(lambda: {1, 3, 4, 6} <= set(_ids(rsyslog)), 40, "the good events of both pages")
@@ -163,16 +165,13 @@ def test_event_time_that_cannot_be_shown_in_utc_never_kills_a_writer(
     the send time as TIMESTAMP and the payload intact, counted and logged; the other server gets them."""
     evs = [_ev(1), _ev(2, event_timestamp=BAD_TIMES[0]), _ev(3, event_timestamp=BAD_TIMES[1]), _ev(4)]
     api = PoisonApi({"detections": {0: _page(evs, 5)}}).start()
-    mport = free_port()
-    conn = Connector(
-        tmp_path / "c",
+    conn, mport = _with_metrics(
+        tmp_path,
         api.url,
         [
             rsyslog.server_entry("event_ts", "TCP", format="rfc5424", timestamp="event"),
             rsyslog.server_entry("legacy", "TCP"),
         ],
-        schedule=EVERY_SECOND,
-        metrics_address=f"127.0.0.1:{mport}",
     )
     try:
         conn.start()
@@ -232,14 +231,7 @@ def test_ids_that_go_down_are_counted_and_logged_as_duplicates(
     api = PoisonApi(
         {"detections": {0: _page([_ev(10), _ev(11)], 12), 12: _page([_ev(5), _ev(6), _ev(13)], 14)}}
     ).start()
-    mport = free_port()
-    conn = Connector(
-        tmp_path / "c",
-        api.url,
-        [rsyslog.server_entry("tcp1", "TCP")],
-        schedule=EVERY_SECOND,
-        metrics_address=f"127.0.0.1:{mport}",
-    )
+    conn, mport = _with_metrics(tmp_path, api.url, [rsyslog.server_entry("tcp1", "TCP")])
     try:
         conn.start()
         wait_for(lambda: {10, 11, 13} <= set(_ids(rsyslog)), 40, "the events")

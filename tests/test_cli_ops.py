@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from support.e2e import (
     connector_config,
     expected_payloads,
     received,
+    serve_fake,
     wait_until,
 )
-from support.rsyslog import RsyslogReceiver
+from support.rsyslog import RelpReceiver, RsyslogReceiver
 
 from siemconn import __version__
 from siemconn.cli import main
@@ -29,20 +31,42 @@ from siemconn.devtools.harness import free_port
 
 
 @pytest.fixture
-def fake() -> FakeRux:
-    f = FakeRux(seed_audit=10, seed_detections=60, seed_entity=20, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_audit=10, seed_detections=60, seed_entity=20)
 
 
-def _config(tmp_path: Path, servers: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, url: str) -> str:
-    monkeypatch.setenv("BASE_URL", url)
-    monkeypatch.setenv("CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("CLIENT_SECRET", SECRET)
-    p = tmp_path / "config.json"
-    p.write_text(json.dumps(connector_config(tmp_path, servers)))
-    return str(p)
+class Cli:
+    """siemconn's CLI run in-process on a config.json in tmp_path for the fake tenant, whose credentials
+    are in the environment (as an operator would set them)."""
+
+    def __init__(
+        self, tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        self._tmp_path = tmp_path
+        self._url = url
+        self._monkeypatch = monkeypatch
+        self._capsys = capsys
+
+    def config(self, servers: list[dict[str, Any]]) -> str:
+        """Write config.json with `servers`, set the credentials, and return its path."""
+        self._monkeypatch.setenv("BASE_URL", self._url)
+        self._monkeypatch.setenv("CLIENT_ID", CLIENT_ID)
+        self._monkeypatch.setenv("CLIENT_SECRET", SECRET)
+        p = self._tmp_path / "config.json"
+        p.write_text(json.dumps(connector_config(self._tmp_path, servers)))
+        return str(p)
+
+    def run(self, *args: str) -> tuple[int, str]:
+        """`siemconn ARGS`: its exit code and what it printed."""
+        rc = main(list(args))
+        return rc, self._capsys.readouterr().out
+
+
+@pytest.fixture
+def cli(
+    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Cli:
+    return Cli(tmp_path, fake.url, monkeypatch, capsys)
 
 
 def test_version() -> None:
@@ -52,20 +76,13 @@ def test_version() -> None:
     assert out.stdout.strip() == f"siemconn {__version__}"
 
 
-def test_check_all_ok(
-    tmp_path: Path,
-    fake: FakeRux,
-    rsyslog: RsyslogReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_check_all_ok(tmp_path: Path, cli: Cli, rsyslog: RsyslogReceiver) -> None:
     servers = [
         rsyslog.server_entry("t", "TCP"),
         rsyslog.server_entry("s", "TLS"),
         rsyslog.server_entry("u", "UDP"),
     ]
-    rc = main(["check", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
-    out = capsys.readouterr().out
+    rc, out = cli.run("check", "--config", cli.config(servers))
     assert rc == 0, out
     assert "ok     Vectra API: token obtained" in out
     assert f"ok     data directory: {tmp_path / 'data'} will be created (0700) at the first run" in out
@@ -76,15 +93,12 @@ def test_check_all_ok(
     assert SECRET not in out
 
 
-def test_check_reports_each_failure(
-    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_reports_each_failure(cli: Cli, fake: FakeRux, monkeypatch: pytest.MonkeyPatch) -> None:
     closed = free_port()
     servers = [{"name": "gone", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": closed}]
-    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
+    cfg = cli.config(servers)
     monkeypatch.setenv("CLIENT_SECRET", "wrong-" + SECRET)
-    rc = main(["check", "--config", cfg])
-    out = capsys.readouterr().out
+    rc, out = cli.run("check", "--config", cfg)
     assert rc == 1
     assert "FAILED Vectra API: client id or secret rejected by " + fake.url in out
     assert (
@@ -94,16 +108,9 @@ def test_check_reports_each_failure(
     assert SECRET not in out
 
 
-def test_send_test_tcp_and_tls(
-    tmp_path: Path,
-    fake: FakeRux,
-    rsyslog: RsyslogReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_send_test_tcp_and_tls(cli: Cli, rsyslog: RsyslogReceiver) -> None:
     servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS", format="rfc5424")]
-    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
-    out = capsys.readouterr().out
+    rc, out = cli.run("send-test", "--config", cli.config(servers))
     assert rc == 0, out
     assert out.count("ok     send-test") == 2
     fields = rsyslog.wait_fields(2)
@@ -113,13 +120,10 @@ def test_send_test_tcp_and_tls(
     assert tls.app == "siemconn" and tls.msgid == "audit"
 
 
-def test_send_test_closed_port_fails_clearly(
-    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_send_test_closed_port_fails_clearly(cli: Cli) -> None:
     closed = free_port()
     servers = [{"name": "gone", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": closed}]
-    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
-    out = capsys.readouterr().out
+    rc, out = cli.run("send-test", "--config", cli.config(servers))
     assert rc == 1
     assert (
         f"FAILED send-test gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?"
@@ -181,15 +185,12 @@ def test_metrics_count_deliveries_and_healthz_flips(
         conn.kill()
 
 
-def test_check_reports_a_damaged_queue_file(
-    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_check_reports_a_damaged_queue_file(tmp_path: Path, cli: Cli) -> None:
     servers = [{"name": "u", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": 514}]
-    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
+    cfg = cli.config(servers)
     (tmp_path / "data").mkdir(mode=0o700)
     (tmp_path / "data" / "queue.db").write_bytes(b"this is not a database" * 100)
-    rc = main(["check", "--config", cfg])
-    out = capsys.readouterr().out
+    rc, out = cli.run("check", "--config", cfg)
     assert rc == 1
     assert re.search(
         r"FAILED data directory: queue database .*queue\.db is corrupt or not a siemconn queue", out
@@ -198,21 +199,16 @@ def test_check_reports_a_damaged_queue_file(
 
 
 def test_check_and_send_test_relp_and_the_udp_note(
-    tmp_path: Path,
-    fake: FakeRux,
-    relp_receiver: Any,
-    rsyslog: RsyslogReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli: Cli, relp_receiver: RelpReceiver, rsyslog: RsyslogReceiver
 ) -> None:
     servers = [
         relp_receiver.server_entry("r", "RELP"),
         relp_receiver.server_entry("rt", "RELP-TLS"),
         rsyslog.server_entry("u", "UDP"),
     ]
-    cfg = _config(tmp_path, servers, monkeypatch, fake.url)
-    assert main(["check", "--config", cfg]) == 0
-    out = capsys.readouterr().out
+    cfg = cli.config(servers)
+    rc, out = cli.run("check", "--config", cfg)
+    assert rc == 0
     assert re.search(
         r"ok     syslog server r \(RELP 127\.0\.0\.1:\d+\): RELP session opened; receives ", out
     ), out
@@ -221,15 +217,15 @@ def test_check_and_send_test_relp_and_the_udp_note(
     )
     assert out.count("u: note: UDP has no acknowledgement") == 1
     assert relp_receiver.raw_lines() == []
-    assert main(["send-test", "--config", cfg]) == 0
-    out = capsys.readouterr().out
+    rc, out = cli.run("send-test", "--config", cfg)
+    assert rc == 0
     assert out.count("and acknowledged (rsp 200)") == 2, out
     assert out.count("u: note: UDP has no acknowledgement") == 1
     # acknowledged means stored: the lines are there as soon as send-test returned
     assert len(relp_receiver.raw_lines()) == 2
     assert all("SIEMCONN-TEST-MESSAGE" in line for line in relp_receiver.raw_lines())
-    assert main(["status", "--config", cfg]) == 0
-    out = capsys.readouterr().out
+    rc, out = cli.run("status", "--config", cfg)
+    assert rc == 0
     assert "UDP destinations (u): 'undelivered' means not yet sent" in out
 
 
@@ -254,21 +250,14 @@ def test_udp_events_are_counted_as_sent_not_delivered(
         conn.kill()
 
 
-def test_send_test_in_cef_and_leef(
-    tmp_path: Path,
-    fake: FakeRux,
-    rsyslog: RsyslogReceiver,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_send_test_in_cef_and_leef(cli: Cli, rsyslog: RsyslogReceiver) -> None:
     from support import cefparse, leefparse
 
     servers = [
         rsyslog.server_entry("c", "TCP", format="cef", hostname="conn-1"),
         rsyslog.server_entry("l", "UDP", format="leef", hostname="conn-1"),
     ]
-    rc = main(["send-test", "--config", _config(tmp_path, servers, monkeypatch, fake.url)])
-    out = capsys.readouterr().out
+    rc, out = cli.run("send-test", "--config", cli.config(servers))
     assert rc == 0, out
     assert "(cef); search your SIEM" in out and "(leef); search your SIEM" in out
     lines = rsyslog.wait_for(2)

@@ -41,7 +41,7 @@ def write(tmp_path: Path, doc: Any) -> Path:
 
 
 def with_server(**changes: Any) -> dict[str, Any]:
-    doc = json.loads(json.dumps(REFERENCE))
+    doc: dict[str, Any] = json.loads(json.dumps(REFERENCE))
     doc["configuration"]["server"][0].update(changes)
     return doc
 

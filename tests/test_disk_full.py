@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, start_fake
 from support.reliability import delivered, figure, log_events, tally, wait_for
 from support.rsyslog import RsyslogReceiver
-
-from siemconn.devtools.fake_rux import FakeRux
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +51,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_full_disk_pauses_pulling_and_resumes_by_itself_after_the_backlog_drains(
     tmp_path: Path, small_disk: Path, rsyslog: RsyslogReceiver
 ) -> None:
-    fake = FakeRux(seed_detections=20_000, client_id=CLIENT_ID, client_secret=SECRET).start()
+    fake = start_fake(seed_detections=20_000)
     rsyslog.stop()  # the outage: the queue fills the disk while the receiver is down
     conn = Connector(
         tmp_path / "c",

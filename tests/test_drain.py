@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from support.configs import configuration
 from support.syslogparse import parse
 
 from siemconn.config import ServerConfig
-from siemconn.queue import Batch, DurableQueue
+from siemconn.queue import Batch, DurableQueue, Rejected
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import Transport, open_transport
 
@@ -109,6 +110,9 @@ class Recorder:
 
     async def depth(self, destination: str) -> int:
         return await self.queue.depth(destination)
+
+    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
+        await self.queue.quarantine(destination, stream, rejects)
 
     async def oldest_age(self, destination: str) -> float | None:
         return await self.queue.oldest_age(destination)

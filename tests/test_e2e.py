@@ -7,10 +7,11 @@ import re
 import signal
 import socket
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, serve_fake, summary
 from support.rsyslog import RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux, Fault
@@ -21,11 +22,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def fake() -> FakeRux:
-    f = FakeRux(seed_audit=40, seed_detections=300, seed_entity=60, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_audit=40, seed_detections=300, seed_entity=60)
 
 
 def by_proto(rs: RsyslogReceiver, proto: str) -> list[str]:
@@ -158,7 +156,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(tmp_path: Path, rsyslog: 
 
 
 def test_one_server_refusing_does_not_hold_back_the_other(
-    tmp_path: Path, fake: FakeRux, rsyslog_factory
+    tmp_path: Path, fake: FakeRux, rsyslog_factory: Callable[..., RsyslogReceiver]
 ) -> None:
     up = rsyslog_factory()
     port = free_port()

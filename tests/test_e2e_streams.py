@@ -15,27 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, wait_until
+from support.e2e import Connector, expected_payloads, start_fake, wait_until
 from support.rsyslog import RsyslogReceiver
+from support.snapshots import HEALTH_SECTIONS
 
-from siemconn.devtools.fake_rux import FakeRux, Fault
+from siemconn.devtools.fake_rux import Fault
 from siemconn.rux.lockdown import MARKER, UNLOCKED
 
 pytestmark = pytest.mark.e2e
 
 EVERY = "*/2 * * * * *"
-HEALTH_SECTIONS = {
-    "cpu",
-    "disk",
-    "memory",
-    "network",
-    "power",
-    "sensors",
-    "system",
-    "trafficdrop",
-    "connectivity",
-    "hostid",
-}
 
 
 def by_app(rs: RsyslogReceiver, app: str) -> list[tuple[str, dict[str, Any]]]:
@@ -60,14 +49,7 @@ def depth_zero(conn: Connector, *names: str) -> bool:
 def test_two_servers_with_different_streams_each_get_exactly_theirs(
     tmp_path: Path, rsyslog: RsyslogReceiver
 ) -> None:
-    fake = FakeRux(
-        seed_audit=30,
-        seed_detections=120,
-        seed_entity=40,
-        seed_lockdown=3,
-        client_id=CLIENT_ID,
-        client_secret=SECRET,
-    ).start()
+    fake = start_fake(seed_audit=30, seed_detections=120, seed_entity=40, seed_lockdown=3)
     try:
         sched = {s: EVERY for s in ("audit", "detections", "entity_scoring", "health", "lockdown")}
         a = rsyslog.server_entry(
@@ -143,7 +125,7 @@ def test_two_servers_with_different_streams_each_get_exactly_theirs(
 def test_lockdown_changes_arrive_exactly_once_across_sigkills(
     tmp_path: Path, rsyslog: RsyslogReceiver
 ) -> None:
-    fake = FakeRux(seed_lockdown=2, client_id=CLIENT_ID, client_secret=SECRET).start()
+    fake = start_fake(seed_lockdown=2)
     try:
         sched = {"audit": None, "detections": None, "entity_scoring": None, "lockdown": "* * * * * *"}
         server = rsyslog.server_entry("siem", "TCP", format="rfc5424")
@@ -202,15 +184,13 @@ def test_lockdown_changes_arrive_exactly_once_across_sigkills(
 def test_403_on_one_stream_leaves_the_others_flowing_and_check_names_the_role(
     tmp_path: Path, rsyslog: RsyslogReceiver
 ) -> None:
-    fake = FakeRux(
+    fake = start_fake(
         seed_audit=20,
         seed_detections=40,
         seed_entity=10,
         seed_lockdown=1,
-        client_id=CLIENT_ID,
-        client_secret=SECRET,
         roles=["Read-Only"],  # no Auditor: audit (and health) answer 403
-    ).start()
+    )
     try:
         sched = {"audit": EVERY, "detections": EVERY, "entity_scoring": EVERY, "lockdown": EVERY}
         conn = Connector(

@@ -44,7 +44,8 @@ def http() -> Iterator[httpx.Client]:
 def token(http: httpx.Client, fake: FakeRux) -> dict[str, Any]:
     r = http.post(fake.url + "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(CID, SECRET))
     assert r.status_code == 200
-    return r.json()
+    body: dict[str, Any] = r.json()
+    return body
 
 
 def get(
@@ -61,7 +62,9 @@ def ids(resp: httpx.Response) -> list[int]:
 # --- tokens --------------------------------------------------------------------------------
 
 
-def test_client_credentials_returns_all_token_fields(make_fake, http) -> None:
+def test_client_credentials_returns_all_token_fields(
+    make_fake: Callable[..., FakeRux], http: httpx.Client
+) -> None:
     fake = make_fake()
     body = token(http, fake)
     assert set(body) == {"access_token", "refresh_token", "expires_in", "refresh_expires_in", "token_type"}
@@ -76,7 +79,7 @@ def test_client_credentials_returns_all_token_fields(make_fake, http) -> None:
     assert r.status_code == 200
 
 
-def test_bad_credentials_401_reauth_text(make_fake, http) -> None:
+def test_bad_credentials_401_reauth_text(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake()
     r = http.post(fake.url + "/oauth2/token", data={"grant_type": "client_credentials"}, auth=(CID, "nope"))
     assert r.status_code == 401 and r.json() == {"error": REAUTH_TEXT}
@@ -84,10 +87,10 @@ def test_bad_credentials_401_reauth_text(make_fake, http) -> None:
     assert r.status_code == 400
 
 
-def test_refresh_grant_with_and_without_basic(make_fake, http) -> None:
+def test_refresh_grant_with_and_without_basic(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake()
     rt = token(http, fake)["refresh_token"]
-    for auth in (None, (CID, SECRET)):
+    for auth in (httpx.Auth(), (CID, SECRET)):  # httpx.Auth(): no Authorization header
         r = http.post(
             fake.url + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": rt}, auth=auth
         )
@@ -99,7 +102,7 @@ def test_refresh_grant_with_and_without_basic(make_fake, http) -> None:
     assert r.status_code == 400 and r.json() == {"error": INVALID_REFRESH_TEXT}
 
 
-def test_refresh_rotation_and_expiry(make_fake, http) -> None:
+def test_refresh_rotation_and_expiry(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(rotate_refresh_token=True)
     rt = token(http, fake)["refresh_token"]
     r = http.post(fake.url + "/oauth2/token", data={"grant_type": "refresh_token", "refresh_token": rt})
@@ -113,13 +116,13 @@ def test_refresh_rotation_and_expiry(make_fake, http) -> None:
     assert r.status_code == 401 and "reauthenticating" in r.json()["error"]
 
 
-def test_token_knobs(make_fake, http) -> None:
+def test_token_knobs(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(token_type="bearer", issue_refresh_token=False, token_expires_in=1799)
     body = token(http, fake)
     assert body == {"access_token": body["access_token"], "expires_in": 1799, "token_type": "bearer"}
 
 
-def test_token_expiry(make_fake, http) -> None:
+def test_token_expiry(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(token_expires_in=0)
     at = token(http, fake)["access_token"]
     assert get(http, fake, "/api/v3.3/events/audits", at).status_code == 401
@@ -128,7 +131,9 @@ def test_token_expiry(make_fake, http) -> None:
 # --- API auth ----------------------------------------------------------------------------------
 
 
-def test_bearer_is_case_insensitive_and_required(make_fake, http) -> None:
+def test_bearer_is_case_insensitive_and_required(
+    make_fake: Callable[..., FakeRux], http: httpx.Client
+) -> None:
     fake = make_fake(seed_audit=3)
     at = token(http, fake)["access_token"]
     for scheme in ("Bearer", "bearer", "BEARER"):
@@ -140,7 +145,7 @@ def test_bearer_is_case_insensitive_and_required(make_fake, http) -> None:
     assert get(http, fake, "/api/v3.3/events/audits", at).status_code == 401
 
 
-def test_roles_give_403(make_fake, http) -> None:
+def test_roles_give_403(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(roles=["Read-Only"])
     at = token(http, fake)["access_token"]
     assert get(http, fake, "/api/v3.4/events/audits", at).status_code == 403
@@ -150,7 +155,7 @@ def test_roles_give_403(make_fake, http) -> None:
 # --- streams -------------------------------------------------------------------------------------
 
 
-def test_paths_versions_and_trailing_slash(make_fake, http) -> None:
+def test_paths_versions_and_trailing_slash(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_audit=2, seed_detections=2, seed_entity=20)
     at = token(http, fake)["access_token"]
     for v in ("v3.3", "v3.4"):
@@ -164,7 +169,7 @@ def test_paths_versions_and_trailing_slash(make_fake, http) -> None:
     assert get(http, fake, "/api/v3.4/events/lockdown", at).status_code == 404
 
 
-def test_inclusive_from_and_next_checkpoint(make_fake, http) -> None:
+def test_inclusive_from_and_next_checkpoint(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     """The ELASTIC mock's table: limit=2 over ids 1..5."""
     fake = make_fake(seed_detections=5)
     at = token(http, fake)["access_token"]
@@ -182,7 +187,7 @@ def test_inclusive_from_and_next_checkpoint(make_fake, http) -> None:
     assert table == [([1, 2], 3, 3), ([3, 4], 5, 1), ([5], 6, 0)]
 
 
-def test_empty_page_next_checkpoint_knob(make_fake, http) -> None:
+def test_empty_page_next_checkpoint_knob(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_detections=5)
     at = token(http, fake)["access_token"]
     path = "/api/v3.3/events/detections"
@@ -197,7 +202,7 @@ def test_empty_page_next_checkpoint_knob(make_fake, http) -> None:
     assert get(http, fake, path, at, **{"from": 9}).json()["next_checkpoint"] == 6
 
 
-def test_limit_default_max_and_error_knob(make_fake, http) -> None:
+def test_limit_default_max_and_error_knob(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_audit=1200)
     at = token(http, fake)["access_token"]
     path = "/api/v3.4/events/audits"
@@ -210,7 +215,7 @@ def test_limit_default_max_and_error_knob(make_fake, http) -> None:
     assert get(http, fake, path, at, limit="x").status_code == 400
 
 
-def test_overlap_knob_repeats_one_event(make_fake, http) -> None:
+def test_overlap_knob_repeats_one_event(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_detections=10, overlap=True)
     at = token(http, fake)["access_token"]
     body = get(http, fake, "/api/v3.4/events/detections", at, limit=4, **{"from": 1}).json()
@@ -221,7 +226,7 @@ def ids_of(body: dict[str, Any]) -> list[int]:
     return [e["id"] for e in body["events"]]
 
 
-def test_timestamp_window_lenient_formats(make_fake, http) -> None:
+def test_timestamp_window_lenient_formats(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake()
     base = datetime(2025, 3, 4, 6, 0, 0, tzinfo=UTC).timestamp()
     fake.append("audits", 10, timestamps=[base + 3600 * i for i in range(10)])  # 06:00 .. 15:00
@@ -255,14 +260,14 @@ def test_timestamp_window_lenient_formats(make_fake, http) -> None:
     assert r.status_code == 400 and "event_timestamp_gte" in r.json()
 
 
-def test_out_of_order_timestamps_still_filter(make_fake, http) -> None:
+def test_out_of_order_timestamps_still_filter(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake()
     fake.append("audits", 3, timestamps=[3000.0, 1000.0, 2000.0])
     at = token(http, fake)["access_token"]
     assert ids(get(http, fake, "/api/v3.4/events/audits", at, event_timestamp_gte="1500")) == [1, 3]
 
 
-def test_ordering(make_fake, http) -> None:
+def test_ordering(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_detections=10)
     at = token(http, fake)["access_token"]
     path = "/api/v3.5/events/detections"
@@ -273,7 +278,9 @@ def test_ordering(make_fake, http) -> None:
     assert get(http, fake, path, at, ordering="name").status_code == 400
 
 
-def test_entity_scoring_type_required_and_separated(make_fake, http) -> None:
+def test_entity_scoring_type_required_and_separated(
+    make_fake: Callable[..., FakeRux], http: httpx.Client
+) -> None:
     fake = make_fake(seed_entity=400)
     at = token(http, fake)["access_token"]
     path = "/api/v3.4/events/entity_scoring"
@@ -290,7 +297,7 @@ def test_entity_scoring_type_required_and_separated(make_fake, http) -> None:
     assert get(http, fake, path, at, entity_type="host").status_code == 400
 
 
-def test_score_decreases_filter(make_fake, http) -> None:
+def test_score_decreases_filter(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_entity=1500)
     at = token(http, fake)["access_token"]
     path = "/api/v3.4/events/entity_scoring"
@@ -300,7 +307,7 @@ def test_score_decreases_filter(make_fake, http) -> None:
     assert without == default and set(without) < set(with_dec)
 
 
-def test_v33_v34_entity_field_names(make_fake, http) -> None:
+def test_v33_v34_entity_field_names(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_entity=50)
     at = token(http, fake)["access_token"]
     e33 = get(http, fake, "/api/v3.3/events/entity_scoring", at, type="host").json()["events"][0]
@@ -318,7 +325,7 @@ def test_v33_v34_entity_field_names(make_fake, http) -> None:
     assert set(e34["last_detection"]) == {"id", "type", "url"}
 
 
-def test_detection_filters(make_fake, http) -> None:
+def test_detection_filters(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_detections=800)
     at = token(http, fake)["access_token"]
     path = "/api/v3.3/events/detections"
@@ -341,7 +348,7 @@ def test_detection_filters(make_fake, http) -> None:
     assert len(same) >= 2 and {e["detection_id"] for e in same} == {did}
 
 
-def test_audit_filters(make_fake, http) -> None:
+def test_audit_filters(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_audit=300)
     at = token(http, fake)["access_token"]
     evs = get(
@@ -406,7 +413,7 @@ def test_generated_events_are_realistic() -> None:
     assert EventFactory(seed=3).audit(1, now).doc == audits[0].doc  # deterministic for a seed
 
 
-def test_seeded_events_are_within_lookback(make_fake) -> None:
+def test_seeded_events_are_within_lookback(make_fake: Callable[..., FakeRux]) -> None:
     fake = make_fake(seed_detections=100)
     at_least = (datetime.now(UTC) - timedelta(hours=24)).timestamp()
     with httpx.Client() as http:
@@ -429,7 +436,7 @@ def test_parse_timestamp() -> None:
 # --- faults ------------------------------------------------------------------------------------------
 
 
-def test_faults_429_5xx_html_drop_and_skip(make_fake, http) -> None:
+def test_faults_429_5xx_html_drop_and_skip(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_audit=3)
     at = token(http, fake)["access_token"]
     path = "/api/v3.4/events/audits"
@@ -452,7 +459,7 @@ def test_faults_429_5xx_html_drop_and_skip(make_fake, http) -> None:
     assert fake.state()["faults_pending"] == 0
 
 
-def test_slow_and_stalled_responses(make_fake, http) -> None:
+def test_slow_and_stalled_responses(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_audit=3)
     at = token(http, fake)["access_token"]
     fake.add_fault(Fault(path="audits", status=None, delay=1.0))
@@ -465,7 +472,7 @@ def test_slow_and_stalled_responses(make_fake, http) -> None:
 # --- control over HTTP -----------------------------------------------------------------------------------
 
 
-def test_control_endpoints(make_fake, http) -> None:
+def test_control_endpoints(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
     fake = make_fake(seed_detections=5)
     u = fake.url
     r = http.post(u + "/_fake/events", params={"stream": "detections", "count": 3})
@@ -503,7 +510,7 @@ def test_control_endpoints(make_fake, http) -> None:
     assert state["tokens"]["issued"] == 2
 
 
-def test_generator_mode_appends_events(make_fake) -> None:
+def test_generator_mode_appends_events(make_fake: Callable[..., FakeRux]) -> None:
     fake = make_fake(generate_interval=0.05, generate_count=2)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and fake.state()["streams"]["audits"]["count"] < 4:

@@ -36,7 +36,7 @@ def by_kind(kind: str) -> dict[str, Any]:
 def dockerfile(keyword: str) -> str:
     """The last value of a Dockerfile instruction (continuation lines joined)."""
     text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
-    values = re.findall(rf"^{keyword}\s+(.*)$", text, re.M)
+    values: list[str] = re.findall(rf"^{keyword}\s+(.*)$", text, re.M)
     assert values, keyword
     return values[-1].strip()
 

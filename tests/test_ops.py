@@ -8,6 +8,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -318,7 +319,7 @@ def test_metrics_off_record_nothing_and_do_not_load_prometheus_client() -> None:
     assert out.strip() == "False"
 
 
-def test_the_service_turns_metrics_on_only_with_an_address(tmp_path) -> None:
+def test_the_service_turns_metrics_on_only_with_an_address(tmp_path: Path) -> None:
     from support.configs import configuration
 
     from siemconn.config import Credentials, Settings
@@ -327,7 +328,8 @@ def test_the_service_turns_metrics_on_only_with_an_address(tmp_path) -> None:
     creds = Credentials.model_validate(
         {"BASE_URL": "http://127.0.0.1:9", "CLIENT_ID": "c", "CLIENT_SECRET": "s"}
     )
-    for extra, enabled in (({}, False), ({"metrics_address": "127.0.0.1:9108"}, True)):
+    cases: list[tuple[dict[str, Any], bool]] = [({}, False), ({"metrics_address": "127.0.0.1:9108"}, True)]
+    for extra, enabled in cases:
         cfg = configuration(data_dir=str(tmp_path / "d"), **extra)
         settings = Settings(configuration=cfg, credentials=creds, config_path=tmp_path / "config.json")
         assert Service(settings).metrics.enabled is enabled

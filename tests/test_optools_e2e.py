@@ -105,7 +105,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
                 r = _cli(conn, "status", "--config", str(conn.config_path), cwd=elsewhere)
                 assert r.returncode == 0, r.stdout + r.stderr
                 assert f"config: {conn.config_path.absolute()}" in r.stdout
-                assert f"data_dir: {data_dir} (from the running service (pid {conn.proc.pid}" in r.stdout  # type: ignore[union-attr]
+                assert f"data_dir: {data_dir} (from the running service (pid {conn.pid}" in r.stdout
                 assert f"queue: {data_dir / 'queue.db'}" in r.stdout
                 assert "service: running" in r.stdout
                 assert "server tcp1 (TCP): up since" in r.stdout
@@ -114,7 +114,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
                 data = json.loads(_cli(conn, "status", "--config", str(conn.config_path), "--json").stdout)
                 (dest,) = data["destinations"]
                 assert dest["state"] == "up" and dest["depth"] == 0 and dest["last_event_id"] == 20
-                assert data["data_dir"] == str(data_dir) and data["running_pid"] == conn.proc.pid  # type: ignore[union-attr]
+                assert data["data_dir"] == str(data_dir) and data["running_pid"] == conn.pid
             finally:
                 assert conn.terminate() == 0
     finally:
@@ -227,7 +227,10 @@ def test_replay_resends_exactly_the_window_to_one_server_while_running(tmp_path:
                 det = fake.append("detections", 30, timestamps=stamps)
                 aud = fake.append("audit", 30, timestamps=stamps)
                 wait_until(lambda: len(a.lines()) >= 60 and len(b.lines()) >= 60, 40, "both have 60 events")
-                iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+
+                def iso(t: float) -> str:
+                    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
                 since, until = iso(stamps[5]), iso(stamps[17])  # the 6th..17th events
 
                 # refusals say exactly why

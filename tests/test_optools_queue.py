@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
+from support.queues import drain
 
 from siemconn.errors import QueueLockedError
-from siemconn.queue import DurableQueue, QueuedEvent, read_status, render_status
+from siemconn.queue import DurableQueue, read_status, render_status
 from siemconn.queue.quarantine import INVALID_JSON, Rejected, insert_rejected
 from siemconn.queue.replay import ReplayFeed
 from siemconn.queue.status import report_dict
@@ -29,14 +30,6 @@ def events(ids: range | list[int], base: float = T0, step: float = 60.0) -> list
     """Events whose event_timestamp is base + (id - first) * step."""
     ids = list(ids)
     return [{"id": i, "event_timestamp": ts(base + (i - ids[0]) * step), "msg": "x"} for i in ids]
-
-
-async def drain(q: DurableQueue, dest: str, size: int = 1000) -> list[QueuedEvent]:
-    out: list[QueuedEvent] = []
-    while (b := await q.read_batch(dest, size)) is not None:
-        out.extend(b.events)
-        await q.ack(b)
-    return out
 
 
 async def test_ack_records_delivery_and_state_for_status(tmp_path: Path) -> None:

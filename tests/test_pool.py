@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
+from support.memqueue import MemQueue, cursor_at
+from support.metricvalue import metric_value
 from support.syslogparse import parse, unframe
 
 from siemconn.config import Configuration, ServerConfig
@@ -68,7 +69,8 @@ class Sink:
     @property
     def port(self) -> int:
         assert self.server is not None
-        return self.server.sockets[0].getsockname()[1]
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
 
     def ids(self) -> list[int]:
         return [json.loads(parse(m, "legacy").payload)["id"] for m in unframe(bytes(self.data), "lf")]
@@ -134,8 +136,8 @@ async def test_delivers_everything_in_order_and_acks(tmp_path: Path, sinks: Any)
     await asyncio.wait_for(run, 5)
     assert sink.ids() == list(range(100))
     assert [len(b.events) for b in q.acks["a"]][:9] == [10] * 9  # batch_size respected
-    assert metrics.events_delivered.labels("a")._value.get() == 100
-    assert metrics.server_up.labels("a")._value.get() == 0  # stopped
+    assert metric_value(metrics.events_delivered.labels("a")) == 100
+    assert metric_value(metrics.server_up.labels("a")) == 0  # stopped
     assert pool.state("a") == "stopped"
 
 
@@ -207,8 +209,8 @@ async def test_failed_write_is_resent_after_reconnect(tmp_path: Path) -> None:
     lines = unframe(b"".join(transports[1].written), "lf")
     ids = [json.loads(parse(m, "legacy").payload)["id"] for m in lines]
     assert ids == list(range(25))
-    assert metrics.events_failed.labels("a")._value.get() == 10
-    assert metrics.reconnects.labels("a")._value.get() == 1
+    assert metric_value(metrics.events_failed.labels("a")) == 10
+    assert metric_value(metrics.reconnects.labels("a")) == 1
 
 
 async def test_receiver_dropping_connections_loses_nothing(tmp_path: Path, sinks: Any) -> None:
@@ -269,14 +271,14 @@ async def test_negative_retry_count_is_never_down_and_recovers(tmp_path: Path, s
     metrics = Metrics()
     pool = make_pool([srv("a", port)], q, tmp_path, retry_count=-1, metrics=metrics)
     run = asyncio.create_task(pool.run())
-    await wait_until(lambda: metrics.reconnects.labels("a")._value.get() >= 20)
+    await wait_until(lambda: metric_value(metrics.reconnects.labels("a")) >= 20)
     assert pool.state("a") == "retrying" and not run.done()
-    assert metrics.server_up.labels("a")._value.get() == 0
+    assert metric_value(metrics.server_up.labels("a")) == 0
     sock.close()
     sink = await sinks(port)
     await wait_until(lambda: q.cursors["a"] == 30)
     assert pool.state("a") == "up" and sink.ids() == list(range(30))
-    assert metrics.server_up.labels("a")._value.get() == 1
+    assert metric_value(metrics.server_up.labels("a")) == 1
     await pool.stop(5)
     await run
 
@@ -357,7 +359,7 @@ async def test_udp_oversize_truncate_and_drop(tmp_path: Path, capsys: pytest.Cap
         s = srv("u", port, "UDP", max_message_size=1000, udp_oversize=policy)
         pool = make_pool([s], q, tmp_path, metrics=metrics)
         run = asyncio.create_task(pool.run())
-        await wait_until(lambda q=q: q.cursors["u"] == 3)
+        await wait_until(cursor_at(q, "u", 3))
         await pool.stop(5)
         await run
         got = [rx.recv(70000) for _ in range(3 if policy == "truncate" else 2)]
@@ -365,8 +367,8 @@ async def test_udp_oversize_truncate_and_drop(tmp_path: Path, capsys: pytest.Cap
         assert json.loads(parse(got[-1], "legacy").payload) == {"id": 8}
         if policy == "truncate":
             assert len(got[1]) == 1000 and got[1].startswith(b"<14>")
-        assert metrics.events_truncated.labels("u")._value.get() == 1
-        assert metrics.events_sent.labels("u")._value.get() == (3 if policy == "truncate" else 2)
+        assert metric_value(metrics.events_truncated.labels("u")) == 1
+        assert metric_value(metrics.events_sent.labels("u")) == (3 if policy == "truncate" else 2)
     rx.close()
     out = capsys.readouterr().out
     assert "syslog_udp_events_truncated" in out

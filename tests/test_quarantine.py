@@ -18,6 +18,7 @@ import pytest
 from structlog.testing import capture_logs
 from support.configs import configuration
 from support.memqueue import MemQueue
+from support.metricvalue import metric_value
 from support.poison_api import nested
 from test_pool import Sink, fast_sleep, srv
 
@@ -115,13 +116,13 @@ async def test_an_event_too_deep_to_encode_is_quarantined_in_the_page_commit(tmp
         assert b is not None and [e.event_id for e in b.events] == [1, 3]
         [log] = [r for r in logs if r["event"] == "event_quarantined"]
         assert (log["reason"], log["event_id"], log["stream"]) == ("too_deep", "2", "detections")
-        assert metrics.events_quarantined.labels("detections", "too_deep")._value.get() == 1
+        assert metric_value(metrics.events_quarantined.labels("detections", "too_deep")) == 1
         # the id counts for dedupe: a re-fetch of the same page is counted as duplicates, not re-quarantined
         with capture_logs() as logs:
             assert await q.commit_page("detections", [{"id": 1}, deep, {"id": 3}], 4) == 0
         [dup] = [r for r in logs if r["event"] == "duplicate_events_dropped"]
         assert (dup["count"], dup["first_id"], dup["last_id"], dup["high_water_mark"]) == (3, 1, 3, 3)
-        assert metrics.events_duplicate.labels("detections")._value.get() == 3
+        assert metric_value(metrics.events_duplicate.labels("detections")) == 3
     finally:
         await q.close()
     rows = list(read_quarantine(data))

@@ -19,10 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.metricvalue import metric_value
+from support.queues import drain
 
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import Batch, DurableQueue, QueuedEvent, read_status, render_status
+from siemconn.queue import Batch, DurableQueue, read_status, render_status
 
 WORKER = Path(__file__).parent / "support" / "queue_worker.py"
 MB = 1024 * 1024
@@ -30,14 +32,6 @@ MB = 1024 * 1024
 
 def events(ids: range | list[int], key: str = "audit", pad: int = 0) -> list[dict[str, Any]]:
     return [{"id": i, "key": key, "msg": "caf\u00e9 " + "x" * pad} for i in ids]
-
-
-async def drain(q: DurableQueue, dest: str, size: int = 1000) -> list[QueuedEvent]:
-    out: list[QueuedEvent] = []
-    while (b := await q.read_batch(dest, size)) is not None:
-        out.extend(b.events)
-        await q.ack(b)
-    return out
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ async def test_roundtrip_payload_shape_and_streams(data_dir: Path) -> None:
         assert {e.stream for e in batch.events} == {"entity_scoring"}
         assert [e.event_id for e in batch.events] == [1, 2]
         with pytest.raises(dataclasses_frozen_error()):
-            batch.events[0].payload = "x"  # type: ignore[misc]
+            batch.events[0].payload = "x"  # type: ignore[misc]  # the write a frozen dataclass refuses
     finally:
         await q.close()
 
@@ -594,21 +588,21 @@ async def test_queue_sets_depth_and_checkpoint_gauges(tmp_path: Path) -> None:
     depth, checkpoint = metrics.queue_depth.labels, metrics.checkpoint.labels
     q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=metrics)
     try:
-        assert depth("a")._value.get() == 0 and depth("b")._value.get() == 0
+        assert metric_value(depth("a")) == 0 and metric_value(depth("b")) == 0
         await q.commit_page("audit", events(range(1, 11)), 11)
-        assert depth("a")._value.get() == 10 and depth("b")._value.get() == 10
-        assert checkpoint("audit")._value.get() == 11
+        assert metric_value(depth("a")) == 10 and metric_value(depth("b")) == 10
+        assert metric_value(checkpoint("audit")) == 11
         batch = await q.read_batch("a", 4)
         assert batch is not None
         await q.ack(batch)
-        assert depth("a")._value.get() == 6 and depth("b")._value.get() == 10
+        assert metric_value(depth("a")) == 6 and metric_value(depth("b")) == 10
     finally:
         await q.close()
     reopened = Metrics()
     q = await DurableQueue.open(tmp_path / "q", ["a", "b"], metrics=reopened)
     try:
-        assert reopened.queue_depth.labels("a")._value.get() == 6
-        assert reopened.checkpoint.labels("audit")._value.get() == 11
+        assert metric_value(reopened.queue_depth.labels("a")) == 6
+        assert metric_value(reopened.checkpoint.labels("audit")) == 11
     finally:
         await q.close()
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
-from siemconn.queue import DurableQueue, encode_event
+from siemconn.queue import Batch, DurableQueue, encode_event
 from siemconn.rux.page import has_long_digit_run, loads_page
 from siemconn.syslog.pool import WriterPool
 
@@ -175,11 +175,11 @@ async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None
 
     read_from, ahead = q.read_batch_from, []
 
-    async def counting_read_from(dest: str, start: int, n: int) -> Any:
-        ahead.append(start)
-        return await read_from(dest, start, n)
+    async def counting_read_from(destination: str, start_seq: int, max_events: int) -> Batch | None:
+        ahead.append(start_seq)
+        return await read_from(destination, start_seq, max_events)
 
-    q.read_batch_from = counting_read_from  # type: ignore[method-assign]
+    q.read_batch_from = counting_read_from  # type: ignore[method-assign]  # spy on this instance's read-ahead
 
     server = ServerConfig(name="a", server_host="127.0.0.1", server_port=9, server_protocol="TCP")
     conf = Configuration.model_validate(

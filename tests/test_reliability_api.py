@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, start_fake
 from support.reliability import (
     assert_no_secrets,
     delivered,
@@ -46,6 +47,13 @@ def _assert_no_overlap(fake: FakeRux) -> int:
     return n
 
 
+def _start_tcp1(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver, **settings: Any) -> Connector:
+    """The connector under test, started: one TCP server "tcp1", a pull every second, `settings`."""
+    return Connector(
+        tmp_path / "c", fake.url, [rs.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND, **settings
+    ).start()
+
+
 def _phase(conn: Connector, fake: FakeRux, rs: RsyslogReceiver, *faults: Fault, timeout: float = 60) -> None:
     """Inject `faults`, add new events, and wait until the service delivered everything without help."""
     fake.add_fault(*faults)
@@ -62,18 +70,9 @@ def test_api_faults_recover_without_intervention(
 ) -> None:
     """429 storms with Retry-After, 5xx bursts (JSON and HTML), dropped connections, an API slower than the
     cron period: every event delivered once, no overlapping pulls, the process never needs a restart."""
-    fake = FakeRux(
-        seed_detections=400, seed_audit=20, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET
-    )
-    fake.start()
+    fake = start_fake(seed_detections=400, seed_audit=20, seed_entity=40)
     try:
-        conn = Connector(
-            tmp_path / "c",
-            fake.url,
-            [rsyslog.server_entry("tcp1", "TCP")],
-            schedule=EVERY_SECOND,
-            page_size=50,
-        ).start()
+        conn = _start_tcp1(tmp_path, fake, rsyslog, page_size=50)
         try:
             wait_for(lambda: delivered(rsyslog, fake, "tcp"), 40, "the seeded events")
             for _ in range(rounds):
@@ -132,23 +131,13 @@ def test_token_faults_recover_without_intervention(
     """A token that expires mid-paging, a 401 mid-paging, the refresh token rejected (400 and 401): the
     client gets a new token by itself; no event lost or duplicated; no token or secret in any log (DEBUG
     level)."""
-    fake = FakeRux(
+    fake = start_fake(
         seed_detections=1500,
-        client_id=CLIENT_ID,
-        client_secret=SECRET,
         token_expires_in=3,  # renewed (refresh grant) every few seconds, mid-paging
         refresh_expires_in=3600,
     )
-    fake.start()
     try:
-        conn = Connector(
-            tmp_path / "c",
-            fake.url,
-            [rsyslog.server_entry("tcp1", "TCP")],
-            schedule=EVERY_SECOND,
-            page_size=20,
-            log_level="DEBUG",
-        ).start()
+        conn = _start_tcp1(tmp_path, fake, rsyslog, page_size=20, log_level="DEBUG")
         try:
             wait_for(lambda: delivered(rsyslog, fake, "tcp"), 60, "the seeded events across token renewals")
             for _ in range(rounds):
@@ -203,24 +192,25 @@ def test_bad_api_responses_keep_checkpoint_and_process(tmp_path: Path, rsyslog: 
     """Bodies that are not JSON, not an object, lack `events`, or carry a non-integer checkpoint: a clear
     error naming the stream, the checkpoint does not move (`siemconn status`), the process keeps running,
     and the next tick succeeds once the API answers properly again."""
-    fake = FakeRux(seed_detections=50, client_id=CLIENT_ID, client_secret=SECRET).start()
+    fake = start_fake(seed_detections=50)
     try:
-        conn = Connector(
-            tmp_path / "c", fake.url, [rsyslog.server_entry("tcp1", "TCP")], schedule=EVERY_SECOND
-        ).start()
+        conn = _start_tcp1(tmp_path, fake, rsyslog)
         try:
             wait_for(lambda: delivered(rsyslog, fake, "tcp"), 40, "the seeded events")
             for p in BAD_BODIES:
                 body, ctype, expect = p.values
+                assert isinstance(body, str) and isinstance(ctype, str)
                 before = status_checkpoints(conn)["detections"]
                 errors_before = len(log_events(conn, PULL_FAILED))
                 fake.add_fault(
                     Fault(path="detections", status=200, body=body, content_type=ctype, count=10**6)
                 )
                 fake.append("detections", 7)
-                wait_for(
-                    lambda n=errors_before: len(log_events(conn, PULL_FAILED)) > n, 30, f"errors ({p.id})"
-                )
+
+                def more_errors(n: int = errors_before) -> bool:
+                    return len(log_events(conn, PULL_FAILED)) > n
+
+                wait_for(more_errors, 30, f"errors ({p.id})")
                 errs = log_events(conn, PULL_FAILED)[errors_before:]
                 assert all(e["stream"] == "detections" and expect in e["error"] for e in errs), (p.id, errs)
                 assert "checkpoint kept" in errs[0]["error"]

@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.certs import TlsFiles, make_ca_and_leaf, make_certs
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads
+from support.e2e import SECRET, Connector, expected_payloads, serve_fake
 from support.reliability import delivered, figure, log_events, status_checkpoints, tally, wait_for
 from support.rsyslog import RsyslogReceiver
 
@@ -35,11 +36,8 @@ PULL_FAILED = "pull_failed"
 
 
 @pytest.fixture
-def fake() -> Any:
-    f = FakeRux(seed_detections=60, seed_audit=5, seed_entity=10, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_detections=60, seed_audit=5, seed_entity=10)
 
 
 def _vmhwm_mb(pid: int) -> float:
@@ -81,7 +79,7 @@ def test_bogus_next_checkpoint_cannot_make_later_events_unreachable(
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp"), 40, "the seeded events")
         fake.append("detections", 1)
-        ev = fake._events["detections"][-1]  # noqa: SLF001 - the next real event, served by the fault
+        ev = fake.generated()["detections"][-1]  # the next real event, served by the fault
         body = {"events": [json.loads(ev.body("v3.3"))], "next_checkpoint": 9223372036854775797}
         fake.add_fault(Fault(path="detections", status=None, body=json.dumps({**body, "remaining_count": 0})))
         wait_for(lambda: bool(log_events(conn, "implausible_next_checkpoint")), 20, "the warning")
@@ -133,7 +131,7 @@ def test_a_huge_answer_never_takes_the_process_above_400mb(
             "the operator-visible error",
         )
         assert conn.alive(), conn.output()[-2000:]
-        peak = _vmhwm_mb(conn.proc.pid)  # type: ignore[union-attr]
+        peak = _vmhwm_mb(conn.pid)
         _append_all(fake, 30)
         wait_for(lambda: delivered(rsyslog, fake, "tcp"), 60, "the events after the huge answers")
     finally:
@@ -485,7 +483,7 @@ def test_idle_metrics_connections_cannot_exhaust_file_descriptors(
                 continue
             idle.append(s)
         time.sleep(1.0)
-        pid = conn.proc.pid  # type: ignore[union-attr]
+        pid = conn.pid
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         rsyslog.restart()  # the writer must open a new connection while the idle clients are held
         _append_all(fake, 40)

@@ -7,10 +7,11 @@ import json
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, serve_fake
 from support.reliability import (
     assert_no_secrets,
     db_path,
@@ -36,11 +37,8 @@ RESUMED = "queue_pull_resumed"
 
 
 @pytest.fixture
-def fake() -> FakeRux:
-    f = FakeRux(seed_detections=400, seed_audit=20, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_detections=400, seed_audit=20)
 
 
 def _api_requests(fake: FakeRux) -> int:
@@ -81,7 +79,9 @@ def test_queue_cap_pauses_pulling_and_resumes(
         depth = status_depths(conn)["tcp1"]
         # a pull checks the cap before every page; the three streams pull concurrently
         assert cap <= depth <= cap + 4 * page, depth
-        assert cps["detections"] is not None and cps["detections"] < fake.heads()["detections"]
+        head = fake.heads()["detections"]
+        assert head is not None
+        assert cps["detections"] is not None and cps["detections"] < head
         fake.append("detections", 50)
         rsyslog.start()
         wait_for(lambda: delivered(rsyslog, fake, "tcp"), 60, "every event after the server came back")
@@ -116,7 +116,9 @@ def test_disk_floor_pauses_pulling_and_resumes(
         conn.start()
         conn.wait_log(PAUSED, timeout=30)
         cps = _holds(conn, fake, hold)
-        assert cps["detections"] is not None and cps["detections"] < fake.heads()["detections"]
+        head = fake.heads()["detections"]
+        assert head is not None
+        assert cps["detections"] is not None and cps["detections"] < head
         assert conn.terminate() == 0
         _set(conn, min_free_disk_mb=0)
         conn.start()

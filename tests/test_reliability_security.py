@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import socket
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.certs import TlsFiles, make_ca_and_leaf, make_certs
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads
+from support.e2e import Connector, expected_payloads, serve_fake
 from support.reliability import assert_no_secrets, figure, log_events, wait_for
 from support.rsyslog import RsyslogReceiver
 
@@ -25,11 +26,8 @@ EVERY_SECOND = "* * * * * *"
 
 
 @pytest.fixture
-def fake() -> FakeRux:
-    f = FakeRux(seed_detections=40, client_id=CLIENT_ID, client_secret=SECRET, token_expires_in=4)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_detections=40, token_expires_in=4)
 
 
 def _tls_files_with(directory: Path, ca: Path, cert: Path, key: Path) -> TlsFiles:
@@ -179,12 +177,12 @@ def _fake_cli_defaults() -> dict[str, Any]:
         captured.update(vars(real(self, [], namespace)))
         raise Stop
 
-    argparse.ArgumentParser.parse_args = grab  # type: ignore[method-assign]
+    argparse.ArgumentParser.parse_args = grab  # type: ignore[method-assign]  # capture what main() parses
     try:
         with pytest.raises(Stop):
             fake_rux.main([])
     finally:
-        argparse.ArgumentParser.parse_args = real  # type: ignore[method-assign]
+        argparse.ArgumentParser.parse_args = real  # type: ignore[method-assign]  # undo the capture
     return captured
 
 

@@ -9,11 +9,19 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.e2e import (
+    Connector,
+    expected_payloads,
+    received,
+    serve_fake,
+    start_fake,
+    summary,
+)
 from support.reliability import (
     ALL_DOWN,
     Appender,
@@ -22,14 +30,13 @@ from support.reliability import (
     assert_no_secrets,
     delivered,
     figure,
-    kill_receiver,
+    kill_receiver_mid_backlog,
     missing_keys,
-    queue_drained,
     random_pauses,
     tally,
     variants,
+    wait_delivered_and_quiet,
     wait_for,
-    wait_stable,
 )
 from support.rsyslog import RsyslogReceiver
 
@@ -42,11 +49,8 @@ EVERY_SECOND = "* * * * * *"
 
 
 @pytest.fixture
-def fake() -> Any:
-    f = FakeRux(seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+def fake() -> Iterator[FakeRux]:
+    yield from serve_fake(seed_audit=30, seed_detections=300, seed_entity=40)
 
 
 def _servers(rs: RsyslogReceiver) -> list[dict[str, Any]]:
@@ -164,16 +168,8 @@ def test_receiver_hard_kill_loss_is_bounded(
     conn = _connector(tmp_path, fake, _servers(rsyslog)).start()
     try:
         wait_for(lambda: delivered(rsyslog, fake, "tcp", "tls"), 40, "the seeded events")
-        for _ in range(kills):
-            fake.append("detections", 2000)
-            mark = rsyslog.mark()
-            rsyslog.wait_for(300, since=mark, timeout=30)
-            kill_receiver(rsyslog)
-            time.sleep(0.5)
-            rsyslog.start()
-        fake.append("audits", 10)
-        wait_for(lambda: queue_drained(conn, 2), 90, "the connector to deliver its whole backlog")
-        wait_stable(rsyslog)
+        kill_receiver_mid_backlog(rsyslog, fake, kills, backlog=2000, seen=300, timeout=30, pause=0.5)
+        wait_delivered_and_quiet(conn, rsyslog, fake, 90)
         assert conn.terminate() == 0
     finally:
         conn.kill()
@@ -188,9 +184,7 @@ def test_receiver_hard_kill_loss_is_bounded(
 @pytest.mark.parametrize("kills", variants(5, 20))
 def test_sigkill_connector_at_random_moments(tmp_path: Path, rsyslog: RsyslogReceiver, kills: int) -> None:
     """SIGKILL of siemconn `kills` times at random moments (mid-pull, mid-delivery), restarted each time."""
-    fake = FakeRux(
-        seed_audit=200, seed_detections=4000, seed_entity=300, client_id=CLIENT_ID, client_secret=SECRET
-    ).start()
+    fake = start_fake(seed_audit=200, seed_detections=4000, seed_entity=300)
     app = Appender(fake, every=0.2, detections=10).start()
     try:
         conn = _connector(tmp_path, fake, _servers(rsyslog), page_size=200)

@@ -5,28 +5,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector
+from support.e2e import Connector, start_fake
 from support.reliability import (
     assert_no_secrets,
     delivered,
     figure,
-    kill_receiver,
-    queue_drained,
+    kill_receiver_mid_backlog,
     tally,
     variants,
+    wait_delivered_and_quiet,
     wait_for,
-    wait_stable,
 )
 from support.rsyslog import RelpReceiver
 
 from siemconn.config import ServerConfig
-from siemconn.devtools.fake_rux import FakeRux
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.syslog.relp import MAX_TXNR, RelpProtocolError, RelpTransport, parse_frames
 from siemconn.syslog.transport import open_transport
@@ -289,10 +286,7 @@ def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: Relp
     RELP+TLS. Every event arrives: a batch is acked only after rsp 200 for each of its events. The
     duplicates are bounded by the batch whose answers the kill interrupted: one batch per destination
     per kill (with batch_size <= window_size, also within the window)."""
-    fake = FakeRux(
-        seed_audit=30, seed_detections=300, seed_entity=40, client_id=CLIENT_ID, client_secret=SECRET
-    )
-    fake.start()
+    fake = start_fake(seed_audit=30, seed_detections=300, seed_entity=40)
     rs = relp_receiver
     servers = [rs.server_entry("relp1", "RELP"), rs.server_entry("relptls1", "RELP-TLS")]
     conn = Connector(
@@ -300,16 +294,8 @@ def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: Relp
     ).start()
     try:
         wait_for(lambda: delivered(rs, fake, "relp", "relptls"), 60, "the seeded events")
-        for _ in range(kills):
-            fake.append("detections", 1500)
-            mark = rs.mark()
-            rs.wait_for(300, since=mark, timeout=60)
-            kill_receiver(rs)
-            time.sleep(0.3)
-            rs.start()
-        fake.append("audits", 10)
-        wait_for(lambda: queue_drained(conn, 2), 120, "the connector to deliver its whole backlog")
-        wait_stable(rs)
+        kill_receiver_mid_backlog(rs, fake, kills, backlog=1500, seen=300, timeout=60, pause=0.3)
+        wait_delivered_and_quiet(conn, rs, fake, 120)
         assert conn.terminate() == 0
         assert_no_secrets(conn, fake)
     finally:

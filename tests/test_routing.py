@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.queues import drain
 
 from siemconn.errors import QueueError
 from siemconn.queue import DurableQueue, QueuedEvent, read_status, render_status
@@ -23,14 +24,6 @@ from siemconn.queue.schema import DB_FILE, PAGE_TABLE
 
 def events(ids: range | list[int], key: str) -> list[dict[str, Any]]:
     return [{"id": i, "key": key} for i in ids]
-
-
-async def drain(q: DurableQueue, dest: str, size: int = 1000) -> list[QueuedEvent]:
-    out: list[QueuedEvent] = []
-    while (b := await q.read_batch(dest, size)) is not None:
-        out.extend(b.events)
-        await q.ack(b)
-    return out
 
 
 def pairs(evs: list[QueuedEvent]) -> list[tuple[str, int | None]]:

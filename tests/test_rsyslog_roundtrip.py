@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
-from support.rsyslog import RsyslogReceiver, rsyslog_available
+from support.memqueue import MemQueue, cursor_at
+from support.metricvalue import metric_value
+from support.rsyslog import Fields, RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
 
 from siemconn.config import Configuration, ServerConfig
@@ -70,12 +71,9 @@ async def deliver(servers: list[ServerConfig], q: MemQueue, tmp_path: Path, **kw
     return pool
 
 
-def lines_for(rx: RsyslogReceiver, case: str) -> list[tuple[str, Any]]:
+def lines_for(rx: RsyslogReceiver, case: str) -> list[tuple[str, Fields]]:
     """(raw line, fields) pairs of one test case, in arrival order."""
-    raw = rx.raw_lines()
-    fields = rx.fields_lines()
-    tag = f'"case": "{case}"'
-    return [(r, f) for r, f in zip(raw, fields, strict=False) if tag in r]
+    return rx.tagged(f'"case": "{case}"')
 
 
 CASES = [
@@ -116,7 +114,7 @@ async def test_every_message_arrives_intact(
     q.put("entity_scoring.host" if fmt == "rfc5424" else "detections", evs)
     await deliver([s], q, tmp_path)
 
-    got: list[tuple[str, Any]] = []
+    got: list[tuple[str, Fields]] = []
 
     def arrived() -> bool:
         got[:] = lines_for(rx, case)
@@ -182,16 +180,18 @@ async def test_udp_oversize_policy(rx: RsyslogReceiver, tmp_path: Path) -> None:
         metrics = Metrics()
         pool = WriterPool([s], q, conf([s]), tmp_path, metrics=metrics)
         run = asyncio.create_task(pool.run())
-        await wait_until(lambda q=q: q.cursors["u"] == 3)
+        await wait_until(cursor_at(q, "u", 3))
         await pool.stop(5)
         await run
         want = 3 if policy == "truncate" else 2
-        lines = rx.wait_for(
-            want, predicate=lambda ls, c=case: sum(f'"case": "{c}", "id": 3' in x for x in ls) == 1
-        )
+
+        def third_once(ls: list[str], c: str = case) -> bool:
+            return sum(f'"case": "{c}", "id": 3' in x for x in ls) == 1
+
+        lines = rx.wait_for(want, predicate=third_once)
         mine = [x for x in lines if f'"case": "{case}"' in x]
         assert len(mine) == want
-        assert metrics.events_truncated.labels("u")._value.get() == 1
+        assert metric_value(metrics.events_truncated.labels("u")) == 1
         if policy == "truncate":
             assert len(mine[1].encode()) == 1000 and mine[1].endswith("x")
         else:
@@ -239,7 +239,7 @@ async def test_receiver_restart_mid_stream_loses_nothing(
         lines = r.wait_for(total, timeout=30)
         ids = [json.loads(parse(x.encode(), "rfc5424").payload)["id"] for x in lines]
         assert set(ids) == set(range(total))  # at-least-once: duplicates are allowed, losses are not
-        assert metrics.reconnects.labels("r1")._value.get() >= 2  # both restarts were noticed
+        assert metric_value(metrics.reconnects.labels("r1")) >= 2  # both restarts were noticed
         print(f"{protocol}: {len(ids) - total} duplicates of {total}")
     finally:
         r.stop()

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import structlog
 from support.configs import configuration
+from support.metricvalue import metric_value
 
 from siemconn.config import Configuration, Credentials
 from siemconn.devtools.fake_rux import FakeRux, Fault, parse_timestamp
@@ -113,7 +114,9 @@ def api_requests(fake: FakeRux) -> list[Any]:
 # --- paging ------------------------------------------------------------------------------
 
 
-async def test_pages_10000_detections_in_1000_event_pages(fake_factory, make_client) -> None:
+async def test_pages_10000_detections_in_1000_event_pages(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10_000)
     metrics = Metrics()
     client = make_client(fake, metrics=metrics)
@@ -124,11 +127,13 @@ async def test_pages_10000_detections_in_1000_event_pages(fake_factory, make_cli
     assert pages[-1].next_checkpoint == fake.heads()["detections"] == 10_001
     assert all(p.spec == DET for p in pages)
     assert len(api_requests(fake)) == 10
-    assert metrics.events_fetched.labels(stream="detections")._value.get() == 10_000
-    assert metrics.api_requests.labels(status="200")._value.get() == 11  # 1 token + 10 pages
+    assert metric_value(metrics.events_fetched.labels(stream="detections")) == 10_000
+    assert metric_value(metrics.api_requests.labels(status="200")) == 11  # 1 token + 10 pages
 
 
-async def test_resume_from_checkpoint_and_nothing_new(fake_factory, make_client) -> None:
+async def test_resume_from_checkpoint_and_nothing_new(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=3000)
     client = make_client(fake)
     pages = await collect(client, DET, 2501)
@@ -141,7 +146,9 @@ async def test_resume_from_checkpoint_and_nothing_new(fake_factory, make_client)
     assert all_ids(pages) == [3001, 3002, 3003] and pages[-1].next_checkpoint == 3004
 
 
-async def test_events_appended_during_paging_are_included(fake_factory, make_client) -> None:
+async def test_events_appended_during_paging_are_included(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=2000)
     client = make_client(fake)
     ids: list[int] = []
@@ -152,7 +159,9 @@ async def test_events_appended_during_paging_are_included(fake_factory, make_cli
     assert ids == list(range(1, 2601))
 
 
-async def test_shared_hold_keeps_one_parsed_page_alive_across_streams(fake_factory, make_client) -> None:
+async def test_shared_hold_keeps_one_parsed_page_alive_across_streams(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     """Two streams paging concurrently with one `hold`: a page is only handed out while no other stream's
     page is being processed, yet both streams complete with every event."""
     fake = fake_factory(seed_detections=3000, seed_audit=3000)
@@ -179,7 +188,9 @@ async def test_shared_hold_keeps_one_parsed_page_alive_across_streams(fake_facto
     assert not hold.locked()
 
 
-async def test_hold_is_released_when_the_caller_stops_early(fake_factory, make_client) -> None:
+async def test_hold_is_released_when_the_caller_stops_early(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=3000)
     client = make_client(fake)
     hold = asyncio.Lock()
@@ -197,7 +208,9 @@ async def test_hold_is_released_when_the_caller_stops_early(fake_factory, make_c
     assert not hold.locked()
 
 
-async def test_generator_requests_next_page_only_when_resumed(fake_factory, make_client) -> None:
+async def test_generator_requests_next_page_only_when_resumed(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=2500)
     client = make_client(fake)
     gen = client.pages(DET, 1)
@@ -210,7 +223,9 @@ async def test_generator_requests_next_page_only_when_resumed(fake_factory, make
     assert len(api_requests(fake)) == 2
 
 
-async def test_first_run_params_keep_lookback_on_every_page(fake_factory, make_client) -> None:
+async def test_first_run_params_keep_lookback_on_every_page(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=2500, seed_span_seconds=3600)
     now = datetime.now(UTC)
     client = make_client(fake, cfg(initial_lookback_hours=2), wall_clock=lambda: now)
@@ -226,7 +241,9 @@ async def test_first_run_params_keep_lookback_on_every_page(fake_factory, make_c
     assert "event_timestamp_gte" not in api_requests(fake)[-1].params
 
 
-async def test_first_run_lookback_excludes_older_events(fake_factory, make_client) -> None:
+async def test_first_run_lookback_excludes_older_events(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=600, seed_span_seconds=6 * 3600)
     client = make_client(fake, cfg(initial_lookback_hours=1))
     pages = await collect(client, DET, None)
@@ -237,7 +254,9 @@ async def test_first_run_lookback_excludes_older_events(fake_factory, make_clien
     assert ids == list(range(ids[0], 601))  # the newest ones, none skipped
 
 
-async def test_first_run_with_nothing_yields_no_page(fake_factory, make_client) -> None:
+async def test_first_run_with_nothing_yields_no_page(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     """An empty first run must not commit from=0, which would replay all history next time."""
     fake = fake_factory()
     fake.append("detections", 50, timestamps=[time.time() - 48 * 3600] * 50)
@@ -250,14 +269,18 @@ async def test_first_run_with_nothing_yields_no_page(fake_factory, make_client) 
     assert [(p.events, p.next_checkpoint) for p in pages] == [([], 51)]
 
 
-async def test_null_next_checkpoint_on_empty_page_keeps_checkpoint(fake_factory, make_client) -> None:
+async def test_null_next_checkpoint_on_empty_page_keeps_checkpoint(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10, empty_next_checkpoint="null")
     client = make_client(fake)
     assert await collect(client, DET, 11) == []
     assert api_requests(fake)[-1].status == 200
 
 
-async def test_null_next_checkpoint_with_events_uses_max_id_plus_one(make_client) -> None:
+async def test_null_next_checkpoint_with_events_uses_max_id_plus_one(
+    make_client: Callable[..., RuxClient],
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
             return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
@@ -269,7 +292,7 @@ async def test_null_next_checkpoint_with_events_uses_max_id_plus_one(make_client
     assert [p.next_checkpoint for p in pages] == [10]
 
 
-async def test_server_checkpoint_never_moves_backwards(make_client) -> None:
+async def test_server_checkpoint_never_moves_backwards(make_client: Callable[..., RuxClient]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
             return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
@@ -280,7 +303,9 @@ async def test_server_checkpoint_never_moves_backwards(make_client) -> None:
     assert [p.next_checkpoint for p in pages] == [40]
 
 
-async def test_overlap_between_pages_is_deduplicated(fake_factory, make_client) -> None:
+async def test_overlap_between_pages_is_deduplicated(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=2500, overlap=True)
     client = make_client(fake)
     pages = await collect(client, DET, 1)
@@ -290,7 +315,7 @@ async def test_overlap_between_pages_is_deduplicated(fake_factory, make_client) 
     assert pages[-1].next_checkpoint == 2500
 
 
-async def test_cursor_that_does_not_advance_is_an_error(make_client) -> None:
+async def test_cursor_that_does_not_advance_is_an_error(make_client: Callable[..., RuxClient]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
             return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
@@ -304,7 +329,9 @@ async def test_cursor_that_does_not_advance_is_an_error(make_client) -> None:
 # --- API versions and entity types ---------------------------------------------------------
 
 
-async def test_v33_and_v34_field_names(fake_factory, make_client) -> None:
+async def test_v33_and_v34_field_names(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=20, seed_entity=60)
     v33 = make_client(fake, cfg(api_version="v3.3"))
     v34 = make_client(fake, cfg(api_version="v3.4"))
@@ -326,7 +353,9 @@ async def test_v33_and_v34_field_names(fake_factory, make_client) -> None:
     }
 
 
-async def test_entity_types_have_separate_checkpoints(fake_factory, make_client) -> None:
+async def test_entity_types_have_separate_checkpoints(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_entity=3000)
     client = make_client(fake, cfg(api_version="v3.4", page_size=500))
     acc = await collect(client, StreamSpec("entity_scoring", "account"), None)
@@ -341,7 +370,9 @@ async def test_entity_types_have_separate_checkpoints(fake_factory, make_client)
     assert {r.params["type"] for r in api_requests(fake)} == {"account", "host"}
 
 
-async def test_audit_stream(fake_factory, make_client) -> None:
+async def test_audit_stream(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_audit=120)
     client = make_client(fake, cfg(page_size=50))
     pages = await collect(client, StreamSpec("audit"), None)
@@ -356,7 +387,9 @@ def grants(fake: FakeRux) -> list[str | None]:
     return [r.grant_type for r in fake.requests if r.path == "/oauth2/token"]
 
 
-async def test_token_revoked_mid_paging_refreshes_and_retries_once(fake_factory, make_client) -> None:
+async def test_token_revoked_mid_paging_refreshes_and_retries_once(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=3000)
     client = make_client(fake)
     ids: list[int] = []
@@ -371,7 +404,9 @@ async def test_token_revoked_mid_paging_refreshes_and_retries_once(fake_factory,
     assert refresh.basic_auth is False
 
 
-async def test_token_renewed_before_expiry(fake_factory, make_client) -> None:
+async def test_token_renewed_before_expiry(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=3000, token_expires_in=600)
     clock = Clock()
     client = make_client(fake, clock=clock)
@@ -384,7 +419,9 @@ async def test_token_renewed_before_expiry(fake_factory, make_client) -> None:
     assert all(r.status == 200 for r in api_requests(fake))  # no 401: renewed ahead
 
 
-async def test_refresh_rejected_falls_back_to_client_credentials(fake_factory, make_client) -> None:
+async def test_refresh_rejected_falls_back_to_client_credentials(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     for status in (400, 401):
         fake = fake_factory(seed_detections=2000, reject_refresh=status)
         client = make_client(fake)
@@ -396,7 +433,9 @@ async def test_refresh_rejected_falls_back_to_client_credentials(fake_factory, m
         assert grants(fake) == ["client_credentials", "refresh_token", "client_credentials"]
 
 
-async def test_expired_refresh_token_uses_client_credentials(fake_factory, make_client) -> None:
+async def test_expired_refresh_token_uses_client_credentials(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10, token_expires_in=600, refresh_expires_in=1000)
     clock = Clock()
     client = make_client(fake, clock=clock)
@@ -406,7 +445,9 @@ async def test_expired_refresh_token_uses_client_credentials(fake_factory, make_
     assert grants(fake) == ["client_credentials", "client_credentials"]
 
 
-async def test_bad_credentials_raise_auth_error_without_retry(fake_factory, make_client) -> None:
+async def test_bad_credentials_raise_auth_error_without_retry(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10)
     sleeps = Sleeps()
     client = make_client(fake, secret="wrong-secret-value", sleep=sleeps)
@@ -419,14 +460,16 @@ async def test_bad_credentials_raise_auth_error_without_retry(fake_factory, make
     assert api_requests(fake) == []
 
 
-async def test_403_names_stream_and_role(fake_factory, make_client) -> None:
+async def test_403_names_stream_and_role(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_audit=5, roles=["Read-Only"])
     client = make_client(fake)
     with pytest.raises(RuxPermissionError, match=r"stream audit.*Auditor role"):
         await collect(client, StreamSpec("audit"), None)
 
 
-async def test_persistent_401_raises_auth_error(make_client) -> None:
+async def test_persistent_401_raises_auth_error(make_client: Callable[..., RuxClient]) -> None:
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -444,7 +487,9 @@ async def test_persistent_401_raises_auth_error(make_client) -> None:
 # --- faults ----------------------------------------------------------------------------------
 
 
-async def test_429_waits_retry_after(fake_factory, make_client) -> None:
+async def test_429_waits_retry_after(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fault = Fault(path="detections", status=429, count=2, retry_after=7)
     fake = fake_factory(seed_detections=1500, faults=[fault])
     sleeps = Sleeps()
@@ -453,7 +498,9 @@ async def test_429_waits_retry_after(fake_factory, make_client) -> None:
     assert sleeps.delays == [7, 7]
 
 
-async def test_429_without_retry_after_waits_30s_and_caps_long_waits(fake_factory, make_client) -> None:
+async def test_429_without_retry_after_waits_30s_and_caps_long_waits(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(
         seed_detections=10,
         faults=[Fault(path="detections", status=429), Fault(path="detections", status=429, retry_after=9999)],
@@ -464,7 +511,9 @@ async def test_429_without_retry_after_waits_30s_and_caps_long_waits(fake_factor
     assert sleeps.delays == [30.0, 300.0]
 
 
-async def test_429_on_token_endpoint(fake_factory, make_client) -> None:
+async def test_429_on_token_endpoint(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10, faults=[Fault(path="/oauth2/token", status=429, retry_after=61)])
     sleeps = Sleeps()
     client = make_client(fake, sleep=sleeps)
@@ -473,7 +522,9 @@ async def test_429_on_token_endpoint(fake_factory, make_client) -> None:
     assert grants(fake) == ["client_credentials", "client_credentials"]
 
 
-async def test_429_too_often_raises_rate_limited_after_api_max_tries(fake_factory, make_client) -> None:
+async def test_429_too_often_raises_rate_limited_after_api_max_tries(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=2000, faults=[Fault(path="detections", status=429, count=10, skip=1)])
     sleeps = Sleeps()
     client = make_client(fake, cfg(api_max_tries=4), sleep=sleeps)
@@ -485,7 +536,9 @@ async def test_429_too_often_raises_rate_limited_after_api_max_tries(fake_factor
     assert len(sleeps.delays) == 3
 
 
-async def test_5xx_burst_backs_off_and_recovers(fake_factory, make_client) -> None:
+async def test_5xx_burst_backs_off_and_recovers(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(
         seed_detections=1200,
         faults=[
@@ -504,7 +557,9 @@ async def test_5xx_burst_backs_off_and_recovers(fake_factory, make_client) -> No
     assert [r.status for r in api_requests(fake)] == [502, 502, 503, 200, 500, 200]
 
 
-async def test_5xx_forever_raises_unavailable(fake_factory, make_client) -> None:
+async def test_5xx_forever_raises_unavailable(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10, faults=[Fault(path="detections", status=503, count=100)])
     sleeps = Sleeps()
     client = make_client(fake, sleep=sleeps, unavailable_tries=4)
@@ -513,7 +568,9 @@ async def test_5xx_forever_raises_unavailable(fake_factory, make_client) -> None
     assert len(api_requests(fake)) == 4 and len(sleeps.delays) == 3
 
 
-async def test_dropped_connection_is_retried(fake_factory, make_client) -> None:
+async def test_dropped_connection_is_retried(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fault = Fault(path="detections", status=None, drop=True, count=2)
     fake = fake_factory(seed_detections=1500, faults=[fault])
     client = make_client(fake)
@@ -521,15 +578,17 @@ async def test_dropped_connection_is_retried(fake_factory, make_client) -> None:
     assert [r.status for r in api_requests(fake)] == [0, 0, 200, 200]
 
 
-async def test_slow_response_beyond_timeout_is_retried(fake_factory, make_client) -> None:
+async def test_slow_response_beyond_timeout_is_retried(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=10, faults=[Fault(path="detections", status=None, delay=1.5)])
     metrics = Metrics()
     client = make_client(fake, cfg(http_timeout=0.3), metrics=metrics)
     assert all_ids(await collect(client, DET, 1)) == list(range(1, 11))
-    assert metrics.api_requests.labels(status="timeout")._value.get() == 1
+    assert metric_value(metrics.api_requests.labels(status="timeout")) == 1
 
 
-async def test_unreachable_server_raises_unavailable(make_client) -> None:
+async def test_unreachable_server_raises_unavailable(make_client: Callable[..., RuxClient]) -> None:
     import socket
 
     s = socket.socket()
@@ -569,7 +628,9 @@ async def test_unreachable_server_raises_unavailable(make_client) -> None:
         ),
     ],
 )
-async def test_bad_bodies_raise_response_error(make_client, body: bytes, ctype: str, message: str) -> None:
+async def test_bad_bodies_raise_response_error(
+    make_client: Callable[..., RuxClient], body: bytes, ctype: str, message: str
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
             return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
@@ -584,7 +645,9 @@ async def test_bad_bodies_raise_response_error(make_client, body: bytes, ctype: 
     assert "from=" not in text  # no query string in messages
 
 
-async def test_an_element_that_is_not_an_object_is_quarantined_not_the_page(make_client) -> None:
+async def test_an_element_that_is_not_an_object_is_quarantined_not_the_page(
+    make_client: Callable[..., RuxClient],
+) -> None:
     """`events: [1, {...}]` used to fail the whole page (and so the stream, forever): the object is queued,
     the 1 is handed over for the quarantine with its raw text, and the checkpoint moves."""
 
@@ -603,7 +666,7 @@ async def test_an_element_that_is_not_an_object_is_quarantined_not_the_page(make
     assert "events[0]" in r.detail
 
 
-async def test_json_that_orjson_rejects_is_parsed(make_client) -> None:
+async def test_json_that_orjson_rejects_is_parsed(make_client: Callable[..., RuxClient]) -> None:
     big = 2**70
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -619,7 +682,7 @@ async def test_json_that_orjson_rejects_is_parsed(make_client) -> None:
     assert pages[0].events[0]["big"] == big and pages[0].next_checkpoint == 5
 
 
-async def test_4xx_from_api_is_a_response_error(make_client) -> None:
+async def test_4xx_from_api_is_a_response_error(make_client: Callable[..., RuxClient]) -> None:
     drf = {"type": "Invalid value given for paramater 'type'.", "_meta": {"message": "Invalid field(s)"}}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -648,7 +711,9 @@ def test_parse_retry_after() -> None:
 # --- acceptance ----------------------------------------------------------------------------------
 
 
-async def test_acceptance_every_event_once_in_order_despite_faults(fake_factory, make_client) -> None:
+async def test_acceptance_every_event_once_in_order_despite_faults(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(
         seed_detections=10_000,
         faults=[
@@ -682,7 +747,9 @@ async def test_acceptance_every_event_once_in_order_despite_faults(fake_factory,
 # --- secrets never logged ---------------------------------------------------------------------------
 
 
-async def test_logs_never_contain_secret_or_tokens(fake_factory, make_client) -> None:
+async def test_logs_never_contain_secret_or_tokens(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
     fake = fake_factory(seed_detections=3500, token_expires_in=600, rotate_refresh_token=True)
     out = io.StringIO()
     setup_logging(log_dir=None, fmt="json", level="DEBUG", stream=out)  # no secrets given: nothing to redact
@@ -734,7 +801,9 @@ def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
     assert loads_page(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
 
 
-async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(make_client) -> None:
+async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(
+    make_client: Callable[..., RuxClient],
+) -> None:
     """The queue stores checkpoints as SQLite integers: one beyond 64 bits used to fail every commit."""
     body: dict[str, Any] = {"events": [{"id": 2**64 - 1}], "next_checkpoint": 2**64, "remaining_count": 0}
 
@@ -751,7 +820,9 @@ async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(make_cl
         await collect(client, DET, 1)
 
 
-async def test_an_implausible_next_checkpoint_is_clamped_to_last_id_plus_one(make_client) -> None:
+async def test_an_implausible_next_checkpoint_is_clamped_to_last_id_plus_one(
+    make_client: Callable[..., RuxClient],
+) -> None:
     """Issue: one answer with next_checkpoint 9223372036854775797 made every later event unreachable."""
     answers: list[dict[str, Any]] = [
         {"events": [{"id": 41}, {"id": 40}], "next_checkpoint": 9223372036854775797, "remaining_count": 0},
@@ -804,7 +875,9 @@ def test_plausible_checkpoint_rule() -> None:
         (b'{"access_token": "' + b"a" * 70_000 + b'"}', "more than 65536 bytes"),
     ],
 )
-async def test_malformed_token_answers_are_response_errors(make_client, body: bytes, message: str) -> None:
+async def test_malformed_token_answers_are_response_errors(
+    make_client: Callable[..., RuxClient], body: bytes, message: str
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=body)
 
@@ -815,7 +888,9 @@ async def test_malformed_token_answers_are_response_errors(make_client, body: by
     assert "line" not in str(info.value) and "0123456789" not in str(info.value)
 
 
-async def test_an_error_body_echoing_the_token_is_redacted_before_it_is_cut(make_client) -> None:
+async def test_an_error_body_echoing_the_token_is_redacted_before_it_is_cut(
+    make_client: Callable[..., RuxClient],
+) -> None:
     token = "at-" + "A1b2C3d4E5" * 4
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -833,7 +908,9 @@ async def test_an_error_body_echoing_the_token_is_redacted_before_it_is_cut(make
     )
 
 
-async def test_a_too_large_answer_is_retried_with_a_smaller_limit(make_client) -> None:
+async def test_a_too_large_answer_is_retried_with_a_smaller_limit(
+    make_client: Callable[..., RuxClient],
+) -> None:
     limits: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,19 +14,19 @@ from support.e2e import CLIENT_ID, SECRET, connector_config
 from support.rsyslog import RsyslogReceiver
 
 from siemconn.cli import ExitCode
-from siemconn.config import load_settings
+from siemconn.config import Settings, load_settings
 from siemconn.devtools.fake_rux import FakeRux, Fault
 from siemconn.service import Service
 
 
-def _settings(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver, **extra: object):
+def _settings(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver, **extra: Any) -> Settings:
     cfg = connector_config(tmp_path, [rs.server_entry("tcp1", "TCP")], **extra)
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     return load_settings(p, {"BASE_URL": fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET})
 
 
-async def _run_until(service: Service, pred, timeout: float = 20.0) -> int:
+async def _run_until(service: Service, pred: Callable[[], object], timeout: float = 20.0) -> int:
     task = asyncio.create_task(service.run())
     try:
         for _ in range(int(timeout / 0.05)):
@@ -40,7 +42,7 @@ async def _run_until(service: Service, pred, timeout: float = 20.0) -> int:
 
 @pytest.mark.parametrize(("tz", "expected"), [(None, "UTC"), ("Asia/Kolkata", "Asia/Kolkata")])
 async def test_cron_runs_in_configured_timezone(
-    tmp_path: Path, rsyslog: RsyslogReceiver, tz, expected
+    tmp_path: Path, rsyslog: RsyslogReceiver, tz: str | None, expected: str
 ) -> None:
     with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
         extra = {"timezone": tz} if tz else {}

@@ -114,8 +114,9 @@ def entity_type(ev: Mapping[str, Any], stream: str = "") -> str | None:
 
 def detection_rows(ev: Mapping[str, Any], stream: str) -> list[Row]:
     host = entity_type(ev) == "host"
-    detail = ev.get("detail") if isinstance(ev.get("detail"), dict) else {}
-    port = detail.get("dst_port")
+    raw_detail = ev.get("detail")
+    detail: Mapping[str, Any] = raw_detail if isinstance(raw_detail, dict) else {}
+    port: Any = detail.get("dst_port")
     return [
         ("externalId", "externalId", lambda e: integer(e.get("id")), False),
         ("cat", "cat", lambda e: txt(e.get("category")), False),
@@ -418,7 +419,7 @@ def test_pycef_reads_what_the_strict_parser_reads(stream: str, i: int, ev: dict[
 NASTY = st.text(
     alphabet=st.one_of(
         st.sampled_from(list("=|\\\t\r\n ^~#;!`@$%&*? \x00\x1b\x7f\x85\u2028\u2029é中😀\"'")),
-        st.characters(exclude_categories=("Cs",)),
+        st.characters(exclude_categories=["Cs"]),
     ),
     max_size=40,
 )
@@ -516,7 +517,10 @@ def test_every_field_escapes_and_parses_back(
     text = cef.render(m)
     assert "\n" not in text and "\r" not in text
     c = cefparse.parse(text)
-    one_line = lambda s, n: s[:n].replace("\r", " ").replace("\n", " ")  # noqa: E731
+
+    def one_line(s: str, n: int) -> str:
+        return s[:n].replace("\r", " ").replace("\n", " ")
+
     assert (c.product, c.signature, c.name, c.severity) == (
         one_line(product, 63),
         one_line(signature, 1023),
@@ -535,7 +539,10 @@ def test_every_field_escapes_and_parses_back(
     assert "\n" not in ltext and "\r" not in ltext
     lp = leefparse.parse(ltext)
     assert lp.delimiter == delimiter
-    clean = lambda s: "".join("_" if ch in ("|", "\r", "\n", delimiter) else ch for ch in s)  # noqa: E731
+
+    def clean(s: str) -> str:
+        return "".join("_" if ch in ("|", "\r", "\n", delimiter) else ch for ch in s)
+
     assert (lp.product, lp.event_id) == (clean(product), clean(signature))
     lwant = {
         "devTime": "2024-03-05T07:08:09.000+0000",
@@ -647,7 +654,7 @@ def test_leef_delimiter_rules(bad: Any) -> None:
 
 
 def writer(srv: ServerConfig, tmp_path: Path) -> ServerWriter:
-    pool = WriterPool([srv], SimpleNamespace(), configuration([srv]), tmp_path)  # type: ignore[arg-type]
+    pool = WriterPool([srv], SimpleNamespace(), configuration([srv]), tmp_path)
     return pool.writer(srv.name)
 
 
@@ -689,15 +696,19 @@ async def test_writer_segments_path_matches_per_event_format(
     ref = Formatter(srv)
     want = [fit_datagram(ref.format(p.decode(), stream, NOW), srv) for stream, p in events]
     # the writer takes its own send time: compare without the syslog header's timestamp
-    strip = lambda m: re.sub(rb"^<14>\w{3} [ \d]\d \d\d:\d\d:\d\d ", b"", m)  # noqa: E731
+
+    def strip(m: bytes) -> bytes:
+        return re.sub(rb"^<14>\w{3} [ \d]\d \d\d:\d\d:\d\d ", b"", m)
+
     assert [strip(m) for m in messages] == [strip(m) for m in want if m is not None]
     assert (prepared.events, prepared.sent) == (len(events), len(messages))
     if "max_message_size" not in transport:
-        parse_raw = (
-            (lambda m: cefparse.parse_syslog(m).cef.labelled()["rawEvent"])
-            if fmt == "cef"
-            else (lambda m: leefparse.parse_syslog(m).leef.attributes["rawEvent"])
-        )
+
+        def parse_raw(m: bytes) -> str:
+            if fmt == "cef":
+                return cefparse.parse_syslog(m).cef.labelled()["rawEvent"]
+            return leefparse.parse_syslog(m).leef.attributes["rawEvent"]
+
         assert [json.loads(parse_raw(m)) for m in messages] == [json.loads(p) for _, p in events]
 
 

@@ -106,7 +106,7 @@ async def test_each_event_arrives_as_one_message(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
     while True:
-        raw = [(r, f) for r, f in zip(rx.raw_lines(), rx.fields_lines(), strict=False) if tag in r]
+        raw = rx.tagged(tag)
         if len(raw) >= len(evs) or loop.time() > deadline:
             break
         await asyncio.sleep(0.05)

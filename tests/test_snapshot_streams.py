@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support.e2e import CLIENT_ID, SECRET, connector_config
+from support.e2e import CLIENT_ID, SECRET, connector_config, serve_fake
+from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.cli import main
 from siemconn.config import load_settings
@@ -26,18 +27,6 @@ from siemconn.rux.lockdown import MARKER, UNLOCKED
 from siemconn.rux.streams import StreamSpec
 from siemconn.service import Service
 
-HEALTH_SECTIONS = {
-    "cpu",
-    "disk",
-    "memory",
-    "network",
-    "power",
-    "sensors",
-    "system",
-    "trafficdrop",
-    "connectivity",
-    "hostid",
-}
 LOCKDOWN_FIELDS = {
     "id",
     "type",
@@ -52,10 +41,7 @@ LOCKDOWN_FIELDS = {
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    f = FakeRux(seed_audit=5, seed_detections=7, seed_lockdown=2, client_id=CLIENT_ID, client_secret=SECRET)
-    f.start()
-    yield f
-    f.stop()
+    yield from serve_fake(seed_audit=5, seed_detections=7, seed_lockdown=2)
 
 
 def _token(fake: FakeRux) -> str:
@@ -222,7 +208,7 @@ async def _service(tmp_path: Path, fake: FakeRux, **extra: Any) -> Service:
 
 
 async def _payloads(q: DurableQueue) -> list[tuple[str, dict[str, Any]]]:
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     while (b := await q.read_batch("u", 100)) is not None:
         out.extend((e.stream, json.loads(e.payload)) for e in b.events)
         await q.ack(b)
@@ -318,10 +304,10 @@ def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux)
             async def failing(*a: Any, **kw: Any) -> int:
                 raise asyncio.CancelledError  # as if the process died before the commit
 
-            svc.queue.commit_page = failing  # type: ignore[method-assign]
+            svc.queue.commit_page = failing  # type: ignore[method-assign]  # die before the commit
             with pytest.raises(asyncio.CancelledError):
                 await svc.pull_snapshot(StreamSpec("lockdown"))
-            svc.queue.commit_page = real  # type: ignore[method-assign]
+            svc.queue.commit_page = real  # type: ignore[method-assign]  # undo the patch
             assert await svc.pull_snapshot(StreamSpec("lockdown")) == 1
             got = await _payloads(svc.queue)
             assert [p["entity_id"] for _, p in got].count(4242) == 1

@@ -55,7 +55,8 @@ class Sink:
     @property
     def port(self) -> int:
         assert self.server is not None
-        return self.server.sockets[0].getsockname()[1]
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
 
 
 @pytest.fixture
@@ -302,7 +303,8 @@ async def test_udp_one_datagram_per_message_and_refusal(tmp_path: Path) -> None:
 async def test_demo_receiver_prints_every_framing(tmp_path: Path) -> None:
     import io
 
-    from siemconn.devtools.receiver import Printer, serve, split_frames
+    from siemconn.devtools.harness import split_frames
+    from siemconn.devtools.receiver import Printer, serve
 
     buf = bytearray(b"5 <14>a<14>b\n12 <14>c")
     assert split_frames(buf) == [b"<14>a", b"<14>b"] and buf == b"12 <14>c"

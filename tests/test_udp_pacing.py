@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary
+from support.e2e import Connector, expected_payloads, received, start_fake, summary
 from support.reliability import figure, wait_for
 
 from siemconn.config import DEFAULT_UDP_RATE_LIMIT, ServerConfig
-from siemconn.devtools.fake_rux import FakeRux
 from siemconn.syslog.transport import open_transport
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +77,7 @@ def _settled(sink: UdpSink, want: int, quiet: float = 3.0) -> bool:
 
 @pytest.mark.parametrize("burst", [1200, 20000], ids=["first-pull-1200", "backlog-20000"])
 def test_paced_udp_burst_arrives_complete(tmp_path: Path, burst: int) -> None:
-    fake = FakeRux(seed_detections=burst, client_id=CLIENT_ID, client_secret=SECRET).start()
+    fake = start_fake(seed_detections=burst)
     sink = UdpSink(tmp_path / "received.log")
     assert sink.rcvbuf <= 256 * 1024  # the kernel default, not a tuned buffer
     server = {"name": "udp1", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": sink.port}

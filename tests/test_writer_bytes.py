@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from support.configs import configuration
 from support.memqueue import MemQueue
+from support.metricvalue import metric_value
 from support.syslogparse import parse, unframe
 
 from siemconn.config import ServerConfig
@@ -304,11 +305,11 @@ async def test_delivered_and_failed_counts_are_events_not_chunks(
         await q.close()
     dropped = [e["id"] for e in evs if len(encode_event(e)) > 900] if srv.server_protocol == "UDP" else []
     sent = 30 - len(dropped)
-    assert metrics.events_failed.labels("s")._value.get() == 7  # the whole first batch
+    assert metric_value(metrics.events_failed.labels("s")) == 7  # the whole first batch
     # UDP events are counted as sent (no acknowledgement), the others as delivered
     accepted = metrics.events_sent if srv.server_protocol == "UDP" else metrics.events_delivered
-    assert accepted.labels("s")._value.get() == sent
-    assert metrics.events_truncated.labels("s")._value.get() == len(dropped)
+    assert metric_value(accepted.labels("s")) == sent
+    assert metric_value(metrics.events_truncated.labels("s")) == len(dropped)
     if srv.server_protocol == "UDP":
         assert len(chunks) == sent
         got = [json.loads(parse(c, "legacy").payload)["id"] for c in chunks]

@@ -309,7 +309,9 @@ def test_runs_as_the_kubernetes_manifest_runs_it(deployment: Deployment, cleanup
     assert s["missing"] == s["duplicated"] == s["unexpected"] == 0, s
     for probe in ("livenessProbe", "readinessProbe"):
         cmd = c[probe]["exec"]["command"]
-        wait_until(
-            lambda cmd=cmd: d.podman.run("exec", name, *cmd, check=False).returncode == 0, 30, f"{probe} ok"
-        )
+
+        def probe_ok(cmd: list[str] = cmd) -> bool:
+            return d.podman.run("exec", name, *cmd, check=False).returncode == 0
+
+        wait_until(probe_ok, 30, f"{probe} ok")
     assert d.podman.run("exec", name, "touch", "/app/x", check=False).returncode != 0  # read-only root

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+__all__ = ["Cef", "SyslogCef", "parse", "parse_extension", "parse_syslog", "unescape_value"]
+
 _KEY_CHAR = re.compile(r"[A-Za-z0-9_]")
 _SYSLOG = re.compile(
     r"^<(\d{1,3})>((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 1-3]\d \d\d:\d\d:\d\d) ([\x21-\x7e]+) (CEF:.*)$",

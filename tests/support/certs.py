@@ -11,6 +11,8 @@ import trustme
 
 from siemconn.devtools.harness import issue_leaf
 
+__all__ = ["SERVER_NAMES", "TlsFiles", "make_ca_and_leaf", "make_certs", "write_leaf"]
+
 SERVER_NAMES: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from siemconn.config import Configuration, ServerConfig
 
+__all__ = ["UDP_514", "configuration"]
+
 UDP_514 = {"name": "a", "server_protocol": "UDP", "server_host": "127.0.0.1", "server_port": 514}
 
 

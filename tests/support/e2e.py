@@ -15,12 +15,28 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from siemconn.devtools.fake_rux import FakeRux
 from siemconn.devtools.harness import config_skeleton, wait_until
+
+__all__ = [
+    "CLIENT_ID",
+    "Connector",
+    "REPO",
+    "SECRET",
+    "connector_config",
+    "expected_payloads",
+    "payload_of",
+    "received",
+    "serve_fake",
+    "start_fake",
+    "stream_of",
+    "summary",
+    "wait_until",
+]
 
 CLIENT_ID = "e2e-client"
 SECRET = "e2e-Secret-Value-Never-Logged-42"
@@ -47,7 +63,7 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
     ):
         visible.update((stream, i) for i in fake.ids(stream, et))
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for stream, events in fake._events.items():  # noqa: SLF001 - test harness reads the fake's store
+    for stream, events in fake.generated().items():
         name = "audit" if stream == "audits" else stream
         for ev in events:
             if (stream, ev.id) in visible:
@@ -55,9 +71,22 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
     return out
 
 
+def start_fake(**knobs: Any) -> FakeRux:
+    """A started FakeRux that accepts CLIENT_ID and SECRET (keyword arguments go to FakeRux)."""
+    return FakeRux(client_id=CLIENT_ID, client_secret=SECRET, **knobs).start()
+
+
+def serve_fake(**knobs: Any) -> Iterator[FakeRux]:
+    """The body of a module's `fake` fixture: start_fake(**knobs), stopped after the test."""
+    fake = start_fake(**knobs)
+    yield fake
+    fake.stop()
+
+
 def payload_of(line: str) -> dict[str, Any]:
     """The JSON payload of one received syslog line (any of our formats)."""
-    return json.loads(line[line.index("{") :])
+    payload: dict[str, Any] = json.loads(line[line.index("{") :])
+    return payload
 
 
 def received(lines: Iterable[str]) -> tuple[Counter[tuple[str, int]], dict[tuple[str, int], dict[str, Any]]]:
@@ -126,7 +155,7 @@ class Connector:
     def out_path(self) -> Path:
         return self.workdir / f"stdout.{self.runs}.log"
 
-    def start(self, preexec_fn: Callable[[], None] | None = None) -> Connector:
+    def start(self, preexec_fn: Callable[[], object] | None = None) -> Connector:
         """Start the service; `preexec_fn` runs in the child before exec (umask, resource limits)."""
         self.runs += 1
         out = open(self.out_path, "wb")  # noqa: SIM115 - closed with the process
@@ -166,6 +195,12 @@ class Connector:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        """The service's process id (after start())."""
+        assert self.proc is not None, "start() first"
+        return self.proc.pid
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None

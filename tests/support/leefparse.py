@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+__all__ = ["Leef", "SyslogLeef", "delimiter_of", "parse", "parse_syslog"]
+
 _SYSLOG = re.compile(
     r"^<(\d{1,3})>((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 1-3]\d \d\d:\d\d:\d\d) ([\x21-\x7e]+) (LEEF:.*)$",
     re.S,

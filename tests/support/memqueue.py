@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from siemconn.queue import Batch, QueuedEvent, Segment, encode_event
 from siemconn.queue.encoder import event_id
 
-__all__ = ["MemQueue"]
+__all__ = ["MemQueue", "cursor_at"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class _Page:
 class MemQueue:
     """Pages in one list; one cursor per destination."""
 
-    def __init__(self, destinations: Iterable[str], *, clock: Any = time.time) -> None:
+    def __init__(self, destinations: Iterable[str], *, clock: Callable[[], float] = time.time) -> None:
         self.events: list[QueuedEvent] = []
         self.pages: list[_Page] = []
         self.cursors: dict[str, int] = {d: 0 for d in destinations}
@@ -125,3 +125,8 @@ class MemQueue:
 
     def acked(self, destination: str) -> list[QueuedEvent]:
         return self.events[: self.cursors[destination]]
+
+
+def cursor_at(q: MemQueue, destination: str, seq: int) -> Callable[[], bool]:
+    """A `wait_until` condition: `destination` has acked everything before `seq`."""
+    return lambda: q.cursors[destination] == seq

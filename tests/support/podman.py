@@ -36,6 +36,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "BASE_REPO",
+    "BuiltImage",
+    "CA_IN_IMAGE",
+    "FACTS",
+    "PYTHON_PACKAGES",
+    "Podman",
+    "REPO",
+    "SUITE",
+    "SYSTEMD_PACKAGES",
+    "default_ulimits",
+    "fact",
+    "host_ca_bundle",
+    "official_base",
+    "pip_conf",
+    "pip_config",
+    "unique",
+]
+
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
 PYTHON_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")

@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+__all__ = ["PoisonApi", "event", "nested"]
+
 _STREAMS = {"audits": "audit", "detections": "detections", "entity_scoring": "entity_scoring"}
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from siemconn.queue import DurableQueue
 
+__all__ = ["KEYS", "Killer", "fetch", "hold", "main", "run"]
+
 KEYS = ("audit", "detections", "entity_scoring.host")
 
 

@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,36 @@ from siemconn.queue.schema import DB_FILE
 from support.e2e import SECRET, Connector, expected_payloads, received, summary
 from support.rsyslog import RsyslogReceiver
 
+__all__ = [
+    "ALL_DOWN",
+    "Appender",
+    "RudeReceiver",
+    "Supervisor",
+    "assert_no_secrets",
+    "by_input",
+    "db_path",
+    "delivered",
+    "figure",
+    "kill_receiver",
+    "kill_receiver_mid_backlog",
+    "log_events",
+    "missing_keys",
+    "queue_drained",
+    "random_pauses",
+    "read_only",
+    "status_checkpoints",
+    "status_depths",
+    "tally",
+    "variants",
+    "wait_for",
+    "wait_delivered_and_quiet",
+    "wait_stable",
+]
+
 ALL_DOWN = 3  # exit code: every syslog server is down
 
 
-def variants(ci: Any, soak: Any) -> list[Any]:
+def variants(ci: int, soak: int) -> list[object]:
     """Parametrize values: `ci` runs in the default suite, `soak` only under `make soak` (-m soak)."""
     return [pytest.param(ci, id=f"ci-{ci}"), pytest.param(soak, id=f"soak-{soak}", marks=pytest.mark.soak)]
 
@@ -100,7 +126,13 @@ class Supervisor:
             conn.start()
 
 
-def wait_for(pred: Any, timeout: float, what: str, tick: Any = None, interval: float = 0.2) -> None:
+def wait_for(
+    pred: Callable[[], object],
+    timeout: float,
+    what: str,
+    tick: Callable[[], object] | None = None,
+    interval: float = 0.2,
+) -> None:
     """Poll `pred` (calling `tick` first, e.g. a Supervisor.poll) until true or `timeout`."""
 
     def ticked() -> bool:
@@ -223,6 +255,28 @@ def wait_stable(rs: RsyslogReceiver, quiet: float = 1.0, timeout: float = 30.0) 
             return
         time.sleep(0.1)
     raise AssertionError("receiver output kept growing")
+
+
+def kill_receiver_mid_backlog(
+    rs: RsyslogReceiver, fake: FakeRux, kills: int, *, backlog: int, seen: int, timeout: float, pause: float
+) -> None:
+    """`kills` times: add `backlog` detections, wait until `seen` new lines arrived, SIGKILL the
+    receiver (kill_receiver) and start it again `pause` s later."""
+    for _ in range(kills):
+        fake.append("detections", backlog)
+        mark = rs.mark()
+        rs.wait_for(seen, since=mark, timeout=timeout)
+        kill_receiver(rs)
+        time.sleep(pause)
+        rs.start()
+
+
+def wait_delivered_and_quiet(conn: Connector, rs: RsyslogReceiver, fake: FakeRux, timeout: float) -> None:
+    """Add a few audits (a last poll's worth), wait until the connector reports both of its destinations
+    drained, then until the receiver has written what it got."""
+    fake.append("audits", 10)
+    wait_for(lambda: queue_drained(conn, 2), timeout, "the connector to deliver its whole backlog")
+    wait_stable(rs)
 
 
 class RudeReceiver:

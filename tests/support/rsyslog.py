@@ -25,12 +25,26 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
 from siemconn.devtools.harness import free_port
 from support.certs import TlsFiles, make_certs
+
+__all__ = [
+    "Fields",
+    "RELP_TEMPLATE",
+    "RSYSLOGD",
+    "RelpReceiver",
+    "RsyslogReceiver",
+    "TEMPLATE",
+    "free_port",
+    "relp_receiver",
+    "rsyslog",
+    "rsyslog_available",
+    "rsyslog_factory",
+]
 
 TEMPLATE = Path(__file__).with_name("rsyslog.conf.in")
 RSYSLOGD = os.environ.get("SIEMCONN_RSYSLOGD") or shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
@@ -61,6 +75,8 @@ class Fields:
 class RsyslogReceiver:
     """One rsyslogd subprocess writing what it receives to DIR/out/raw.log and DIR/out/fields.log."""
 
+    template: ClassVar[Path] = TEMPLATE
+
     def __init__(
         self,
         directory: Path,
@@ -87,9 +103,16 @@ class RsyslogReceiver:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _write_conf(self) -> None:
+        """rsyslog.conf from the template, each @NAME@ replaced by _conf_values()[NAME]."""
         for sub in ("spool", "out"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        values = {
+        text = self.template.read_text()
+        for k, v in self._conf_values().items():
+            text = text.replace(f"@{k}@", v)
+        self.conf.write_text(text)
+
+    def _conf_values(self) -> dict[str, str]:
+        return {
             "DIR": str(self.directory),
             "MAXSIZE": str(self.max_message_size),
             "DRIVER": self.driver,
@@ -101,10 +124,6 @@ class RsyslogReceiver:
             "TLS_PORT": str(self.tls_port),
             "TLS_ANON_PORT": str(self.tls_anon_port),
         }
-        text = TEMPLATE.read_text()
-        for k, v in values.items():
-            text = text.replace(f"@{k}@", v)
-        self.conf.write_text(text)
 
     @property
     def running(self) -> bool:
@@ -189,6 +208,10 @@ class RsyslogReceiver:
     def raw_lines(self) -> list[str]:
         """Every message received so far, exactly as it arrived (%rawmsg%), framing removed."""
         return self._lines(self.raw_path)
+
+    def tagged(self, tag: str) -> list[tuple[str, Fields]]:
+        """(raw line, its fields) of every message so far whose raw line contains `tag`, in arrival order."""
+        return [(r, f) for r, f in zip(self.raw_lines(), self.fields_lines(), strict=False) if tag in r]
 
     def fields_lines(self) -> list[Fields]:
         """What rsyslog parsed out of every message received so far."""
@@ -292,15 +315,15 @@ class RelpReceiver(RsyslogReceiver):
     """An rsyslogd with imrelp only: plain RELP (input name `relp`) and RELP over mutual TLS (`relptls`),
     configured so that `rsp 200` means written to the output file (see rsyslog-relp.conf.in)."""
 
+    template: ClassVar[Path] = RELP_TEMPLATE
+
     def __init__(self, directory: Path, **kwargs: Any) -> None:
         self.relp_port = free_port()
         self.relp_tls_port = free_port()
         super().__init__(directory, **kwargs)
 
-    def _write_conf(self) -> None:
-        for sub in ("spool", "out"):
-            (self.directory / sub).mkdir(parents=True, exist_ok=True)
-        values = {
+    def _conf_values(self) -> dict[str, str]:
+        return {
             "DIR": str(self.directory),
             "MAXSIZE": str(self.max_message_size),
             "CA": str(self.certs.ca),
@@ -309,10 +332,6 @@ class RelpReceiver(RsyslogReceiver):
             "RELP_PORT": str(self.relp_port),
             "RELP_TLS_PORT": str(self.relp_tls_port),
         }
-        text = RELP_TEMPLATE.read_text()
-        for k, v in values.items():
-            text = text.replace(f"@{k}@", v)
-        self.conf.write_text(text)
 
     def _ports(self) -> set[int]:
         return {self.relp_port, self.relp_tls_port}

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from siemconn.devtools.harness import split_frames
 
+__all__ = ["Parsed", "parse", "unframe"]
+
 _LEGACY = re.compile(rb"^<(\d{1,3})>(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) ([\x21-\x39\x3b-\x7e]+): (.*)$", re.S)
 _RFC5424 = re.compile(
     rb"^<(\d{1,3})>1 (\S+) ([\x21-\x7e]{1,255}) ([\x21-\x7e]{1,48}) ([\x21-\x7e]{1,128}) ([\x21-\x7e]{1,32}) "

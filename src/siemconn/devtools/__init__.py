@@ -2,3 +2,5 @@
 and event generators in `events`), a printing syslog receiver (`receiver`), the `make demo` launcher
 (`demo`), and the harness the tests, the benchmarks and the demo share (`harness`: free ports, config
 skeletons, certificates, frame splitting, starting the fake tenant, waiting for a condition)."""
+
+__all__: list[str] = []

@@ -54,7 +54,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -411,6 +411,13 @@ class FakeRux:
                 self._view(stream, self._default_key(stream, entity_type, include_score_decreases)).ids
             )
 
+    def generated(self) -> dict[str, list[GeneratedEvent]]:
+        """Every event appended so far, per stream endpoint, oldest first, whatever the filters (a copy).
+
+        What an oracle compares against: the tenant's own store, not what a client was served."""
+        with self._lock:
+            return {stream: list(events) for stream, events in self._events.items()}
+
     def heads(self) -> dict[str, int | None]:
         """The checkpoint a client with default filters ends at, per checkpoint key (None: no events)."""
         out: dict[str, int | None] = {}
@@ -728,22 +735,26 @@ def _predicate(key: tuple[Any, ...]) -> Callable[[GeneratedEvent], bool]:
     return ent_pred
 
 
-def _parse_int(name: str, value: str | None, default: int) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise _BadRequest(_drf_error(name, "A valid integer is required.")) from None
+_T = TypeVar("_T")
 
 
-def _parse_ts_param(name: str, value: str | None) -> float | None:
+def _parse_param(name: str, value: str | None, parse: Callable[[str], _T], message: str) -> _T | None:
+    """`value` parsed, None if absent or empty; a DRF-style 400 naming the parameter if unparsable."""
     if value is None or value == "":
         return None
     try:
-        return parse_timestamp(value)
+        return parse(value)
     except ValueError:
-        raise _BadRequest(_drf_error(name, "Enter a valid date/time.")) from None
+        raise _BadRequest(_drf_error(name, message)) from None
+
+
+def _parse_int(name: str, value: str | None, default: int) -> int:
+    parsed = _parse_param(name, value, int, "A valid integer is required.")
+    return default if parsed is None else parsed
+
+
+def _parse_ts_param(name: str, value: str | None) -> float | None:
+    return _parse_param(name, value, parse_timestamp, "Enter a valid date/time.")
 
 
 _HTML_ERROR = b"<html><head><title>%d</title></head><body><h1>%d Server Error</h1><p>nginx</p></body></html>"
@@ -940,18 +951,7 @@ class _Handler(BaseHTTPRequestHandler):
             and seg[3] == "events"
             and seg[4] in API_VERSIONS.get(seg[2], ())
         ):
-            if method not in ("GET", "HEAD"):
-                record(405)
-                self._json(405, {"detail": f'Method "{method}" not allowed.'})
-                return
-            if not fake.check_bearer(self.headers.get("Authorization")):
-                record(401)
-                self._json(401, {"detail": "Unauthorized"}, {"WWW-Authenticate": "Bearer"})
-                return
-            roles = fake.knobs.roles
-            if roles is not None and _ROLE_OF[seg[4]] not in roles:
-                record(403)
-                self._json(403, {"detail": "You do not have permission to perform this action."})
+            if self._refused(method, seg[4], record):
                 return
             status, page = fake.page(seg[2], seg[4], params)
             record(status)
@@ -964,18 +964,7 @@ class _Handler(BaseHTTPRequestHandler):
             and seg[2] in SNAPSHOT_VERSIONS
             and seg[3] in ("health", "lockdown")
         ):
-            if method not in ("GET", "HEAD"):
-                record(405)
-                self._json(405, {"detail": f'Method "{method}" not allowed.'})
-                return
-            if not fake.check_bearer(self.headers.get("Authorization")):
-                record(401)
-                self._json(401, {"detail": "Unauthorized"}, {"WWW-Authenticate": "Bearer"})
-                return
-            roles = fake.knobs.roles
-            if roles is not None and _ROLE_OF[seg[3]] not in roles:
-                record(403)
-                self._json(403, {"detail": "You do not have permission to perform this action."})
+            if self._refused(method, seg[3], record):
                 return
             record(200)
             body_obj: Any = fake.health() if seg[3] == "health" else fake.lockdowns.entries()
@@ -983,6 +972,26 @@ class _Handler(BaseHTTPRequestHandler):
             return
         record(404)
         self._json(404, {"detail": "Not found."})
+
+    def _refused(self, method: str, resource: str, record: Callable[[int], None]) -> bool:
+        """Answer and record 405, 401 or 403 if this read of an API resource may not go on; True if so.
+
+        One gate for the event and the snapshot endpoints: method first, then the bearer token, then
+        the role the resource needs (as RUX checks them)."""
+        if method not in ("GET", "HEAD"):
+            record(405)
+            self._json(405, {"detail": f'Method "{method}" not allowed.'})
+            return True
+        if not self.fake.check_bearer(self.headers.get("Authorization")):
+            record(401)
+            self._json(401, {"detail": "Unauthorized"}, {"WWW-Authenticate": "Bearer"})
+            return True
+        roles = self.fake.knobs.roles
+        if roles is not None and _ROLE_OF[resource] not in roles:
+            record(403)
+            self._json(403, {"detail": "You do not have permission to perform this action."})
+            return True
+        return False
 
     def _control(self, method: str, path: str, params: dict[str, str], body: bytes) -> None:
         fake = self.fake

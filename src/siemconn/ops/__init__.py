@@ -7,5 +7,10 @@ the pipeline itself.
 * `metrics`: Prometheus counters and gauges on a private registry (no-ops when off);
 * `sdnotify`: systemd's notify protocol (READY, WATCHDOG, STOPPING);
 * `malloc`: the process's malloc tuning (one glibc arena);
-* `gctune`: the garbage collector paused while an API page is parsed.
+* `gctune`: the garbage collector paused while an API page is parsed;
+* `runtime`: the runtime record by which `status` and `replay` find a running service's queue.
+
+The modules are imported one by one; the package itself exports nothing.
 """
+
+__all__: list[str] = []
