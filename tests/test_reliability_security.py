@@ -155,8 +155,7 @@ def test_local_listeners_by_default() -> None:
     """The fake tenant (class and CLI) binds 127.0.0.1; the metrics endpoint is off unless configured."""
     assert Configuration.model_fields["metrics_address"].default is None
     with FakeRux() as f:
-        assert f.host == "127.0.0.1" and f._server is not None  # noqa: SLF001
-        assert f._server.server_address[0] == "127.0.0.1"  # noqa: SLF001
+        assert f.host == "127.0.0.1" and f.bound_host == "127.0.0.1"
         with socket.create_connection(("127.0.0.1", f.port), timeout=5):
             pass
     parser_defaults = _fake_cli_defaults()

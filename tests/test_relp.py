@@ -25,7 +25,7 @@ from support.rsyslog import RelpReceiver
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
-from siemconn.syslog.relp import MAX_TXNR, RelpProtocolError, RelpTransport, parse_frames
+from siemconn.syslog.relp import MAX_TXNR, RelpProtocolError, TxnrSequence, parse_frames
 from siemconn.syslog.transport import open_transport
 
 BATCH = 100
@@ -235,9 +235,8 @@ async def test_a_plain_syslog_port_is_not_taken_for_relp() -> None:
 
 
 def test_transaction_numbers_wrap_after_the_maximum() -> None:
-    t = RelpTransport.__new__(RelpTransport)
-    t._next_txnr = MAX_TXNR
-    assert [t._txnr(), t._txnr(), t._txnr()] == [MAX_TXNR, 1, 2]
+    t = TxnrSequence(first=MAX_TXNR)
+    assert [t.take(), t.take(), t.take()] == [MAX_TXNR, 1, 2]
 
 
 # --- real rsyslog imrelp -----------------------------------------------------------------------

@@ -294,6 +294,13 @@ class FakeRux:
         return int(self._server.server_address[1])
 
     @property
+    def bound_host(self) -> str:
+        """The address the listening socket is bound to (what a test of "local only" checks)."""
+        if self._server is None:
+            raise RuntimeError("FakeRux is not started")
+        return str(self._server.server_address[0])
+
+    @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 

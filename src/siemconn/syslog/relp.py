@@ -33,7 +33,7 @@ from siemconn.logging import get_logger
 from siemconn.syslog.tcp import READ_CHUNK, close_stream, open_stream
 from siemconn.syslog.tls import client_cert_fix
 
-__all__ = ["MAX_TXNR", "RelpTransport", "open_relp", "parse_frames"]
+__all__ = ["MAX_TXNR", "RelpTransport", "TxnrSequence", "open_relp", "parse_frames"]
 
 log = get_logger(__name__)
 
@@ -118,6 +118,20 @@ def _split_messages(frames: list[bytes]) -> list[bytes]:
     return parts
 
 
+class TxnrSequence:
+    """A session's transaction numbers: 1, 2, ... MAX_TXNR, then 1 again (librelp wraps the same way).
+
+    Invariant: two messages in flight never share a number, since a window is far smaller than the cycle."""
+
+    def __init__(self, first: int = 1) -> None:
+        self._next = first
+
+    def take(self) -> int:
+        txnr = self._next
+        self._next = 1 if txnr >= MAX_TXNR else txnr + 1
+        return txnr
+
+
 class RelpTransport:
     """One open RELP session; `write` waits for `rsp 200` of every message it sent."""
 
@@ -133,7 +147,7 @@ class RelpTransport:
         self._reader = reader
         self._writer = writer
         self.window_size = window_size
-        self._next_txnr = 1
+        self._txnrs = TxnrSequence()
         self._pending: deque[int] = deque()  # txnrs sent, not yet answered, in sending order
         self._open_answer: asyncio.Future[bytes] | None = None
         self._close_answer: asyncio.Future[None] | None = None
@@ -239,11 +253,6 @@ class RelpTransport:
 
     # --- sending ---------------------------------------------------------------------------------
 
-    def _txnr(self) -> int:
-        txnr = self._next_txnr
-        self._next_txnr = 1 if txnr >= MAX_TXNR else txnr + 1
-        return txnr
-
     def _check(self, when: str) -> None:
         if self._error is not None:
             raise DeliveryError(f"{self._error} {when}".rstrip())
@@ -276,7 +285,7 @@ class RelpTransport:
             )
 
     def _send_command(self, cmd: bytes, data: bytes) -> None:
-        txnr = self._txnr()
+        txnr = self._txnrs.take()
         self._pending.append(txnr)
         if data:
             self._writer.write(b"%d %s %d %s\n" % (txnr, cmd, len(data), data))
@@ -303,7 +312,7 @@ class RelpTransport:
                 i += len(chunk)
                 out = []
                 for msg in chunk:
-                    txnr = self._txnr()
+                    txnr = self._txnrs.take()
                     pending.append(txnr)
                     out.append(b"%d syslog %d %s\n" % (txnr, len(msg), msg))
                 self._writer.writelines(out)
