@@ -8,8 +8,9 @@ the rest of the pipeline does. This measures them on the bench's own events (the
 same stream mix, two thirds with non-ASCII text), in pages of 1,000, best of 5 rounds of CPU time:
 
   * parse      `orjson.loads(page)` per event, and with the collector paused (siemconn's parse)
-  * encode     the stdlib C encoder prebuilt (byte-identical to json.dumps), and siemconn's fast encoder
-               (ujson, routed to the stdlib one where it would differ), per event
+  * encode     the stdlib C encoder prebuilt (byte-identical to json.dumps), siemconn's ujson encoder
+               (routed to the stdlib one where it would differ) and its C encoder (the default where
+               built), per event
   * json.dumps the stdlib call itself, for reference
   * orjson.dumps  compact, non-ASCII output: NOT the reference shape (what a different output would cost)
 
@@ -29,7 +30,7 @@ import orjson
 
 from siemconn.devtools.events import EventFactory
 from siemconn.ops.gctune import parse_paused
-from siemconn.queue.encoder import encode_event_fast, encode_event_stdlib
+from siemconn.queue.encoder import encode_event_c, encode_event_fast, encode_event_stdlib, encode_event_ujson
 
 PAGE = 1000
 ROUNDS = 5
@@ -81,6 +82,8 @@ def run() -> dict[str, float]:
         "parse_paused_us": _best_us_per_event(_each(lambda p: parse_paused(orjson.loads, p), pages), n),
         "encode_us": _best_us_per_event(_each(encode_event_stdlib, events), n),
         "encode_fast_us": _best_us_per_event(_each(encode_event_fast, events), n),
+        "encode_ujson_us": _best_us_per_event(_each(encode_event_ujson, events), n),
+        "encode_c_us": _best_us_per_event(_each(encode_event_c or encode_event_ujson, events), n),
         "json_dumps_us": _best_us_per_event(_each(json.dumps, events), n),
         "orjson_dumps_us": _best_us_per_event(_each(orjson.dumps, events), n),
     }

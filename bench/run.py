@@ -465,8 +465,8 @@ def table(
         rows += [
             ["library: orjson.loads us/event (page of 1,000), collector running / paused", *pad,
              f"{fl['parse_us']:.1f} / {fl['parse_paused_us']:.1f}", ""],
-            ["library: json.dumps-identical encode us/event, stdlib C / fast (ujson, routed)", *pad,
-             f"{fl['encode_us']:.1f} / {fl['encode_fast_us']:.1f}", ""],
+            ["library: json.dumps-identical encode us/event, stdlib C / ujson (routed) / siemconn C", *pad,
+             f"{fl['encode_us']:.1f} / {fl['encode_ujson_us']:.1f} / {fl['encode_c_us']:.1f}", ""],
             ["library: parse + encode us/event, before / now (bench/floor.py)", *pad,
              f"{fl['floor_us']:.1f} / {fl['fast_floor_us']:.1f}", ""],
             ["for comparison: json.dumps / orjson.dumps (not the reference shape) us/event", *pad,

@@ -1,4 +1,5 @@
-"""The fast event encoder (ujson, routed) is byte-identical to json.dumps over the whole JSON value domain.
+"""The fast event encoders (C, and ujson routed) are byte-identical to json.dumps over the whole JSON value
+domain.
 
 Each strategy aims at a place where a second encoder could differ: float formatting (exponents, -0.0,
 subnormals, the 1e-4 / 1e16 switch between fixed and exponent notation, neighbours of powers of ten),
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from typing import Any
 
 import pytest
@@ -20,9 +23,31 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from siemconn.queue import encoder
-from siemconn.queue.encoder import encode_event, encode_event_fast, encode_event_stdlib, encode_events
+from siemconn.queue.encoder import (
+    Encoder,
+    encode_event,
+    encode_event_c,
+    encode_event_fast,
+    encode_event_stdlib,
+    encode_event_ujson,
+    encode_events,
+    encode_events_c,
+    encode_events_ujson,
+)
 
-fast = encode_event_fast
+# every fast encoder this build has; the C one must be there wherever a C compiler is (see test_c_built)
+FAST = {"c": encode_event_c, "ujson": encode_event_ujson}
+ENCODERS = [pytest.param(f, id=name) for name, f in FAST.items() if f is not None]
+BUILT = [f for f in FAST.values() if f is not None]
+
+
+def _same(value: Any) -> None:
+    """Every fast encoder gives json.dumps(value) (one generated value checks them all: generating is
+    what costs here)."""
+    want = json.dumps(value)
+    for fast in BUILT:
+        assert fast(value) == want, fast
+
 
 SPECIAL_CHARS = (
     [chr(c) for c in range(0x20)]
@@ -77,39 +102,43 @@ keys = texts | integers | floats | st.booleans() | st.none()
 @example({"\x7f": 1})
 @example("\ud800\udc00\udfff")
 @example([[], {}, [[]], {"": {}}])
-def test_fast_encoder_is_json_dumps_on_any_json_value(value: Any) -> None:
-    assert fast(value) == json.dumps(value)
+def test_fast_encoders_are_json_dumps_on_any_json_value(value: Any) -> None:
+    _same(value)
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.dictionaries(keys, values, max_size=8))
 @example({1e-05: 1, -0.0: 2, math.nan: 3, math.inf: 4, True: 5, None: 6, 2**70: 7})
-def test_fast_encoder_is_json_dumps_for_every_key_type(value: dict[Any, Any]) -> None:
-    assert fast(value) == json.dumps(value)
+def test_fast_encoders_are_json_dumps_for_every_key_type(value: dict[Any, Any]) -> None:
+    _same(value)
 
 
 @settings(max_examples=1000, deadline=None)
 @given(floats)
-def test_fast_encoder_floats(x: float) -> None:
+@pytest.mark.parametrize("fast", ENCODERS)
+def test_fast_encoder_floats(fast: Encoder, x: float) -> None:
     assert fast(x) == json.dumps(x)
     assert fast([x, {"k": x}]) == json.dumps([x, {"k": x}])
 
 
+@pytest.mark.parametrize("fast", ENCODERS)
 @pytest.mark.parametrize("code", [*range(0x20), 0x7F, 0x2028, 0x2029, 0xD800, 0xDFFF, 0x1F600])
-def test_fast_encoder_every_control_char_del_and_separators(code: int) -> None:
+def test_fast_encoder_every_control_char_del_and_separators(fast: Encoder, code: int) -> None:
     c = chr(code)
     for value in (c, f"a{c}b", {c: c}, [c, 1e-05]):
         assert fast(value) == json.dumps(value)
 
 
-def test_fast_encoder_exponent_text_in_strings_is_left_alone() -> None:
+@pytest.mark.parametrize("fast", ENCODERS)
+def test_fast_encoder_exponent_text_in_strings_is_left_alone(fast: Encoder) -> None:
     """Text that looks like ujson's short exponent only routes to the stdlib encoder; bytes stay the same."""
     for value in ("1e-5", {"a": "x1e-5"}, {"1e-5": "9e-4a"}, ["1e-5", 1e-5], "3fa9e-4b1c"):
         assert fast(value) == json.dumps(value)
 
 
+@pytest.mark.parametrize("fast", ENCODERS)
 @pytest.mark.parametrize("kind", ["list", "dict"])
-def test_deep_containers(kind: str) -> None:
+def test_deep_containers(fast: Encoder, kind: str) -> None:
     """At every depth the fast path gives json.dumps' bytes, or raises RecursionError where json.dumps
     does (ujson alone would nest to 1024 levels)."""
     for depth in (0, 1, 2, 10, 100, 500, 899, 900, 901, 990, 1000, 1010, 1023, 1024, 1100, 3000):
@@ -127,12 +156,14 @@ def test_deep_containers(kind: str) -> None:
                 fast(v)
 
 
-def test_many_brackets_shallow_is_still_identical() -> None:
+@pytest.mark.parametrize("fast", ENCODERS)
+def test_many_brackets_shallow_is_still_identical(fast: Encoder) -> None:
     v = {"a": [[] for _ in range(2000)], "b": "[{" * 1000}
     assert fast(v) == json.dumps(v)
 
 
-def test_unencodable_values_raise_what_json_dumps_raises() -> None:
+@pytest.mark.parametrize("fast", ENCODERS)
+def test_unencodable_values_raise_what_json_dumps_raises(fast: Encoder) -> None:
     for value in ({"a": b"x"}, {"a": {1, 2}}, {"a": object()}):
         with pytest.raises(TypeError) as fast_err:
             fast(value)
@@ -142,12 +173,11 @@ def test_unencodable_values_raise_what_json_dumps_raises() -> None:
 
 
 def _page_matches(events: list[Any]) -> None:
-    """encode_events gives json.dumps of every event and their newline-joined text, or None (one at a time)."""
-    got = encode_events(events)
-    if got is not None:
-        payloads, data = got
-        assert payloads == [json.dumps(e) for e in events]
-        assert data == "\n".join(payloads)
+    """Every page encoder gives the newline-joined json.dumps of the events, or None (one at a time)."""
+    want = "\n".join(map(json.dumps, events))
+    for page in (encode_events_c, encode_events_ujson, encode_events):
+        got = page(events)
+        assert got is None or got == want, page
 
 
 @settings(max_examples=500, deadline=None)
@@ -169,7 +199,7 @@ def test_page_encoder_every_key_type(events: list[Any]) -> None:
     _page_matches(events)
 
 
-def test_page_encoder_leaves_the_pages_it_cannot_vouch_for_to_encode_event() -> None:
+def test_ujson_page_encoder_leaves_the_pages_it_cannot_vouch_for_to_encode_event() -> None:
     """Where one event would be routed or refused, the whole page takes the one-at-a-time path."""
     deep: Any = 1
     for _ in range(1000):
@@ -181,15 +211,94 @@ def test_page_encoder_leaves_the_pages_it_cannot_vouch_for_to_encode_event() -> 
         [{"a": 1}, {"b": b"x"}],
         [{"a": 1}, deep],
     ):
-        assert encode_events(page) is None
-    assert encode_events([{"a": "k8s-node-7"}, {"b": [1.5e-4, 1e-10, 2.5e16]}]) is not None
-    assert encode_events([]) == ([], "")
+        assert encode_events_ujson(page) is None
+    assert encode_events_ujson([{"a": "k8s-node-7"}, {"b": [1.5e-4, 1e-10, 2.5e16]}]) is not None
+    assert encode_events_ujson([]) == ""
+
+
+def test_c_built() -> None:
+    """The C encoder is optional in the build (setup.py), but wherever a C compiler is there it must have
+    been built, or the C tests here would silently test nothing."""
+    if shutil.which(str(sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler here: the package was built without the C encoder")
+    assert encoder.C_ENCODER
+    assert encode_event_c is not None
+
+
+needs_c = pytest.mark.skipif(not encoder.C_ENCODER, reason="built without the C encoder")
+
+
+@needs_c
+def test_c_page_encoder_takes_what_ujson_must_route() -> None:
+    """The C encoder writes DEL and short negative exponents as json.dumps does, so the pages ujson must
+    route stay on the fast path."""
+    for page in ([{"a": 1}, {"b": "\x7f"}], [{"a": 1}, {"b": 1.5e-07}], [{"a": [1e-05, -0.0, 1e16]}]):
+        assert encode_events_c(page) == "\n".join(map(json.dumps, page))
+    assert encode_events_c([]) == ""
+
+
+@needs_c
+def test_c_encoder_returns_none_outside_the_parsed_json_domain() -> None:
+    """Tuples, subclasses, non-str keys, bytes and nesting beyond 256 levels are not guessed at: None,
+    and encode_event_c then gives json.dumps' bytes or json.dumps' error through the other encoders."""
+
+    class S(str):
+        pass
+
+    class D(dict[str, Any]):
+        pass
+
+    deep: Any = 1
+    for _ in range(257):
+        deep = [deep]
+    outside: list[Any] = [
+        (1, 2),
+        {"a": (1,)},
+        S("x"),
+        {S("k"): 1},
+        D(a=1),
+        {1: 2},
+        {None: 1},
+        deep,
+        b"x",
+        {1, 2},
+    ]
+    for value in outside:
+        assert encode_events_c([{"ok": 1}, value]) is None
+    assert encode_event_c is not None
+    for value in outside[:-2]:
+        assert encode_event_c(value) == json.dumps(value)
+    with pytest.raises(TypeError):
+        encode_event_c(b"x")
+
+
+@needs_c
+def test_c_encoder_keeps_json_dumps_errors() -> None:
+    """An int beyond Python's str digit limit raises json.dumps' ValueError (the queue quarantines it)."""
+    big = 10 ** (sys.get_int_max_str_digits() + 1)
+    assert encode_event_c is not None
+    with pytest.raises(ValueError) as c_err:
+        encode_event_c({"n": big})
+    with pytest.raises(ValueError) as json_err:
+        json.dumps({"n": big})
+    assert str(c_err.value) == str(json_err.value)
+    assert encode_events_c([{"n": big}]) is None
+
+
+@needs_c
+def test_c_encoder_long_strings_every_kind() -> None:
+    """Strings longer than the encoder's chunk, of each str kind, with escapes at the chunk edges."""
+    for unit in ("a", "\x7f", "\u00e9", "\u20ac", "\U0001f600", '"\\', "\n\x00"):
+        for n in (4095, 4096, 4097, 10000):
+            s = (unit * n)[: n + 3]
+            assert encode_events_c([s, {s: s}]) == json.dumps(s) + "\n" + json.dumps({s: s})
 
 
 def test_encode_event_is_the_fast_path_by_default() -> None:
     """ujson is a declared dependency: the default suite runs with the fast path on (the identity tests
     above would otherwise test the stdlib encoder against itself)."""
     assert encoder.FAST_ENCODER
+    assert encoder.ENCODER == ("c" if encoder.C_ENCODER else "ujson")
     assert encode_event is encode_event_fast
     assert encode_event_fast is not encode_event_stdlib
 
@@ -202,5 +311,16 @@ def test_switch_off_uses_the_stdlib_encoder() -> None:
         "assert m.encode_events([v]) is None; print('ok')"
     )
     env = {**os.environ, "SIEMCONN_FAST_ENCODER": "off"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_switch_to_ujson_skips_the_c_encoder() -> None:
+    code = (
+        "import json; from siemconn.queue import encoder as m; "
+        "assert m.ENCODER == 'ujson' and m.encode_event is m.encode_event_ujson; "
+        "v = [{'a': 'x', 'b': 1.5}]; assert m.encode_events(v) == json.dumps(v[0]); print('ok')"
+    )
+    env = {**os.environ, "SIEMCONN_FAST_ENCODER": "ujson"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"

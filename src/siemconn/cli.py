@@ -40,7 +40,7 @@ environment (run and check; status, send-test and replay need none of it):
   CLIENT_SECRET        API client secret, or CLIENT_SECRET_FILE naming a file that holds it
   SIEMCONN_TUNING=off  keep glibc malloc's defaults (run)
   SIEMCONN_RUNTIME_DIR where run writes, and status/replay look for, the record naming its queue
-  SIEMCONN_FAST_ENCODER=off  encode events with the standard library encoder only
+  SIEMCONN_FAST_ENCODER=off  encode events with the standard library encoder only (=ujson: not the C one)
   SIEMCONN_GC=off      keep the garbage collector running while a page is parsed
 
 exit codes:

@@ -27,7 +27,7 @@ from typing import Any
 
 from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, encode_events, event_id
 from siemconn.queue.opening import QueueState
-from siemconn.queue.pagelog import PageLog
+from siemconn.queue.pagelog import PageLog, PageSerializer
 from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
 from siemconn.queue.routing import stream_of
 from siemconn.queue.schema import NO_CHECKPOINT
@@ -101,13 +101,12 @@ def commit_page(
         kept_ids.append(eid)
     # the whole page in one pass when the fast encoder's bytes are json.dumps' for all of it; otherwise one
     # event at a time, quarantining any event the encoder cannot write (the bytes are the same either way)
-    encoded = encode_events(kept) if kept else None
-    data: str | None = None
-    if encoded is not None:
-        payloads, data = encoded
-        ids = kept_ids
+    data = encode_events(kept) if kept else None
+    if data is not None:
+        count, ids = len(kept), kept_ids
     else:
-        payloads, ids = [], []
+        payloads: list[str] = []
+        ids = []
         for event, eid in zip(kept, kept_ids, strict=True):
             try:
                 payloads.append(encode_event(event))
@@ -115,6 +114,8 @@ def commit_page(
                 rejects.append(reject_parsed(event, exc))
                 continue
             ids.append(eid)
+        count = len(payloads)
+        data = PageSerializer.dumps(payloads)
     prev = state.checkpoints.get(key)
     if next_checkpoint is None:
         new_cp = prev
@@ -128,7 +129,7 @@ def commit_page(
         top = None
     new_hwm = hwm if top is None else (top if hwm is None else max(hwm, top))
     result = CommitResult(
-        len(payloads),
+        count,
         len(dup_ids),
         min(dup_ids) if dup_ids else None,
         max(dup_ids) if dup_ids else None,
@@ -136,14 +137,14 @@ def commit_page(
         rejects,
     )
     first_seq = state.head
-    new_head = first_seq + len(payloads)
+    new_head = first_seq + count
     stepped = (
         [
             d
             for d, streams in state.routes.items()
             if streams is not None and stream_of(key) not in streams and state.pending[d] == 0
         ]
-        if payloads
+        if count
         else []
     )
     also: list[tuple[str, tuple[Any, ...]]] = [
@@ -152,8 +153,8 @@ def commit_page(
     if stream_state is not None:
         also.append((_STREAM_STATE_SQL, (key, stream_state)))
     cp_moved = new_cp is not None and new_cp != prev
-    side = bool(rejects) or bool(also) or (not payloads and cp_moved)
-    if not payloads and not side:
+    side = bool(rejects) or bool(also) or (not count and cp_moved)
+    if not count and not side:
         return result
     now = time.time()
     inserted = False
@@ -163,9 +164,9 @@ def commit_page(
         with transaction(conn) if side else contextlib.nullcontext():
             if rejects:
                 insert_rejected(conn, key, rejects, now)
-            if payloads:
+            if count:
                 stored_cp = NO_CHECKPOINT if new_cp is None else new_cp
-                pages.put_page(payloads, key, first_seq, ids, stored_cp, now, also, data=data)
+                pages.put_page(data, count, key, first_seq, ids, stored_cp, now, also)
                 inserted = True
             else:
                 for sql, params in also:
@@ -176,13 +177,13 @@ def commit_page(
         if inserted:
             pages.forget(1)
         raise
-    if payloads:
+    if count:
         state.head = new_head
         for d in stepped:
             state.cursors[d] = new_head
         for d, streams in state.routes.items():
             if streams is not None and stream_of(key) in streams:
-                state.pending[d] += len(payloads)
+                state.pending[d] += count
     if stream_state is not None:
         state.stream_state[key] = stream_state
     if new_cp is not None:

@@ -4,8 +4,17 @@ Invariant: `encode_event(event) == json.dumps(event)` byte for byte (", " / ": "
 allow_nan, sort_keys off): the reference connector's byte shape, which SIEM parsers already accept, and
 never a raw newline (the page log joins payloads with newlines).
 
-Two encoders keep it. The fast one is ujson with json.dumps' options; it is used for an event only when
-its output is known to be json.dumps' bytes. ujson differs from json.dumps in exactly two places over the
+Three encoders keep it, tried in this order:
+
+1. The C encoder (`_jsonenc.c`, built with the package when a C compiler is there; optional). It writes
+   each value by json's own rules with the functions float and int use for their repr, so its bytes are
+   json.dumps' by construction; it returns None for anything outside the parsed-JSON domain it knows
+   (tuples, subclasses, non-str keys, nesting deeper than 256 levels), and that event goes to 2.
+2. ujson with json.dumps' options, used for an event only when its output is known to be json.dumps'
+   bytes (below).
+3. The stdlib encoder (CPython's C encoder with json.dumps' arguments): json.dumps itself.
+
+ujson differs from json.dumps in exactly two places over the
 JSON value domain (what a JSON parser returns: dict with str keys, list, str, int of any size, float
 including NaN/Infinity/-0.0, bool, None), and in a third with json.dumps' other key types (int, float,
 bool, None); all are visible in ujson's own output and so detected with substring tests:
@@ -29,15 +38,17 @@ kept for what json.dumps cannot encode (the queue quarantines such an event). Ou
 ujson encodes what json.dumps refuses; the queue only encodes parsed events, and `encode_event_stdlib` is
 there for anything else. tests/test_encoder_identity.py proves the identity with hypothesis.
 
-A page at a time (`encode_events`, what the queue uses): ujson encodes every event (one C call each, no
-Python frame per event) and the same tests run once over the page's newline-joined text, which holds each
-event's output between newlines; a test that hits anywhere, or an exception, sends the whole page down the
+A page at a time (`encode_events`, what the queue uses): the C encoder writes the page's newline-joined
+text in one call. Where it leaves the page, ujson encodes every event (one C call each, no Python frame per
+event) and the same tests run once over the page's newline-joined text, which holds each event's output
+between newlines; a test that hits anywhere, or an exception, sends the whole page down the
 one-event-at-a-time path (`encode_event`), so the bytes are those of `encode_event` either way. At page
 level the number-end class includes the newline (an event's end in the joined text). Each test over the
 joined text costs one scan of the page instead of one call per event.
 
-ujson only encodes here (never parses): its input is data that orjson or json already parsed.
-`SIEMCONN_FAST_ENCODER=off` (env, read at import) uses the stdlib encoder alone.
+Neither fast encoder parses anything: their input is data that orjson or json already parsed.
+`SIEMCONN_FAST_ENCODER` (env, read at import): `off` uses the stdlib encoder alone, `ujson` skips the C
+encoder; unset, the fastest built one is used.
 """
 
 from __future__ import annotations
@@ -50,14 +61,21 @@ from functools import partial
 from typing import Any
 
 __all__ = [
+    "C_ENCODER",
+    "ENCODER",
     "EVENT_ID_FIELD",
+    "Encoder",
     "FAST_ENCODER",
     "I64_MAX",
     "I64_MIN",
     "encode_event",
+    "encode_event_c",
     "encode_event_fast",
     "encode_event_stdlib",
+    "encode_event_ujson",
     "encode_events",
+    "encode_events_c",
+    "encode_events_ujson",
     "event_id",
 ]
 
@@ -167,24 +185,97 @@ def _make_page_encoder() -> Callable[[Sequence[Any]], tuple[list[str], str] | No
     return encode_page
 
 
-_fast = _make_fast_encoder(encode_event_stdlib)
-encode_event_fast: Encoder = _fast if _fast is not None else encode_event_stdlib
-"""json.dumps(event), byte for byte, for parsed JSON events (the domain in the module docstring)."""
+def _load_c() -> Any:
+    """The C encoder module (`_jsonenc.c`), or None where the package was built without it."""
+    try:
+        from siemconn.queue import _jsonenc
+    except ImportError:
+        return None
+    return _jsonenc
 
-FAST_ENCODER: bool = _fast is not None and os.environ.get("SIEMCONN_FAST_ENCODER", "").lower() != "off"
-"""Whether encode_event is the ujson path (on unless ujson is missing or SIEMCONN_FAST_ENCODER=off)."""
 
-encode_event: Encoder = encode_event_fast if FAST_ENCODER else encode_event_stdlib
+_c = _load_c()
+C_ENCODER: bool = _c is not None
+"""Whether the C encoder was built (it is optional: see setup.py)."""
+
+_ujson = _make_fast_encoder(encode_event_stdlib)
+encode_event_ujson: Encoder = _ujson if _ujson is not None else encode_event_stdlib
+"""json.dumps(event), byte for byte, for parsed JSON events, by ujson routed as the module docstring says."""
+
+
+def _make_c_encoder(c: Any, fallback: Encoder) -> Encoder:
+    """The C encoder for one event; what it does not vouch for (None) or raises on goes to `fallback`,
+    which then gives json.dumps' bytes or json.dumps' exception."""
+    dumps = c.dumps
+
+    def encode(event: Any) -> str:
+        try:
+            s: str | None = dumps(event)
+        except Exception:  # noqa: BLE001 - the fallback decides (result or json.dumps' error)
+            return fallback(event)
+        return fallback(event) if s is None else s
+
+    return encode
+
+
+encode_event_c: Encoder | None = None if _c is None else _make_c_encoder(_c, encode_event_ujson)
+"""json.dumps(event), byte for byte, by the C encoder, or None where it was not built."""
+
+encode_event_fast: Encoder = encode_event_c if encode_event_c is not None else encode_event_ujson
+"""json.dumps(event), byte for byte: the fastest encoder this build has (C, else ujson)."""
+
+
+def _choose(setting: str) -> str:
+    """SIEMCONN_FAST_ENCODER: "off" -> the stdlib encoder, "ujson" -> ujson (routed), anything else -> the
+    fastest built one."""
+    if setting == "off":
+        return "stdlib"
+    if setting == "ujson" or _c is None:
+        return "ujson" if _ujson is not None else "stdlib"
+    return "c"
+
+
+ENCODER: str = _choose(os.environ.get("SIEMCONN_FAST_ENCODER", "").lower())
+"""Which encoder encode_event is: "c", "ujson" or "stdlib" (read once, at import)."""
+
+FAST_ENCODER: bool = ENCODER != "stdlib"
+"""Whether encode_event is a fast path (the C encoder or ujson) rather than the stdlib encoder alone."""
+
+encode_event: Encoder = {"c": encode_event_fast, "ujson": encode_event_ujson}.get(
+    ENCODER, encode_event_stdlib
+)
 """json.dumps(event), byte for byte: what the queue stores for every event."""
 
-_page = _make_page_encoder() if FAST_ENCODER else None
+_ujson_page = _make_page_encoder()
+_c_page: Callable[[list[Any]], str | None] | None = None if _c is None else _c.dumps_lines
 
 
-def encode_events(events: Sequence[Any]) -> tuple[list[str], str] | None:
-    """`[encode_event(e) for e in events]` and those payloads joined with newlines, when the fast path
-    gives them for the whole page at once; None when any event needs `encode_event` one at a time (it
-    would be routed to the stdlib encoder, or raise), and always None with the fast encoder off."""
-    return None if _page is None else _page(events)
+def encode_events_c(events: Sequence[Any]) -> str | None:
+    """The C encoder's page text (`"\\n".join(map(json.dumps, events))`), or None where it does not
+    vouch for every event, raises, or was not built."""
+    if _c_page is None:
+        return None
+    try:
+        return _c_page(events if type(events) is list else list(events))
+    except Exception:  # noqa: BLE001 - ujson, or the one-by-one path, decides
+        return None
+
+
+def encode_events_ujson(events: Sequence[Any]) -> str | None:
+    """ujson's page text, or None where any event would be routed or raises (module docstring)."""
+    encoded = None if _ujson_page is None else _ujson_page(events)
+    return None if encoded is None else encoded[1]
+
+
+def encode_events(events: Sequence[Any]) -> str | None:
+    """`"\\n".join(map(encode_event, events))` when a fast path vouches for the whole page at once: the C
+    encoder first, then ujson. None when any event needs `encode_event` one at a time (it would be routed
+    to another encoder, or raise), and always None with the fast encoders off."""
+    if ENCODER == "c":
+        data = encode_events_c(events)
+        if data is not None:
+            return data
+    return encode_events_ujson(events) if FAST_ENCODER else None
 
 
 def event_id(event: Mapping[str, Any]) -> int | None:

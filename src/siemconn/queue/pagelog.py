@@ -110,35 +110,30 @@ class PageLog(SQLiteQueue):
 
     def put_page(
         self,
-        payloads: Sequence[str],
+        data: str,
+        count: int,
         key: str,
         first_seq: int,
         ids: Sequence[int | None],
         next_checkpoint: int,
         now: float,
         also: Sequence[tuple[str, tuple[Any, ...]]] = (),
-        *,
-        data: str | None = None,
     ) -> int:
-        """Append one page and return its bytes. Outside a transaction the INSERT (with `also`) is one
-        durable commit; inside one (the store BEGINs when quarantine rows go with the page) it commits with
-        the rest.
+        """Append one page of `count` events, `data` being their payloads joined
+        (`PageSerializer.dumps(payloads)`, or the encoder's page text, which is the same), and return its
+        bytes. Outside a transaction the INSERT (with `also`) is one durable commit; inside one (the store
+        BEGINs when quarantine rows go with the page) it commits with the rest.
 
         `also`: statements (sql, params) run in the same transaction as the INSERT (cursor steps, stream
         state), so they are durable together with the page or not at all.
-
-        `data`: the payloads already joined (`PageSerializer.dumps(payloads)`, as the encoder's page path
-        returns them), so the page's text is not built twice.
         """
         known = [i for i in ids if i is not None]
-        if data is None:
-            data = self._serializer.dumps(payloads)
         record = (
             data,
             now,
             key,
             first_seq,
-            len(payloads),
+            count,
             known[0] if known else None,
             max(known) if known else None,
             next_checkpoint,
