@@ -249,7 +249,7 @@ def run_variant(
     spy = None
     if profile:  # py-spy (pip install py-spy) samples the process; collapsed stacks for flamegraph tools
         spy = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(proc.pid), "--rate", "250", "--format", "raw", "--nonblocking",
+            ["py-spy", "record", "--pid", str(proc.pid), "--rate", "250", "--format", "raw", "--nonblocking", "--gil",
              "-o", f"{profile}.{label}.txt"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -35,15 +35,12 @@ typedef struct {
     Py_ssize_t cap;
 } Buf;
 
-/* Make room for n more bytes. Returns 0, or -1 with MemoryError set. */
-static int
-buf_reserve(Buf *b, Py_ssize_t n)
+/* Grow to room for n more bytes (the slow path of reserve). Returns 0, or -1 with MemoryError set. */
+static Py_NO_INLINE int
+buf_grow(Buf *b, Py_ssize_t n)
 {
-    if (b->cap - b->len >= n) {
-        return 0;
-    }
     Py_ssize_t need = b->len + n;
-    if (need < 0 || need > PY_SSIZE_T_MAX / 2) {
+    if (n < 0 || need < 0 || need > PY_SSIZE_T_MAX / 2) {
         PyErr_NoMemory();
         return -1;
     }
@@ -61,10 +58,19 @@ buf_reserve(Buf *b, Py_ssize_t n)
     return 0;
 }
 
+static inline int
+reserve(Buf *b, Py_ssize_t n)
+{
+    return b->cap - b->len >= n ? 0 : buf_grow(b, n);
+}
+
+/* A literal into room already reserved. */
+#define PUT_LIT(b, lit) (memcpy((b)->p + (b)->len, (lit), sizeof(lit) - 1), (b)->len += sizeof(lit) - 1)
+
 static int
 buf_put(Buf *b, const char *s, Py_ssize_t n)
 {
-    if (buf_reserve(b, n) < 0) {
+    if (reserve(b, n) < 0) {
         return -1;
     }
     memcpy(b->p + b->len, s, (size_t)n);
@@ -73,6 +79,27 @@ buf_put(Buf *b, const char *s, Py_ssize_t n)
 }
 
 static const char HEX[] = "0123456789abcdef";
+
+/* For each byte value: 0 if json writes it as is (' '..'~' but '"' and '\\'), else the letter of its
+ * short escape, or 'u' for \u00XX. */
+static const char ESCAPE[256] = {
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    0, 0, '"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+    'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+};
 
 /* 1: encoded; 0: not a value this encoder vouches for (the caller returns None); -1: error set. */
 static int encode_value(Buf *b, PyObject *obj, int depth);
@@ -89,8 +116,26 @@ put_u(char *o, Py_UCS4 c)
     return o + 6;
 }
 
-/* json's ascii_escape_unicode, into the buffer. Every character needs at most 12 output bytes (a
- * surrogate pair), so room is made per input run of at most CHUNK characters. */
+/* One character that json escapes (ESCAPE[c] != 0 for c < 256, or any c beyond), into room for 12. */
+static inline char *
+put_escaped(char *o, Py_UCS4 c)
+{
+    char e = c < 256 ? ESCAPE[c] : 'u';
+    if (e != 'u') {
+        o[0] = '\\';
+        o[1] = e;
+        return o + 2;
+    }
+    if (c >= 0x10000) {
+        Py_UCS4 v = c - 0x10000;
+        o = put_u(o, 0xd800 | ((v >> 10) & 0x3ff));
+        return put_u(o, 0xdc00 | (v & 0x3ff));
+    }
+    return put_u(o, c);
+}
+
+/* json's ascii_escape_unicode, into the buffer. A character needs at most 12 output bytes (a surrogate
+ * pair), so room is made per run of at most CHUNK input characters. */
 #define CHUNK 4096
 
 static int
@@ -99,14 +144,14 @@ encode_str(Buf *b, PyObject *s)
     Py_ssize_t n = PyUnicode_GET_LENGTH(s);
     int kind = PyUnicode_KIND(s);
     const void *data = PyUnicode_DATA(s);
-    if (buf_reserve(b, 1) < 0) {
+    Py_ssize_t i = 0;
+    if (reserve(b, (n < CHUNK ? n : CHUNK) * 12 + 2) < 0) {
         return -1;
     }
     b->p[b->len++] = '"';
-    Py_ssize_t i = 0;
     while (i < n) {
         Py_ssize_t end = n - i > CHUNK ? i + CHUNK : n;
-        if (buf_reserve(b, (end - i) * 12) < 0) {
+        if (reserve(b, (end - i) * 12 + 1) < 0) {
             return -1;
         }
         char *o = b->p + b->len;
@@ -114,54 +159,26 @@ encode_str(Buf *b, PyObject *s)
             const Py_UCS1 *d = (const Py_UCS1 *)data;
             for (; i < end; i++) {
                 Py_UCS1 c = d[i];
-                if (c >= ' ' && c <= '~' && c != '\\' && c != '"') {
+                if (ESCAPE[c] == 0) {
                     *o++ = (char)c;
-                    continue;
                 }
-                switch (c) {
-                case '\\': *o++ = '\\'; *o++ = '\\'; break;
-                case '"': *o++ = '\\'; *o++ = '"'; break;
-                case '\b': *o++ = '\\'; *o++ = 'b'; break;
-                case '\f': *o++ = '\\'; *o++ = 'f'; break;
-                case '\n': *o++ = '\\'; *o++ = 'n'; break;
-                case '\r': *o++ = '\\'; *o++ = 'r'; break;
-                case '\t': *o++ = '\\'; *o++ = 't'; break;
-                default: o = put_u(o, c); break;
+                else {
+                    o = put_escaped(o, c);
                 }
             }
         }
         else {
             for (; i < end; i++) {
                 Py_UCS4 c = PyUnicode_READ(kind, data, i);
-                if (c >= ' ' && c <= '~' && c != '\\' && c != '"') {
+                if (c < 256 && ESCAPE[c] == 0) {
                     *o++ = (char)c;
-                    continue;
                 }
-                switch (c) {
-                case '\\': *o++ = '\\'; *o++ = '\\'; break;
-                case '"': *o++ = '\\'; *o++ = '"'; break;
-                case '\b': *o++ = '\\'; *o++ = 'b'; break;
-                case '\f': *o++ = '\\'; *o++ = 'f'; break;
-                case '\n': *o++ = '\\'; *o++ = 'n'; break;
-                case '\r': *o++ = '\\'; *o++ = 'r'; break;
-                case '\t': *o++ = '\\'; *o++ = 't'; break;
-                default:
-                    if (c >= 0x10000) {
-                        Py_UCS4 v = c - 0x10000;
-                        o = put_u(o, 0xd800 | ((v >> 10) & 0x3ff));
-                        o = put_u(o, 0xdc00 | (v & 0x3ff));
-                    }
-                    else {
-                        o = put_u(o, c);
-                    }
-                    break;
+                else {
+                    o = put_escaped(o, c);
                 }
             }
         }
         b->len = o - b->p;
-    }
-    if (buf_reserve(b, 1) < 0) {
-        return -1;
     }
     b->p[b->len++] = '"';
     return 0;
@@ -224,20 +241,26 @@ encode_float(Buf *b, PyObject *obj)
 static int
 encode_value(Buf *b, PyObject *obj, int depth)
 {
-    if (obj == Py_None) {
-        return buf_put(b, "null", 4) < 0 ? -1 : 1;
-    }
-    if (obj == Py_True) {
-        return buf_put(b, "true", 4) < 0 ? -1 : 1;
-    }
-    if (obj == Py_False) {
-        return buf_put(b, "false", 5) < 0 ? -1 : 1;
-    }
     if (PyUnicode_CheckExact(obj)) {
         return encode_str(b, obj) < 0 ? -1 : 1;
     }
     if (PyLong_CheckExact(obj)) {
         return encode_int(b, obj) < 0 ? -1 : 1;
+    }
+    if (obj == Py_None || obj == Py_True || obj == Py_False) {
+        if (reserve(b, 5) < 0) {
+            return -1;
+        }
+        if (obj == Py_None) {
+            PUT_LIT(b, "null");
+        }
+        else if (obj == Py_True) {
+            PUT_LIT(b, "true");
+        }
+        else {
+            PUT_LIT(b, "false");
+        }
+        return 1;
     }
     if (PyFloat_CheckExact(obj)) {
         return encode_float(b, obj) < 0 ? -1 : 1;
@@ -245,46 +268,63 @@ encode_value(Buf *b, PyObject *obj, int depth)
     if (depth >= MAX_DEPTH) {
         return 0;
     }
-    if (PyList_CheckExact(obj)) {
-        Py_ssize_t n = PyList_GET_SIZE(obj);
-        if (buf_put(b, "[", 1) < 0) {
+    if (PyDict_CheckExact(obj)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        int first = 1;
+        if (reserve(b, 1) < 0) {
             return -1;
         }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (i && buf_put(b, ", ", 2) < 0) {
+        b->p[b->len++] = '{';
+        while (PyDict_Next(obj, &pos, &key, &value)) {
+            if (!PyUnicode_CheckExact(key)) {
+                return 0;
+            }
+            if (!first) {
+                if (reserve(b, 2) < 0) {
+                    return -1;
+                }
+                PUT_LIT(b, ", ");
+            }
+            first = 0;
+            if (encode_str(b, key) < 0 || reserve(b, 2) < 0) {
                 return -1;
+            }
+            PUT_LIT(b, ": ");
+            int rc = encode_value(b, value, depth + 1);
+            if (rc <= 0) {
+                return rc;
+            }
+        }
+        if (reserve(b, 1) < 0) {
+            return -1;
+        }
+        b->p[b->len++] = '}';
+        return 1;
+    }
+    if (PyList_CheckExact(obj)) {
+        Py_ssize_t n = PyList_GET_SIZE(obj);
+        if (reserve(b, 1) < 0) {
+            return -1;
+        }
+        b->p[b->len++] = '[';
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (i) {
+                if (reserve(b, 2) < 0) {
+                    return -1;
+                }
+                PUT_LIT(b, ", ");
             }
             int rc = encode_value(b, PyList_GET_ITEM(obj, i), depth + 1);
             if (rc <= 0) {
                 return rc;
             }
         }
-        return buf_put(b, "]", 1) < 0 ? -1 : 1;
-    }
-    if (PyDict_CheckExact(obj)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        int first = 1;
-        if (buf_put(b, "{", 1) < 0) {
+        if (reserve(b, 1) < 0) {
             return -1;
         }
-        while (PyDict_Next(obj, &pos, &key, &value)) {
-            if (!PyUnicode_CheckExact(key)) {
-                return 0;
-            }
-            if (!first && buf_put(b, ", ", 2) < 0) {
-                return -1;
-            }
-            first = 0;
-            if (encode_str(b, key) < 0 || buf_put(b, ": ", 2) < 0) {
-                return -1;
-            }
-            int rc = encode_value(b, value, depth + 1);
-            if (rc <= 0) {
-                return rc;
-            }
-        }
-        return buf_put(b, "}", 1) < 0 ? -1 : 1;
+        b->p[b->len++] = ']';
+        return 1;
     }
     return 0;
 }
@@ -319,7 +359,8 @@ jsonenc_dumps_lines(PyObject *Py_UNUSED(module), PyObject *items)
     }
     Buf b = {NULL, 0, 0};
     Py_ssize_t n = PyList_GET_SIZE(items);
-    int rc = 1;
+    /* a page is about a megabyte: start at 256 KB rather than doubling up from 4 KB */
+    int rc = n > 64 ? (buf_grow(&b, 1 << 18) < 0 ? -1 : 1) : 1;
     for (Py_ssize_t i = 0; i < n && rc > 0; i++) {
         if (i && buf_put(&b, "\n", 1) < 0) {
             rc = -1;
