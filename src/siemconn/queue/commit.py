@@ -32,6 +32,7 @@ from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejec
 from siemconn.queue.routing import stream_of
 from siemconn.queue.schema import NO_CHECKPOINT
 from siemconn.queue.transaction import transaction
+from siemconn.queue.transcode import EncodedEvents
 
 __all__ = ["CommitResult", "commit_page", "record_poll", "reject_parsed"]
 
@@ -74,20 +75,12 @@ def _int_id(r: Rejected) -> int | None:
     return v if I64_MIN <= v <= I64_MAX else None
 
 
-def commit_page(
-    conn: sqlite3.Connection,
-    pages: PageLog,
-    state: QueueState,
-    key: str,
-    events: Sequence[Mapping[str, Any]],
-    next_checkpoint: int | None,
-    rejects: list[Rejected],
-    stream_state: str | None = None,
-    dedupe: bool = True,
-) -> CommitResult:
-    """Store one page of key (see `DurableQueue.commit_page` for the arguments) and update `state` after
-    it is durable. `rejects` is extended with the events the encoder cannot write."""
-    hwm = state.hwm.get(key)
+def _encode_objects(
+    events: Sequence[Mapping[str, Any]], hwm: int | None, dedupe: bool, rejects: list[Rejected]
+) -> tuple[int, list[int | None], str, list[int]]:
+    """Parsed events -> (count, ids, page text, duplicate ids): the dedupe, then the whole page in one pass
+    when the fast encoder's bytes are json.dumps' for all of it, otherwise one event at a time,
+    quarantining (into `rejects`) any event the encoder cannot write; the bytes are the same either way."""
     dup_ids: list[int] = []
     kept: list[Mapping[str, Any]] = []
     kept_ids: list[int | None] = []
@@ -99,23 +92,43 @@ def commit_page(
             continue
         kept.append(event)
         kept_ids.append(eid)
-    # the whole page in one pass when the fast encoder's bytes are json.dumps' for all of it; otherwise one
-    # event at a time, quarantining any event the encoder cannot write (the bytes are the same either way)
     data = encode_events(kept) if kept else None
     if data is not None:
-        count, ids = len(kept), kept_ids
+        return len(kept), kept_ids, data, dup_ids
+    payloads: list[str] = []
+    ids: list[int | None] = []
+    for event, eid in zip(kept, kept_ids, strict=True):
+        try:
+            payloads.append(encode_event(event))
+        except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
+            rejects.append(reject_parsed(event, exc))
+            continue
+        ids.append(eid)
+    return len(payloads), ids, PageSerializer.dumps(payloads), dup_ids
+
+
+def commit_page(
+    conn: sqlite3.Connection,
+    pages: PageLog,
+    state: QueueState,
+    key: str,
+    events: Sequence[Mapping[str, Any]] | EncodedEvents,
+    next_checkpoint: int | None,
+    rejects: list[Rejected],
+    stream_state: str | None = None,
+    dedupe: bool = True,
+) -> CommitResult:
+    """Store one page of key (see `DurableQueue.commit_page` for the arguments) and update `state` after
+    it is durable. `rejects` is extended with the events the encoder cannot write."""
+    hwm = state.hwm.get(key)
+    if isinstance(events, EncodedEvents):
+        # already in the stored form (queue.transcode): the dedupe reads the ids, nothing is encoded
+        keep = [not dedupe or eid is None or hwm is None or eid > hwm for eid in events.ids]
+        dup_ids = [eid for eid, k in zip(events.ids, keep, strict=True) if not k and eid is not None]
+        stored = events.select(keep)
+        count, ids, data = len(stored), stored.ids, stored.text
     else:
-        payloads: list[str] = []
-        ids = []
-        for event, eid in zip(kept, kept_ids, strict=True):
-            try:
-                payloads.append(encode_event(event))
-            except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
-                rejects.append(reject_parsed(event, exc))
-                continue
-            ids.append(eid)
-        count = len(payloads)
-        data = PageSerializer.dumps(payloads)
+        count, ids, data, dup_ids = _encode_objects(events, hwm, dedupe, rejects)
     prev = state.checkpoints.get(key)
     if next_checkpoint is None:
         new_cp = prev

@@ -46,6 +46,7 @@ from siemconn.config import Configuration, Credentials
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
+from siemconn.queue.transcode import EncodedEvents
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
 from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.page import (
@@ -312,14 +313,18 @@ class RuxClient:
                 await hold.acquire()
             try:
                 events, server_nxt, remaining, rejects = parse_page(spec, path, resp)
-                ids = [ev.get("id") for ev in events]
+                ids: list[Any] = (
+                    events.ids if isinstance(events, EncodedEvents) else [ev.get("id") for ev in events]
+                )
                 del resp  # the parsed events are all that is kept of the body (peak memory)
                 if previous_ids:
-                    n_parsed = len(events)
-                    events = [
-                        ev for ev, i in zip(events, ids, strict=True) if i is None or i not in previous_ids
-                    ]
-                    if len(events) != n_parsed:
+                    keep = [i is None or i not in previous_ids for i in ids]
+                    if not all(keep):
+                        events = (
+                            events.select(keep)
+                            if isinstance(events, EncodedEvents)
+                            else [ev for ev, k in zip(events, keep, strict=True) if k]
+                        )
                         report_repeats(spec, previous_ids, ids, self._metrics)
                 int_ids: list[int] = [i for i in ids if is_int(i)]
                 int_ids += [i for i in map(reject_id, rejects) if i is not None]

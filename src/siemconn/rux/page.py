@@ -10,6 +10,7 @@ kept). Elements that cannot be queued are returned as `Rejected`, never dropped 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
 
@@ -20,6 +21,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import Metrics
 from siemconn.queue.quarantine import NOT_AN_OBJECT, Rejected, raw_json
+from siemconn.queue.transcode import EncodedEvents, transcode_page
 from siemconn.rux.answer import Answer
 from siemconn.rux.salvage import salvage_page
 from siemconn.rux.streams import StreamSpec
@@ -48,7 +50,7 @@ class Page:
     first run), and the elements to quarantine instead of queue."""
 
     spec: StreamSpec
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] | EncodedEvents
     next_checkpoint: int | None
     rejects: list[Rejected] = field(default_factory=list)
 
@@ -57,7 +59,7 @@ class PageBody(NamedTuple):
     """What a page answer says, checked: its events, the server's next_checkpoint, remaining_count and
     the elements to quarantine."""
 
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] | EncodedEvents
     next_checkpoint: int | None
     remaining: int
     rejects: list[Rejected]
@@ -127,6 +129,23 @@ def parse_page(spec: StreamSpec, path: str, resp: Answer) -> PageBody:
         return RuxResponseError(f"bad response from {path} for stream {spec.key}: {what}; checkpoint kept")
 
     rejects: list[Rejected] = []
+    # the common case: the transcoder writes the events' stored form straight from the text, and only
+    # the small envelope around them is parsed
+    fast = transcode_page(resp.content)
+    if fast is not None:
+        events: Any
+        events, envelope = fast
+        body = loads_page(envelope)
+    else:
+        body, events, rejects = _parse_objects(spec, path, resp, bad)
+    return _checked(body, events, rejects, bad)
+
+
+def _parse_objects(
+    spec: StreamSpec, path: str, resp: Answer, bad: Callable[[str], RuxResponseError]
+) -> tuple[Any, Any, list[Rejected]]:
+    """The page parsed into objects (the path for what the transcoder leaves): (body, events, rejects)."""
+    rejects: list[Rejected] = []
     try:
         body = loads_page(resp.content)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -160,6 +179,16 @@ def parse_page(spec: StreamSpec, path: str, resp: Answer) -> PageBody:
                 detail = f"events[{i}] is a JSON {type(ev).__name__}, not an object"
                 rejects.append(Rejected(raw_json(ev), NOT_AN_OBJECT, detail))
         events = [ev for ev in events if isinstance(ev, dict)]
+    return body, events, rejects
+
+
+def _checked(
+    body: dict[str, Any],
+    events: list[dict[str, Any]] | EncodedEvents,
+    rejects: list[Rejected],
+    bad: Callable[[str], RuxResponseError],
+) -> PageBody:
+    """The envelope's checkpoint and remaining count, checked."""
     nxt = body.get("next_checkpoint")
     if nxt is not None and not is_int(nxt):
         raise bad(f"next_checkpoint {nxt!r} is not an integer")
