@@ -1,18 +1,25 @@
-"""Only the optional C encoder lives here; everything else about the package is in pyproject.toml.
+"""Only the optional C extensions live here; everything else about the package is in pyproject.toml.
 
-`siemconn.queue._jsonenc` is optional: without a C compiler (or Python headers) the build goes on
-without it and siemconn encodes with ujson and the standard library instead, with the same bytes.
+`siemconn.queue._jsonenc` (the event encoder) and `siemconn.queue._transcode` (the page transcoder) are
+optional: without a C compiler or Python's headers the build goes on without them, and siemconn encodes
+with ujson and the standard library instead, with the same bytes (its start-up log line names the
+encoder in use).
 """
 
 from setuptools import Extension, setup
 
+FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+HEADER = ["src/siemconn/queue/_jsonbuf.h"]
+
 setup(
     ext_modules=[
         Extension(
-            "siemconn.queue._jsonenc",
-            ["src/siemconn/queue/_jsonenc.c"],
+            name,
+            [f"src/siemconn/queue/{name.rsplit('.', 1)[1]}.c"],
+            depends=HEADER,
             optional=True,
-            extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+            extra_compile_args=FLAGS,
         )
+        for name in ("siemconn.queue._jsonenc", "siemconn.queue._transcode")
     ]
 )

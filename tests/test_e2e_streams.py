@@ -20,6 +20,7 @@ from support.rsyslog import RsyslogReceiver
 from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.devtools.fake_rux import Fault
+from siemconn.queue import encoder
 from siemconn.rux.lockdown import MARKER, UNLOCKED
 
 pytestmark = pytest.mark.e2e
@@ -118,6 +119,8 @@ def test_two_servers_with_different_streams_each_get_exactly_theirs(
         started = [r for r in conn.log_records() if r.get("event") == "siemconn_started"][0]
         assert started["streams_off"] == []
         assert any("siem-a" in s and "streams=detections,entity_scoring" in s for s in started["servers"])
+        # the start line names the event encoder (the C one is optional in the build)
+        assert started["encoder"] == ("c + page transcoder" if encoder.C_ENCODER else "ujson")
     finally:
         fake.stop()
 

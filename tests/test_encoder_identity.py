@@ -22,7 +22,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from siemconn.queue import encoder
+from siemconn.queue import encoder, transcode
 from siemconn.queue.encoder import (
     Encoder,
     encode_event,
@@ -217,12 +217,13 @@ def test_ujson_page_encoder_leaves_the_pages_it_cannot_vouch_for_to_encode_event
 
 
 def test_c_built() -> None:
-    """The C encoder is optional in the build (setup.py), but wherever a C compiler is there it must have
-    been built, or the C tests here would silently test nothing."""
+    """The C encoder and transcoder are optional in the build (setup.py), but wherever a C compiler is there
+    they must have been built, or the C tests here and in test_transcode.py would silently test nothing."""
     if shutil.which(str(sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler here: the package was built without the C encoder")
     assert encoder.C_ENCODER
     assert encode_event_c is not None
+    assert transcode.TRANSCODER
 
 
 needs_c = pytest.mark.skipif(not encoder.C_ENCODER, reason="built without the C encoder")

@@ -188,6 +188,10 @@ def test_every_event_arrives_exactly(deployment: Deployment, cleanup: list[str])
         f"image run: first event at rsyslog {first:.1f} s after `podman run`; {s['expected']:,} events over TLS; "
         f"memory after them: RSS {int(mem['VmRSS']) / 1024:.0f} MB, peak {int(mem['VmHWM']) / 1024:.0f} MB"
     )
+    # the start line names the encoder: the build stage compiles the C one where it can install a compiler
+    started = re.search(r"siemconn_started.*?encoder[\"'=:\s]+([a-z +]+)", d.logs())
+    assert started is not None, d.logs()[-2000:]
+    fact(f"image's event encoder: {started.group(1).strip()}")
 
 
 def test_runs_as_uid_10001_with_its_files_private(deployment: Deployment) -> None:

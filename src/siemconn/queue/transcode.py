@@ -2,7 +2,7 @@
 
 Parsing a page into dicts (orjson), encoding each dict again (`encoder.encode_events`) and freeing the
 dicts is most of the CPU an event costs. For the pages it vouches for, the C transcoder
-(`_jsonenc.transcode_page`) writes each event's `json.dumps(json.loads(event))` straight from the page's
+(`_transcode.c`) writes each event's `json.dumps(json.loads(event))` straight from the page's
 text, so the bytes stored are the ones the parse-and-encode path would store (tests/test_transcode.py
 proves it with hypothesis against that path). It returns None, and the caller parses the page as before,
 for anything it does not parse exactly as that path would:
@@ -106,11 +106,12 @@ class EncodedEvents(Sequence[dict[str, Any]]):
 
 
 def _load() -> Any:
+    """The C transcoder module (`_transcode.c`), or None where the package was built without it."""
     try:
-        from siemconn.queue import _jsonenc
+        from siemconn.queue import _transcode
     except ImportError:
         return None
-    return _jsonenc
+    return _transcode
 
 
 _c = _load() if encoder.ENCODER == "c" else None

@@ -9,7 +9,8 @@ from siemconn import __version__
 from siemconn.config import Configuration, Settings
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger
-from siemconn.queue import DurableQueue
+from siemconn.queue import DurableQueue, encoder
+from siemconn.queue.transcode import TRANSCODER
 
 __all__ = ["log_started", "server_lines", "warn_file_permissions", "warn_off_streams"]
 
@@ -26,7 +27,8 @@ def server_lines(cfg: Configuration) -> list[str]:
 
 
 async def log_started(queue: DurableQueue, settings: Settings) -> None:
-    """`siemconn_started`: version, API, schedules, servers, checkpoints and queue depths."""
+    """`siemconn_started`: version, API, schedules, servers, checkpoints, queue depths and the event
+    encoder in use (the C one is optional in the build: an operator sees here whether it is there)."""
     cfg = settings.configuration
     checkpoints = await queue.checkpoints()
     depths = {s.name: await queue.depth(s.name) for s in cfg.server}
@@ -42,6 +44,7 @@ async def log_started(queue: DurableQueue, settings: Settings) -> None:
         checkpoints=checkpoints,
         queue_depths=depths,
         retry_count=cfg.retry_count,
+        encoder=encoder.ENCODER + (" + page transcoder" if TRANSCODER else ""),
     )
 
 
