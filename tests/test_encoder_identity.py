@@ -180,7 +180,7 @@ def _page_matches(events: list[Any]) -> None:
         assert got is None or got == want, page
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(values, max_size=8))
 @example([{"a": 1e-05}, {"b": 2}])
 @example([{"a": 1}, 1e-05])
@@ -190,7 +190,7 @@ def test_page_encoder_is_json_dumps_per_event(events: list[Any]) -> None:
     _page_matches(events)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.dictionaries(keys, values, max_size=4), max_size=6))
 @example([{"a": 1}, {math.nan: 1}])
 @example([{math.inf: 1}, {-math.inf: 1}])

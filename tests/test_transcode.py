@@ -293,6 +293,9 @@ def test_encoded_events_read_like_the_list_they_replace() -> None:
     assert len(evs) == 3 and evs.ids == [3, None, 9]
     assert evs == [{"id": 3, "a": "x"}, {"b": [1.5, None]}, {"id": 9}]
     assert evs[1] == {"b": [1.5, None]} and evs[-1] == {"id": 9} and evs[:1] == [{"id": 3, "a": "x"}]
+    assert evs[0] == {"id": 3, "a": "x"} and evs[-3] == evs[0]
+    with pytest.raises(IndexError):
+        evs[3]
     kept = evs.select([True, False, True])
     assert kept.text == '{"id": 3, "a": "x"}\n{"id": 9}' and kept.ids == [3, 9]
     assert kept.payloads() == ['{"id": 3, "a": "x"}', '{"id": 9}']

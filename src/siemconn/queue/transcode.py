@@ -84,7 +84,9 @@ class EncodedEvents(Sequence[dict[str, Any]]):
     def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(index, slice):
             return [orjson.loads(p) for p in self.payloads()[index]]
-        event: dict[str, Any] = orjson.loads(self.payloads()[index])
+        i = range(len(self.ends))[index]  # IndexError and negative indexes as a list's
+        start = self.ends[i - 1] + 1 if i else 0
+        event: dict[str, Any] = orjson.loads(self.text[start : self.ends[i]])
         return event
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
