@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test test-packaging demo bench soak lint clean
+.PHONY: install install-runtime receiver test test-packaging demo bench fuzz soak lint clean
 
 install: $(TEST_STAMP)
 
@@ -40,6 +40,10 @@ demo: install-runtime
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# the C encoder and transcoder under AddressSanitizer + UBSan, on mutated pages (gcc; FUZZ_SECONDS=60)
+fuzz: install
+	$(BIN)/python bench/fuzz_c.py --seconds $(or $(FUZZ_SECONDS),60)
 
 soak: install
 	$(BIN)/python -m pytest -q -m soak -o addopts=''

@@ -273,6 +273,7 @@ class DurableQueue:
         dedupe: bool = True,
     ) -> int:
         """Store one API page and its checkpoint in one durable commit. Returns events kept after dedupe.
+        `events` are parsed objects, or `EncodedEvents` already in the stored form (queue.transcode).
 
         Every event ends in exactly one of three places, all in that one commit: queued, quarantined
         (`rejects`, plus any event that cannot be encoded) or counted and logged as a duplicate (an integer
