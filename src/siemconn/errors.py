@@ -12,8 +12,10 @@ __all__ = [
     "DeliveryError",
     "EndpointError",
     "QueueCorruptError",
+    "QueueDiskFullError",
     "QueueError",
     "QueueLockedError",
+    "QueueNoRoomError",
     "QueueUnavailableError",
     "RuxAuthError",
     "RuxError",
@@ -104,6 +106,15 @@ class QueueLockedError(QueueError):
 
 class QueueUnavailableError(QueueError):
     """Raised when the queue database cannot be opened or written (permissions, read-only disk)."""
+
+
+class QueueDiskFullError(QueueUnavailableError):
+    """Raised when a queue write failed because the disk is full, even after the disk reserve was used."""
+
+
+class QueueNoRoomError(QueueError):
+    """Raised instead of committing a page that would take free disk space under min_free_disk_mb (or into
+    the disk reserve): nothing was written, the checkpoint did not move, pulling pauses."""
 
 
 # --- syslog sink ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ uses when no metrics endpoint is configured (the default), gives objects with th
 nothing, and does not import prometheus-client at all (its cost is in docs/performance.md). So metrics
 are never optional: every component takes a `Metrics` (default `NO_METRICS`) and calls it unguarded.
 
-Each metric is set in one place: queue_depth and checkpoint by the queue (siemconn.queue.store),
+Each metric is set in one place: queue_depth, checkpoint and queue_disk_full by the queue (siemconn.queue.store),
 oldest_age by the service's heartbeat, the writer counters and server_up by the writer pool, the API
 counters and last_poll by the source side. `emit` pairs a log line with its counter in one call (as
 Vector's internal_events do).
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-__all__ = ["NO_METRICS", "CounterLike", "GaugeLike", "Incrementable", "Metrics", "emit"]
+__all__ = ["NO_METRICS", "CounterLike", "GaugeLike", "Incrementable", "Metrics", "Settable", "emit"]
 
 
 class Incrementable(Protocol):
@@ -87,6 +87,7 @@ class Metrics:
     last_poll: GaugeLike
     checkpoint: GaugeLike
     server_up: GaugeLike
+    queue_disk_full: Settable
 
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled
@@ -170,6 +171,12 @@ class Metrics:
         )
         self.server_up = Gauge(
             "siemconn_server_up", "1 while the server is reachable", ["server"], registry=r
+        )
+        self.queue_disk_full = Gauge(
+            "siemconn_queue_disk_full",
+            "1 while the queue's disk is full (a write failed for lack of space; the disk reserve is in use "
+            "and pulling is paused until it can be allocated again)",
+            registry=r,
         )
 
 

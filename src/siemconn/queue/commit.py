@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,9 +117,11 @@ def commit_page(
     rejects: list[Rejected],
     stream_state: str | None = None,
     dedupe: bool = True,
+    room: Callable[[int, int], None] | None = None,
 ) -> CommitResult:
     """Store one page of key (see `DurableQueue.commit_page` for the arguments) and update `state` after
-    it is durable. `rejects` is extended with the events the encoder cannot write."""
+    it is durable. `rejects` is extended with the events the encoder cannot write. `room(bytes, events)`,
+    if given, is asked before anything is written and raises to refuse the page (the disk floor)."""
     hwm = state.hwm.get(key)
     if isinstance(events, EncodedEvents):
         # already in the stored form (queue.transcode): the dedupe reads the ids, nothing is encoded
@@ -169,6 +171,8 @@ def commit_page(
     side = bool(rejects) or bool(also) or (not count and cp_moved)
     if not count and not side:
         return result
+    if room is not None and count:
+        room(len(data) + sum(len(r.raw) for r in rejects), count)
     now = time.time()
     inserted = False
     try:

@@ -77,8 +77,11 @@ def take_lock(data_dir: Path) -> int:
         os.close(fd)
         raise unavailable_error(data_dir / DB_FILE, f"cannot lock {lock_path}: {exc.strerror}") from exc
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        # written over the old pid first, then cut to length: freeing the block first would need a new one,
+        # which a completely full disk cannot give (a restart on a full disk must get past this)
+        pid = f"{os.getpid()}\n".encode("ascii")
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
     except OSError as exc:
         os.close(fd)
         raise unavailable_error(

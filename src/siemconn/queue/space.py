@@ -2,18 +2,22 @@
 
 Backpressure: `max_events` per destination bounds how far a down destination can fall behind;
 `min_free` is an absolute floor of free disk (free pages inside the file count as free, the WAL's size
-as used). Under the floor, retained pages yield first, then delivered pages are deleted and the WAL
-truncated; only if that is not enough does pulling pause. Nothing is ever dropped to make room. The
-reasons for the defaults are in docs/architecture.md.
+and a missing part of the disk reserve as used). Under the floor, retained pages yield first, then
+delivered pages are deleted and the WAL truncated; only if that is not enough does pulling pause. Nothing
+is ever dropped to make room. The reasons for the defaults are in docs/architecture.md.
 
 Invariants
 ----------
 * the keep floor is the lowest of every cursor and running replay position (with retention, lowered to
   the first page committed within it, see `housekeeping.retention_floor`): no page at or above it is
   deleted, so nothing undelivered is ever lost to make room.
-* the disk never fills to the last byte: the floor counts the WAL as used, and the WAL's growth to its
-  reuse point (`Limits.wal_cap`) plus one more page must fit on the file system, so the small writes that
-  ack a batch or delete delivered pages can always be made.
+* the floor holds before a write, not after: a page is committed only if the file system keeps at least
+  `min_free` bytes free once the page, its index rows, the WAL's growth and the checkpoint's growth of the
+  database are written (`ensure_room`, estimated from the page's size); otherwise nothing is written and
+  pulling pauses (the checkpoint did not move, the page is fetched again later).
+* room to recover: the disk reserve (`reserve`) holds space for acks, housekeeping and WAL truncation
+  whatever else fills the disk; while it is not whole, pulling stays paused and the queue's own
+  reclaimable space is handed back to the file system until the reserve can be allocated again.
 * every function here runs on the store's worker thread.
 """
 
@@ -26,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from siemconn.errors import QueueNoRoomError
 from siemconn.logging import get_logger
 from siemconn.queue.housekeeping import (
     delete_passed_pages,
@@ -35,9 +40,21 @@ from siemconn.queue.housekeeping import (
 )
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog
+from siemconn.queue.reserve import DiskReserve, is_disk_full
 from siemconn.queue.schema import DB_FILE, MB
+from siemconn.queue.transaction import rollback
 
-__all__ = ["Housekeeper", "Limits", "bound_wal", "free_bytes", "keep_floor", "pull_verdict"]
+__all__ = [
+    "DiskFull",
+    "Housekeeper",
+    "Limits",
+    "bound_wal",
+    "ensure_room",
+    "free_bytes",
+    "keep_floor",
+    "page_cost",
+    "pull_verdict",
+]
 
 log = get_logger(__name__)
 
@@ -51,6 +68,7 @@ class Limits:
     retain: float  # seconds delivered pages are kept (0: reclaimed once every destination passed them)
     data_dir: Path
     disk_free: Callable[[Path], int]  # free bytes on the file system holding a path
+    reserve: DiskReserve
     wal_cap: int = 1000 * 4096  # bytes the WAL grows to before it is reused (set by bound_wal)
 
     @property
@@ -69,6 +87,55 @@ class Limits:
             self.retain = max(0.0, float(retain_seconds))
 
 
+class DiskFull:
+    """The "disk full" condition of one queue: it starts when a write fails because the file system is
+    full and ends when the disk reserve is whole again and the floor holds. One log line when it starts,
+    one when it ends, and the gauge `siemconn_queue_disk_full` meanwhile: a line per failed write would
+    only fill the disk further."""
+
+    def __init__(self, data_dir: Path, gauge: Callable[[float], None]) -> None:
+        self._data_dir = data_dir
+        self._gauge = gauge
+        self.since: float | None = None
+        self.released = 0  # bytes of the reserve released during this condition
+
+    def began(self, what: str, free: int, released: int) -> None:
+        """A write (`what`) failed on a full disk; `released` bytes of the reserve were just freed."""
+        self.released += released
+        if self.since is not None:
+            if released:
+                log.info("queue_disk_reserve_released", released_mb=round(released / MB, 2), during=what)
+            return
+        self.since = time.time()
+        self._gauge(1)
+        log.error(
+            "queue_disk_full",
+            data_dir=str(self._data_dir),
+            free_mb=round(max(0, free) / MB, 2),
+            failed_write=what,
+            reserve_released_mb=round(released / MB, 2),
+            detail="the file system holding the queue is full. siemconn keeps recording acks and "
+            "deleting delivered pages with its reserve, delivers its backlog to every reachable server, "
+            "and pauses pulling until the reserve can be allocated again on top of min_free_disk_mb. "
+            "Nothing is dropped. Fix: free space on that file system (df -h DATA_DIR)",
+        )
+
+    def ended(self, free: int) -> None:
+        """The reserve is whole again and the floor holds (no-op when the condition is not on)."""
+        if self.since is None:
+            return
+        log.info(
+            "queue_disk_full_cleared",
+            data_dir=str(self._data_dir),
+            lasted_seconds=round(time.time() - self.since, 1),
+            free_mb=round(max(0, free) / MB, 2),
+            detail="the disk reserve is allocated again; pulling resumes",
+        )
+        self.since = None
+        self.released = 0
+        self._gauge(0)
+
+
 class Housekeeper:
     """Deletes the pages below the keep floor: every `every` acks, on demand, and when the disk floor
     asks for room. Used on the worker thread only."""
@@ -82,6 +149,14 @@ class Housekeeper:
         self._replays = replays
         self._every = max(1, every)
         self._acks = 0
+        self._failing: str | None = None  # the error of a failing reclaim, logged once until it recovers
+
+    def note_failure(self, error: str | None) -> bool:
+        """Record whether reclaiming failed (`error`) or worked again (None); True when a failure is new
+        (log it then, not at every check)."""
+        new = error is not None and self._failing is None
+        self._failing = error
+        return new
 
     def floor_of(self, conn: sqlite3.Connection, state: QueueState) -> int:
         """The keep floor of `state` (the queue's, or the one a reload just loaded)."""
@@ -144,35 +219,90 @@ def free_bytes(conn: sqlite3.Connection, limits: Limits) -> int:
     wal = _wal_size(limits)
     free_pages = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     inside = free_pages * int(conn.execute("PRAGMA page_size").fetchone()[0])
-    return limits.disk_free(limits.data_dir) + inside - wal
+    return limits.disk_free(limits.data_dir) + inside - wal - limits.reserve.deficit()
 
 
-def _wal_fits(limits: Limits, largest_page: int) -> bool:
-    """Whether the file system itself (free pages inside the database do not count: new data goes to the
-    WAL first) has room for the WAL to grow to its reuse point plus one more page."""
-    return limits.disk_free(limits.data_dir) >= limits.wal_cap + largest_page - _wal_size(limits)
+def _next_page_fits(conn: sqlite3.Connection, limits: Limits, pages: PageLog) -> bool:
+    """Whether a page as large as the largest so far would leave the floor (see `room_after`)."""
+    return not pages.largest_page or room_after(conn, limits, pages.largest_page, 0) >= limits.min_free
 
 
-def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper) -> int:
+_WAL_HEADER = 32
+_FRAME_HEADER = 24
+
+
+def page_cost(nbytes: int, nevents: int, page_size: int) -> int:
+    """SQLite pages one stored API page of `nbytes` payload text takes: its overflow chain (the payloads,
+    the id list, the row's other columns), the table leaf, the two index leaves and page 1."""
+    row = nbytes + 12 * nevents + 256
+    return -(-row // (page_size - 4)) + 4
+
+
+def room_after(conn: sqlite3.Connection, limits: Limits, nbytes: int, nevents: int) -> int:
+    """Free bytes the file system keeps once a page of `nbytes` (and `nevents` events) is stored.
+
+    Counted on the file system itself, before anything is written: the WAL's growth (a fully checkpointed
+    WAL is rewritten from its start, so only the part beyond its current size is new; otherwise every
+    frame is appended) plus the database's growth when the frames are checkpointed (less the free pages
+    inside it, which are reused first), plus any missing part of the disk reserve.
+    """
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = page_cost(nbytes, nevents, page)
+    frames = pages * (page + _FRAME_HEADER)
+    _busy, logged, backfilled = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    wal = _wal_size(limits)
+    wal_growth = max(0, _WAL_HEADER + frames - wal) if logged == backfilled else frames
+    inside = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+    db_growth = max(0, pages - inside) * page
+    return limits.disk_free(limits.data_dir) - limits.reserve.deficit() - wal_growth - db_growth
+
+
+def ensure_room(conn: sqlite3.Connection, limits: Limits, nbytes: int, nevents: int) -> None:
+    """Raise QueueNoRoomError unless a page of `nbytes` (and `nevents` events) leaves `min_free` free
+    on the file system (see `room_after`); nothing is written then."""
+    after = room_after(conn, limits, nbytes, nevents)
+    if after < limits.min_free:
+        raise QueueNoRoomError(
+            f"free disk space for {limits.data_dir} would be {max(0, after) / MB:.1f} MB after storing the "
+            f"next page ({nbytes / MB:.2f} MB of events), under min_free_disk_mb={limits.min_free // MB}; "
+            "the page was not stored and is fetched again when there is room"
+        )
+
+
+def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper, disk: DiskFull) -> int:
     """Under the disk floor: hand the queue's own reclaimable space back, return the free bytes then.
 
     Delivered pages not yet cleared are deleted (housekeeping) and the WAL, which keeps its size after
     a checkpoint, is truncated, so a queue whose backlog drained resumes pulling by itself on any disk
-    where its own reclaimable space satisfies the floor. A failure (disk completely full, a reader
-    holding the WAL) is logged and retried on the next check; nothing is lost either way.
+    where its own reclaimable space satisfies the floor. A disk too full for these writes releases the
+    disk reserve and tries once more. A failure (a reader holding the WAL, a disk full even so) is logged
+    once per condition and retried on the next check; nothing is lost either way.
     """
     before = free_bytes(conn, limits)
     deleted = 0
-    try:
-        # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
-        # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        deleted = housekeeper.run(conn)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    except sqlite3.Error as exc:
-        log.warning("queue_reclaim_failed", error=str(exc), detail="retried at the next check")
+    for attempt in (1, 2):
+        try:
+            # PASSIVE first: the WAL becomes reusable without shrinking, so deleting pages writes into
+            # space the WAL already holds; then TRUNCATE hands the WAL's space back to the file system
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            deleted += housekeeper.run(conn)
+            _give_back(conn)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            break
+        except sqlite3.Error as exc:
+            rollback(conn)
+            released = limits.reserve.release() if is_disk_full(exc) else 0
+            if is_disk_full(exc):
+                disk.began("housekeeping", limits.disk_free(limits.data_dir), released)
+            if attempt == 2 or not released:
+                if housekeeper.note_failure(str(exc)):
+                    log.warning("queue_reclaim_failed", error=str(exc), detail="retried at every check")
+                break
+    else:  # pragma: no cover - the loop always breaks
+        pass
     free = free_bytes(conn, limits)
     if free != before or deleted:
+        housekeeper.note_failure(None)
         log.info(
             "queue_space_reclaimed",
             pages_deleted=deleted,
@@ -181,6 +311,23 @@ def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper)
             min_free_disk_mb=limits.min_free // MB,
         )
     return free
+
+
+def _give_back(conn: sqlite3.Connection) -> None:
+    """Under the floor: return the free pages inside the database to the file system in small steps (each
+    moves at most this much through the WAL, which is then truncated), so that the reserve can be allocated
+    again, and the next page's WAL frames fit, from the queue's own space."""
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    step = max(1, _GIVE_BACK_STEP // page)
+    for _ in range(_GIVE_BACK_STEPS):
+        if not int(conn.execute("PRAGMA freelist_count").fetchone()[0]):
+            return
+        conn.execute(f"PRAGMA incremental_vacuum({step})").fetchall()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+_GIVE_BACK_STEP = 256 * 1024
+_GIVE_BACK_STEPS = 256
 
 
 def _reclaim_retained(
@@ -217,9 +364,11 @@ def pull_verdict(
     state: QueueState,
     replays: Mapping[int, int],
     housekeeper: Housekeeper,
+    disk: DiskFull,
 ) -> tuple[bool, str, str]:
     """(may pull, why not, the kind of "why not") after reclaiming what the floor allows: a destination
-    at max_events, or free disk under the floor even after reclaiming the queue's own space."""
+    at max_events, free disk under the floor even after reclaiming the queue's own space, or a disk
+    reserve that cannot be allocated again yet (the disk filled up)."""
     for dest in sorted(state.cursors):
         depth = state.depth(dest)
         if depth >= limits.max_events:
@@ -232,13 +381,32 @@ def pull_verdict(
     if free < limits.min_free and limits.retain > 0:
         delivery_floor = min([*state.cursors.values(), *replays.values()], default=state.head)
         free = _reclaim_retained(conn, limits, pages, delivery_floor, free)
-    if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
-        free = _reclaim(conn, limits, housekeeper)
-    if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
+    reserve = limits.reserve
+    if free < limits.min_free or not reserve.whole or not _next_page_fits(conn, limits, pages):
+        free = _reclaim(conn, limits, housekeeper, disk)
+    if not reserve.whole and not reserve.refill(limits.min_free):
+        return (
+            False,
+            f"the disk holding {limits.data_dir} is full: {limits.disk_free(limits.data_dir) / MB:.1f} MB "
+            f"free, and the disk reserve ({reserve.size / MB:.0f} MB) plus min_free_disk_mb="
+            f"{limits.min_free // MB} do not fit yet",
+            "disk",
+        )
+    free = free_bytes(conn, limits)
+    if free < limits.min_free:
         return (
             False,
             f"free disk space for {limits.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
             f"{limits.min_free // MB}",
             "disk",
         )
+    if pages.largest_page and (after := room_after(conn, limits, pages.largest_page, 0)) < limits.min_free:
+        return (
+            False,
+            f"free disk space for {limits.data_dir} would be {max(0, after) / MB:.1f} MB after a page as large "
+            f"as the largest so far ({pages.largest_page / MB:.2f} MB), under min_free_disk_mb="
+            f"{limits.min_free // MB}",
+            "disk",
+        )
+    disk.ended(free)
     return True, "", ""

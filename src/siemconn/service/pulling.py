@@ -15,7 +15,15 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
-from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, RuxResponseError
+from siemconn.errors import (
+    QueueDiskFullError,
+    QueueError,
+    QueueNoRoomError,
+    RuxAuthError,
+    RuxError,
+    RuxPermissionError,
+    RuxResponseError,
+)
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue
@@ -77,6 +85,11 @@ async def pull_stream(runner: StreamRunner, pull: Pull) -> None:
                     stream=spec.key,
                     error=str(exc),
                 )
+                return
+            except (QueueNoRoomError, QueueDiskFullError) as exc:
+                # the queue logged the pause or the disk-full condition once; this tick ends quietly and
+                # the checkpoint did not move (the page is fetched again when there is room)
+                log.debug("pull_paused_no_room", stream=spec.key, error=str(exc))
                 return
             except QueueError as exc:
                 log.error("pull_stopped_queue_error", stream=spec.key, error=str(exc))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from typing import TYPE_CHECKING
 
 from siemconn.config import ServerConfig
@@ -271,8 +272,12 @@ class ServerWriter:
 
     async def _record_delivery(self, prepared: PreparedBatch) -> bool:
         """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
-        full) is retried here, not raised: the writer stays alive and the batch is not resent. False when
-        stopping first (the batch stays unacked and is resent after the restart, at most once)."""
+        full) is retried here, not raised: the writer stays alive and the batch is not resent. The first
+        failure is logged, and the ack that finally works, not every retry (the queue's own disk-full
+        line and gauge say why meanwhile). False when stopping first (the batch stays unacked and is
+        resent after the restart, at most once)."""
+        failed_since: float | None = None
+        attempts = 0
         while True:
             try:
                 if prepared.rejected:
@@ -280,15 +285,26 @@ class ServerWriter:
                         await self.pool.queue.quarantine(self.name, stream, rejects)
                     prepared.rejected = None
                 await self.pool.queue.ack(prepared.batch)
+                if failed_since is not None:
+                    log.info(
+                        "queue_ack_recorded",
+                        server=self.server.label,
+                        attempts=attempts + 1,
+                        after_seconds=round(time.monotonic() - failed_since, 1),
+                    )
                 return True
             except QueueUnavailableError as exc:
-                log.error(
-                    "queue_ack_failed",
-                    server=self.server.label,
-                    error=str(exc),
-                    retry_in_seconds=ACK_RETRY_SECONDS,
-                    detail="the batch was delivered; its ack is retried (nothing is lost or resent)",
-                )
+                attempts += 1
+                if failed_since is None:
+                    failed_since = time.monotonic()
+                    log.error(
+                        "queue_ack_failed",
+                        server=self.server.label,
+                        error=str(exc),
+                        retry_every_seconds=ACK_RETRY_SECONDS,
+                        detail="the batch was delivered; its ack is retried until it is recorded "
+                        "(nothing is lost or resent); logged again once it is",
+                    )
                 if self.pool.stopping:
                     return False
                 await self.pool.until_stopped(self.pool.sleep(ACK_RETRY_SECONDS))
