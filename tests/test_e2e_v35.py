@@ -90,6 +90,8 @@ def test_v35_detections_arrive_exactly_once(
         assert all(r.params["ordering"] == "id" and r.params["size"] == size for r in det)
         rest = api_requests(fake, "/events/audits") + api_requests(fake, "/events/entity_scoring")
         assert rest and all(r.path.startswith("/api/v3.4/") and "size" not in r.params for r in rest)
+        started = next(r for r in conn.log_records() if r.get("event") == "siemconn_started")
+        assert started["api"].endswith(f"(v3.5: detections at v3.5 size={size}, other streams at v3.4)")
     finally:
         fake.stop()
     # the CEF copy: every event once; detailed detections carry the other side of the activity
