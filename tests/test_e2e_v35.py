@@ -19,6 +19,7 @@ from support.e2e import Connector, expected_payloads, start_fake, wait_until
 from support.rsyslog import RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.devtools.harness import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -112,48 +113,58 @@ def test_v35_detections_arrive_exactly_once(
     assert (dst_named > 0) == (size == "detailed")
 
 
-def test_switch_from_v34_to_v35_on_an_existing_queue(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
+def test_switch_from_v34_to_v35_on_an_existing_queue(
+    tmp_path: Path, rsyslog_factory: Callable[..., RsyslogReceiver]
+) -> None:
     """A queue filled under v3.4, then a restart with api_version v3.5 and detection_size detailed:
     every stream continues from its stored checkpoint (no lookback, no from=0), nothing is lost and
-    nothing repeated, and what was pulled after the switch is the v3.5 detailed event."""
+    nothing repeated, and what was pulled after the switch is the v3.5 detailed event. Server "late"
+    is unreachable during the v3.4 run, so its whole v3.4 backlog is still queued at the switch."""
     fake = start_fake(seed_audit=15, seed_detections=120, seed_entity=30)
+    live, late = rsyslog_factory(), rsyslog_factory()
     try:
-        entry = rsyslog.server_entry("siem", "TCP", format="rfc5424", app_name="sw")
-        conn = Connector(tmp_path / "c", fake.url, [entry], scheduler=THREE, api_version="v3.4", page_size=25)
+        entry = live.server_entry("siem", "TCP", format="rfc5424", app_name="sw")
+        late_entry = late.server_entry("late", "TCP", format="rfc5424", app_name="late")
+        closed = late_entry | {"server_port": free_port()}  # nothing listens there in the first run
+        conn = Connector(
+            tmp_path / "c", fake.url, [entry, closed], scheduler=THREE, api_version="v3.4", page_size=25
+        )
 
-        def delivered() -> set[tuple[str, int]]:
-            return set(counts(by_app(rsyslog, "sw")))
+        def delivered(rs: RsyslogReceiver, app: str) -> set[tuple[str, int]]:
+            return set(counts(by_app(rs, app)))
+
+        def both_have_everything() -> bool:
+            want = set(expected_payloads(fake))
+            return want <= delivered(live, "sw") and want <= delivered(late, "late")
 
         conn.start()
         try:
-            wait_until(lambda: set(expected_payloads(fake, "v3.4")) <= delivered(), 60, "the v3.4 run")
+            wait_until(lambda: set(expected_payloads(fake, "v3.4")) <= delivered(live, "sw"), 60, "v3.4 run")
             fake.append("detections", 30)  # arrives while the v3.4 run polls
             time.sleep(1)
             assert conn.terminate() == 0
         finally:
             conn.kill()
+        assert not late.raw_lines()
         before = len(fake.requests)
         v34_heads = fake.heads()
         fake.append("detections", 40)  # while the service is down
         fake.append("audits", 5)
         fake.append("entity_scoring", 12)
         conn.config["configuration"] |= {"api_version": "v3.5", "detection_size": "detailed"}
+        conn.config["configuration"]["server"] = [entry, late_entry]
         conn.config_path.write_text(json.dumps(conn.config, indent=2))
         conn.start()
         try:
-            wait_until(lambda: set(expected_payloads(fake, "v3.4")) <= delivered(), 60, "the v3.5 run")
+            wait_until(both_have_everything, 60, "v3.5 run: both servers")
             fake.append("detections", 10)
-            wait_until(lambda: set(expected_payloads(fake, "v3.4")) <= delivered(), 60, "the v3.5 run")
+            wait_until(both_have_everything, 60, "v3.5 run: both servers, the new detections")
             assert conn.terminate() == 0
         finally:
             conn.kill()
         after = list(fake.requests)[before:]
     finally:
         fake.stop()
-    got = by_app(rsyslog, "sw")
-    c = counts(got)
-    regular, detailed = expected_payloads(fake, "v3.4"), expected_payloads(fake, "v3.5", "detailed")
-    assert set(c) == set(regular) and max(c.values()) == 1  # nothing lost, nothing repeated
     # the restart continued from the stored checkpoints, at the new version
     first: dict[str, Any] = {}
     for r in after:
@@ -170,15 +181,21 @@ def test_switch_from_v34_to_v35_on_an_existing_queue(tmp_path: Path, rsyslog: Rs
         assert "event_timestamp_gte" not in first[path].params, path
         assert int(first[path].params["from"]) >= (v34_heads[key] or 0) > 0, path
     assert not any(r.path.startswith("/api/v3.4/events/detections") for r in after)
-    # each detection is the document of the version it was pulled with
     switched = int(det.params["from"])
-    for s, p in got:
-        if s == "detections":
-            want = detailed if p["id"] >= switched else regular
-            assert p == want[(s, p["id"])], p["id"]
-        else:
-            assert p == regular[(s, p["id"])]
-    assert any(p["id"] >= switched for s, p in got if s == "detections")
+    regular, detailed = expected_payloads(fake, "v3.4"), expected_payloads(fake, "v3.5", "detailed")
+    for rs, app in ((live, "sw"), (late, "late")):
+        got = by_app(rs, app)
+        c = counts(got)
+        assert set(c) == set(regular) and max(c.values()) == 1, app  # nothing lost, nothing repeated
+        # each detection is the document of the version it was pulled with
+        for s, p in got:
+            if s == "detections":
+                want = detailed if p["id"] >= switched else regular
+                assert p == want[(s, p["id"])], (app, p["id"])
+            else:
+                assert p == regular[(s, p["id"])], app
+        assert any(p["id"] >= switched for s, p in got if s == "detections")
+        assert any(p["id"] < switched for s, p in got if s == "detections")
 
 
 def test_id_ordering_pages_past_late_events(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
