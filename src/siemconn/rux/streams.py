@@ -8,7 +8,7 @@ Two kinds of stream: the *event* streams (audit, detections, entity_scoring) pag
 (``/api/<version>/health``, one object) and ``lockdown`` (``/api/<version>/lockdown``, a bare array).
 
 API v3.5 is known to serve ``events/detections`` only (the v3.5 integrations pull nothing else at
-v3.5 and read other resources at v3.4), so with ``api_version: v3.5`` every other stream is pulled
+v3.5; Sentinel's v3.5 connector reads lockdown and entities at v3.4), so with ``api_version: v3.5`` every other stream is pulled
 at v3.4, the newest version known to serve it (`stream_version`). The checkpoint keys do not name a
 version: a version change continues from the same checkpoints. On v3.5 detections are asked for in
 ``ordering=id``: the cursor is an event id and ``next_checkpoint`` is the last id + 1, which skips
