@@ -34,9 +34,10 @@ test: install receiver
 test-packaging: install receiver
 	$(BIN)/python -m pytest -q -m packaging -o addopts='' tests/deploy
 
-# FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format
+# FORMAT=cef (or leef, rfc5424, rfc3164) sets both demo servers' format; DETAILED=1 pulls API v3.5
+# detailed detections
 demo: install-runtime
-	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT))
+	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT)) $(if $(DETAILED),--detailed)
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -209,6 +209,7 @@ def test_retry_count_bad(tmp_path: Path, value: Any) -> None:
     ("key", "value", "expect"),
     [
         ("api_version", "v2.5", "expected one of"),
+        ("detection_size", "huge", "expected one of"),
         ("page_size", 5000, "expected an integer 1-1000"),
         ("initial_lookback_hours", -1, "is not a lookback"),
         ("timezone", "Mars/Base", "is not a time zone"),
@@ -466,3 +467,25 @@ def test_max_response_mb(tmp_path: Path) -> None:
     doc = {"configuration": {**REFERENCE["configuration"], "max_response_mb": 0}}
     assert "max_response_mb" in problems(tmp_path, doc)[0]
     assert load_configuration(write(tmp_path, REFERENCE)).max_response_mb == 8
+
+
+def test_v35_and_detection_size(tmp_path: Path) -> None:
+    doc = json.loads(json.dumps(REFERENCE))
+    doc["configuration"]["api_version"] = "v3.5"
+    c = load_settings(write(tmp_path, doc), ENV).configuration
+    assert (c.api_version, c.detection_size) == ("v3.5", None)  # size not sent: the API's default
+    doc["configuration"]["detection_size"] = "detailed"
+    assert load_settings(write(tmp_path, doc), ENV).configuration.detection_size == "detailed"
+
+
+@pytest.mark.parametrize("version", [None, "v3.3", "v3.4"])
+def test_detection_size_needs_v35(tmp_path: Path, version: str | None) -> None:
+    """size is a v3.5 parameter: asking for it on an older version is an error naming both options."""
+    doc = json.loads(json.dumps(REFERENCE))
+    doc["configuration"]["detection_size"] = "detailed"
+    if version is not None:
+        doc["configuration"]["api_version"] = version
+    msgs = problems(tmp_path, doc)
+    assert len(msgs) == 1
+    assert "detection_size 'detailed'" in msgs[0] and f"api_version is '{version or 'v3.3'}'" in msgs[0]
+    assert 'set "api_version": "v3.5" or remove detection_size' in msgs[0]

@@ -141,3 +141,32 @@ def test_demo_shows_a_cef_server(tmp_path: Path) -> None:
     assert any(" tcp " in ln for ln in lines) and any(" udp " in ln for ln in lines), out[-2000:]
     assert any("|RUX Detections|" in ln for ln in lines) and any("|RUX Audit|" in ln for ln in lines)
     assert "Traceback" not in out
+
+
+def test_demo_shows_detailed_detections(tmp_path: Path) -> None:
+    """--detailed: detections from API v3.5 with size=detailed, printed whole; CEF names the far side."""
+    workdir = tmp_path / "d"
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "siemconn.devtools.demo",
+            "--seconds",
+            "8",
+            "--workdir",
+            str(workdir),
+            "--detailed",
+            "--format",
+            "cef",
+            "--no-snapshots",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    lines = [ln for ln in out.splitlines() if "|RUX Detections|" in ln]
+    status = " flexString1Label=investigationStatus flexString1="
+    assert lines and all(status in ln for ln in lines), out[-2000:]
+    assert any(" dhost=" in ln or " duser=" in ln for ln in lines), out[-2000:]
+    assert '"api_version": "v3.5"' in (workdir / "config.json").read_text()
+    assert "Traceback" not in out

@@ -555,3 +555,93 @@ def test_cli_prints_url_serves_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- v3.5 detections -----------------------------------------------------------------------------
+
+_DETAILED_KEYS = {
+    "entity_name",
+    "src_account",
+    "src_host",
+    "src_external_host",
+    "dst_account",
+    "dst_host",
+    "dst_domain",
+    "summary",
+    "filters",
+    "data_source",
+    "unresolved_priority",
+    "status",
+    "change_type",
+    "is_prioritized",
+    "assignment",
+    "reason",
+    "notes",
+    "tags",
+    "external_reference_id",
+    "process_context_data",
+    "is_targeting_key_asset",
+}
+
+
+def test_v35_sizes(make_fake: Callable[..., FakeRux], http: httpx.Client) -> None:
+    """v3.5: no size or size=regular is the v3.4 document; size=detailed adds the detailed context
+    (nulls, nested objects, notes lists) around the same regular fields; a bad size is a DRF 400."""
+    fake = make_fake(seed_detections=300)
+    at = token(http, fake)["access_token"]
+    path = "/api/v3.5/events/detections"
+    v34 = get(http, fake, "/api/v3.4/events/detections", at, limit=1000).json()
+    assert get(http, fake, path, at, limit=1000).json() == v34
+    assert get(http, fake, path, at, limit=1000, size="regular").json() == v34
+    rich = get(http, fake, path, at, limit=1000, size="detailed").json()
+    assert (rich["next_checkpoint"], rich["remaining_count"]) == (v34["next_checkpoint"], 0)
+    assert [e["id"] for e in rich["events"]] == [e["id"] for e in v34["events"]]
+    for plain, ev in zip(v34["events"], rich["events"], strict=True):
+        assert set(ev) == set(plain) | _DETAILED_KEYS
+        assert {k: v for k, v in ev.items() if k in plain and k != "detail"} == {
+            k: v for k, v in plain.items() if k != "detail"
+        }
+        assert ev["detail"]["first_timestamp"] <= ev["event_timestamp"]
+        me = ev["src_host"] if ev["type"] == "host" else ev["src_account"]
+        assert (me["name"], me["id"]) == (ev["entity_uid"], ev["entity_id"])
+        assert set(me) == {"name", "id", "urgency_score", "importance", "url"}
+        assert isinstance(ev["notes"], list) and isinstance(ev["tags"], list)
+        assert all(set(n) >= {"id", "date_created", "created_by", "note"} for n in ev["notes"])
+    evs = rich["events"]
+    # the variety of the public samples: nulls and nested objects both occur
+    for key in ("src_host", "src_account", "dst_host", "dst_account", "dst_domain", "assignment"):
+        assert any(e[key] is None for e in evs) and any(isinstance(e[key], dict) for e in evs), key
+    assert any(e["notes"] for e in evs) and any(not e["notes"] for e in evs)
+    assert any(e["assignment"] and e["assignment"]["assigned_to"]["username"] for e in evs)
+    # the same event is the same on every request
+    assert get(http, fake, path, at, limit=1000, size="detailed").json() == rich
+    bad = get(http, fake, path, at, size="huge")
+    assert bad.status_code == 400 and "size" in bad.json()
+
+
+def test_time_ordering_skips_ids_and_id_ordering_does_not(
+    make_fake: Callable[..., FakeRux], http: httpx.Client
+) -> None:
+    """The cursor is an event id: a page in event_timestamp order over out-of-order timestamps ends at
+    a larger id than some ids it did not return, so paging from next_checkpoint skips them;
+    ordering=id pages contiguously."""
+    fake = make_fake()
+    t = time.time() - 600
+    fake.append("detections", 6, timestamps=[t + 5, t + 1, t + 6, t + 2, t + 7, t + 3])  # ids 1..6
+    at = token(http, fake)["access_token"]
+    path = "/api/v3.5/events/detections"
+
+    def walk(**extra: Any) -> list[int]:
+        seen: list[int] = []
+        frm = 0
+        while True:
+            body = get(http, fake, path, at, limit=2, **{"from": frm}, **extra).json()
+            seen += [e["id"] for e in body["events"]]
+            if body["remaining_count"] <= 0:
+                return seen
+            frm = body["next_checkpoint"]
+
+    assert walk(ordering="id") == [1, 2, 3, 4, 5, 6]
+    assert sorted(walk(ordering="event_timestamp")) != [1, 2, 3, 4, 5, 6]  # ids skipped
+    fake.configure(default_ordering="event_timestamp")
+    assert walk() == walk(ordering="event_timestamp")

@@ -129,3 +129,46 @@ def test_optional_filters_only_when_set() -> None:
     none = cfg()
     assert "include_triaged" not in build_params(StreamSpec("detections"), none, 1, NOW)
     assert "include_score_decreases" not in build_params(StreamSpec("entity_scoring", "host"), none, 1, NOW)
+
+
+def test_v35_serves_detections_the_rest_stays_at_v34() -> None:
+    """API v3.5 has events/detections only; under api_version v3.5 every other stream is pulled at v3.4."""
+    from siemconn.rux.streams import stream_version
+
+    paths = [api_path(s, "v3.5") for s in ALL_SPECS]
+    assert paths == [
+        "/api/v3.4/events/audits",
+        "/api/v3.5/events/detections",
+        "/api/v3.4/events/entity_scoring",
+        "/api/v3.4/events/entity_scoring",
+        "/api/v3.4/health",
+        "/api/v3.4/lockdown",
+    ]
+    assert [stream_version(s, "v3.3") for s in ALL_SPECS] == ["v3.3"] * 6
+
+
+def test_v35_detections_ask_for_id_order_and_the_size() -> None:
+    regular = cfg(api_version="v3.5")
+    assert build_params(StreamSpec("detections"), regular, 5, NOW) == {
+        "from": "5",
+        "limit": "1000",
+        "ordering": "id",
+    }
+    rich = cfg(api_version="v3.5", detection_size="detailed", include_triaged=False)
+    assert build_params(StreamSpec("detections"), rich, None, NOW) == {
+        "from": "0",
+        "event_timestamp_gte": "2025-03-03T12:30:45Z",
+        "limit": "1000",
+        "include_triaged": "false",
+        "ordering": "id",
+        "size": "detailed",
+    }
+    assert (
+        build_params(StreamSpec("detections"), cfg(api_version="v3.5", detection_size="regular"), 5, NOW)[
+            "size"
+        ]
+        == "regular"
+    )
+    # the streams pulled at v3.4 get nothing of v3.5
+    assert build_params(StreamSpec("audit"), rich, 5, NOW) == {"from": "5", "limit": "1000"}
+    assert "ordering" not in build_params(StreamSpec("detections"), cfg(api_version="v3.4"), 5, NOW)

@@ -138,7 +138,35 @@ def detection_rows(ev: Mapping[str, Any], stream: str) -> list[Row]:
         ("triaged", "triaged", lambda e: boolean(e.get("triaged")), False),
         ("dst", "dst", lambda e: ip(detail.get("dst_ip")), False),
         ("dpt", "dstPort", lambda e: integer(port) if integer(port) and 0 <= port <= 65535 else None, False),
+        # v3.5 size=detailed: the source slot the entity left free, then the destination
+        (
+            "suser" if host else "shost",
+            "usrName" if host else "srcHostName",
+            lambda e: ref_name(e.get("src_account" if host else "src_host")),
+            False,
+        ),
+        ("src", "src", lambda e: ip(e.get("src_external_host")), False),
+        ("dhost", "dstHostName", lambda e: ref_name(e.get("dst_host")), False),
+        ("duser", "dstUserName", lambda e: ref_name(e.get("dst_account")), False),
+        ("destinationDnsDomain", "dstDomain", lambda e: ref_name(e.get("dst_domain"), "domain"), False),
+        ("start", "startTime", lambda e: millis(detail.get("first_timestamp")), False),
+        (
+            "investigationStatus",
+            "investigationStatus",
+            lambda e: txt(e.get("status")) or txt(e.get("investigation_status")),
+            False,
+        ),
+        ("changeType", "changeType", lambda e: txt(e.get("change_type")), False),
     ]
+
+
+def ref_name(v: Any, key: str = "name") -> str | None:
+    return txt(v.get(key)) if isinstance(v, dict) else None
+
+
+def millis(v: Any) -> str | None:
+    ts = etime({"event_timestamp": v})
+    return None if ts is None else str(int((ts - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000))
 
 
 def detection_header(ev: Mapping[str, Any], stream: str) -> tuple[str, str, str, int]:
@@ -324,6 +352,11 @@ def test_real_samples_map_to_the_documented_fields(
         assert got["detectionUrl"] == ev["detection_href"] and got["entityUrl"] == ev["url"]
         assert got["suser" if ev["type"] == "account" else "shost"] == ev["entity_uid"]
         assert json.loads(got.get("mitre", "[]")) == ev.get("mitre", [])
+        if "summary" in ev:  # v3.5 size=detailed: the other side of the activity is named too
+            dst = ev["dst_host"] or ev["dst_account"]
+            assert dst["name"] in (got.get("dhost"), got.get("duser"))
+            assert got["destinationDnsDomain"] == ev["dst_domain"]["domain"]
+            assert got["investigationStatus"] == ev["status"] and got["changeType"] == ev["change_type"]
     elif stream == "entity_scoring":
         assert got["urgencyScore"] == str(ev["urgency_score"]) and got["isPrioritized"] in ("true", "false")
         assert got["breadthContrib"] == str(ev["breadth_contrib"]) and got["velocityContrib"] == str(
@@ -690,7 +723,7 @@ async def test_writer_segments_path_matches_per_event_format(
     finally:
         await q.close()
     events = [(seg.stream, p) for seg in batch.segments for p in seg.payloads]
-    assert len(events) == 2 + 3 + len(hosts)
+    assert len(events) == len(SAMPLES["audit"]) + len(SAMPLES["detections"]) + len(hosts)
     udp = srv.server_protocol == "UDP"
     messages = prepared.frames if udp else unframe(b"".join(prepared.frames), srv.framing)
     ref = Formatter(srv)

@@ -316,3 +316,33 @@ def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux)
             await svc.queue.close()
 
     asyncio.run(scenario())
+
+
+def test_check_under_v35_names_each_endpoint_that_answered(
+    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """api_version v3.5: detections answer at v3.5 with the size asked for, every other enabled stream
+    at v3.4; each check line names its endpoint."""
+    for k, v in {"BASE_URL": fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET}.items():
+        monkeypatch.setenv(k, v)
+    p = tmp_path / "config.json"
+    sched = {s: "* * * * *" for s in ("audit", "detections", "entity_scoring", "health", "lockdown")}
+    doc = connector_config(
+        tmp_path,
+        [{"name": "u", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": 9}],
+        api_version="v3.5",
+        detection_size="detailed",
+    )
+    doc["configuration"]["scheduler"] = sched
+    p.write_text(json.dumps(doc))
+    assert main(["check", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    det = "/api/v3.5/events/detections, 1 event (limit=1, ordering=id, size=detailed)"
+    assert f"ok     stream detections: HTTP 200 from {det}" in out
+    assert "ok     stream audit: HTTP 200 from /api/v3.4/events/audits, 1 event (limit=1)" in out
+    for t in ("account", "host"):
+        assert f"ok     stream entity_scoring.{t}: HTTP 200 from /api/v3.4/events/entity_scoring" in out
+    assert "ok     stream lockdown: HTTP 200 from /api/v3.4/lockdown, 2 entities in lockdown" in out
+    assert "ok     stream health: HTTP 200 from /api/v3.4/health, health object" in out
+    asked = [r for r in fake.requests if r.path == "/api/v3.5/events/detections"]
+    assert asked and asked[-1].params["size"] == "detailed" and asked[-1].params["ordering"] == "id"

@@ -52,8 +52,11 @@ def stream_of(event: dict[str, Any]) -> str:
     return "audit"
 
 
-def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, int], dict[str, Any]]:
-    """Every event a client with default filters sees, keyed (stream, id), as the API serves it."""
+def expected_payloads(
+    fake: FakeRux, version: str = "v3.3", size: str = "regular"
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every event a client with default filters sees, keyed (stream, id), as the API serves it
+    (`size`: v3.5 detections' size; v3.5 serves detections only, the other streams come from v3.4)."""
     visible: set[tuple[str, int]] = set()
     for stream, et in (
         ("audits", None),
@@ -67,7 +70,8 @@ def expected_payloads(fake: FakeRux, version: str = "v3.3") -> dict[tuple[str, i
         name = "audit" if stream == "audits" else stream
         for ev in events:
             if (stream, ev.id) in visible:
-                out[(name, ev.id)] = json.loads(ev.body(version))
+                v = "v3.4" if version == "v3.5" and stream != "detections" else version
+                out[(name, ev.id)] = json.loads(ev.body(v, size))
     return out
 
 

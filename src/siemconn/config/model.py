@@ -144,7 +144,9 @@ class Configuration(Strict):
     retry_count: Annotated[int, _RETRY]
 
     # --- new options; each default keeps the reference's behaviour -------------------------
-    api_version: Literal["v3.3", "v3.4"] = "v3.3"
+    api_version: Literal["v3.3", "v3.4", "v3.5"] = "v3.3"
+    # v3.5 detections only: `size` sent as is; None = not sent (the API's own default)
+    detection_size: Literal["regular", "detailed"] | None = None
     page_size: Annotated[int, _PAGE_SIZE] = 1000
     initial_lookback_hours: Annotated[float, _LOOKBACK] = 24.0
     include_triaged: bool | None = None
@@ -170,6 +172,15 @@ class Configuration(Strict):
     health_window_seconds: Seconds = 300.0
     # keep delivered pages this long for `siemconn replay` (0: reclaim them)
     retain_hours: Annotated[float, _RETAIN] = 0.0
+
+    @model_validator(mode="after")
+    def _size_needs_v35(self) -> Configuration:
+        if self.detection_size is not None and self.api_version != "v3.5":
+            raise ValueError(
+                f"detection_size {self.detection_size!r} is a parameter of the v3.5 detections endpoint, but "
+                f'api_version is {self.api_version!r}; set "api_version": "v3.5" or remove detection_size'
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Configuration:

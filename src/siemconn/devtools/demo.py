@@ -4,7 +4,9 @@ No Vectra account, no root and no network are needed. Ctrl-C stops everything th
 
 The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
 The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
-`--no-snapshots` turns them off.
+`--no-snapshots` turns them off. `--detailed` (`make demo DETAILED=1`) pulls detections from API v3.5 with
+`size=detailed` and prints whole lines, so the detailed context (source and destination hosts and
+accounts, summary, notes, ...) is visible.
 
 Stopping: a terminal's Ctrl-C sends SIGINT to the whole foreground process group, so the three children
 already have it; the launcher then only waits for them (forwarding a SIGTERM on top would reach siemconn
@@ -36,10 +38,17 @@ FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
 
 
 def demo_config(
-    tcp_port: int, udp_port: int, workdir: Path, fmt: str = "legacy", *, snapshots: bool = True
+    tcp_port: int,
+    udp_port: int,
+    workdir: Path,
+    fmt: str = "legacy",
+    *,
+    snapshots: bool = True,
+    detailed: bool = False,
 ) -> dict[str, object]:
     """Two servers on the receiver: TCP takes every stream, UDP detections and entity scoring only;
-    every event stream every 5 s, health every 30 s and lockdown every 5 s unless `snapshots` is off."""
+    every event stream every 5 s, health every 30 s and lockdown every 5 s unless `snapshots` is off;
+    `detailed`: API v3.5 with detection_size detailed."""
     servers: list[dict[str, object]] = [
         {"name": "demo-tcp", "server_protocol": "tcp", "server_host": "127.0.0.1", "server_port": tcp_port},
         {
@@ -56,6 +65,8 @@ def demo_config(
     config = config_skeleton(
         workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0
     )
+    if detailed:
+        config["configuration"].update({"api_version": "v3.5", "detection_size": "detailed"})
     config["configuration"]["scheduler"].update(
         {
             "health": "*/30 * * * * *" if snapshots else None,
@@ -91,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("DEMO_FORMAT") or "legacy",
         help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
     )
+    ap.add_argument(
+        "--detailed",
+        action="store_true",
+        default=bool(os.environ.get("DEMO_DETAILED")),
+        help="detections from API v3.5 with size=detailed, lines printed whole (or $DEMO_DETAILED)",
+    )
     args = ap.parse_args(argv)
     # SIGTERM (kill, timeout) stops the demo like Ctrl-C: every process it started is stopped too
     received: list[int] = []
@@ -109,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     api_port, tcp_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     config_path = workdir / "config.json"
     write_config(
-        config_path, demo_config(tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots)
+        config_path,
+        demo_config(
+            tcp_port, udp_port, workdir, args.format, snapshots=not args.no_snapshots, detailed=args.detailed
+        ),
     )
     py = sys.executable
     procs: list[subprocess.Popen[str]] = []
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--udp-port",
                 str(udp_port),
                 "--width",
-                "200",
+                "0" if args.detailed else "200",
             ],
             stdout=sys.stdout,
             text=True,

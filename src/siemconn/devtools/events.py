@@ -3,6 +3,15 @@
 `EventFactory` is deterministic for a seed. Each generated event keeps its canonical document
 (v3.4 field names) and renders and caches its JSON bytes per API version on first use, so the fake
 server serves pages by concatenating cached bytes.
+
+A v3.5 detection asked for with ``size=detailed`` carries the context of the detailed samples
+(Cortex XSOAR's Vectra RUX pack): ``entity_name``; ``src_account``, ``src_host``, ``dst_account``,
+``dst_host`` as ``{name, id, urgency_score, importance, url}`` or null; ``src_external_host`` and
+``dst_domain`` (``{domain}``) or null; ``summary``, ``filters``, ``data_source``, ``status``,
+``change_type``, ``assignment`` (nested users, or null), ``reason``, ``notes`` (a list of note
+objects, often empty), ``tags``, ``is_targeting_key_asset`` and ``detail.first_timestamp``. The extra
+context is derived from the event alone (a generator seeded with its ids), so it is the same on every
+request and does not change what the seeded factory generates.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["EventFactory", "GeneratedEvent", "STREAM_ENDPOINTS", "fmt_ts", "render"]
+__all__ = ["EventFactory", "GeneratedEvent", "STREAM_ENDPOINTS", "detailed", "fmt_ts", "render"]
 
 STREAM_ENDPOINTS: tuple[str, ...] = ("audits", "detections", "entity_scoring")
 
@@ -117,13 +126,15 @@ class GeneratedEvent:
     attrs: dict[str, Any]
     _bodies: dict[str, bytes] = field(default_factory=dict, repr=False)
 
-    def body(self, version: str) -> bytes:
-        """The event's JSON bytes as served by `version` (v3.3 / v3.4 / v3.5), cached."""
+    def body(self, version: str, size: str = "regular") -> bytes:
+        """The event's JSON bytes as served by `version` (v3.3 / v3.4 / v3.5), cached; `size`
+        "detailed" (v3.5 detections only) adds the detailed context."""
         legacy = version == "v3.3"
-        key = "v3.3" if legacy else "v3.4"
+        rich = size == "detailed" and version == "v3.5" and self.stream == "detections"
+        key = "v3.5-detailed" if rich else "v3.3" if legacy else "v3.4"
         b = self._bodies.get(key)
         if b is None:
-            b = orjson.dumps(render(self.stream, self.doc, legacy))
+            b = orjson.dumps(detailed(self.doc) if rich else render(self.stream, self.doc, legacy))
             self._bodies[key] = b
         return b
 
@@ -150,6 +161,130 @@ def render(stream: str, doc: dict[str, Any], legacy: bool) -> dict[str, Any]:
         out["last_detection_url"] = ld.get("url") or ""
         return out
     return doc
+
+
+_IMPORTANCE = ("Low", "Medium", "High")
+_STATUSES = ("open", "open", "open", "acknowledged", "escalated", "paused", "closed")
+_CHANGE_TYPES = ("new", "append", "adjust", "triage", "investigation_status")
+_ANALYSTS = ("soc.analyst@example.org", "zoë.åkesson@example.se", "api_client_xsoar")
+_TAGS = ("crown-jewel", "pci", "red-team", "vip", "büro", "needs-review")
+_NOTES = (
+    "Known scanner, owner contacted",
+    "False positive: backup job — see ticket #4711",
+    "Escalated to IR; host isolated",
+    'User says "it was me"\nclosing after review',
+)
+
+
+def _entity_ref(r: random.Random, base: str, kind: str, entity_id: int, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "id": entity_id,
+        "urgency_score": _ri(r, 0, 100),
+        "importance": r.choice(_IMPORTANCE),
+        "url": f"{base}/{kind}/{entity_id}",
+    }
+
+
+def detailed(doc: dict[str, Any]) -> dict[str, Any]:
+    """A v3.4-named detection document as v3.5 serves it with ``size=detailed`` (module docstring)."""
+    r = random.Random(doc["id"] * 1_000_003 + doc["detection_id"])
+    url = doc["url"]
+    base = url.rsplit("/", 2)[0]
+    host = doc["type"] == "host"
+    uid = doc["entity_uid"]
+    me = _entity_ref(r, base, "hosts" if host else "accounts", doc["entity_id"], uid)
+    other_host = _entity_ref(r, base, "hosts", _ri(r, 1, 2000), r.choice(_HOSTS) or "unnamed-host")
+    other_account = _entity_ref(r, base, "accounts", _ri(r, 1, 2000), r.choice(_ACCOUNTS))
+    src_host = me if host else (other_host if r.random() < 0.3 else None)
+    src_account = None if host and r.random() < 0.6 else (other_account if host else me)
+    dst_host = other_host if host and r.random() < 0.5 else None
+    dst_account = other_account if not host and r.random() < 0.5 else None
+    detail = dict(doc["detail"])
+    first = detail.get("first_timestamp") or doc["event_timestamp"]
+    detail["first_timestamp"] = first
+    detail["last_timestamp"] = doc["event_timestamp"]
+    detail["src_account"] = src_account
+    detail["src_host"] = src_host
+    detail["dst_account"] = dst_account
+    detail["dst_host"] = dst_host
+    dst_ip = detail.get("dst_ip")
+    domain = detail.get("target_domain") or r.choice(("login.microsoftonline.com", "s3.amazonaws.com", None))
+    status = r.choice(_STATUSES)
+    assigned = r.random() < 0.4
+    when = doc["event_timestamp"]
+    notes = [
+        {
+            "id": _ri(r, 1, 99999),
+            "date_created": when,
+            "date_modified": None,
+            "created_by": r.choice(_ANALYSTS),
+            "modified_by": None,
+            "note": r.choice(_NOTES),
+        }
+        for _ in range(r.choice((0, 0, 0, 1, 2)))
+    ]
+    out = dict(doc)
+    out["detail"] = detail
+    out.update(
+        {
+            "entity_name": uid,
+            "src_account": src_account,
+            "src_host": src_host,
+            "src_external_host": f"198.51.100.{_ri(r, 1, 254)}" if not host and r.random() < 0.7 else None,
+            "dst_account": dst_account,
+            "dst_host": dst_host,
+            "dst_domain": {"domain": domain} if domain else None,
+            "summary": {
+                "ips": [dst_ip] if dst_ip else [],
+                "domains": [domain] if domain else [],
+                "hosts": [h["name"] for h in (src_host, dst_host) if h],
+                "accounts": [a["name"] for a in (src_account, dst_account) if a],
+                "ports": [detail["dst_port"]] if "dst_port" in detail else [],
+                "external_targets": [domain] if domain else [],
+                "dns": [],
+                "protocols": [str(detail["app_protocol"]).upper()] if "app_protocol" in detail else [],
+            },
+            "filters": {
+                "triaged": doc["triaged"],
+                "filtered_by_user": doc["triaged"] and r.random() < 0.5,
+                "filtered_by_ai": False,
+                "filtered_by_rule": doc["triaged"],
+                "is_custom_model": False,
+            },
+            "data_source": {
+                "type": "network" if host else r.choice(("o365", "azure_ad", "aws")),
+                "sensor_name": r.choice(("Sensor-Zürich-01", "AWS-SE-PROD", "M365-tenant")),
+                "sensor_id": uuid.UUID(int=r.getrandbits(128)).hex[:8],
+            },
+            "unresolved_priority": status == "open" and r.random() < 0.3,
+            "status": status,
+            "change_type": r.choice(_CHANGE_TYPES),
+            "is_prioritized": doc["threat"] >= 50,
+            "assignment": (
+                {
+                    "id": _ri(r, 1, 5000),
+                    "date_assigned": when,
+                    "date_resolved": when if status == "closed" else None,
+                    "assigned_to": {"username": r.choice(_ANALYSTS)},
+                    "resolved_by": {"username": r.choice(_ANALYSTS)} if status == "closed" else None,
+                    "assigned_by": {"username": r.choice(_ANALYSTS)},
+                    "outcome": {"title": "Benign True Positive", "category": "benign_true_positive"}
+                    if status == "closed"
+                    else None,
+                }
+                if assigned
+                else None
+            ),
+            "reason": r.choice((None, None, "Rule: scheduled scanner", "Prioritized: key asset")),
+            "notes": notes,
+            "tags": r.sample(_TAGS, r.choice((0, 0, 1, 2))),
+            "external_reference_id": None if r.random() < 0.8 else f"INC{_ri(r, 100000, 999999)}",
+            "process_context_data": None,
+            "is_targeting_key_asset": r.random() < 0.15,
+        }
+    )
+    return out
 
 
 class EventFactory:

@@ -15,14 +15,21 @@ Behaviour (see the RUX API notes, section 9):
 * ``POST /oauth2/token``: client_credentials with HTTP Basic (body credentials accepted too);
   refresh_token with or without Basic. Bad credentials or an expired refresh token -> 401
   "reauthenticating"; an unknown refresh token -> 400 "Invalid refresh token".
-* ``GET /api/v3.3|v3.4/events/{audits,detections,entity_scoring}`` (and v3.5 detections), with or
-  without a trailing slash; ``Bearer`` (any case) required -> 401 ``{"detail": "Unauthorized"}``.
+* ``GET /api/v3.3|v3.4/events/{audits,detections,entity_scoring}`` and ``/api/v3.5/events/detections``
+  (v3.5 serves no other stream: 404), with or without a trailing slash; ``Bearer`` (any case) required
+  -> 401 ``{"detail": "Unauthorized"}``. v3.5 detections take ``size=regular|detailed`` (another value:
+  400; absent: regular) and ``type=account,host``; ``size=detailed`` adds the context of
+  `siemconn.devtools.events.detailed`.
 * ``GET /api/v3.3|v3.4/health`` (one object, fresh ``updated_at`` per call) and
   ``GET /api/v3.3|v3.4/lockdown`` (a bare array of the entities in lockdown, no cursor); roles: health
   needs Auditor, lockdown Read-Only. Entities are locked and unlocked over time with
   ``generate_interval`` (see `siemconn.devtools.snapshots`); faults apply to these paths like the others.
 * One auto-incrementing id sequence per stream. account and host entity_scoring events share the
   entity_scoring sequence and are filtered by the required ``type``, so each type's ids have gaps.
+* Pages are in id order unless ``ordering`` says otherwise (``event_timestamp`` sorts by time, ties by
+  id; knob ``default_ordering`` is the order without the parameter, ``event_timestamp`` as the OpenAPI
+  documents it). ``next_checkpoint`` is always the page's largest id + 1, so a time-ordered page over
+  out-of-order timestamps skips ids, as the real API would.
 * ``id >= from`` AND ``gte <= event_timestamp <= lte`` AND stream filters; ``limit`` default 500,
   max 1000 (clamped, or 400 with ``limit_over_max="error"``); ``next_checkpoint = last id + 1``
   (``last id`` with ``overlap=True``); an empty page answers ``next_checkpoint = from`` (knob
@@ -149,6 +156,7 @@ class Knobs:
     include_score_decreases_default: bool = False
     include_triaged_default: bool | None = None  # None: no filtering unless the client asks
     include_info_category_default: bool | None = None
+    default_ordering: str = "id"  # the order without an `ordering` parameter: id | event_timestamp
 
 
 @dataclass(frozen=True)
@@ -606,11 +614,18 @@ class FakeRux:
                 limit = 1000
             gte = _parse_ts_param("event_timestamp_gte", params.get("event_timestamp_gte"))
             lte = _parse_ts_param("event_timestamp_lte", params.get("event_timestamp_lte"))
-            ordering = params.get("ordering", "id")
+            ordering = params.get("ordering", k.default_ordering)
             if ordering not in ("id", "-id", "event_timestamp", "-event_timestamp"):
                 raise _BadRequest(
                     _drf_error("ordering", f"Invalid value given for parameter 'ordering': {ordering!r}.")
                 )
+            size = "regular"
+            if version == "v3.5" and stream == "detections":
+                size = params.get("size") or "regular"
+                if size not in ("regular", "detailed"):
+                    raise _BadRequest(
+                        _drf_error("size", f"Invalid value given for parameter 'size': {size!r}.")
+                    )
         except _BadRequest as exc:
             return exc.status, orjson.dumps(exc.body)
         with self._lock:
@@ -628,6 +643,8 @@ class FakeRux:
                     if (gte is None or e.ts >= gte) and (lte is None or e.ts <= lte)
                 ]
             head = self._next_id[stream]
+        if ordering.endswith("event_timestamp") and not view.ts_sorted:
+            matches = sorted(matches, key=lambda e: (e.ts, e.id))
         if ordering.startswith("-"):
             chosen = matches[-limit:][::-1]
         else:
@@ -646,7 +663,7 @@ class FakeRux:
         body = b"".join(
             (
                 b'{"events":[',
-                b",".join(e.body(version) for e in chosen),
+                b",".join(e.body(version, size) for e in chosen),
                 b'],"next_checkpoint":',
                 b"null" if nxt is None else str(nxt).encode(),
                 b',"remaining_count":',

@@ -240,9 +240,13 @@ class RuxClient:
 
     async def probe(self, spec: StreamSpec) -> str:
         """One small request for `siemconn check` (event streams: limit=1). Returns what came back;
-        raises RuxPermissionError on 403 (its message names the role to add) and RuxError otherwise."""
+        raises RuxPermissionError on 403 (its message names the role to add) and RuxError otherwise.
+        Under api_version v3.5, which pulls some streams at v3.4, it names the endpoint that answered
+        and the v3.5 parameters sent."""
         path = api_path(spec, self._cfg.api_version)
-        resp = await self._get_capped(spec, path, probe_params(spec, self._cfg, self._now()))
+        params = probe_params(spec, self._cfg, self._now())
+        resp = await self._get_capped(spec, path, params)
+        where = f" from {path}" if self._cfg.api_version == "v3.5" else ""
         if spec.is_snapshot:
             try:
                 body = loads_page(resp.content)
@@ -251,12 +255,13 @@ class RuxClient:
             if spec.stream == "lockdown":
                 if not isinstance(body, list):
                     raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an array")
-                return f"HTTP 200, {len(body)} entit{'y' if len(body) == 1 else 'ies'} in lockdown"
+                return f"HTTP 200{where}, {len(body)} entit{'y' if len(body) == 1 else 'ies'} in lockdown"
             if not isinstance(body, dict):
                 raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an object")
-            return f"HTTP 200, health object with {len(body)} sections"
+            return f"HTTP 200{where}, health object with {len(body)} sections"
         events, _nxt, _remaining, _rejects = parse_page(spec, path, resp)
-        return f"HTTP 200, {len(events)} event{'' if len(events) == 1 else 's'} (limit=1)"
+        extra = "".join(f", {k}={params[k]}" for k in ("ordering", "size") if k in params)
+        return f"HTTP 200{where}, {len(events)} event{'' if len(events) == 1 else 's'} (limit=1{extra})"
 
     async def pages(
         self, spec: StreamSpec, checkpoint: int | None, *, hold: asyncio.Lock | None = None

@@ -6,6 +6,14 @@ Checkpoint keys: ``audit``, ``detections``, ``entity_scoring.account``, ``entity
 Two kinds of stream: the *event* streams (audit, detections, entity_scoring) page through
 ``/api/<version>/events/<name>`` from a checkpoint; the *snapshot* streams have no cursor: ``health``
 (``/api/<version>/health``, one object) and ``lockdown`` (``/api/<version>/lockdown``, a bare array).
+
+API v3.5 is known to serve ``events/detections`` only (the v3.5 integrations pull nothing else at
+v3.5; Sentinel's v3.5 connector reads lockdown and entities at v3.4), so with ``api_version: v3.5`` every other stream is pulled
+at v3.4, the newest version known to serve it (`stream_version`). The checkpoint keys do not name a
+version: a version change continues from the same checkpoints. On v3.5 detections are asked for in
+``ordering=id``: the cursor is an event id and ``next_checkpoint`` is the last id + 1, which skips
+nothing only when a page holds the lowest ids after ``from`` (the API's default order is by
+``event_timestamp``, which a late event with a higher id but an older timestamp breaks).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ __all__ = [
     "api_path",
     "build_params",
     "stream_specs",
+    "stream_version",
 ]
 
 ENTITY_TYPES: tuple[str, ...] = ("account", "host")
@@ -36,6 +45,9 @@ _ENDPOINTS: dict[str, str] = {
     "lockdown": "lockdown",
 }
 SNAPSHOT_STREAMS: tuple[str, ...] = ("health", "lockdown")
+# the streams API v3.5 serves; the others stay at _BEFORE_V35 under api_version v3.5
+V35_STREAMS: tuple[str, ...] = ("detections",)
+_BEFORE_V35 = "v3.4"
 # Elastic's vectra_rux docs: audit and health need the Auditor role; detections, entity scoring and
 # lockdown need Read-Only.
 _ROLES: dict[str, str] = {
@@ -105,9 +117,17 @@ def stream_specs(stream: str) -> list[StreamSpec]:
     return specs
 
 
+def stream_version(spec: StreamSpec, api_version: str) -> str:
+    """The API version `spec` is pulled at: `api_version`, except that under v3.5 a stream v3.5 does not
+    serve (all but detections) stays at v3.4."""
+    if api_version == "v3.5" and spec.stream not in V35_STREAMS:
+        return _BEFORE_V35
+    return api_version
+
+
 def api_path(spec: StreamSpec, api_version: str) -> str:
-    """The URL path of a stream, e.g. /api/v3.3/events/detections."""
-    return f"/api/{api_version}/{spec.path}"
+    """The URL path of a stream, e.g. /api/v3.3/events/detections (see `stream_version`)."""
+    return f"/api/{stream_version(spec, api_version)}/{spec.path}"
 
 
 def _bool(v: bool) -> str:
@@ -121,7 +141,8 @@ def build_params(
 
     With a checkpoint: ``from=<checkpoint>``. Without one (first run): ``from=0`` plus
     ``event_timestamp_gte = now - initial_lookback_hours`` (lookback 0 = start from now).
-    Optional filters are sent only when set in the configuration.
+    Optional filters are sent only when set in the configuration. v3.5 detections add ``ordering=id``
+    (pages in cursor order, see the module docstring) and ``size`` when `detection_size` is set.
     """
     params: dict[str, str] = {}
     if checkpoint is None:
@@ -143,6 +164,10 @@ def build_params(
             params["include_triaged"] = _bool(configuration.include_triaged)
         if configuration.include_info_category is not None:
             params["include_info_category"] = _bool(configuration.include_info_category)
+        if stream_version(spec, configuration.api_version) == "v3.5":
+            params["ordering"] = "id"
+            if configuration.detection_size is not None:
+                params["size"] = configuration.detection_size
     return params
 
 

@@ -26,6 +26,14 @@ def server_lines(cfg: Configuration) -> list[str]:
     ]
 
 
+def _versions(cfg: Configuration) -> str:
+    """The API version(s) in use: v3.5 serves detections only, the other streams are pulled at v3.4."""
+    if cfg.api_version != "v3.5":
+        return cfg.api_version
+    size = f" size={cfg.detection_size}" if cfg.detection_size else ""
+    return f"v3.5: detections at v3.5{size}, other streams at v3.4"
+
+
 async def log_started(queue: DurableQueue, settings: Settings) -> None:
     """`siemconn_started`: version, API, schedules, servers, checkpoints, queue depths and the event
     encoder in use (the C one is optional in the build: an operator sees here whether it is there)."""
@@ -36,7 +44,7 @@ async def log_started(queue: DurableQueue, settings: Settings) -> None:
     log.info(
         "siemconn_started",
         version=__version__,
-        api=f"{settings.credentials.base_url} ({cfg.api_version})",
+        api=f"{settings.credentials.base_url} ({_versions(cfg)})",
         schedules={s: scheduler.schedule(s) for s in scheduler.enabled},
         streams_off=list(scheduler.disabled),
         timezone=cfg.timezone,
