@@ -14,12 +14,16 @@ Events go through siemconn's real writer path (WriterPool, the server's transpor
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.e2e import Connector
 from support.memqueue import MemQueue
+from support.poison_api import PoisonApi
+from support.reliability import wait_for
 from support.rsyslog import RelpReceiver, RsyslogReceiver, rsyslog_available
 from support.syslogng import SyslogNgReceiver, syslog_ng_available
 from test_siem_formats import check_cef, check_leef, is_control
@@ -152,6 +156,44 @@ async def test_syslog_ng_reads_each_event_as_one_record(
         check(fmt, rec["raw"].encode("utf-8", errors="surrogateescape"), key, ev, delimiter)
         # syslog-ng's RFC 3164 parser takes "CEF"/"LEEF" as the program; header + message is the record
         assert rec["LEGACY_MSGHDR"] + rec["MESSAGE"] == rec["raw"].split(" conn-1 ", 1)[1]
+
+
+@pytest.mark.e2e
+def test_the_service_sends_control_characters_as_one_record_each(
+    sng: SyslogNgReceiver, tmp_path: Path
+) -> None:
+    """The whole path: the API answers events whose values hold every control character (as JSON
+    escapes, as RUX sends them), the service queues them and sends CEF and LEEF to syslog-ng over TCP
+    with LF framing. syslog-ng makes exactly one record per event and server, and each parses back."""
+    evs = control_events("e2e")
+    pages = {
+        key: {0: b'{"events": [%s], "next_checkpoint": 5000, "remaining_count": 0}' % json.dumps(ev).encode()}
+        for key, ev in evs
+    }
+    api = PoisonApi(pages).start()
+    since = len(sng.records())
+    common = {"hostname": "conn-1", "include_raw_event": True}
+    servers = [
+        sng.server_entry("cef1", "TCP", format="cef", **common),
+        sng.server_entry("leef1", "TCP", format="leef", **common),
+    ]
+    conn = Connector(tmp_path / "c", api.url, servers, schedule="* * * * * *")
+    try:
+        conn.start()
+        wait_for(lambda: len(sng.records()[since:]) >= 2 * len(evs), 60, "every event on both servers")
+        assert conn.terminate() == 0
+    finally:
+        conn.kill()
+        api.stop()
+    records = [r for r in sng.records()[since:] if r["src"] == "s_tcp"]
+    assert len(records) == 2 * len(evs), [r["raw"][:120] for r in records]
+    by_id = {ev["id"]: (key, ev) for key, ev in evs}
+    for fmt in ("cef", "leef"):
+        mine = [r["raw"] for r in records if r["raw"].split(" conn-1 ", 1)[-1].startswith(fmt.upper())]
+        assert len(mine) == len(evs)
+        for raw in mine:
+            key, ev = by_id[int(raw.split("externalId=", 1)[1].split(" " if fmt == "cef" else "\t", 1)[0])]
+            check(fmt, raw.encode("utf-8", errors="surrogateescape"), key, ev, "\t")
 
 
 # --- rsyslog ---------------------------------------------------------------------------------------------
