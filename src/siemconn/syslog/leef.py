@@ -72,7 +72,10 @@ class LeefEncoder:
         attrs.extend(f"{f.leef}={self.value(f.value, f.json)}" for f in m.fields)
         if m.raw:
             attrs.append(f"{RAW_EVENT_LABEL}={self.value(m.raw, True)}")
-        head = "|".join(v.translate(self._head) for v in (VENDOR, m.product, VERSION, m.signature))
+        head = "|".join(
+            v if v.isprintable() and "|" not in v and d not in v else v.translate(self._head)
+            for v in (VENDOR, m.product, VERSION, m.signature)
+        )
         return f"LEEF:2.0|{head}|{declare(d)}|{d.join(attrs)}"
 
     def encode(self, payload: str | bytes, stream: str) -> str:
