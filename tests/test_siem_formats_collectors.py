@@ -2,13 +2,15 @@
 event's values: each event arrives as exactly one record (no fragment, no merge) that parses back to
 its documented mapping (docs/formats.md, "Control characters" and "Collectors").
 
-- syslog-ng (Debian's 3.38, what the issue tried) over TCP with LF framing, UDP, and octet counting.
+- syslog-ng (Debian 12's 3.38) over TCP with LF framing, UDP, and octet counting.
   A raw NUL ends a message in syslog-ng's LF reader and the rest becomes new, headerless messages: the
   test fails with those fragments if a control character reaches the wire.
-- rsyslog over RELP (imrelp), and over imtcp at rsyslog's default control-character escaping, where
-  CEF and LEEF with a printable delimiter arrive byte for byte and LEEF's tab turns into ``#011``.
+- rsyslog over RELP (imrelp); over imtcp at rsyslog's default control-character escaping, where
+  CEF and LEEF with a printable delimiter arrive byte for byte and LEEF's tab turns into ``#011``;
+  and rsyslog's mmnormalize with liblognorm's `cef` parser, whose fields must equal the strict parser's.
 
-Events go through siemconn's real writer path (WriterPool, the server's transport and formatter).
+Events go through siemconn's real writer path (WriterPool, the server's transport and formatter), and
+once end to end: an API answer, the running service, syslog-ng.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+from support import cefparse
 from support.e2e import Connector
 from support.memqueue import MemQueue
 from support.poison_api import PoisonApi
@@ -265,3 +268,57 @@ async def test_rsyslog_default_escaping_leaves_cef_and_leef_intact(
             assert "#011" in line
             line = line.replace("#011", "\t")
         check(fmt, line.encode("utf-8", errors="surrogateescape"), key, ev, delimiter)
+
+
+class MmnormalizeReceiver(RsyslogReceiver):
+    """rsyslog that parses each CEF message with mmnormalize (liblognorm's `cef` field type) into
+    DIR/out/cef.log, one JSON object a line; TCP only."""
+
+    template: ClassVar[Path] = Path(__file__).parent / "support" / "rsyslog-mmnormalize.conf.in"
+
+    def _write_conf(self) -> None:
+        super()._write_conf()
+        # the raw message is "<PRI>Mmm dd hh:mm:ss HOST CEF:..."
+        (self.directory / "cef.rb").write_text(
+            "version=2\nrule=:<%-:number%>%-:date-rfc3164% %-:word% %cef:cef%\n"
+        )
+
+    def _ports(self) -> set[int]:
+        return {self.tcp_port}
+
+    def parsed(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._lines(self.directory / "out" / "cef.log")]
+
+
+@pytest.fixture(scope="module")
+def mmn_rx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MmnormalizeReceiver]:
+    r = MmnormalizeReceiver(tmp_path_factory.mktemp("rsyslog-mmnormalize"))
+    r.start()
+    yield r
+    r.stop()
+
+
+@needs_rsyslog
+async def test_rsyslog_mmnormalize_reads_cef_fields_exactly(
+    mmn_rx: MmnormalizeReceiver, tmp_path: Path
+) -> None:
+    """liblognorm's `cef` parser (rsyslog mmnormalize, Debian 12's liblognorm 2.0.6) reads every header
+    field and every extension value exactly as the strict parser does, control characters' pictures,
+    escapes and spaces included, with one quirk of its own (docs/formats.md, "Collectors"): it drops the
+    first character of the first extension key (`rt` arrives as `t`)."""
+    case = "mmnormalize"
+    s = mmn_rx.server_config("m", "TCP", format="cef", hostname="conn-1", include_raw_event=True)
+    rows = await rsyslog_round(mmn_rx, s, "cef", case, tmp_path)
+    parsed = await poll(mmn_rx.parsed, len(rows))
+    assert len(parsed) == len(rows)
+    for (line, key, ev), got in zip(rows, parsed, strict=True):
+        check("cef", line.encode("utf-8", errors="surrogateescape"), key, ev, "\t")
+        c = cefparse.parse_syslog(line.encode("utf-8", errors="surrogateescape")).cef
+        header = (c.vendor, c.product, c.device_version, c.signature, c.name, str(c.severity))
+        assert header == tuple(
+            got[k]
+            for k in ("DeviceVendor", "DeviceProduct", "DeviceVersion", "SignatureID", "Name", "Severity")
+        )
+        first, *_ = c.extension
+        want = {(k[1:] if k == first else k): v for k, v in c.extension.items()}
+        assert got["Extensions"] == want
