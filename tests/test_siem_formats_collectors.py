@@ -199,6 +199,41 @@ def test_the_service_sends_control_characters_as_one_record_each(
             check(fmt, raw.encode("utf-8", errors="surrogateescape"), key, ev, "\t")
 
 
+def kv_parser_reads(value: str) -> str:
+    """docs/formats.md, syslog-ng row: kv-parser trims leading and trailing spaces and drops the quotes
+    around a value that starts and ends with one; it changes nothing else in a LEEF value."""
+    v = value.strip(" ")
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
+
+
+async def test_syslog_ng_kv_parser_reads_leef_values(sng: SyslogNgReceiver, tmp_path: Path) -> None:
+    """LEEF with `leef_delimiter: "^"` through syslog-ng 3.38's csv-parser and kv-parser(pair-separator("^")):
+    every attribute arrives under its key with its value, commas, `=`, backslashes and JSON included,
+    except for kv-parser's own two habits (spaces trimmed, surrounding quotes dropped)."""
+    case = "sng-kv"
+    entry = sng.server_entry(
+        "kv", "KV", format="leef", hostname="conn-1", include_raw_event=True, leef_delimiter="^"
+    )
+    habits = {
+        "id": 77,
+        "case": case,
+        "username": '  padded, "x" = y  ',
+        "message": '"quoted"',
+        "source_ip": "1.2.3.4",
+    }
+    evs = all_events(case) + [("audit", habits)]
+    since = len(sng.kv_records())
+    await send(ServerConfig.model_validate(entry), evs, tmp_path)
+    records = await poll(lambda: sng.kv_records()[since:], len(evs))
+    assert len(records) == len(evs)
+    for rec, (key, ev) in zip(records, evs, strict=True):
+        message = rec["raw"].encode("utf-8", errors="surrogateescape")
+        lf = check_leef(message, ev, key, "^", raw=True)
+        assert rec["_leef"]["delimiter"] == "^" and rec["_leef"]["event_id"] == lf.event_id
+        assert rec["_kv"] == {k: kv_parser_reads(v) for k, v in lf.attributes.items()}
+    assert records[-1]["_kv"]["usrName"] == 'padded, "x" = y' and records[-1]["_kv"]["msg"] == "quoted"
+
+
 # --- rsyslog ---------------------------------------------------------------------------------------------
 
 needs_rsyslog = pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd is not installed")

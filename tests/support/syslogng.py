@@ -9,7 +9,9 @@
 
 Each record holds `raw` (the message as syslog-ng read it off the wire, framing removed: `$RAWMSG`),
 `src` (the source: `s_tcp`, `s_udp`, `s_oc`), and syslog-ng's own `HOST`, `PROGRAM`, `MESSAGE` and
-`LEGACY_MSGHDR`. A message syslog-ng broke into fragments shows up as several records.
+`LEGACY_MSGHDR`. A message syslog-ng broke into fragments shows up as several records. A fourth source
+(`KV`, TCP) parses LEEF with a `^` delimiter the syslog-ng 3.x way (csv-parser, kv-parser) into
+DIR/kv.json (`kv_records`).
 
 syslog-ng and rsyslog conflict as Debian packages, so the tests do not install syslog-ng: they run a
 `syslog-ng` on PATH, `SIEMCONN_SYSLOG_NG` (the binary), or the Debian package unpacked by
@@ -39,6 +41,20 @@ source s_oc {{ syslog(ip("127.0.0.1") port({oc}) transport("tcp") flags(store-ra
 destination d_out {{ file("{out}" template("$(format-json --key HOST --key PROGRAM --key MESSAGE
   --key LEGACY_MSGHDR --pair raw=$RAWMSG --pair src=${{SOURCE}})\\n")); }};
 log {{ source(s_tcp); source(s_udp); source(s_oc); destination(d_out); }};
+
+# LEEF with a "^" delimiter, parsed the syslog-ng 3.x way: csv-parser for the header, kv-parser for the
+# attributes (what docs/formats.md's collectors table describes)
+source s_kv {{ network(ip("127.0.0.1") port({kv}) transport("tcp") flags(store-raw-message)); }};
+parser p_leef {{
+  csv-parser(columns(".leef.version", ".leef.vendor", ".leef.product", ".leef.product_version",
+                     ".leef.event_id", ".leef.delimiter", ".leef.attributes")
+             delimiters(chars("|")) quote-pairs("") flags(greedy)
+             template("${{LEGACY_MSGHDR}}${{MESSAGE}}"));
+  kv-parser(prefix(".kv.") pair-separator("^") template("${{.leef.attributes}}"));
+}};
+destination d_kv {{ file("{kv_out}" template("$(format-json --scope nv-pairs --key .kv.* --key .leef.*
+  --pair raw=$RAWMSG)\\n")); }};
+log {{ source(s_kv); parser(p_leef); destination(d_kv); }};
 """
 
 
@@ -89,11 +105,12 @@ class SyslogNgReceiver:
         self.tcp_port = free_port()
         self.udp_port = free_port()
         self.oc_port = free_port()
+        self.kv_port = free_port()
         self.out = self.directory / "out.json"
+        self.kv_out = self.directory / "kv.json"
         self.conf = self.directory / "syslog-ng.conf"
-        self.conf.write_text(
-            _CONF.format(tcp=self.tcp_port, udp=self.udp_port, oc=self.oc_port, out=self.out)
-        )
+        ports = {"tcp": self.tcp_port, "udp": self.udp_port, "oc": self.oc_port, "kv": self.kv_port}
+        self.conf.write_text(_CONF.format(out=self.out, kv_out=self.kv_out, **ports))
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
@@ -121,7 +138,7 @@ class SyslogNgReceiver:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        pending = {self.tcp_port, self.oc_port}
+        pending = {self.tcp_port, self.oc_port, self.kv_port}
         while pending:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"syslog-ng exited with {self._proc.returncode}: {self.stderr()[-2000:]}")
@@ -154,14 +171,23 @@ class SyslogNgReceiver:
 
     def records(self) -> list[dict[str, Any]]:
         """Every message syslog-ng made so far (complete lines only), in order."""
-        if not self.out.exists():
+        return self._read(self.out)
+
+    def kv_records(self) -> list[dict[str, Any]]:
+        """Every message of the `KV` source so far, parsed: `_leef` (header columns), `_kv` (attributes)."""
+        return self._read(self.kv_out)
+
+    @staticmethod
+    def _read(path: Path) -> list[dict[str, Any]]:
+        if not path.exists():
             return []
-        lines = self.out.read_bytes().decode("utf-8", errors="surrogateescape").split("\n")[:-1]
+        lines = path.read_bytes().decode("utf-8", errors="surrogateescape").split("\n")[:-1]
         return [json.loads(line) for line in lines]
 
     def server_entry(self, name: str, transport: str, **extra: Any) -> dict[str, Any]:
-        """A config.json "server" object: "TCP" (LF framing), "UDP", or "OC" (TCP, octet counting)."""
-        port = {"TCP": self.tcp_port, "UDP": self.udp_port, "OC": self.oc_port}[transport]
+        """A config.json "server" object: "TCP" (LF framing), "UDP", "OC" (TCP, octet counting), or "KV"
+        (TCP, LF framing, LEEF parsed with csv-parser and kv-parser into `kv_records`)."""
+        port = {"TCP": self.tcp_port, "UDP": self.udp_port, "OC": self.oc_port, "KV": self.kv_port}[transport]
         entry: dict[str, Any] = {
             "name": name,
             "server_protocol": "UDP" if transport == "UDP" else "TCP",
