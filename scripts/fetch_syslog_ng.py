@@ -6,7 +6,9 @@ syslog-ng and rsyslog conflict as Debian packages (both provide the system logge
 rsyslog installed. syslog-ng only has to run as a plain process on test ports, so the packages are
 fetched with `apt-get download` and unpacked with `dpkg -x` into `SIEMCONN_SYSLOG_NG_DIR` (default
 ~/.cache/siemconn/syslog-ng/root); tests/support/syslogng.py runs it from there. Nothing is done when a
-`syslog-ng` is on PATH or the unpacked one already runs.
+`syslog-ng` is on PATH or the unpacked one already runs, and with `SIEMCONN_SKIP_SYSLOG_NG=1` (or the
+real-receiver opt-out `SIEMCONN_SKIP_RSYSLOG=1`), in which case the syslog-ng tests are reported as
+skipped.
 
 Standard library only: it runs with the system interpreter before the venv exists. Exit status 0 when
 syslog-ng is usable afterwards, 1 otherwise (with the reason).
@@ -41,6 +43,10 @@ def runs(root: Path) -> bool:
 
 
 def main() -> int:
+    for opt_out in ("SIEMCONN_SKIP_SYSLOG_NG", "SIEMCONN_SKIP_RSYSLOG"):
+        if os.environ.get(opt_out) == "1":
+            print(f"fetch_syslog_ng: {opt_out}=1; the syslog-ng tests will be skipped")
+            return 0
     if shutil.which("syslog-ng"):
         print("fetch_syslog_ng: syslog-ng is on PATH; nothing to do")
         return 0
@@ -53,7 +59,6 @@ def main() -> int:
         return 1
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        os.chmod(tmp, 0o755)  # apt's download user must be able to write there
         done = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=False)
         if done.returncode != 0:
             print("fetch_syslog_ng: apt-get download failed (run apt-get update?)", file=sys.stderr)
