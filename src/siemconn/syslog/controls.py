@@ -7,9 +7,10 @@ message anywhere. Neither spec has a general escape for them, so each format mod
 escape where there is one (CEF's ``\\n`` and ``\\r`` in extension values) and these replacements for
 the rest:
 
-- in a value that is JSON text (the raw event, lists and objects): the JSON escape ``\\u00XX``. A raw
-  control character can only stand inside a JSON string (JSON forbids it elsewhere, and siemconn's JSON
-  has no whitespace outside strings), where the escape decodes to the same character: lossless;
+- in a value that is JSON text (the raw event, lists and objects): the JSON escape ``\\u00XX``. In
+  valid JSON a raw control character is either DEL inside a string, where the escape decodes to the
+  same character (lossless), or tab, CR or LF as whitespace between tokens, which siemconn's JSON text
+  (``json.dumps`` output) never has;
 - anywhere else: the character's Unicode Control Picture, U+2400 + its code (NUL is ``␀`` U+2400, ESC
   ``␛`` U+241B, DEL ``␡`` U+2421). It is printable, one character, valid UTF-8 that no collector treats
   specially, and shows in the SIEM what was there.
