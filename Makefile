@@ -23,9 +23,11 @@ $(TEST_STAMP): $(RUNTIME_STAMP)
 	touch $(TEST_STAMP)
 
 # the real rsyslogd the suite tests against: installed here where possible (root + apt-get), else the
-# exact command is printed and make stops; SIEMCONN_SKIP_RSYSLOG=1 skips those tests instead
+# exact command is printed and make stops; SIEMCONN_SKIP_RSYSLOG=1 skips those tests instead. syslog-ng
+# (the CEF/LEEF collector tests) is unpacked into ~/.cache, not installed: it conflicts with rsyslog
 receiver:
 	$(PY) scripts/ensure_receiver.py
+	$(PY) scripts/fetch_syslog_ng.py
 
 test: install receiver
 	$(BIN)/python -m pytest -q

@@ -257,11 +257,54 @@ TABLES = {
 }
 
 
+def is_control(ch: str) -> bool:
+    """docs/formats.md "Control characters": C0 (U+0000-U+001F) and DEL."""
+    return ch < " " or ch == "\x7f"
+
+
+def picture(ch: str) -> str:
+    """docs/formats.md: a control character's Unicode Control Picture (U+2400 + code, DEL U+2421)."""
+    return "\u2421" if ch == "\x7f" else chr(0x2400 + ord(ch))
+
+
+def json_escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}"
+
+
 def leef_clean(value: str, delimiter: str, is_json: bool) -> str:
-    """docs/formats.md "LEEF values": the delimiter, CR and LF kept out of every value."""
-    for ch in {delimiter, "\r", "\n"}:
-        value = value.replace(ch, f"\\u{ord(ch):04x}" if is_json else " ")
-    return value
+    """docs/formats.md "LEEF values": the delimiter and every control character kept out of every value:
+    JSON escapes in JSON; otherwise the delimiter, CR and LF as spaces, other controls as pictures."""
+    out = []
+    for ch in value:
+        if is_json and (ch == delimiter or is_control(ch)):
+            out.append(json_escape(ch))
+        elif ch in (delimiter, "\r", "\n"):
+            out.append(" ")
+        else:
+            out.append(picture(ch) if is_control(ch) else ch)
+    return "".join(out)
+
+
+def leef_header_clean(value: str, delimiter: str) -> str:
+    """docs/formats.md: a LEEF header field with '|', CR, LF and the delimiter as '_', other controls as
+    pictures."""
+    return "".join(
+        "_" if ch in ("|", "\r", "\n", delimiter) else picture(ch) if is_control(ch) else ch for ch in value
+    )
+
+
+def cef_clean(value: str, is_json: bool) -> str:
+    """docs/formats.md "CEF values", as a parser reads them back (its \\n and \\r give CR and LF): other
+    control characters as JSON escapes in JSON, as pictures otherwise."""
+    return "".join(
+        ch if not is_control(ch) or ch in "\r\n" else json_escape(ch) if is_json else picture(ch)
+        for ch in value
+    )
+
+
+def cef_header_clean(value: str, n: int) -> str:
+    """docs/formats.md "CEF header": cut to n characters, CR and LF as spaces, other controls as pictures."""
+    return "".join(" " if ch in "\r\n" else picture(ch) if is_control(ch) else ch for ch in value[:n])
 
 
 def check_cef(message: bytes, ev: Mapping[str, Any], stream: str, *, raw: bool) -> cefparse.Cef:
@@ -273,18 +316,20 @@ def check_cef(message: bytes, ev: Mapping[str, Any], stream: str, *, raw: bool) 
     product, signature, name, sev = header(ev, stream)
     assert (c.version, c.vendor, c.product, c.device_version) == (0, "Vectra AI", product, __version__)
     assert (c.signature, c.severity) == (signature, sev)
-    assert c.name == name[:512].replace("\r", " ").replace("\n", " ")
+    assert c.name == cef_header_clean(name, 512)
     got = c.labelled()
     want: dict[str, str] = {}
-    for key, _, getter, _ in rows(ev, stream):
+    for key, _, getter, is_json in rows(ev, stream):
         value = getter(ev)
         if value is not None:
-            want[key] = value
+            want[key] = cef_clean(value, is_json)
+            if is_json:
+                assert json.loads(want[key]) == json.loads(value)  # lossless
     ts = etime(ev)
     if ts is not None:
         want["rt"] = str(int((ts - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1000))
     if raw:
-        want["rawEvent"] = encode_event(ev)
+        want["rawEvent"] = cef_clean(encode_event(ev), True)
         assert json.loads(got["rawEvent"]) == ev
     assert got == want
     return c
@@ -548,35 +593,33 @@ def test_every_field_escapes_and_parses_back(
     ]
     m = Mapped(product, signature, name, 7, NOW, fields, raw)
     text = cef.render(m)
-    assert "\n" not in text and "\r" not in text
+    assert not any(is_control(ch) for ch in text)  # no raw control character at all, CR and LF included
     c = cefparse.parse(text)
 
-    def one_line(s: str, n: int) -> str:
-        return s[:n].replace("\r", " ").replace("\n", " ")
-
     assert (c.product, c.signature, c.name, c.severity) == (
-        one_line(product, 63),
-        one_line(signature, 1023),
-        one_line(name, 512),
+        cef_header_clean(product, 63),
+        cef_header_clean(signature, 1023),
+        cef_header_clean(name, 512),
         7,
     )
     want = {"rt": str(int(NOW.timestamp() * 1000))}
     for f in fields:
         if f.label is not None:
-            want[f"{f.cef}Label"] = f.label
-        want[f.cef] = f.value
+            want[f"{f.cef}Label"] = cef_clean(f.label, False)
+        want[f.cef] = cef_clean(f.value, False)
     if raw:
-        want |= {"cs6Label": "rawEvent", "cs6": raw}
+        want |= {"cs6Label": "rawEvent", "cs6": cef_clean(raw, True)}
     assert c.extension == want
     ltext = leef.render(m, delimiter)
-    assert "\n" not in ltext and "\r" not in ltext
+    # the delimiter between attributes is the only control character a LEEF record holds
+    assert not any(is_control(ch) for ch in ltext.replace(delimiter, ""))
     lp = leefparse.parse(ltext)
     assert lp.delimiter == delimiter
 
-    def clean(s: str) -> str:
-        return "".join("_" if ch in ("|", "\r", "\n", delimiter) else ch for ch in s)
-
-    assert (lp.product, lp.event_id) == (clean(product), clean(signature))
+    assert (lp.product, lp.event_id) == (
+        leef_header_clean(product, delimiter),
+        leef_header_clean(signature, delimiter),
+    )
     lwant = {
         "devTime": "2024-03-05T07:08:09.000+0000",
         "devTimeFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSZ",
@@ -602,8 +645,59 @@ def test_escapes_are_exactly_the_specs() -> None:
     assert cef.escape_header("a|b\\c=d\ne", 99) == "a\\|b\\\\c=d e"
     assert leef.declare("\t") == "x09" and leef.declare("^") == "^"
     enc = leef.LeefEncoder("^", include_raw=True)
-    assert enc.value("a^b\tc\nd", False) == "a b\tc d"
+    assert enc.value("a^b\tc\nd", False) == "a b\u2409c d"
     assert json.loads(enc.value(json.dumps(["a^b"]), True)) == ["a^b"]
+    # control characters: CEF's own escapes for CR and LF, pictures for the rest, JSON escapes in JSON
+    assert cef.escape_value("a\x00b\tc\x1bd\x7fe") == "a\u2400b\u2409c\u241bd\u2421e"
+    assert cef.escape_value('["\x00\x7f"]', True) == '["\\\\u0000\\\\u007f"]'
+    assert cef.escape_header("a\x00b\tc\rd", 99) == "a\u2400b\u2409c d"
+    tab = leef.LeefEncoder("\t", include_raw=True)
+    assert tab.value("a\x00b\tc\x7f", False) == "a\u2400b c\u2421"
+    assert tab.value('["\x00\t\x7f"]', True) == '["\\u0000\\u0009\\u007f"]'
+
+
+CONTROL_CHARS = [chr(c) for c in range(0x20)] + ["\x7f"]
+
+
+@pytest.mark.parametrize("ch", CONTROL_CHARS, ids=[f"U+{ord(c):04X}" for c in CONTROL_CHARS])
+def test_every_control_character_in_every_place(ch: str) -> None:
+    """Each C0 control character and DEL, in every header field, every value, every label and the raw
+    event: no raw control byte in the record (LEEF's delimiter between attributes aside), and the
+    documented replacement, read back by the strict parsers and by pycef."""
+    text = f"a{ch}b"
+    fields = [
+        Field(k, k, text, f"l{ch}" if k[:2] in ("cs", "cn", "fl") else None, k == "cs4")
+        for k in KEYS + ["cs4"]
+    ]
+    raw = json.dumps({"v": "x"}).replace("x", f"x{ch}")  # a control character inside a JSON string
+    m = Mapped(f"P{ch}", f"S{ch}", f"N{ch}", 3, NOW, fields, raw)
+    line = cef.render(m)
+    assert not any(is_control(c) for c in line)
+    c = cefparse.parse(line)
+    shown = " " if ch in "\r\n" else picture(ch)
+    assert (c.product, c.signature, c.name) == (f"P{shown}", f"S{shown}", f"N{shown}")
+    in_text = ch if ch in "\r\n" else picture(ch)  # CEF's \n and \r read back as LF and CR
+    in_json = ch if ch in "\r\n" else json_escape(ch)
+    for f in fields:
+        assert c.extension[f.cef] == f"a{in_json if f.json else in_text}b"
+        if f.label is not None:
+            assert c.extension[f"{f.cef}Label"] == f"l{in_text}"
+    assert c.extension["cs6"] == raw.replace(ch, in_json)
+    if ch not in "\r\n":  # (a raw CR or LF cannot be in JSON text: only in a payload that is not JSON)
+        assert json.loads(c.extension["cs6"]) == json.loads(raw.replace(ch, json_escape(ch)))  # lossless
+    theirs = pycef.parse(f"<14>Mar  5 07:08:09 conn-1 {line}")
+    assert theirs is not None and theirs["Name"] == c.name
+    for delimiter in LEEF_DELIMITERS:
+        lt = leef.render(m, delimiter)
+        assert not any(is_control(c) for c in lt.replace(delimiter, ""))
+        lp = leefparse.parse(lt)
+        head = "_" if ch in ("\r", "\n", delimiter) else picture(ch)
+        assert (lp.product, lp.event_id) == (f"P{head}", f"S{head}")
+        value = " " if ch in ("\r", "\n", delimiter) else picture(ch)
+        for f in fields:
+            assert lp.attributes[f.leef] == (f"a{json_escape(ch)}b" if f.json else f"a{value}b")
+        assert lp.attributes["rawEvent"] == raw.replace(ch, json_escape(ch))
+        assert json.loads(lp.attributes["rawEvent"]) == json.loads(raw.replace(ch, json_escape(ch)))
 
 
 # --- odd payloads never fail the batch ---------------------------------------------------------------
@@ -633,6 +727,7 @@ def test_odd_payloads_still_make_one_parseable_line(fmt: str, payload: str) -> N
         # a payload with no mapping (not an object, or a stream without one) is carried whole
         if not payload.startswith("{") or stream in ("health", "lockdown"):
             assert ext["rawEvent"] == (payload.replace("\n", "\\u000a") if fmt == "leef" else payload)
+        assert not any(is_control(ch) for ch in msg.decode().replace("\t", ""))
 
 
 def test_generic_streams_are_mapped_by_name_with_the_full_event() -> None:
