@@ -49,7 +49,7 @@ from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.opening import QueueState, open_file, open_in, prepare_state
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.quarantine import Rejected
+from siemconn.queue.quarantine import Rejected, count_quarantined
 from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import ReplayRequest
 from siemconn.queue.report import report_commit, report_pull, report_quarantined
@@ -392,6 +392,10 @@ class DurableQueue:
             return
         await self._sql(delivery.quarantine, destination, stream, list(rejects))
         report_quarantined(self._metrics, stream, rejects, destination)
+
+    async def quarantine_counts(self) -> dict[tuple[str, str | None, str], int]:
+        """Quarantined events per (stream key, destination, reason), as `siemconn status` counts them."""
+        return await self._sql(count_quarantined)
 
     async def record_destination_state(
         self, destination: str, state: str, reason: str = "", since: float | None = None
