@@ -172,6 +172,7 @@ def test_cef_heartbeat_is_strict_cef_with_its_own_signature() -> None:
     assert (fields["deliveredSinceLast"], fields["quarantined"], fields["trimmed"]) == ("5000", "3", "2")
     assert (fields["intervalSeconds"], fields["maxLagSeconds"]) == ("60", "42.0")
     assert json.loads(fields["streams"]) == EXPECTED_BODY["streams"]
+    assert ", " not in fields["streams"]  # compact: nothing a key-value parser splits at
     # a PyPI parser reads the same
     theirs = pycef.parse(msg.decode())
     assert theirs is not None

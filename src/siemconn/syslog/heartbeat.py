@@ -193,7 +193,9 @@ def heartbeat_mapped(facts: HeartbeatFacts) -> Mapped:
     lag = facts.max_lag_seconds
     if lag is not None:
         fields.append(Field("cfp2", "maxLagSeconds", str(lag), "maxLagSeconds"))
-    fields.append(Field("cs2", "streams", json.dumps(_streams_dict(facts)), "streams", json=True))
+    # compact JSON: no ", " inside the value, which some collectors' key-value parsers split at
+    streams = json.dumps(_streams_dict(facts), separators=(",", ":"))
+    fields.append(Field("cs2", "streams", streams, "streams", json=True))
     return Mapped(
         HEARTBEAT_PRODUCT, HEARTBEAT_SIGNATURE, HEARTBEAT_NAME, HEARTBEAT_SEVERITY, facts.time, fields
     )
