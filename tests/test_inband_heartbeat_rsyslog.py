@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import cefparse, leefparse
 from support.e2e import Connector, expected_payloads, received, start_fake, summary
+from support.poison_api import PoisonApi, event
 from support.reliability import queue_drained, wait_for
 from support.rsyslog import RelpReceiver, RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux
+from siemconn.syslog.heartbeat import HEARTBEAT_SIGNATURE
 
 INTERVAL = 1
 DOWN_SECONDS = 6.0
@@ -134,3 +137,53 @@ def test_heartbeats_arrive_at_the_interval_and_stop_while_the_server_is_down(
         for b in beats
         if _sent_at(b) >= restarted - 1
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("fmt", ["cef", "leef"])
+def test_cef_and_leef_heartbeats_through_rsyslog_report_the_quarantine(
+    tmp_path: Path, fmt: str, rsyslog_factory: Callable[..., RsyslogReceiver]
+) -> None:
+    """A page holding one event that is not UTF-8 (quarantined at commit) and two good ones: the good ones
+    arrive, and the heartbeats that rsyslog received read as strict CEF / LEEF with the heartbeat's own
+    event id and a quarantined count of 1."""
+    rs = rsyslog_factory()
+    bad = b'{"id": 5, "detection_id": 7, "note": "caf\xe9 \xff end"}'
+    good = [json.dumps(event(i)).encode() for i in (4, 6)]
+    body = (
+        b'{"events": ['
+        + b", ".join([good[0], bad, good[1]])
+        + b'], "next_checkpoint": 7, "remaining_count": 0}'
+    )
+    api = PoisonApi({"detections": {0: body}}).start()
+    server = rs.server_entry("siem1", "TCP", format=fmt, leef_delimiter="^", heartbeat_seconds=INTERVAL)
+    conn = Connector(tmp_path / "c", api.url, [server], schedule="* * * * * *").start()
+
+    def beats() -> list[dict[str, str]]:
+        out = []
+        for raw in rs.raw_lines():
+            if HEARTBEAT_SIGNATURE not in raw:
+                continue
+            if fmt == "cef":
+                cef = cefparse.parse_syslog(raw.encode()).cef
+                assert (cef.product, cef.signature) == ("siemconn", HEARTBEAT_SIGNATURE)
+                out.append(cef.labelled())
+            else:
+                leef = leefparse.parse_syslog(raw.encode()).leef
+                assert (leef.product, leef.event_id, leef.delimiter) == ("siemconn", HEARTBEAT_SIGNATURE, "^")
+                out.append(leef.attributes)
+        return out
+
+    try:
+        wait_for(
+            lambda: any(b["quarantined"] == "1" for b in beats()), 40, "a heartbeat counting the quarantine"
+        )
+        assert conn.terminate() == 0
+    finally:
+        conn.kill()
+        api.stop()
+    events = [r for r in rs.raw_lines() if HEARTBEAT_SIGNATURE not in r]
+    assert len(events) == 2, events
+    last = beats()[-1]
+    assert (last["server"], last["backlog"], last["quarantined"], last["trimmed"]) == ("siem1", "0", "1", "0")
+    assert json.loads(last["streams"])["detections"]["last_poll"] is not None
