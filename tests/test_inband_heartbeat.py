@@ -5,6 +5,7 @@ tests/test_inband_heartbeat_rsyslog.py. (The container health-check file is test
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from siemconn import __version__
 from siemconn.config import ServerConfig, load_configuration
 from siemconn.errors import ConfigError
 from siemconn.queue import encode_event
+from siemconn.queue.quarantine import QUARANTINE_DDL, QuarantineTally, count_quarantined
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import (
     HEARTBEAT_KEY,
@@ -286,3 +288,36 @@ def test_events_delivered_during_a_heartbeat_write_are_reported_next_time() -> N
     beat.delivered += 3  # delivered while the heartbeat reporting 5 was being written
     beat.sent(0.0, reported)
     assert beat.delivered == 3
+
+
+def test_quarantine_tally_counts_every_row_then_only_new_ones() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute(QUARANTINE_DDL)
+
+    def add(key: str, destination: str | None, reason: str, n: int) -> None:
+        conn.executemany(
+            "INSERT INTO quarantine (at, key, destination, event_id, reason, detail, raw) "
+            "VALUES (1.0, ?, ?, NULL, ?, '', x'00')",
+            [(key, destination, reason)] * n,
+        )
+
+    add("detections", None, "invalid_json", 3)
+    add("audit", "siem1", "format_error", 2)
+    tally = QuarantineTally()
+    assert tally.refresh(conn) == count_quarantined(conn)
+    add("detections", "siem1", "oversize", 4)
+    add("detections", None, "invalid_json", 1)
+    assert (
+        tally.refresh(conn)
+        == count_quarantined(conn)
+        == {
+            ("audit", "siem1", "format_error"): 2,
+            ("detections", None, "invalid_json"): 4,
+            ("detections", "siem1", "oversize"): 4,
+        }
+    )
+    # a later refresh reads only rows above the highest rowid it counted: a row removed behind its back
+    # (siemconn never deletes one) is still counted, which shows that it did not count the table again
+    conn.execute("DELETE FROM quarantine WHERE rowid = 1")
+    assert tally.refresh(conn)[("detections", None, "invalid_json")] == 4
+    assert tally.refresh(conn) is not tally.refresh(conn)  # a copy each time
