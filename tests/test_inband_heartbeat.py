@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from support import cefparse, leefparse, syslogparse
 from siemconn import __version__
 from siemconn.config import ServerConfig, load_configuration
 from siemconn.errors import ConfigError
-from siemconn.queue import encode_event
-from siemconn.queue.quarantine import QUARANTINE_DDL, QuarantineTally, count_quarantined
+from siemconn.queue import DurableQueue, encode_event
+from siemconn.queue.quarantine import QUARANTINE_DDL, QuarantineTally, Rejected, count_quarantined
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import (
     HEARTBEAT_KEY,
@@ -26,6 +27,7 @@ from siemconn.syslog.heartbeat import (
     HeartbeatFacts,
     HeartbeatSchedule,
     StreamLag,
+    gather_facts,
     heartbeat_frame,
     heartbeat_message,
     quarantine_figures,
@@ -321,3 +323,37 @@ def test_quarantine_tally_counts_every_row_then_only_new_ones() -> None:
     conn.execute("DELETE FROM quarantine WHERE rowid = 1")
     assert tally.refresh(conn)[("detections", None, "invalid_json")] == 4
     assert tally.refresh(conn) is not tally.refresh(conn)  # a copy each time
+
+
+async def test_gather_facts_reads_a_real_queue(tmp_path: Path) -> None:
+    """Backlog, oldest age, stream polls and both counts come from the durable queue itself."""
+    s = server(streams=["detections", "audit"], heartbeat_seconds=30)
+    q = await DurableQueue.open(
+        tmp_path, ["siem1", "other"], min_free_disk_mb=0, routes={"siem1": ["detections", "audit"]}
+    )
+    try:
+        bad = Rejected(b"{nope", "invalid_json", "not JSON", None)
+        await q.commit_page("detections", [{"id": i} for i in range(1, 6)], 6, [bad])
+        await q.commit_page("entity_scoring.host", [{"id": 1}], 2, [bad, bad])  # a stream it does not take
+        await q.quarantine("siem1", "audit", [Rejected(b"{}", "oversize", "9000 bytes", "7")])
+        await q.quarantine("other", "audit", [Rejected(b"{}", "oversize", "9000 bytes", "8")])
+        at = time.time()
+        await q.record_poll("detections", at - 20.0)
+        now = datetime.fromtimestamp(at, UTC)
+        facts = await gather_facts(s, q, q, ("detections", "audit"), now, delivered=11)
+        assert (facts.server, facts.interval_seconds, facts.time, facts.delivered_since_last) == (
+            "siem1",
+            30,
+            now,
+            11,
+        )
+        assert facts.backlog == 5 and facts.oldest_undelivered_seconds >= 0.0
+        assert (facts.quarantined, facts.trimmed) == (1, 1)
+        assert facts.streams == (StreamLag("detections", at - 20.0, 20.0), StreamLag("audit", None, None))
+        assert facts.max_lag_seconds == 20.0
+        # without a source (a queue that keeps no polls or quarantine): unpolled, zero counts
+        bare = await gather_facts(s, q, None, ("detections",), now, delivered=0)
+        assert (bare.backlog, bare.quarantined, bare.trimmed) == (5, 0, 0)
+        assert bare.streams == (StreamLag("detections", None, None),)
+    finally:
+        await q.close()

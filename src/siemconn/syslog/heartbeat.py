@@ -45,8 +45,10 @@ __all__ = [
     "HeartbeatFacts",
     "HeartbeatSchedule",
     "HeartbeatSource",
+    "QueueFigures",
     "StreamLag",
     "default_host",
+    "gather_facts",
     "heartbeat_frame",
     "heartbeat_json",
     "heartbeat_mapped",
@@ -63,6 +65,13 @@ HEARTBEAT_NAME: Final = "siemconn heartbeat"
 HEARTBEAT_SEVERITY: Final = 1
 # the quarantine reason of events kept locally because they exceeded max_message_size (trimmed or dropped)
 OVERSIZE_REASON: Final = "oversize"
+
+
+class QueueFigures(Protocol):
+    """The part of the writer pool's queue contract a heartbeat reads (siemconn.syslog.pool.QueueLike)."""
+
+    async def depth(self, destination: str) -> int: ...
+    async def oldest_age(self, destination: str) -> float | None: ...
 
 
 class HeartbeatSource(Protocol):
@@ -216,6 +225,36 @@ def heartbeat_frame(server: ServerConfig, message: bytes) -> bytes:
     """`message` as its transport sends it: a UDP datagram as is, otherwise framed like the events (RELP
     servers always use LF framing, which the RELP transport splits into one RELP frame per message)."""
     return message if server.server_protocol == "UDP" else frame(message, server.framing)
+
+
+async def gather_facts(
+    server: ServerConfig,
+    queue: QueueFigures,
+    source: HeartbeatSource | None,
+    streams: Collection[str],
+    now: datetime,
+    delivered: int,
+) -> HeartbeatFacts:
+    """What `server`'s heartbeat says at `now`: `streams` are the enabled streams it takes; without a
+    `source` (a queue that keeps no polls or quarantine) the streams are unpolled and the counts 0."""
+    assert server.heartbeat_seconds is not None
+    polls = source.last_polls() if source is not None else {}
+    counts = await source.quarantine_counts() if source is not None else {}
+    quarantined, trimmed = quarantine_figures(counts, server)
+    depth = await queue.depth(server.name)
+    oldest = await queue.oldest_age(server.name) if depth else None
+    return HeartbeatFacts(
+        server=server.name,
+        host=default_host(),
+        time=now,
+        interval_seconds=server.heartbeat_seconds,
+        streams=stream_lags(polls, streams, now.timestamp()),
+        backlog=depth,
+        oldest_undelivered_seconds=round(oldest or 0.0, 1),
+        delivered_since_last=delivered,
+        quarantined=quarantined,
+        trimmed=trimmed,
+    )
 
 
 def default_host() -> str:

@@ -38,15 +38,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.metrics import emit
 from siemconn.queue import Batch
 from siemconn.syslog.format import Formatter
-from siemconn.syslog.heartbeat import (
-    HeartbeatFacts,
-    HeartbeatSchedule,
-    default_host,
-    heartbeat_frame,
-    heartbeat_message,
-    quarantine_figures,
-    stream_lags,
-)
+from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_frame, heartbeat_message
 from siemconn.syslog.transport import Transport, build_tls_context
 from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
 
@@ -296,28 +288,6 @@ class ServerWriter:
             return IDLE_WAIT_SECONDS
         return self.heartbeat.wait(self.pool.monotonic(), IDLE_WAIT_SECONDS)
 
-    async def _heartbeat_facts(self, every: int, delivered: int) -> HeartbeatFacts:
-        pool = self.pool
-        now = pool.wall_clock()
-        source = pool.heartbeat_source
-        polls = source.last_polls() if source is not None else {}
-        counts = await source.quarantine_counts() if source is not None else {}
-        quarantined, trimmed = quarantine_figures(counts, self.server)
-        depth = await pool.queue.depth(self.name)
-        oldest = await pool.queue.oldest_age(self.name) if depth else None
-        return HeartbeatFacts(
-            server=self.name,
-            host=default_host(),
-            time=now,
-            interval_seconds=every,
-            streams=stream_lags(polls, pool.server_streams.get(self.name, ()), now.timestamp()),
-            backlog=depth,
-            oldest_undelivered_seconds=round(oldest or 0.0, 1),
-            delivered_since_last=delivered,
-            quarantined=quarantined,
-            trimmed=trimmed,
-        )
-
     async def _send_heartbeat(self) -> bool:
         """Build and write one heartbeat between two batches. False after a failed write (handled like a
         failed batch write: the prefetched batch is dropped, the writer reconnects); a heartbeat that
@@ -327,7 +297,10 @@ class ServerWriter:
         pool = self.pool
         delivered = beat.delivered
         try:
-            facts = await self._heartbeat_facts(beat.every, delivered)
+            streams = pool.server_streams.get(self.name, ())
+            facts = await gather_facts(
+                self.server, pool.queue, pool.heartbeat_source, streams, pool.wall_clock(), delivered
+            )
             frame = heartbeat_frame(self.server, heartbeat_message(self.formatter, facts))
         except Exception as exc:  # a queue that cannot answer now: this heartbeat is skipped
             log.warning(
