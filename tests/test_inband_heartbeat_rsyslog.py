@@ -96,6 +96,8 @@ def test_heartbeats_arrive_at_the_interval_and_stop_while_the_server_is_down(
         )
         wait_for(lambda: queue_drained(conn, 1), 30, "siemconn status to show the queue drained")
         assert conn.terminate() == 0
+        began = [r for r in conn.log_records() if r.get("event") == "siemconn_started"]
+        assert began and began[0]["servers"][0].endswith(f" heartbeat={INTERVAL}s"), began
     finally:
         conn.kill()
         fake.stop()
