@@ -30,6 +30,7 @@ from siemconn.syslog.heartbeat import (
     gather_facts,
     heartbeat_frame,
     heartbeat_message,
+    heartbeat_wire,
     quarantine_figures,
     stream_lags,
 )
@@ -357,3 +358,26 @@ async def test_gather_facts_reads_a_real_queue(tmp_path: Path) -> None:
         assert bare.streams == (StreamLag("detections", None, None),)
     finally:
         await q.close()
+
+
+@pytest.mark.parametrize("fmt", ["legacy", "rfc5424", "rfc3164", "cef", "leef"])
+def test_a_heartbeat_fits_max_message_size_by_leaving_out_the_stream_detail(fmt: str) -> None:
+    whole = heartbeat_wire(Formatter(server(fmt, server_protocol="UDP"), hostname="h"), facts())
+    assert whole is not None and len(whole) > 480
+    f = Formatter(server(fmt, server_protocol="UDP", max_message_size=480), hostname="h")
+    wire = heartbeat_wire(f, facts())
+    assert wire is not None and len(wire) <= 480
+    if fmt == "cef":
+        fields = cefparse.parse_syslog(wire).cef.labelled()
+        assert "streams" not in fields and fields["maxLagSeconds"] == "42.0"
+    elif fmt == "leef":
+        attrs = leefparse.parse_syslog(wire).leef.attributes
+        assert "streams" not in attrs and attrs["maxLagSeconds"] == "42.0"
+    else:
+        body = json.loads(syslogparse.parse(wire, fmt).payload)[HEARTBEAT_KEY]
+        assert body == {k: v for k, v in EXPECTED_BODY.items() if k != "streams"}
+    # TCP counts the framing too; a heartbeat that cannot fit at all is not sent (never cut)
+    tcp = Formatter(server(fmt, framing="octet-counting", max_message_size=480), hostname="h")
+    framed = heartbeat_wire(tcp, facts())
+    assert framed is not None and len(framed) <= 480
+    assert heartbeat_wire(tcp, facts(host="x" * 400)) is None

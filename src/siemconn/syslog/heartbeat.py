@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
@@ -53,6 +53,7 @@ __all__ = [
     "heartbeat_json",
     "heartbeat_mapped",
     "heartbeat_message",
+    "heartbeat_wire",
     "quarantine_figures",
     "stream_lags",
 ]
@@ -110,6 +111,7 @@ class HeartbeatFacts:
     quarantined: int  # events of this server's streams in quarantine, oversize aside
     trimmed: int  # events of this server kept locally as oversize (trimmed or dropped on the wire)
     version: str = __version__
+    detail: bool = True  # False: the per-stream detail is left out (to fit max_message_size)
 
     @property
     def max_lag_seconds(self) -> float | None:
@@ -176,8 +178,9 @@ def heartbeat_json(facts: HeartbeatFacts) -> str:
         "quarantined": facts.quarantined,
         "trimmed": facts.trimmed,
         "max_lag_seconds": facts.max_lag_seconds,
-        "streams": _streams_dict(facts),
     }
+    if facts.detail:
+        body["streams"] = _streams_dict(facts)
     return json.dumps({HEARTBEAT_KEY: body})
 
 
@@ -202,9 +205,10 @@ def heartbeat_mapped(facts: HeartbeatFacts) -> Mapped:
     lag = facts.max_lag_seconds
     if lag is not None:
         fields.append(Field("cfp2", "maxLagSeconds", str(lag), "maxLagSeconds"))
-    # compact JSON: no ", " inside the value, which some collectors' key-value parsers split at
-    streams = json.dumps(_streams_dict(facts), separators=(",", ":"))
-    fields.append(Field("cs2", "streams", streams, "streams", json=True))
+    if facts.detail:
+        # compact JSON: no ", " inside the value, which some collectors' key-value parsers split at
+        streams = json.dumps(_streams_dict(facts), separators=(",", ":"))
+        fields.append(Field("cs2", "streams", streams, "streams", json=True))
     return Mapped(
         HEARTBEAT_PRODUCT, HEARTBEAT_SIGNATURE, HEARTBEAT_NAME, HEARTBEAT_SEVERITY, facts.time, fields
     )
@@ -225,6 +229,19 @@ def heartbeat_frame(server: ServerConfig, message: bytes) -> bytes:
     """`message` as its transport sends it: a UDP datagram as is, otherwise framed like the events (RELP
     servers always use LF framing, which the RELP transport splits into one RELP frame per message)."""
     return message if server.server_protocol == "UDP" else frame(message, server.framing)
+
+
+def heartbeat_wire(formatter: Formatter, facts: HeartbeatFacts) -> bytes | None:
+    """The framed heartbeat for `formatter`'s server within its `max_message_size` (which counts the
+    framing): whole, else without the per-stream detail (`max_lag_seconds` stays), else None (the caller
+    skips it). A heartbeat is never cut: a cut one would not parse."""
+    server = formatter.server
+    limit = server.max_message_size
+    for attempt in (facts, replace(facts, detail=False)):
+        wire = heartbeat_frame(server, heartbeat_message(formatter, attempt))
+        if not isinstance(limit, int) or limit <= 0 or len(wire) <= limit:
+            return wire
+    return None
 
 
 async def gather_facts(

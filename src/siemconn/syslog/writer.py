@@ -38,7 +38,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.metrics import emit
 from siemconn.queue import Batch
 from siemconn.syslog.format import Formatter
-from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_frame, heartbeat_message
+from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
 from siemconn.syslog.transport import Transport, build_tls_context
 from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
 
@@ -301,8 +301,10 @@ class ServerWriter:
             facts = await gather_facts(
                 self.server, pool.queue, pool.heartbeat_source, streams, pool.wall_clock(), delivered
             )
-            frame = heartbeat_frame(self.server, heartbeat_message(self.formatter, facts))
-        except Exception as exc:  # a queue that cannot answer now: this heartbeat is skipped
+            frame = heartbeat_wire(self.formatter, facts)
+            if frame is None:
+                raise ValueError(f"it does not fit max_message_size {self.server.max_message_size}")
+        except Exception as exc:  # a queue that cannot answer now, or too small a budget: skipped
             log.warning(
                 "syslog_heartbeat_skipped",
                 server=self.server.label,
