@@ -162,6 +162,12 @@ _WINDOW = checked(
     "is not a RELP window; expected an integer 1-100000 (unacknowledged frames)",
     int_in(1, 100_000),
 )
+_HEARTBEAT = checked(
+    "heartbeat_seconds",
+    "is not a heartbeat interval; expected an integer 1-86400 (seconds), or leave it out (no heartbeat)",
+    int_in(1, 86_400),
+    nullable=True,
+)
 _UDP_RATE = checked(
     "udp_rate",
     "is not a UDP rate; expected messages per second as an integer >= 0 (0 = unpaced)",
@@ -201,6 +207,8 @@ class ServerConfig(Strict):
     udp_rate_limit: Annotated[int, _UDP_RATE] = DEFAULT_UDP_RATE_LIMIT
     streams: Annotated[tuple[str, ...] | None, BeforeValidator(_streams)] = None  # None: every enabled stream
     start_at: Literal["now", "retained"] = "now"  # a new server: from now, or with the retained pages
+    # in-band heartbeat (siemconn.syslog.heartbeat): a status message every N seconds; None: none
+    heartbeat_seconds: Annotated[int | None, _HEARTBEAT] = None
 
     def takes(self, stream: str) -> bool:
         """True if this server receives the events of `stream` (when that stream is on)."""

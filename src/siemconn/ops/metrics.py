@@ -82,6 +82,7 @@ class Metrics:
     format_fallbacks: CounterLike
     api_requests: CounterLike
     reconnects: CounterLike
+    heartbeats_sent: CounterLike
     queue_depth: GaugeLike
     oldest_age: GaugeLike
     last_poll: GaugeLike
@@ -150,6 +151,12 @@ class Metrics:
         )
         self.reconnects = Counter(
             "siemconn_reconnects", "Reconnects per syslog server", ["server"], registry=r
+        )
+        self.heartbeats_sent = Counter(
+            "siemconn_heartbeats_sent",
+            "In-band heartbeats written to a syslog server (heartbeat_seconds)",
+            ["server"],
+            registry=r,
         )
         self.queue_depth = Gauge(
             "siemconn_queue_depth", "Undelivered events per server", ["server"], registry=r

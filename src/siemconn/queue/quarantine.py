@@ -33,6 +33,7 @@ __all__ = [
     "REASONS",
     "TOO_DEEP",
     "UNENCODABLE",
+    "QuarantineTally",
     "QuarantinedEvent",
     "Rejected",
     "count_quarantined",
@@ -204,6 +205,31 @@ def count_quarantined(conn: sqlite3.Connection) -> dict[tuple[str, str | None, s
             "GROUP BY key, destination, reason ORDER BY key, destination, reason"
         )
     }
+
+
+class QuarantineTally:
+    """Running counts of the quarantine per (key, destination, reason), for a process that asks often (the
+    in-band heartbeat): the first `refresh` counts every row, each later one only the rows added since
+    (rowids only grow: AUTOINCREMENT, and rows are never deleted), so asking costs nothing while the
+    quarantine does not grow, however large it is. Call it on the queue's worker thread only."""
+
+    __slots__ = ("_counts", "_seen")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str | None, str], int] = {}
+        self._seen = 0  # the highest rowid counted
+
+    def refresh(self, conn: sqlite3.Connection) -> dict[tuple[str, str | None, str], int]:
+        """The counts including every row committed so far (a copy)."""
+        for k, d, r, n, top in conn.execute(
+            f"SELECT key, destination, reason, COUNT(*), MAX(rowid) FROM {QUARANTINE_TABLE} "
+            "WHERE rowid > ? GROUP BY key, destination, reason",
+            (self._seen,),
+        ).fetchall():
+            key = (str(k), d, str(r))
+            self._counts[key] = self._counts.get(key, 0) + int(n)
+            self._seen = max(self._seen, int(top))
+        return dict(self._counts)
 
 
 def iter_quarantined(conn: sqlite3.Connection) -> Iterator[QuarantinedEvent]:

@@ -49,7 +49,7 @@ from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.errors import classify_sqlite_error
 from siemconn.queue.opening import QueueState, open_file, open_in, prepare_state
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.quarantine import Rejected
+from siemconn.queue.quarantine import QuarantineTally, Rejected
 from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import ReplayRequest
 from siemconn.queue.report import report_commit, report_pull, report_quarantined
@@ -107,6 +107,7 @@ class DurableQueue:
         self._pull_state: tuple[bool, str] = (True, "")
         self._data_events: dict[str, asyncio.Event] = {d: asyncio.Event() for d in state.cursors}
         self._reader = PageReader()  # used on the worker thread only
+        self._quarantine_tally = QuarantineTally()  # used on the worker thread only
 
         for key, cp in state.checkpoints.items():
             metrics.checkpoint.labels(key).set(cp)
@@ -484,6 +485,11 @@ class DurableQueue:
             return
         await self._sql_recovering(delivery.quarantine, destination, stream, list(rejects))
         report_quarantined(self._metrics, stream, rejects, destination)
+
+    async def quarantine_counts(self) -> dict[tuple[str, str | None, str], int]:
+        """Quarantined events per (stream key, destination, reason), as `siemconn status` counts them;
+        after the first call, only the rows added since the previous one are read."""
+        return await self._sql(self._quarantine_tally.refresh)
 
     async def record_destination_state(
         self, destination: str, state: str, reason: str = "", since: float | None = None

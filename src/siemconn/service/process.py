@@ -310,6 +310,7 @@ class Service:
             metrics=self.metrics,
             health=self.health,
             on_state=self._on_pool_state,
+            heartbeat_source=self.queue,
         )
         return asyncio.get_running_loop().create_task(self.pool.run(), name="writer-pool")
 

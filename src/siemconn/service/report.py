@@ -18,10 +18,12 @@ log = get_logger("siemconn.service")
 
 
 def server_lines(cfg: Configuration) -> list[str]:
-    """One line per configured server: its label, format, framing and the streams it takes."""
+    """One line per configured server: its label, format, framing, the streams it takes and, when set, its
+    in-band heartbeat interval."""
     return [
         f"{s.label} format={s.format} framing={s.framing} "
         f"streams={','.join(cfg.server_streams(s)) or '(none on)'}"
+        + ("" if s.heartbeat_seconds is None else f" heartbeat={s.heartbeat_seconds}s")
         for s in cfg.server
     ]
 

@@ -242,6 +242,11 @@ class Formatter:
         self._last_prefix = prefix
         return prefix
 
+    def siem_header(self, now: datetime) -> str:
+        """The syslog header in front of "CEF:" or "LEEF:" (cef and leef servers), for a message built
+        from a mapped record rather than a stored event (the in-band heartbeat)."""
+        return self._prefix(now)
+
     def _msgid(self, stream: str) -> str:
         msgid = self._msgids.get(stream)
         if msgid is None:

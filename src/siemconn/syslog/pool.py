@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue import Batch
 from siemconn.queue.quarantine import Rejected
+from siemconn.syslog.heartbeat import HeartbeatSource
 from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, open_transport
 from siemconn.syslog.wire import Oversize, PreparedBatch
 from siemconn.syslog.writer import DOWN, IDLE_WAIT_SECONDS, TRUNCATION_LOG_EVERY, ServerWriter
@@ -43,6 +45,7 @@ from siemconn.syslog.writer import DOWN, IDLE_WAIT_SECONDS, TRUNCATION_LOG_EVERY
 __all__ = [
     "BASE_BACKOFF",
     "HealthLike",
+    "HeartbeatSource",
     "IDLE_WAIT_SECONDS",
     "MAX_BACKOFF_CAP",
     "Opener",
@@ -138,6 +141,8 @@ class WriterPool:
     sleep: Sleep = asyncio.sleep
     rand: Callable[[], float] = random.random
     opener: Opener = open_transport
+    heartbeat_source: HeartbeatSource | None = None  # stream polls and quarantine counts for heartbeats
+    monotonic: Callable[[], float] = time.monotonic  # heartbeat schedule
     on_state: StateListener | None = None
     connect_timeout: float = 10.0
     write_timeout: float = 60.0
@@ -152,6 +157,7 @@ class WriterPool:
         self.drain_batch_bytes = configuration.drain_batch_bytes
         self.retry_count = configuration.retry_count
         self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
+        self.server_streams = {s.name: configuration.server_streams(s) for s in servers}
         self._writers = {s.name: ServerWriter(self, s) for s in servers}
         self._stop_event = asyncio.Event()
         self._changed = asyncio.Event()

@@ -17,6 +17,10 @@ wait and the settle time are paid once per larger batch. Still at most one batch
 the resend (duplicate) bound after a receiver crash is one batch: `drain_batch_size` events while
 draining, `batch_size` otherwise.
 
+In-band heartbeat (`heartbeat_seconds`, off by default; siemconn.syslog.heartbeat): when one is due, the
+writer sends it between two batches, as a write of its own on the same connection, and an idle writer wakes
+up for it. A failed heartbeat write is a failed write (reconnect, backoff); no heartbeat is queued.
+
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
 its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
 """
@@ -35,6 +39,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.metrics import emit
 from siemconn.queue import Batch
 from siemconn.syslog.format import Formatter
+from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
 from siemconn.syslog.transport import Transport, build_tls_context
 from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
 
@@ -81,6 +86,8 @@ class ServerWriter:
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
         self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
         self._fallbacks = 0
+        every = server.heartbeat_seconds
+        self.heartbeat = None if every is None else HeartbeatSchedule(every)
         m = pool.metrics
         # UDP has no acknowledgement: its events are counted as sent, never as delivered
         accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
@@ -89,6 +96,7 @@ class ServerWriter:
         self._m_truncated = m.events_truncated.labels(self.name)
         self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
         self._m_reconnects = m.reconnects.labels(self.name)
+        self._m_heartbeats = m.heartbeats_sent.labels(self.name)
         self._m_up = m.server_up.labels(self.name)
         self._m_up.set(0)
 
@@ -101,12 +109,15 @@ class ServerWriter:
                 if self.transport is None or self.transport.is_closing():
                     if not await self._connect():
                         continue
+                if self.heartbeat is not None and self.heartbeat.due(pool.monotonic()):
+                    if not await self._send_heartbeat():
+                        continue
                 prepared = await self._take_prefetched()
                 if prepared is None:
                     batch = await pool.queue.read_batch(self.name, await self._batch_limit(0))
                     if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
-                        await pool.until_stopped(pool.queue.wait_for_data(self.name, IDLE_WAIT_SECONDS))
+                        await pool.until_stopped(pool.queue.wait_for_data(self.name, self._idle_wait()))
                         continue
                     prepared = self.prepare(batch)
                 await self._deliver(prepared)
@@ -264,11 +275,64 @@ class ServerWriter:
         if not await self._record_delivery(prepared):
             return
         self._m_delivered.inc(prepared.sent)
+        if self.heartbeat is not None:
+            self.heartbeat.delivered += prepared.sent
         self.failures = 0
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
         if prepared.fallbacks:
             self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
+
+    def _idle_wait(self) -> float:
+        """Seconds to wait for events when there are none: until the next heartbeat at the latest."""
+        if self.heartbeat is None:
+            return IDLE_WAIT_SECONDS
+        return self.heartbeat.wait(self.pool.monotonic(), IDLE_WAIT_SECONDS)
+
+    async def _send_heartbeat(self) -> bool:
+        """Build and write one heartbeat between two batches. False after a failed write (handled like a
+        failed batch write: the prefetched batch is dropped, the writer reconnects); a heartbeat that
+        cannot be built is skipped until the next interval, never a reason to stop delivering events."""
+        beat = self.heartbeat
+        assert beat is not None and self.transport is not None
+        pool = self.pool
+        delivered = beat.delivered
+        try:
+            streams = pool.server_streams.get(self.name, ())
+            facts = await gather_facts(
+                self.server, pool.queue, pool.heartbeat_source, streams, pool.wall_clock(), delivered
+            )
+            frame = heartbeat_wire(self.formatter, facts)
+            if frame is None:
+                raise ValueError(f"it does not fit max_message_size {self.server.max_message_size}")
+        except Exception as exc:  # a queue that cannot answer now, or too small a budget: skipped
+            log.warning(
+                "syslog_heartbeat_skipped",
+                server=self.server.label,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                detail="the next heartbeat is tried after heartbeat_seconds; events are not affected",
+            )
+            beat.sent(pool.monotonic(), 0)
+            return True
+        try:
+            await asyncio.wait_for(self.transport.write([frame]), pool.write_timeout)
+        except (SyslogError, OSError, TimeoutError) as exc:
+            await self._drop_prefetched()
+            await self._failed(str(exc) or f"heartbeat write timed out after {pool.write_timeout:g} s")
+            return False
+        except BaseException:
+            await self._drop_prefetched()
+            raise
+        beat.sent(pool.monotonic(), delivered)
+        self._m_heartbeats.inc()
+        log.debug(
+            "syslog_heartbeat_sent",
+            server=self.server.label,
+            backlog=facts.backlog,
+            delivered_since_last=delivered,
+            max_lag_seconds=facts.max_lag_seconds,
+        )
+        return True
 
     async def _record_delivery(self, prepared: PreparedBatch) -> bool:
         """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
