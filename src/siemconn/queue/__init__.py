@@ -17,6 +17,9 @@ delivery cursor per syslog server. Modules, one concept each:
 * `delivery`: the sink side (read, ack, the delivery record, a destination's quarantine);
 * `housekeeping`: deleting pages every destination has passed;
 * `space`: the caps, the disk floor, reclaiming space and when housekeeping runs;
+* `reserve`: the disk reserve file that keeps room to ack and reclaim on a full disk;
+* `diskfull`: the disk-full condition, and which writes may use the reserve;
+* `assemble`: opening a `DurableQueue` (worker thread, file, reserve, limits);
 * `replay`: replay requests, their windows and the feed a replay writer reads;
 * `report`: the queue's log lines, each with its counter;
 * `store`: `DurableQueue`, the engine's facade (the worker thread, the loop side);

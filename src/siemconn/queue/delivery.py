@@ -20,6 +20,7 @@ import time
 
 from siemconn.errors import QueueError
 from siemconn.queue.batch import Batch
+from siemconn.queue.diskfull import recovery_write
 from siemconn.queue.opening import QueueState
 from siemconn.queue.quarantine import Rejected, insert_rejected
 from siemconn.queue.reader import PageReader
@@ -61,6 +62,7 @@ def read_next(
     return reader.read(conn, destination, cur, state.head, max_events)
 
 
+@recovery_write
 def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch, housekeeper: Housekeeper) -> None:
     """Durably move batch.destination's cursor past the batch (one small commit); a batch acked already
     is a no-op. A moved cursor counts towards the next housekeeping."""
@@ -100,12 +102,14 @@ def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch, housekeeper: 
     housekeeper.acked(conn)
 
 
+@recovery_write
 def quarantine(conn: sqlite3.Connection, destination: str, stream: str, rejects: list[Rejected]) -> None:
     """Durably keep events the destination's formatter refused, before it acks the batch holding them."""
     with transaction(conn):
         insert_rejected(conn, stream, rejects, time.time(), destination)
 
 
+@recovery_write
 def record_state(conn: sqlite3.Connection, destination: str, state: str, reason: str, since: float) -> None:
     """Store a destination's state (up, retrying, down, ...) and since when, for `status`."""
     conn.execute(

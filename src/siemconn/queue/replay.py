@@ -34,6 +34,7 @@ import orjson
 
 from siemconn.errors import QueueError
 from siemconn.queue.batch import Batch, Segment
+from siemconn.queue.diskfull import recovery_write
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import load_ids, split_page
 from siemconn.queue.quarantine import Rejected
@@ -234,6 +235,7 @@ def start_request(
     return request_of(row)
 
 
+@recovery_write
 def record_progress(
     conn: sqlite3.Connection, positions: dict[int, int], replay_id: int, position: int, events: int
 ) -> None:
@@ -245,6 +247,7 @@ def record_progress(
     positions[replay_id] = position
 
 
+@recovery_write
 def finish_request(
     conn: sqlite3.Connection, positions: dict[int, int], replay_id: int, state: str, detail: str
 ) -> None:

@@ -73,7 +73,7 @@ class DiskReserve:
         self.path = data_dir / RESERVE_FILE
         self.size = size
         self._data_dir = data_dir
-        self._disk_free = disk_free
+        self.disk_free = disk_free
 
     def held(self) -> int:
         """Bytes the reserve holds now (allocated blocks, at most `size`)."""
@@ -110,7 +110,7 @@ class DiskReserve:
         if missing <= 0:
             return True
         try:
-            if self._disk_free(self._data_dir) < missing + keep_free:
+            if self.disk_free(self._data_dir) < missing + keep_free:
                 return False
         except OSError:
             return False

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from siemconn.errors import QueueNoRoomError
 from siemconn.logging import get_logger
+from siemconn.queue.diskfull import DiskFull, recovery_write
 from siemconn.queue.housekeeping import (
     delete_passed_pages,
     first_stored_seq,
@@ -45,7 +46,6 @@ from siemconn.queue.schema import DB_FILE, MB
 from siemconn.queue.transaction import rollback
 
 __all__ = [
-    "DiskFull",
     "Housekeeper",
     "Limits",
     "bound_wal",
@@ -87,55 +87,6 @@ class Limits:
             self.retain = max(0.0, float(retain_seconds))
 
 
-class DiskFull:
-    """The "disk full" condition of one queue: it starts when a write fails because the file system is
-    full and ends when the disk reserve is whole again and the floor holds. One log line when it starts,
-    one when it ends, and the gauge `siemconn_queue_disk_full` meanwhile: a line per failed write would
-    only fill the disk further."""
-
-    def __init__(self, data_dir: Path, gauge: Callable[[float], None]) -> None:
-        self._data_dir = data_dir
-        self._gauge = gauge
-        self.since: float | None = None
-        self.released = 0  # bytes of the reserve released during this condition
-
-    def began(self, what: str, free: int, released: int) -> None:
-        """A write (`what`) failed on a full disk; `released` bytes of the reserve were just freed."""
-        self.released += released
-        if self.since is not None:
-            if released:
-                log.info("queue_disk_reserve_released", released_mb=round(released / MB, 2), during=what)
-            return
-        self.since = time.time()
-        self._gauge(1)
-        log.error(
-            "queue_disk_full",
-            data_dir=str(self._data_dir),
-            free_mb=round(max(0, free) / MB, 2),
-            failed_write=what,
-            reserve_released_mb=round(released / MB, 2),
-            detail="the file system holding the queue is full. siemconn keeps recording acks and "
-            "deleting delivered pages with its reserve, delivers its backlog to every reachable server, "
-            "and pauses pulling until the reserve can be allocated again on top of min_free_disk_mb. "
-            "Nothing is dropped. Fix: free space on that file system (df -h DATA_DIR)",
-        )
-
-    def ended(self, free: int) -> None:
-        """The reserve is whole again and the floor holds (no-op when the condition is not on)."""
-        if self.since is None:
-            return
-        log.info(
-            "queue_disk_full_cleared",
-            data_dir=str(self._data_dir),
-            lasted_seconds=round(time.time() - self.since, 1),
-            free_mb=round(max(0, free) / MB, 2),
-            detail="the disk reserve is allocated again; pulling resumes",
-        )
-        self.since = None
-        self.released = 0
-        self._gauge(0)
-
-
 class Housekeeper:
     """Deletes the pages below the keep floor: every `every` acks, on demand, and when the disk floor
     asks for room. Used on the worker thread only."""
@@ -163,6 +114,7 @@ class Housekeeper:
         lim = self._limits
         return keep_floor(conn, state.cursors, state.head, self._replays, lim.retain, lim.max_events)
 
+    @recovery_write
     def run(self, conn: sqlite3.Connection) -> int:
         """Delete the pages below the keep floor now; returns pages deleted."""
         self._acks = 0
@@ -194,6 +146,7 @@ def keep_floor(
     return floor
 
 
+@recovery_write
 def bound_wal(conn: sqlite3.Connection, limits: Limits) -> None:
     """Checkpoint the WAL often enough that it stays well under the disk floor (SQLite's default lets
     it grow to 1,000 pages, 4 MB at 4 KB pages, before it is reused; on a small floor that alone would eat

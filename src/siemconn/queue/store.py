@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -40,32 +41,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from siemconn.errors import QueueDiskFullError, QueueError, QueueNoRoomError, QueueUnavailableError
+from siemconn.errors import QueueError, QueueNoRoomError
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue import delivery, replay
+from siemconn.queue.assemble import open_parts
 from siemconn.queue.batch import Batch
 from siemconn.queue.commit import commit_page, record_poll
 from siemconn.queue.datadir import default_disk_free, release_lock
-from siemconn.queue.errors import classify_sqlite_error
-from siemconn.queue.opening import QueueState, open_file, open_in, prepare_state
+from siemconn.queue.diskfull import DiskFull, free_on, guard_write, may_use_reserve
+from siemconn.queue.opening import QueueState, prepare_state
 from siemconn.queue.pagelog import PageLog
 from siemconn.queue.quarantine import QuarantineTally, Rejected
 from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import ReplayRequest
 from siemconn.queue.report import report_commit, report_pull, report_quarantined
-from siemconn.queue.reserve import RESERVE_BYTES, DiskReserve, out_of_space
 from siemconn.queue.routing import normalise_routes
-from siemconn.queue.schema import DB_FILE, MB
-from siemconn.queue.space import (
-    DiskFull,
-    Housekeeper,
-    Limits,
-    bound_wal,
-    ensure_room,
-    keep_floor,
-    pull_verdict,
-)
-from siemconn.queue.transaction import rollback
+from siemconn.queue.schema import DB_FILE
+from siemconn.queue.space import Housekeeper, Limits, bound_wal, ensure_room, pull_verdict
 
 __all__ = ["DurableQueue"]
 
@@ -141,62 +133,35 @@ class DurableQueue:
         `retain_seconds`: keep delivered pages this long (0: reclaim them as soon as all passed them).
         `start_retained`: destinations that, when new, start with the stored pages instead of "now".
         """
-        data_dir = Path(data_dir)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siemconn-queue")
-        replays: dict[int, int] = {}
-
-        def floor_of(conn: sqlite3.Connection, state: QueueState) -> int:
-            replays.update(replay.running_positions(conn))
-            return keep_floor(conn, state.cursors, state.head, replays, retain_seconds, max_events)
-
-        free_of = disk_free or default_disk_free
-        reserve = DiskReserve(data_dir, free_of)
-        released = 0
-
-        def do_open() -> tuple[PageLog, int, QueueState]:
-            nonlocal released
-            norm = normalise_routes(destinations, routes)
-            if _free_or_zero(free_of, data_dir) < reserve.size:
-                released = reserve.release()  # a (nearly) full disk at start: the reserve is there for this
-            for attempt in (1, 2):
-                try:
-                    return open_file(
-                        data_dir, list(destinations), norm, start_retained=start_retained, floor_of=floor_of
-                    )
-                except QueueUnavailableError as exc:
-                    if not out_of_space(exc.__cause__ or exc, _free_or_zero(free_of, data_dir)):
-                        raise
-                    more = reserve.release() if attempt == 1 else 0
-                    if not more:
-                        raise _full_at_open(data_dir, free_of, exc) from exc
-                    released += more
-            raise AssertionError("unreachable")  # pragma: no cover
-
-        pages, lock_fd, state = await open_in(executor, do_open)
-        limits = Limits(
+        opened = await open_parts(
+            Path(data_dir),
+            destinations,
             max_events=max_events,
-            min_free=min_free_disk_mb * MB,
-            retain=max(0.0, float(retain_seconds)),
-            data_dir=data_dir,
-            disk_free=free_of,
-            reserve=reserve,
+            min_free_disk_mb=min_free_disk_mb,
+            disk_free=disk_free or default_disk_free,
+            routes=routes,
+            retain_seconds=retain_seconds,
+            start_retained=start_retained,
         )
+        limits = opened.limits
         queue = cls(
-            executor=executor,
-            pages=pages,
-            lock_fd=lock_fd,
-            state=state,
+            executor=opened.executor,
+            pages=opened.pages,
+            lock_fd=opened.lock_fd,
+            state=opened.state,
             limits=limits,
             housekeeping_every=housekeeping_every,
             metrics=metrics,
-            replay_positions=replays,
+            replay_positions=opened.replays,
         )
-        if released:
-            queue._disk.began("opening the queue", _free_or_zero(free_of, data_dir), released)
-        await queue._sql_recovering(bound_wal, limits)
+        if opened.released:
+            queue._disk.began(
+                "opening the queue", free_on(limits.disk_free, limits.data_dir), opened.released
+            )
+        await queue._sql(bound_wal, limits)
         # a first start allocates the reserve; one released before is allocated again by the first
         # pull check that finds room for it (pulling waits for it)
-        await queue._sql(lambda _conn: reserve.refill(limits.min_free))
+        await queue._sql(lambda _conn: limits.reserve.refill(limits.min_free))
         return queue
 
     async def reconfigure(
@@ -271,51 +236,17 @@ class DurableQueue:
         self, fn: Callable[Concatenate[sqlite3.Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
     ) -> _T:
         """fn(connection, *args) on the worker thread; sqlite3 and OS errors (the open transaction rolled
-        back) become Queue*Error naming the file. A full disk starts the disk-full condition and raises
-        QueueDiskFullError (the reserve is kept for the writes that give space back)."""
-        return await self._run(False, fn, *args, **kwargs)
-
-    async def _sql_recovering(
-        self, fn: Callable[Concatenate[sqlite3.Connection, _P], _T], *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """Like `_sql`, for the writes that must work on a full disk (acks, the delivery record,
-        housekeeping, replay progress): a write that fails for lack of space releases the disk reserve
-        and is tried once more (it was rolled back, so it runs again from scratch)."""
-        return await self._run(True, fn, *args, **kwargs)
-
-    async def _run(
-        self,
-        recover: bool,
-        fn: Callable[Concatenate[sqlite3.Connection, _P], _T],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> _T:
+        back) become Queue*Error naming the file. On a full disk, a write marked `recovery_write` uses
+        the disk reserve; others raise QueueDiskFullError (see `diskfull.guard_write`)."""
         if self._closed:
             raise QueueError(f"queue {self.db_path} is closed")
+        recover = may_use_reserve(fn)
 
         def guarded() -> _T:
-            released = 0
-            while True:
-                try:
-                    return fn(self._db(), *args, **kwargs)
-                except (sqlite3.Error, OSError) as exc:
-                    rollback(self._conn)
-                    if not out_of_space(exc, self._free()):
-                        raise classify_sqlite_error(exc, self.db_path) from exc
-                    freed = self._limits.reserve.release() if recover and not released else 0
-                    self._disk.began(getattr(fn, "__name__", "write"), self._free(), freed)
-                    if freed:
-                        released = freed
-                        continue
-                    raise QueueDiskFullError(
-                        f"queue database {self.db_path}: the disk is full ({exc}); the write is retried "
-                        "(nothing is lost). Fix: free space on the file system holding it"
-                    ) from exc
+            write = functools.partial(fn, self._db(), *args, **kwargs)
+            return guard_write(self._disk, self._limits.reserve, self.db_path, self._conn, recover, write)
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, guarded)
-
-    def _free(self) -> int:
-        return _free_or_zero(self._limits.disk_free, self.data_dir)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -352,23 +283,12 @@ class DurableQueue:
         if not key:
             raise ValueError("commit_page: empty key")
         cp = None if next_checkpoint is None else int(next_checkpoint)
-        conn, limits = self._db(), self._limits
-
-        def room(nbytes: int, nevents: int) -> None:
-            ensure_room(conn, limits, nbytes, nevents)
-
+        # the disk floor is checked before anything is written
+        commit = functools.partial(commit_page, room=functools.partial(ensure_room, self._db(), self._limits))
+        rows = list(rejects)
         try:
             result = await self._sql(
-                commit_page,
-                self._page_log(),
-                self._state,
-                key,
-                events,
-                cp,
-                list(rejects),
-                state,
-                dedupe,
-                room,
+                commit, self._page_log(), self._state, key, events, cp, rows, state, dedupe
             )
         except QueueNoRoomError as exc:
             if self._pull_state != (False, "disk"):
@@ -439,11 +359,11 @@ class DurableQueue:
 
     async def replay_progress(self, replay_id: int, position: int, events: int) -> None:
         """Durably move a replay's position after its server accepted a batch."""
-        await self._sql_recovering(replay.record_progress, self._replays, replay_id, position, events)
+        await self._sql(replay.record_progress, self._replays, replay_id, position, events)
 
     async def finish_replay(self, replay_id: int, state: str, detail: str) -> None:
         """Mark a replay done or failed, with a one-line detail for `status`."""
-        await self._sql_recovering(replay.finish_request, self._replays, replay_id, state, detail)
+        await self._sql(replay.finish_request, self._replays, replay_id, state, detail)
 
     # ------------------------------------------------------------------ sink side
 
@@ -475,7 +395,7 @@ class DurableQueue:
 
     async def ack(self, batch: Batch) -> None:
         """Durably move batch.destination's cursor past the batch (one small commit)."""
-        await self._sql_recovering(delivery.ack, self._state, batch, self._housekeeper)
+        await self._sql(delivery.ack, self._state, batch, self._housekeeper)
         self._report_depth(batch.destination)
 
     async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
@@ -483,7 +403,7 @@ class DurableQueue:
         destination acks the batch that holds them."""
         if not rejects:
             return
-        await self._sql_recovering(delivery.quarantine, destination, stream, list(rejects))
+        await self._sql(delivery.quarantine, destination, stream, list(rejects))
         report_quarantined(self._metrics, stream, rejects, destination)
 
     async def quarantine_counts(self) -> dict[tuple[str, str | None, str], int]:
@@ -496,7 +416,7 @@ class DurableQueue:
     ) -> None:
         """Durably record a destination's state (up, retrying, down, ...) and since when, for `status`.
         Called on state changes only."""
-        await self._sql_recovering(
+        await self._sql(
             delivery.record_state, destination, state, reason, time.time() if since is None else since
         )
 
@@ -521,25 +441,4 @@ class DurableQueue:
 
     async def housekeeping(self) -> int:
         """Delete pages every destination has passed now (also runs by itself every N acks). Returns pages."""
-        return await self._sql_recovering(self._housekeeper.run)
-
-
-def _free_or_zero(disk_free: Callable[[Path], int], path: Path) -> int:
-    """Free bytes on the file system holding path (or its nearest existing parent); 0 if unknown."""
-    for candidate in (path, *path.parents):
-        try:
-            return disk_free(candidate)
-        except OSError:
-            continue
-    return 0
-
-
-def _full_at_open(data_dir: Path, disk_free: Callable[[Path], int], exc: Exception) -> QueueDiskFullError:
-    """The error of a queue that cannot be opened because its disk is full and no reserve is left."""
-    free = _free_or_zero(disk_free, data_dir)
-    return QueueDiskFullError(
-        f"the queue in {data_dir} cannot be opened: the file system holding it is full ({free / MB:.2f} MB "
-        f"free) and the disk reserve is used up ({exc}). Fix: free at least {2 * RESERVE_BYTES // MB} MB on "
-        f"that file system (df -h {data_dir}) and start siemconn again; every queued event is kept and "
-        "delivered then"
-    )
+        return await self._sql(self._housekeeper.run)
