@@ -17,7 +17,7 @@ from support.smalldisk import MB, fill, free, small_tmpfs
 
 from siemconn.errors import QueueDiskFullError, QueueNoRoomError
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import DurableQueue
+from siemconn.queue import DurableQueue, read_status, render_status
 from siemconn.queue.reserve import RESERVE_BYTES, RESERVE_FILE, DiskReserve
 from siemconn.queue.space import Limits, no_room, under_floor
 
@@ -87,11 +87,13 @@ async def test_a_disk_filled_by_another_process_still_acks_drains_and_resumes(di
         assert metrics.registry is not None
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 1
         assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 < RESERVE_BYTES
+        assert "reserve RELEASED" in render_status(read_status(disk / "data"))
         # the queue hands its own space back and allocates the reserve again: pulling resumes although
         # the filler keeps every byte it took
         ok, reason = await q.can_pull()
         assert ok, reason
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 0
+        assert "reserve whole (2 MB)" in render_status(read_status(disk / "data"))
         assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= RESERVE_BYTES
         assert filler.exists()
         more = await commit_until_refused(q, disk, first=1_000_000)

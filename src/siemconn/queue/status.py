@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from siemconn.queue.errors import classify_sqlite_error, corrupt_error
 from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
 from siemconn.queue.render import render_status
 from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
+from siemconn.queue.reserve import DiskReserve
 from siemconn.queue.routing import (
     Routes,
     load_routes,
@@ -99,6 +101,8 @@ class StatusReport:
     quarantine: dict[str, int] | None = None  # stream -> quarantined events (None: no quarantine table)
     replays: tuple[ReplayRequest, ...] = ()  # the most recent replay requests
     quarantined: tuple[QuarantineCount, ...] = ()
+    disk_free: int | None = None  # free bytes on the data file system (None: unknown)
+    reserve_held: int | None = None  # bytes the disk reserve holds (None: no queue yet)
 
     @property
     def quarantined_total(self) -> int:
@@ -250,8 +254,24 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         conn.close()
     keys = sorted(set(cps) | set(polls))
     streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
+    try:
+        disk_free: int | None = shutil.disk_usage(data_dir).free
+    except OSError:
+        disk_free = None
+    reserve_held = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free).held()
     return StatusReport(
-        data_dir, db, True, pid, streams, tuple(dests), now, quarantine, replays, tuple(quarantined)
+        data_dir,
+        db,
+        True,
+        pid,
+        streams,
+        tuple(dests),
+        now,
+        quarantine,
+        replays,
+        tuple(quarantined),
+        disk_free,
+        reserve_held,
     )
 
 
