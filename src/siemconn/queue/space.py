@@ -41,7 +41,7 @@ from siemconn.queue.housekeeping import (
 )
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.reserve import DiskReserve, is_disk_full
+from siemconn.queue.reserve import DiskReserve, out_of_space
 from siemconn.queue.schema import DB_FILE, MB
 from siemconn.queue.transaction import rollback
 
@@ -270,21 +270,22 @@ def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper,
             deleted += housekeeper.run(conn)
             _give_back(conn)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            housekeeper.note_failure(None)
             break
         except sqlite3.Error as exc:
             rollback(conn)
-            released = limits.reserve.release() if is_disk_full(exc) else 0
-            if is_disk_full(exc):
-                disk.began("housekeeping", limits.disk_free(limits.data_dir), released)
+            disk_free = limits.disk_free(limits.data_dir)
+            full = out_of_space(exc, disk_free)
+            released = limits.reserve.release() if full else 0
+            if full:
+                disk.began("housekeeping", disk_free, released)
             if attempt == 2 or not released:
                 if housekeeper.note_failure(str(exc)):
                     log.warning("queue_reclaim_failed", error=str(exc), detail="retried at every check")
                 break
-    else:  # pragma: no cover - the loop always breaks
-        pass
     free = free_bytes(conn, limits)
-    if free != before or deleted:
-        housekeeper.note_failure(None)
+    # a line when something was given back, not for the small changes of every check while paused
+    if deleted or free - before >= MB:
         log.info(
             "queue_space_reclaimed",
             pages_deleted=deleted,
