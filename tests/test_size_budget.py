@@ -34,6 +34,7 @@ from siemconn.devtools.harness import wait_until_async
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue
 from siemconn.queue.quarantine import OVERSIZE, export_row
+from siemconn.queue.render import render_status
 from siemconn.queue.status import read_quarantine, read_status
 from siemconn.syslog.budget import SIEM_MARKER_KEY, Oversizer, message_limit
 from siemconn.syslog.format import Formatter
@@ -325,10 +326,17 @@ async def test_every_event_arrives_whole_at_rsyslog_defaults(
             assert r.reason == OVERSIZE and r.key == stored[int(r.event_id or 0)].stream
             row = export_row(r)
             assert row["raw"] == stored[int(r.event_id or 0)].payload
-            assert row["detail"].startswith("trimmed and sent")
+            assert row["detail"].startswith("trimmed: sent ")
     report = read_status(tmp_path / "q")
-    by_dest = {(c.destination, c.reason): c.count for c in report.quarantined}
-    assert all(by_dest[(name, OVERSIZE)] > 0 for name in inputs)
+    by_dest: dict[tuple[str | None, str], int] = {}
+    for c in report.quarantined:  # one count per stream: summed per destination
+        by_dest[(c.destination, c.reason)] = by_dest.get((c.destination, c.reason), 0) + c.count
+    oversize = {d.destination: d.oversize for d in report.destinations}
+    for name in inputs:
+        n_trimmed = int(metric_value(metrics.events_oversize.labels(name, "trimmed")))
+        assert by_dest[(name, OVERSIZE)] == n_trimmed and oversize[name] == {"trimmed": n_trimmed}
+    text = render_status(report)
+    assert f"  over max_message_size (each kept whole in the quarantine): trimmed {n_trimmed}" in text
 
 
 @pytest.mark.needs_rsyslog
@@ -367,7 +375,9 @@ async def test_drop_and_unfittable_keep_the_event_and_send_nothing(
     assert set(kept) == {("drop", 2), ("drop", 3), ("trim", 2), ("trim", 3)}
     for (_, event_id), row in kept.items():
         assert row["raw"] == stored[event_id].payload and row["reason"] == OVERSIZE
-    assert "do not fit even with every removable field trimmed" in kept[("trim", 3)]["detail"]
+    assert kept[("trim", 3)]["detail"].startswith("unfittable: not sent")
+    assert kept[("trim", 2)]["detail"].startswith("trimmed: sent ")
+    assert read_status(tmp_path / "q").destinations[0].oversize == {"dropped": 2}
     out = capsys.readouterr().out
     for name in ("syslog_event_dropped", "syslog_event_trimmed"):
         assert name in out

@@ -37,6 +37,7 @@ __all__ = [
     "UNENCODABLE",
     "QuarantinedEvent",
     "Rejected",
+    "count_oversize",
     "count_quarantined",
     "export_row",
     "id_text",
@@ -206,6 +207,20 @@ def count_quarantined(conn: sqlite3.Connection) -> dict[tuple[str, str | None, s
         for k, d, r, n in conn.execute(
             f"SELECT key, destination, reason, COUNT(*) FROM {QUARANTINE_TABLE} "
             "GROUP BY key, destination, reason ORDER BY key, destination, reason"
+        )
+    }
+
+
+def count_oversize(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Oversize rows per (destination, action), the action being the detail's first word (see
+    siemconn.syslog.wire.oversize_detail)."""
+    return {
+        (str(d), str(a)): int(n)
+        for d, a, n in conn.execute(
+            f"SELECT destination, substr(detail, 1, instr(detail, ':') - 1) AS action, COUNT(*) "
+            f"FROM {QUARANTINE_TABLE} WHERE reason = ? AND destination IS NOT NULL "
+            "GROUP BY destination, action ORDER BY destination, action",
+            (OVERSIZE,),
         )
     }
 

@@ -67,14 +67,15 @@ class Oversize:
 
 
 def oversize_detail(f: Fitted) -> str:
-    """The quarantine row's detail for an oversize event: what was sent, and the sizes."""
+    """The quarantine row's detail for an oversize event: the action first (trimmed, truncated, dropped,
+    unfittable; `siemconn status` counts by it), then what was sent and the sizes."""
     if f.action == "trimmed":
-        return f"trimmed and sent ({f.original} -> {f.sent} bytes); removed: {', '.join(f.removed)}"
+        return f"trimmed: sent {f.sent} of {f.original} bytes; removed: {', '.join(f.removed)}"
     if f.action == "truncated":
-        return f"truncated and sent ({f.original} -> {f.sent} bytes)"
+        return f"truncated: sent {f.sent} of {f.original} bytes"
     if f.action == "unfittable":
-        return f"not sent: {f.original} bytes do not fit even with every removable field trimmed"
-    return f"not sent: {f.original} bytes (oversize policy drop)"
+        return f"unfittable: not sent, {f.original} bytes do not fit even with every removable field trimmed"
+    return f"dropped: not sent, {f.original} bytes (oversize policy drop)"
 
 
 @dataclass
