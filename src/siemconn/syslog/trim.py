@@ -146,17 +146,21 @@ def trim_event(
     removed: tuple[str, ...] = (),
 ) -> Trimmed | None:
     """`render` of `event` with fields removed (see the module docstring) and the marker added, once it
-    is at most `limit` bytes; None if it never is. `removed` names what the caller already left out (the
-    raw event of CEF and LEEF); it heads the marker's list."""
+    is at most `limit` bytes; None if it never is. The caller has found the whole event over `limit`, so
+    at least one field is removed. `removed` names what the caller already left out (the raw event of CEF
+    and LEEF); it heads the marker's list, and then the event without it is tried first."""
     work = {k: v for k, v in event.items() if k != MARKER}
     gone = list(removed)
     bulk = [p for p in BULK.get(stream.split(".")[0], ()) if _present(work, p)]
+    render_first = bool(gone)  # the event as it is is over the limit: no need to render it
     while True:
-        work[MARKER] = marker_value(original, gone)
-        message = render(work)
-        if len(message) <= limit:
-            return Trimmed(message, tuple(gone))
-        del work[MARKER]
+        if render_first:
+            work[MARKER] = marker_value(original, gone)
+            message = render(work)
+            if len(message) <= limit:
+                return Trimmed(message, tuple(gone))
+            del work[MARKER]
+        render_first = True
         while bulk and not _present(work, bulk[0]):
             bulk.pop(0)
         path = bulk.pop(0) if bulk else _largest(work)
