@@ -208,7 +208,7 @@ def tenant_events() -> dict[str, list[dict[str, Any]]]:
     out["detections"].append(huge)
     audit = f.make("audits", 1999, 1.7e9).doc
     audit["event_data"] = {
-        "rules": [{"name": f"r\u00e8gle {i}", "ips": ["10.0.0.1"] * 40} for i in range(120)]
+        "rules": [{"name": f"r\u00e8gle {i}", "ips": ["10.0.0.1"] * 40} for i in range(140)]
     }
     out["audit"].append(audit)
     out["health"] = [

@@ -31,29 +31,16 @@ from siemconn.queue import export_row, read_quarantine, read_status, render_stat
 from siemconn.queue.status import report_dict
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
+from siemconn.syslog.budget import BUDGET_HINT
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
-__all__ = [
-    "BUDGET_NOTE",
-    "CONNECT_TIMEOUT",
-    "TEST_EVENT_MARK",
-    "check_server",
-    "print_status",
-    "run_checks",
-    "send_test",
-]
+__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "check_server", "print_status", "run_checks", "send_test"]
 
 CONNECT_TIMEOUT = 10.0
 UDP_NOTE = (
     "note: UDP has no acknowledgement: siemconn can only count events as sent, and a receiver whose "
     "buffer is full drops them unseen; use TCP, TLS or RELP when every event matters"
-)
-# one line for a TCP, TLS or RELP server without a size budget (issue 26; limits in docs/formats.md)
-BUDGET_NOTE = (
-    "hint: no max_message_size, so events are sent whole and a receiver cuts larger ones (rsyslog imtcp and "
-    "imrelp: 8096 bytes by default, Splunk TRUNCATE 10000, Wazuh 6144, QRadar: its TCP syslog payload "
-    'setting); set e.g. "max_message_size": 8000, "oversize": "trim" (docs/formats.md, Message size)'
 )
 API_CONNECT_TIMEOUT = 5.0  # `check`'s TCP probe of the API: a clear answer within seconds
 TLS_ANSWER_TIMEOUT = 5.0  # a TLS server answers a ClientHello at once; silence means it speaks no TLS
@@ -235,7 +222,7 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
         elif server.message_budget is None:
-            print(f"       {server.name}: {BUDGET_NOTE}", file=out, flush=True)
+            print(f"       {server.name}: {BUDGET_HINT}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 
@@ -450,6 +437,4 @@ async def send_test(settings: LocalSettings, out: TextIO) -> int:
         )
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
-        elif server.message_budget is None:
-            print(f"       {server.name}: {BUDGET_NOTE}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED

@@ -50,6 +50,7 @@ from siemconn.syslog.mapping import RAW_EVENT_LABEL
 from siemconn.syslog.trim import MARKER, trim_event
 
 __all__ = [
+    "BUDGET_HINT",
     "SIEM_MARKER_KEY",
     "Fitted",
     "Oversizer",
@@ -57,6 +58,12 @@ __all__ = [
     "message_limit",
 ]
 
+# `siemconn check`'s line for a TCP, TLS or RELP server without a budget (figures: docs/formats.md)
+BUDGET_HINT: Final = (
+    "hint: no max_message_size, so events are sent whole and a receiver cuts larger ones (rsyslog imtcp and "
+    "imrelp: 8096 bytes by default, Splunk TRUNCATE 10000, Wazuh 6144, QRadar: its TCP syslog payload "
+    'setting); set e.g. "max_message_size": 8000, "oversize": "trim" (docs/formats.md, Message size)'
+)
 # the marker's CEF and LEEF extension key (CEF: a vendor-defined key, as the CEF guide allows)
 SIEM_MARKER_KEY: Final = "siemconnTrimmed"
 
