@@ -72,12 +72,17 @@ def test_defaults_keep_the_behaviour_before_budgets() -> None:
 
 def test_udp_oversize_is_a_synonym_of_oversize() -> None:
     assert server(server_protocol="UDP", udp_oversize="drop").oversize_policy == "drop"
-    assert server(udp_oversize="drop", oversize="drop").oversize_policy == "drop"
+    assert server(udp_oversize="drop", max_message_size=8000, oversize="drop").oversize_policy == "drop"
+    assert server(udp_oversize="drop").message_budget is None  # accepted as before (it has no effect)
     assert server(server_protocol="UDP", oversize="trim").oversize_policy == "trim"
     with pytest.raises(ValidationError, match=r"oversize 'trim' and udp_oversize 'drop' disagree"):
         server(oversize="trim", udp_oversize="drop")
     with pytest.raises(ValidationError, match=r"oversize"):
         server(oversize="cut")
+    with pytest.raises(
+        ValidationError, match=r"oversize 'trim' has no effect without a size budget.*e\.g\. 8000"
+    ):
+        server(oversize="trim")  # TCP without max_message_size
 
 
 def test_budget_counts_the_whole_message_with_its_framing() -> None:
@@ -430,3 +435,88 @@ def test_octet_counted_trimmed_message_fits_with_its_count() -> None:
     framed = b"%d %s" % (len(fitted.message), fitted.message)
     assert len(framed) == fitted.sent <= BUDGET
     assert unframe(framed, "octet-counting") == [fitted.message]
+
+
+@pytest.mark.needs_rsyslog
+async def test_without_a_budget_rsyslog_defaults_cut_large_events_into_fragments(
+    rx: DefaultLimitsReceiver, tmp_path: Path
+) -> None:
+    """The problem the budget solves, on the same receiver: with the defaults (no budget), an event over
+    8,096 bytes arrives cut, plus its tail as a bogus message (LF framing), or cut and acknowledged (RELP)."""
+    events = [{"id": 1, "message": "small"}, {"id": 2, "blob": "x" * 20000}, {"id": 3, "message": "last"}]
+    servers = [ServerConfig.model_validate(rx.input_entry(n, n)) for n in ("tcp_lf", "relp")]
+    q = await DurableQueue.open(tmp_path / "q", ["tcp_lf", "relp"])
+    try:
+        await q.commit_page("audit", events, 1)
+        await _deliver(servers, q, tmp_path, Metrics())
+    finally:
+        await q.close()
+    rx.wait_for(6)
+    await asyncio.sleep(0.5)
+    lines = rx.raw_lines()
+    tcp = [x.split(" ", 1)[1] for x in lines if x.startswith("tcp_lf ")]
+    relp = [x.split(" ", 1)[1] for x in lines if x.startswith("relp ")]
+    assert len(tcp) > 3  # three events, more messages: the tails of the cut one
+    assert max(map(len, tcp)) == RSYSLOG_DEFAULT_MAX
+    assert len(relp) == 3 and len(relp[1]) == RSYSLOG_DEFAULT_MAX  # cut, and acknowledged
+    with pytest.raises(ValueError):
+        json.loads(parse(relp[1].encode(), "legacy").payload)
+
+
+BUDGETED: list[dict[str, Any]] = [
+    {"server_protocol": "TCP", "oversize": "trim"},
+    {"server_protocol": "TCP", "framing": "octet-counting", "oversize": "trim"},
+    {"server_protocol": "TCP", "oversize": "drop"},
+    {"server_protocol": "TLS", "oversize": "truncate"},
+    {"server_protocol": "RELP", "oversize": "trim"},
+    {"server_protocol": "UDP", "oversize": "trim"},
+    {"server_protocol": "UDP"},  # truncate, as before
+    {"server_protocol": "TCP", "format": "cef", "include_raw_event": True, "oversize": "trim"},
+    {"server_protocol": "TCP", "format": "leef", "leef_delimiter": "^", "oversize": "trim"},
+    {"server_protocol": "TCP", "format": "rfc5424", "timestamp": "event", "oversize": "trim"},
+]
+
+
+@pytest.mark.parametrize("kw", BUDGETED, ids=lambda k: "-".join(map(str, k.values())))
+async def test_a_budgeted_batch_is_the_event_by_event_result(tmp_path: Path, kw: dict[str, Any]) -> None:
+    """`prepare` (segments, one length check per slice) gives the bytes of formatting, fitting and framing
+    event by event; every frame is within the budget; the counts add up."""
+    srv = server(max_message_size=2000, **kw)
+    f = EventFactory(seed=9, big_every=10)  # ids 7, 17, 27 of each stream are big
+    q = await DurableQueue.open(tmp_path / "q", ["s"])
+    try:
+        await q.commit_page("detections", [f.make("detections", i, 1.7e9).doc for i in range(1, 30)], 1)
+        await q.commit_page("audit", [f.make("audits", i, 1.7e9).doc for i in range(1, 30)], 1)
+        batch = await q.read_batch("s", 100)
+        assert batch is not None
+        pool = WriterPool([srv], q, configuration([srv]), tmp_path, wall_clock=lambda: NOW)
+        prepared = pool.writer("s").prepare(batch)
+    finally:
+        await q.close()
+    formatter = Formatter(srv)
+    sizer = Oversizer(srv, formatter)
+    limit = message_limit(srv)
+    assert limit is not None
+    expected: list[bytes] = []
+    over = 0
+    for ev in batch.events:
+        payload = ev.payload.encode()
+        msg: bytes | None = formatter.format_bytes(payload, ev.stream, NOW)
+        assert msg is not None
+        if len(msg) > limit:
+            over += 1
+            msg = sizer.fit(msg, payload, ev.stream, NOW).message
+        if msg is None:
+            continue
+        if srv.server_protocol == "UDP":
+            expected.append(msg)
+        elif srv.framing == "octet-counting":
+            expected.append(b"%d %s" % (len(msg), msg))
+        else:
+            expected.append(msg + b"\n")
+    assert over >= 3
+    assert b"".join(prepared.frames) == b"".join(expected)
+    assert all(len(x) <= 2000 for x in expected)
+    assert prepared.oversize is not None and len(prepared.oversize.events) == over
+    assert sum(map(len, prepared.oversize.kept.values())) == over  # each kept whole
+    assert prepared.sent == len(expected) == prepared.events - len(prepared.oversize.dropped_ids or [])

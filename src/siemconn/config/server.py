@@ -227,6 +227,11 @@ class ServerConfig(Strict):
                 f"oversize {self.oversize!r} and udp_oversize {self.udp_oversize!r} disagree (server "
                 f"{self.name!r}): udp_oversize is the older name of oversize; keep only oversize"
             )
+        if self.oversize is not None and self.message_budget is None:
+            raise ValueError(
+                f"oversize {self.oversize!r} has no effect without a size budget (server {self.name!r} is "
+                f"{self.server_protocol}, which has no limit by default); set max_message_size too, e.g. 8000"
+            )
         if self.server_protocol == "RELP" and self.framing != "lf":
             raise ValueError(
                 f"framing {self.framing!r} does not apply to RELP (server {self.name!r}): RELP frames each "
