@@ -13,6 +13,8 @@ import copy
 import json
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +32,7 @@ from support.syslogparse import parse, unframe
 
 from siemconn.config import ServerConfig
 from siemconn.devtools.events import EventFactory
-from siemconn.devtools.harness import wait_until_async
+from siemconn.devtools.harness import config_skeleton, wait_until_async
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue
 from siemconn.queue.quarantine import OVERSIZE, export_row
@@ -249,6 +251,25 @@ async def _deliver(servers: list[ServerConfig], q: DurableQueue, tmp_path: Path,
     assert not any(depths), f"undelivered: {depths}"
 
 
+def quarantine_export(workdir: Path, servers: list[ServerConfig]) -> list[dict[str, Any]]:
+    """The rows of `siemconn quarantine export` (the command, as an operator runs it) for the queue in
+    workdir/q."""
+    config = config_skeleton(
+        workdir, [s.model_dump(exclude_defaults=True) for s in servers], schedule="* * * * *"
+    )
+    config["configuration"]["data_dir"] = str(workdir / "q")
+    path = workdir / "config.json"
+    path.write_text(json.dumps(config))
+    res = subprocess.run(
+        [sys.executable, "-m", "siemconn", "quarantine", "export", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in res.stdout.splitlines()]
+
+
 def _id_of(fmt: str, message: bytes) -> tuple[int, dict[str, Any] | None, dict[str, Any]]:
     """(event id, marker or None, what the message carries) of one received message, parsed strictly."""
     if fmt == "legacy":
@@ -288,6 +309,7 @@ async def test_every_event_arrives_whole_at_rsyslog_defaults(
         await q.close()
     n = len(stored)
     assert n == sum(map(len, events.values()))
+    exported = quarantine_export(tmp_path, servers)
     lines = rx.wait_for(3 * n)
     await asyncio.sleep(0.5)  # a fragment would arrive right after its message's head
     lines = rx.raw_lines()
@@ -324,13 +346,12 @@ async def test_every_event_arrives_whole_at_rsyslog_defaults(
         trimmed = {i for i, mk in seen.items() if mk is not None}
         assert trimmed == oversize_ids and len(trimmed) >= 10
         assert metric_value(metrics.events_oversize.labels(name, "trimmed")) == len(trimmed)
-        # the full events, in the quarantine with reason oversize: exactly the stored text
-        kept = [r for r in read_quarantine(tmp_path / "q") if r.destination == name]
-        assert sorted(int(r.event_id or 0) for r in kept) == sorted(trimmed)
-        for r in kept:
-            assert r.reason == OVERSIZE and r.key == stored[int(r.event_id or 0)].stream
-            row = export_row(r)
-            assert row["raw"] == stored[int(r.event_id or 0)].payload
+        # the full events, in the quarantine with reason oversize: `quarantine export` gives the stored text
+        kept = [row for row in exported if row["destination"] == name]
+        assert sorted(row["id"] for row in kept) == sorted(trimmed)
+        for row in kept:
+            assert row["reason"] == OVERSIZE and row["stream"] == stored[row["id"]].stream
+            assert row["raw"] == stored[row["id"]].payload
             assert row["detail"].startswith("trimmed: sent ")
     report = read_status(tmp_path / "q")
     by_dest: dict[tuple[str | None, str], int] = {}
