@@ -357,7 +357,7 @@ class ServerWriter:
                     else "oversize 'trim' sends it trimmed",
                 )
         if o.truncated:
-            self._m_truncated.inc(o.truncated)  # logged every TRUNCATION_LOG_EVERY, counted every time
+            self._m_truncated.inc(o.truncated)  # UDP: a summary line every TRUNCATION_LOG_EVERY, too
             before = self._truncations
             self._truncations += o.truncated
             if udp and (
