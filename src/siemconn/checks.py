@@ -31,6 +31,7 @@ from siemconn.queue import export_row, read_quarantine, read_status, render_stat
 from siemconn.queue.status import report_dict
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
+from siemconn.syslog.budget import BUDGET_HINT
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
@@ -220,6 +221,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         _line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
+        elif server.message_budget is None:
+            print(f"       {server.name}: {BUDGET_HINT}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 

@@ -107,8 +107,9 @@ def render_status(
     if report.quarantined:
         lines.append("")
         lines.append(
-            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent "
-            "(write them out with: siemconn quarantine export --output FILE)"
+            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent (reason "
+            "oversize: each server's line says how many were sent trimmed or truncated) (write them out "
+            "with: siemconn quarantine export --output FILE)"
         )
         for q in report.quarantined:
             where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
@@ -138,6 +139,9 @@ def render_status(
         lines.append(
             f"  backlog: {d.depth} undelivered, oldest {_fmt_age(d.oldest_age)}; streams: {taken}{quarantined}"
         )
+        if d.oversize:
+            counts = ", ".join(f"{action} {n}" for action, n in sorted(d.oversize.items()))
+            lines.append(f"  over max_message_size (each kept whole in the quarantine): {counts}")
     if report.replays:
         lines.append("")
         lines.append("replays:")

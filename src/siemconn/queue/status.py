@@ -18,11 +18,17 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
-from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
+from siemconn.queue.quarantine import (
+    QUARANTINE_TABLE,
+    QuarantinedEvent,
+    count_oversize,
+    count_quarantined,
+    iter_quarantined,
+)
 from siemconn.queue.render import render_status
 from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
 from siemconn.queue.reserve import DiskReserve
@@ -74,6 +80,7 @@ class DestinationStatus:
     state_since: float | None = None
     reason: str | None = None  # why it is not up
     quarantined: int | None = None  # events of its streams in quarantine (None: no quarantine table)
+    oversize: dict[str, int] | None = None  # events over its max_message_size, per action (trimmed, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +254,10 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                     quarantined = [
                         QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
                     ]
+                    oversize: dict[str, dict[str, int]] = {}
+                    for (dest, action), n in count_oversize(conn).items():
+                        oversize.setdefault(dest, {})[action] = n
+                    dests = [replace(d, oversize=oversize.get(d.destination)) for d in dests]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise classify_sqlite_error(exc, db) from exc
