@@ -202,13 +202,31 @@ def rx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultLimitsReceiv
     r.stop()
 
 
+CONTROLS = "".join(map(chr, range(0x20))) + "\x7f"  # every C0 control and DEL, NUL first
+
+
+def with_controls(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with every C0 control and DEL appended to its top-level text values (not its times or
+    ids): each must still arrive as one record, in CEF and LEEF too."""
+    for key, value in list(event.items()):
+        if isinstance(value, str) and not any(w in key for w in ("time", "id", "url", "date")):
+            event[key] = value + CONTROLS
+    return event
+
+
 def tenant_events() -> dict[str, list[dict[str, Any]]]:
-    """Every size the fake tenant makes (one big event in ten), plus events over 64 KB in three streams."""
+    """Every size the fake tenant makes (one big event in ten), plus events over 64 KB in three streams;
+    one event in five carries every control character in its text values."""
     f = EventFactory(seed=26, big_every=10)
+
+    def make(stream: str, first: int, i: int) -> dict[str, Any]:
+        doc = f.make(stream, first + i, 1.7e9 + i).doc
+        return with_controls(doc) if i % 5 == 0 else doc
+
     out: dict[str, list[dict[str, Any]]] = {
-        "audit": [f.make("audits", 1000 + i, 1.7e9 + i).doc for i in range(60)],
-        "detections": [f.make("detections", 2000 + i, 1.7e9 + i).doc for i in range(60)],
-        "entity_scoring": [f.make("entity_scoring", 3000 + i, 1.7e9 + i).doc for i in range(60)],
+        "audit": [make("audits", 1000, i) for i in range(60)],
+        "detections": [make("detections", 2000, i) for i in range(60)],
+        "entity_scoring": [make("entity_scoring", 3000, i) for i in range(60)],
     }
     huge = _big_detection(1300)
     huge["id"] = 2999
