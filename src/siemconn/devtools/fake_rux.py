@@ -149,6 +149,10 @@ class Knobs:
     include_score_decreases_default: bool = False
     include_triaged_default: bool | None = None  # None: no filtering unless the client asks
     include_info_category_default: bool | None = None
+    # envelope deviations, comma-separated (the events stay valid): no_remaining, no_checkpoint,
+    # string_numbers, float_numbers, bool_checkpoint, text_checkpoint, negative_remaining, extra_keys,
+    # renamed ("results"), wrapped ({"data": {...}}), bare (a JSON array of the events)
+    envelope: str = ""
 
 
 @dataclass(frozen=True)
@@ -643,18 +647,8 @@ class FakeRux:
             nxt = head
         else:
             nxt = frm
-        body = b"".join(
-            (
-                b'{"events":[',
-                b",".join(e.body(version) for e in chosen),
-                b'],"next_checkpoint":',
-                b"null" if nxt is None else str(nxt).encode(),
-                b',"remaining_count":',
-                str(remaining).encode(),
-                b"}",
-            )
-        )
-        return 200, body
+        events = b",".join(e.body(version) for e in chosen)
+        return 200, _envelope(events, nxt, remaining, k.envelope)
 
     def _query_key(self, version: str, stream: str, params: dict[str, str]) -> tuple[Any, ...]:
         k = self.knobs
@@ -705,6 +699,57 @@ class FakeRux:
             )
         dec = _parse_bool("include_score_decreases", params.get("include_score_decreases"))
         return ("entity_scoring", etype, k.include_score_decreases_default if dec is None else dec)
+
+
+ENVELOPE_DEVIATIONS = frozenset(
+    {
+        "no_remaining",
+        "no_checkpoint",
+        "string_numbers",
+        "float_numbers",
+        "bool_checkpoint",
+        "text_checkpoint",
+        "negative_remaining",
+        "extra_keys",
+        "renamed",
+        "wrapped",
+        "bare",
+    }
+)
+
+
+def _envelope(events: bytes, nxt: int | None, remaining: int, deviations: str) -> bytes:
+    """A page's body: the documented envelope, or one deviating as `deviations` (Knobs.envelope) says."""
+    dev = {d.strip() for d in deviations.split(",") if d.strip()}
+    unknown = dev - ENVELOPE_DEVIATIONS
+    if unknown:
+        raise ValueError(
+            f"unknown envelope deviations {sorted(unknown)}; expected {sorted(ENVELOPE_DEVIATIONS)}"
+        )
+    if "bare" in dev:
+        return b"[" + events + b"]"
+
+    def num(n: int) -> bytes:
+        if "string_numbers" in dev:
+            return b'"%d"' % n
+        if "float_numbers" in dev:
+            return b"%d.0" % n
+        return b"%d" % n
+
+    cp = b"null" if nxt is None else num(nxt)
+    if "bool_checkpoint" in dev:
+        cp = b"true"
+    elif "text_checkpoint" in dev:
+        cp = b'"next"'
+    parts = [b'"results":[' if "renamed" in dev else b'"events":[', events, b"]"]
+    if "no_checkpoint" not in dev:
+        parts += [b',"next_checkpoint":', cp]
+    if "no_remaining" not in dev:
+        parts += [b',"remaining_count":', b"-1" if "negative_remaining" in dev else num(remaining)]
+    if "extra_keys" in dev:
+        parts.append(b',"meta":{"api":"fake","took_ms":3},"warnings":[]')
+    body = b"{" + b"".join(parts) + b"}"
+    return b'{"data":' + body + b"}" if "wrapped" in dev else body
 
 
 def _predicate(key: tuple[Any, ...]) -> Callable[[GeneratedEvent], bool]:

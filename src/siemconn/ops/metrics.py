@@ -81,6 +81,7 @@ class Metrics:
     events_duplicate: CounterLike
     format_fallbacks: CounterLike
     api_requests: CounterLike
+    api_envelope_deviations: CounterLike
     reconnects: CounterLike
     queue_depth: GaugeLike
     oldest_age: GaugeLike
@@ -146,6 +147,12 @@ class Metrics:
         )
         self.api_requests = Counter(
             "siemconn_api_requests", "RUX API requests by status", ["status"], registry=r
+        )
+        self.api_envelope_deviations = Counter(
+            "siemconn_api_envelope_deviations",
+            "API pages whose envelope deviated from the documented shape, read leniently (kind: docs/reliability.md)",
+            ["stream", "kind"],
+            registry=r,
         )
         self.reconnects = Counter(
             "siemconn_reconnects", "Reconnects per syslog server", ["server"], registry=r
