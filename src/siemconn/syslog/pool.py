@@ -14,6 +14,8 @@ retry_count, the reference's "retries before exiting when the server is not reac
   the other servers are served meanwhile. When every server is down, `run()` raises AllServersDownError
   (the service exits with code 3). Nothing queued is lost: the next start resends it.
 - N < 0: a server is never declared down; it is retried forever.
+Only failed connects count; a connect that succeeds ends the run. A batch reset mid-write on an open
+connection is bounded by the writer's own backoff and batch halving (siemconn.syslog.writer).
 
 Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
 factor in [0.5, 1) so that many connectors do not reconnect in lockstep.

@@ -17,6 +17,16 @@ wait and the settle time are paid once per larger batch. Still at most one batch
 the resend (duplicate) bound after a receiver crash is one batch: `drain_batch_size` events while
 draining, `batch_size` otherwise.
 
+Failures and `retry_count` (the README's promise): `failures` counts consecutive failed *connects*, and a
+connect that succeeds ends the run of failures, so only a server that cannot be reached for `retry_count`
+reconnects in a row is declared down. A batch whose write fails on a connection that had opened (the
+receiver reset it mid-write) is not a failed reconnect; it is counted in `resets` instead, bounded another
+way: each consecutive reset backs off like a failed connect (capped at max_backoff_seconds) and halves the
+next batch (down to one event), so a receiver that keeps resetting is retried at most once per backoff
+period and cannot make an event it refuses hold back the events before it. From the
+`RESETS_REPORTED_AFTER`-th consecutive reset `syslog_writes_reset` is logged as an error, once per run
+of resets. `resets` goes back to 0 after a delivered batch.
+
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
 its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
 """
@@ -43,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DOWN",
     "IDLE_WAIT_SECONDS",
+    "RESETS_REPORTED_AFTER",
     "RETRYING",
     "STARTING",
     "STOPPED",
@@ -57,6 +68,7 @@ IDLE_WAIT_SECONDS = 5.0
 TRUNCATION_LOG_EVERY = 1000
 FALLBACK_LOG_EVERY = 1000
 ACK_RETRY_SECONDS = 1.0
+RESETS_REPORTED_AFTER = 3  # consecutive batches reset mid-write before the error line
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -70,7 +82,8 @@ class ServerWriter:
         self.server = server
         self.name = server.name
         self.state = STARTING
-        self.failures = 0
+        self.failures = 0  # consecutive failed connects (what retry_count counts)
+        self.resets = 0  # consecutive batches whose write failed on an open connection
         self.reason = ""
         self.transport: Transport | None = None
         self.formatter = Formatter(server)
@@ -141,8 +154,11 @@ class ServerWriter:
         if previous != UP:
             pool.state_changed(self.name, UP)
         self._ever_connected = True
+        after, self.failures = self.failures, 0  # a reconnect that succeeds is not a failure
         if previous in (RETRYING, DOWN):
-            log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
+            log.info(
+                "syslog_server_recovered", server=self.server.label, after_failures=after, resets=self.resets
+            )
         else:
             log.info("syslog_server_connected", server=self.server.label)
         self._m_up.set(1)
@@ -203,6 +219,41 @@ class ServerWriter:
             )
         await pool.until_stopped(pool.sleep(delay))
 
+    async def _write_reset(self, reason: str, events: int) -> None:
+        """A batch's write failed on a connection that had opened. Not a failed reconnect (retry_count
+        does not count it): back off by consecutive resets and halve the next batch (module docstring)."""
+        pool = self.pool
+        self.resets += 1
+        self.reason = reason
+        self._m_up.set(0)
+        await self._close()
+        if self.resets == 1 and pool.health is not None:
+            pool.health.server_failed(self.name, reason)
+        if self.state == UP:
+            log.warning("syslog_server_lost", server=self.server.label, reason=reason)
+            pool.state_changed(self.name, RETRYING, reason)
+            self.state = RETRYING
+        delay = pool.backoff(self.resets)
+        fields = {
+            "server": self.server.label,
+            "reason": reason,
+            "consecutive": self.resets,
+            "batch_events": events,
+            "next_batch_events": self._halved(pool.batch_size),
+            "retry_in_seconds": round(delay, 2),
+        }
+        if self.resets == RESETS_REPORTED_AFTER:
+            log.error(
+                "syslog_writes_reset",
+                **fields,
+                hint="the server accepts connections but resets them during the write: check its logs "
+                "(message size limit, TLS, rate limit); events stay queued and are resent; retry_count "
+                "does not count these, only failed reconnects",
+            )
+        else:
+            log.info("syslog_write_reset", **fields)
+        await pool.until_stopped(pool.sleep(delay))
+
     async def _take_prefetched(self) -> PreparedBatch | None:
         task, self._prefetch = self._prefetch, None
         return None if task is None else await task
@@ -220,10 +271,14 @@ class ServerWriter:
         pool = self.pool
         drain = pool.drain_batch_size
         if drain <= pool.batch_size or self._event_bytes <= 0:
-            return pool.batch_size
+            return self._halved(pool.batch_size)
         if await pool.queue.depth(self.name) - in_flight <= drain:
-            return pool.batch_size
-        return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
+            return self._halved(pool.batch_size)
+        return self._halved(max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes))))
+
+    def _halved(self, limit: int) -> int:
+        """`limit` halved once per consecutive mid-write reset, at least 1 (see the module docstring)."""
+        return max(1, limit >> min(self.resets, 30))
 
     async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
         limit = await self._batch_limit(in_flight)
@@ -255,7 +310,7 @@ class ServerWriter:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
             self._m_failed.inc(prepared.events)
-            await self._failed(reason)
+            await self._write_reset(reason, prepared.events)
             return
         except BaseException:
             await self._drop_prefetched()
@@ -264,6 +319,10 @@ class ServerWriter:
             return
         self._m_delivered.inc(prepared.sent)
         self.failures = 0
+        if self.resets:
+            log.info("syslog_writes_recovered", server=self.server.label, after_resets=self.resets)
+            self.resets = 0
+            self._m_up.set(1)
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
         if prepared.fallbacks:
