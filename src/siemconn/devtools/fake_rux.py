@@ -106,6 +106,7 @@ class Fault:
     status: int | None = 500  # None: no error status (use with delay / stall / drop)
     count: int = 1
     retry_after: float | None = None  # Retry-After header (seconds) on the error response
+    location: str | None = None  # Location header on the error response (a redirect: status 302)
     delay: float = 0.0  # seconds before the response headers
     stall: float = 0.0  # seconds between the first and second half of the body
     drop: bool = False  # close the connection without a response
@@ -973,6 +974,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault.retry_after is not None:
                     ra = fault.retry_after
                     headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+                if fault.location is not None:
+                    headers["Location"] = fault.location
                 record(fault.status)
                 if fault.html:
                     self._send(fault.status, _HTML_ERROR % (fault.status, fault.status), "text/html", headers)

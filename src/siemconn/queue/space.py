@@ -235,10 +235,18 @@ def pull_verdict(
     if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
         free = _reclaim(conn, limits, housekeeper)
     if free < limits.min_free or not _wal_fits(limits, pages.largest_page):
+        # name the limit that was not met: the floor, or else the WAL's room for the next page
+        short = (
+            f"under min_free_disk_mb={limits.min_free // MB}"
+            if free < limits.min_free and limits.min_free > 0
+            else f"too little for the queue's write-ahead log to take the next page (the file system has "
+            f"{limits.disk_free(limits.data_dir) / MB:.1f} MB free; the log holds {_wal_size(limits) / MB:.1f} "
+            f"MB and grows to {limits.wal_cap / MB:.1f} MB plus the largest page, "
+            f"{pages.largest_page / MB:.1f} MB); free space on that file system or move data_dir"
+        )
         return (
             False,
-            f"free disk space for {limits.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
-            f"{limits.min_free // MB}",
+            f"free disk space for {limits.data_dir} is {max(0, free) / MB:.1f} MB, {short}",
             "disk",
         )
     return True, "", ""

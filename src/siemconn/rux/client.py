@@ -51,7 +51,7 @@ from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue.transcode import EncodedEvents
-from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
+from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.envelope import DeviationLog, string_ids
 from siemconn.rux.page import (
@@ -204,6 +204,9 @@ class RuxClient:
                 f"give it the {spec.role} role in the Vectra UI (Manage > API Clients), or turn the stream off "
                 f'with "scheduler": {{"{spec.stream}": null}}'
             )
+        hint = redirect_hint(resp, self._base_url, self.redact)
+        if hint is not None:
+            raise RuxResponseError(f"{path} answered a {hint}; stream {spec.key}")
         if resp.status_code != 200:
             # redact before cutting: a token cut in half by the cut would no longer match
             snippet = " ".join(self.redact(resp.text).split())[:_SNIPPET_CHARS]

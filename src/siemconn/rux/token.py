@@ -21,7 +21,7 @@ import httpx
 
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError, RuxUnavailableError
 from siemconn.logging import get_logger
-from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
+from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.page import is_int, loads_page
 
 __all__ = ["TOKEN_MAX_BYTES", "TOKEN_PATH", "Token", "Tokens", "early", "lifetime"]
@@ -216,6 +216,9 @@ class Tokens:
                 f"token endpoint {TOKEN_PATH} answered HTTP 403 for client id {self._client_id}; "
                 "check that the API client is enabled in the Vectra UI"
             )
+        hint = redirect_hint(resp, self._base_url, lambda text: text.replace(self._secret, "***"))
+        if hint is not None:
+            raise RuxResponseError(f"token endpoint {TOKEN_PATH} answered a {hint}")
         if resp.status_code != 200:
             raise RuxResponseError(
                 f"token endpoint {TOKEN_PATH} answered HTTP {resp.status_code}; "
