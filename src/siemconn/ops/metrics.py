@@ -179,6 +179,18 @@ class Metrics:
             "siemconn_server_up", "1 while the server is reachable", ["server"], registry=r
         )
 
+    def forget_servers(self, names: list[str]) -> None:
+        """Remove the gauges of servers a reload removed: a gauge left behind keeps its last value (a
+        removed server would look up, or backlogged, forever). Counters stay (they only go up)."""
+        if not self.enabled or not names:
+            return
+        for gauge in (self.server_up, self.queue_depth, self.oldest_age):
+            for name in names:
+                try:
+                    gauge.remove(name)  # type: ignore[attr-defined]
+                except KeyError:
+                    pass
+
 
 NO_METRICS: Final = Metrics(enabled=False)
 """The metrics of a component nobody watches: every call does nothing (stateless, safe to share)."""

@@ -160,6 +160,11 @@ class RuxClient:
         """`text` without the client secret or any token this client saw, in any escaped or partial form."""
         return self._redactor.scrub_text(text)
 
+    def adopt_token(self, old: RuxClient) -> bool:
+        """Keep `old`'s valid token when BASE_URL and the credentials did not change (a reload); False when
+        they did (the next request gets a fresh token)."""
+        return self._tokens.adopt(old._tokens)
+
     async def authenticate(self) -> None:
         """Get a fresh access token with the client credentials (raises RuxAuthError when rejected)."""
         await self._tokens.authenticate()

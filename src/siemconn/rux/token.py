@@ -109,6 +109,24 @@ class Tokens:
         self._generation = 0
         self._lock = asyncio.Lock()
 
+    def adopt(self, other: Tokens) -> bool:
+        """Take over `other`'s token (a reload with the same BASE_URL and credentials: no new token
+        request, the token endpoint rate-limits). False, and nothing taken, when any of them differs."""
+        same = (other._base_url, other._client_id, other._secret) == (
+            self._base_url,
+            self._client_id,
+            self._secret,
+        )
+        if not same or other._token is None:
+            return False
+        tok = other._token
+        for value in (tok.access, tok.refresh):
+            if value:
+                self._secret_seen(value)
+        self._token = tok
+        self._generation = max(self._generation, other._generation)
+        return True
+
     def _store(self, body: Any, *, refreshed: bool) -> None:
         """Validate a token answer and keep it; RuxResponseError (no secret in it) for anything malformed."""
         bad = f"token endpoint {TOKEN_PATH} answered 200 with"

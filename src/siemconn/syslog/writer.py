@@ -88,6 +88,7 @@ class ServerWriter:
         self.transport: Transport | None = None
         self.formatter = Formatter(server)
         self._tls_ctx: ssl.SSLContext | None = None
+        self.keep_open = False  # set by a reload that keeps this server: run() leaves the connection open
         self._ever_connected = False
         self._truncations = 0
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
@@ -122,11 +123,32 @@ class ServerWriter:
                         continue
                     prepared = self.prepare(batch)
                 await self._deliver(prepared)
+        except BaseException:
+            self.keep_open = False  # cancelled mid-write: the connection's state is unknown
+            raise
         finally:
             await self._drop_prefetched()
-            await self._close()
+            if not self.keep_open or self.transport is None or self.transport.is_closing():
+                self.keep_open = False
+                await self._close()
+                self._m_up.set(0)
             self.state = STOPPED
-            self._m_up.set(0)
+
+    def take_over(self, old: ServerWriter) -> bool:
+        """Adopt the open connection of `old`, the same server's writer of the pool a reload replaced
+        (its settings did not change): no reconnect. False when there is none to take."""
+        t = old.transport
+        if not old.keep_open or t is None or t.is_closing():
+            return False
+        old.transport, old.keep_open = None, False
+        self.transport = t
+        self._tls_ctx = old._tls_ctx
+        self._event_bytes = old._event_bytes
+        self._ever_connected = True
+        self.state = UP
+        self.pool.state_changed(self.name, UP)
+        self._m_up.set(1)
+        return True
 
     async def _connect(self) -> bool:
         pool = self.pool
@@ -390,6 +412,11 @@ class ServerWriter:
                     max_message_size=self.server.max_message_size,
                     hint="use TCP or TLS for this server to send large events whole",
                 )
+
+    async def close_connection(self) -> None:
+        """Close the connection a stopped writer kept for a reload that did not take it over."""
+        self.keep_open = False
+        await self._close()
 
     async def _close(self) -> None:
         t, self.transport = self.transport, None

@@ -1,0 +1,171 @@
+"""SIGHUP keeps what did not change (issue 28, items 7 and 10): the token, the connections of unchanged
+servers, and no gauge of a removed server. The service as a subprocess, the fake RUX tenant, real TCP
+listeners that count their connections."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.e2e import Connector, expected_payloads, received, start_fake, summary
+from support.reliability import figure, log_events, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+class CountingSink:
+    """A TCP syslog listener that keeps every LF-terminated line and counts the connections it accepted."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.connections = 0
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self._sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                with self._lock:
+                    self._lines.extend(x.decode("utf-8") for x in done)
+
+    def lines(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def entry(self, name: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "server_protocol": "TCP",
+            "server_host": "127.0.0.1",
+            "server_port": self.port,
+            **extra,
+        }
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sock.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text: str = r.read().decode()
+        return text
+
+
+def test_sighup_burst_keeps_the_token_and_unchanged_connections(tmp_path: Path) -> None:
+    """20 SIGHUPs in 2 s with an unchanged config: no token request and no reconnect. Then a reload that
+    changes server B's settings reconnects B only, and one that removes B removes B's gauges. Every
+    event arrives exactly once at A."""
+    a, b = CountingSink(), CountingSink()
+    fake = start_fake(seed_detections=30)
+    mport = _free_port()
+    conn = Connector(
+        tmp_path / "c",
+        fake.url,
+        [a.entry("A"), b.entry("B")],
+        schedule="* * * * * *",
+        metrics_address=f"127.0.0.1:{mport}",
+    )
+    conn.start()
+    try:
+        want = set(expected_payloads(fake))
+        wait_for(
+            lambda: want <= set(received(a.lines())[0]) and want <= set(received(b.lines())[0]), 40, "seeded"
+        )
+        tokens = fake.count_requests("/oauth2/token")
+        conns = (a.connections, b.connections)
+        assert tokens == 1 and conns == (1, 1), (tokens, conns)
+        for _ in range(20):
+            conn.signal(signal.SIGHUP)
+            time.sleep(0.1)
+        wait_for(lambda: len(log_events(conn, "reload_requested")) == 20, 20, "20 reload requests")
+        wait_for(
+            lambda: len(log_events(conn, "reload_done")) >= 1 and not _reloading(conn),
+            60,
+            "the reloads to end",
+        )
+        fake.append("detections", 10)
+        wait_for(lambda: set(expected_payloads(fake)) <= set(received(a.lines())[0]), 30, "A after the burst")
+        wait_for(lambda: set(expected_payloads(fake)) <= set(received(b.lines())[0]), 30, "B after the burst")
+        assert fake.count_requests("/oauth2/token") == 1
+        assert (a.connections, b.connections) == (1, 1)
+        done = log_events(conn, "reload_done")
+        assert all(d["token_kept"] and d["connections_kept"] == ["A", "B"] for d in done), done
+        bursts = len(done)
+
+        cfg = json.loads(conn.config_path.read_text())
+        cfg["configuration"]["server"] = [a.entry("A"), b.entry("B", format="rfc5424")]
+        conn.config_path.write_text(json.dumps(cfg))
+        conn.signal(signal.SIGHUP)
+        wait_for(lambda: len(log_events(conn, "reload_done")) == bursts + 1, 30, "the reload changing B")
+        fake.append("detections", 10)
+        wait_for(
+            lambda: set(expected_payloads(fake)) <= set(received(a.lines())[0]), 30, "A after B's change"
+        )
+        wait_for(lambda: any(x.startswith("<14>1 ") for x in b.lines()), 30, "B in RFC 5424")
+        assert log_events(conn, "reload_done")[-1]["connections_kept"] == ["A"]
+        assert (a.connections, b.connections) == (1, 2)
+        assert 'siemconn_server_up{server="B"} 1.0' in _metrics(mport)
+
+        cfg["configuration"]["server"] = [a.entry("A")]
+        conn.config_path.write_text(json.dumps(cfg))
+        conn.signal(signal.SIGHUP)
+        wait_for(lambda: len(log_events(conn, "reload_done")) == bursts + 2, 30, "the reload removing B")
+        metrics = _metrics(mport)
+        assert 'siemconn_server_up{server="A"} 1.0' in metrics
+        assert 'server="B"' not in "\n".join(
+            line
+            for line in metrics.splitlines()
+            if line.startswith(("siemconn_server_up", "siemconn_queue_depth", "siemconn_oldest_undelivered"))
+        ), metrics
+        assert fake.count_requests("/oauth2/token") == 1 and a.connections == 1
+        expected = expected_payloads(fake)
+        wait_for(lambda: set(expected) <= set(received(a.lines())[0]), 30, "A has every event")
+        assert conn.terminate() == 0
+    finally:
+        conn.kill()
+        fake.stop()
+        a.close()
+        b.close()
+    s = summary(expected, received(a.lines())[0])
+    figure("sighup_burst", {**s, "reloads_done": bursts, "token_requests": 1, "a_connections": a.connections})
+    assert s["missing"] == 0 and s["duplicated"] == 0 and s["unexpected"] == 0, s
+
+
+def _reloading(conn: Connector) -> bool:
+    """A reload was requested after the last one that finished (SIGHUPs during a reload coalesce)."""
+    recs = [r["event"] for r in conn.log_records() if r.get("event") in ("reload_requested", "reload_done")]
+    return bool(recs) and recs[-1] == "reload_requested"
