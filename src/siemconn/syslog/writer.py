@@ -25,7 +25,8 @@ way: each consecutive reset backs off like a failed connect (capped at max_backo
 next batch (down to one event), so a receiver that keeps resetting is retried at most once per backoff
 period and cannot make an event it refuses hold back the events before it. From the
 `RESETS_REPORTED_AFTER`-th consecutive reset `syslog_writes_reset` is logged as an error, once per run
-of resets. `resets` goes back to 0 after a delivered batch.
+of resets. `resets` goes back to 0 after a delivered batch. UDP has no connection to reset: a failed send
+(ICMP port unreachable) counts as a failed reconnect, and only a delivered batch ends the run.
 
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
 its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
@@ -176,7 +177,9 @@ class ServerWriter:
         if previous != UP:
             pool.state_changed(self.name, UP)
         self._ever_connected = True
-        after, self.failures = self.failures, 0  # a reconnect that succeeds is not a failure
+        after = self.failures
+        if self.server.server_protocol != "UDP":
+            self.failures = 0  # a reconnect that succeeds is not a failure (UDP: see _deliver)
         if previous in (RETRYING, DOWN):
             log.info(
                 "syslog_server_recovered", server=self.server.label, after_failures=after, resets=self.resets
@@ -332,7 +335,12 @@ class ServerWriter:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
             self._m_failed.inc(prepared.events)
-            await self._write_reset(reason, prepared.events)
+            if self.server.server_protocol == "UDP":
+                # connectionless: "connecting" a UDP socket always succeeds, so a refused send (ICMP port
+                # unreachable) is the only sign of an unreachable server; it counts as a failed reconnect
+                await self._failed(reason)
+            else:
+                await self._write_reset(reason, prepared.events)
             return
         except BaseException:
             await self._drop_prefetched()
