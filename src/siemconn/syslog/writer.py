@@ -187,7 +187,7 @@ class ServerWriter:
         else:
             log.info("syslog_server_connected", server=self.server.label)
         self._m_up.set(1)
-        if pool.health is not None:
+        if pool.health is not None and not self.resets:  # resetting writes: healthy once a batch is delivered
             pool.health.server_ok(self.name)
         pool.server_changed()
         return True
@@ -353,6 +353,8 @@ class ServerWriter:
             log.info("syslog_writes_recovered", server=self.server.label, after_resets=self.resets)
             self.resets = 0
             self._m_up.set(1)
+            if self.pool.health is not None:
+                self.pool.health.server_ok(self.name)
         if prepared.oversize is not None:
             self._report_oversize(prepared.oversize)
         if prepared.fallbacks:
