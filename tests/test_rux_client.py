@@ -614,6 +614,8 @@ async def test_unreachable_server_raises_unavailable(make_client: Callable[..., 
         (b'{"events": {}, "next_checkpoint": 3, "remaining_count": 0}', "application/json", "not a list"),
         (b'"maintenance"', J, "got a JSON str"),
         (b'{"events": null, "a": [], "b": []}', J, "no other list of events"),
+        (b'{"errors": ["rate limited"], "next_checkpoint": 9}', J, "no other list of events"),
+        (b"[1, 2]", J, "got a JSON list"),
     ],
 )
 async def test_bad_bodies_raise_response_error(

@@ -183,21 +183,28 @@ def read_envelope(body: dict[str, Any], *, bare: bool = False) -> Envelope:
     return Envelope(nxt, remaining, tuple(found))
 
 
+def _objects(items: list[Any]) -> bool:
+    """Every element is a JSON object: only such a list is taken as events outside the documented place
+    (an error answer such as ``{"errors": ["..."]}`` is not a page)."""
+    return all(isinstance(x, dict) for x in items)
+
+
 def find_events(body: Any) -> tuple[list[Any], dict[str, Any], Deviation | None] | None:
     """(the events list, the envelope it came in, how that deviates) or None when there is no list.
 
     Accepted: ``{"events": [...]}`` (documented); a bare array; ``{"events": {"<any>": [...]}}`` and
     ``{"<any>": {"events": [...], ...}}`` (one more level of wrapping); and, when ``events`` is absent
-    or null, the one top-level value that is a list. Two candidate lists are ambiguous: None."""
+    or null, the one top-level value that is a list. Outside the documented ``events`` only lists of
+    objects count. Two candidate lists are ambiguous: None."""
     if isinstance(body, list):
-        return body, {}, None
+        return (body, {}, None) if _objects(body) else None
     if not isinstance(body, dict):
         return None
     events = body.get("events")
     if isinstance(events, list):
         return events, body, None
     if isinstance(events, dict):
-        lists = [(k, v) for k, v in events.items() if isinstance(v, list)]
+        lists = [(k, v) for k, v in events.items() if isinstance(v, list) and _objects(v)]
         if len(lists) == 1:
             key, inner = lists[0]
             envelope = {k: v for k, v in events.items() if k != key}
@@ -210,7 +217,7 @@ def find_events(body: Any) -> tuple[list[Any], dict[str, Any], Deviation | None]
     if events is not None:
         return None
     nested = [(k, v) for k, v in body.items() if isinstance(v, dict) and isinstance(v.get("events"), list)]
-    lists = [(k, v) for k, v in body.items() if isinstance(v, list)]
+    lists = [(k, v) for k, v in body.items() if isinstance(v, list) and _objects(v)]
     if len(nested) == 1 and not lists:
         key, inner_env = nested[0]
         dev = Deviation(
