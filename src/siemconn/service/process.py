@@ -313,7 +313,6 @@ class Service:
     ) -> asyncio.Task[None]:
         """Start a writer pool; after a reload, it takes over `previous`'s connections of the `keep` servers."""
         assert self.queue is not None
-        old_pool = previous
         self._tls_stamps = tls_stamps(self.settings)
         self.pool = WriterPool(
             self.cfg.server,
@@ -324,7 +323,7 @@ class Service:
             health=self.health,
             on_state=self._on_pool_state,
         )
-        self._connections_kept = self.pool.adopt(old_pool, keep or []) if old_pool is not None else []
+        self._connections_kept = self.pool.adopt(previous, keep or []) if previous is not None else []
         return asyncio.get_running_loop().create_task(self.pool.run(), name="writer-pool")
 
     def _start_crons(self) -> None:
