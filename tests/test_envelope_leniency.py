@@ -23,6 +23,7 @@ DEVIATIONS = [
     ("extra_keys", set(), False),
     ("renamed", {"events:renamed"}, False),
     ("wrapped", {"envelope:wrapped"}, False),
+    ("camel_case", {"next_checkpoint:renamed", "remaining_count:renamed"}, False),
     ("bool_checkpoint", {"next_checkpoint:boolean"}, True),
     ("text_checkpoint", {"next_checkpoint:string"}, True),
     ("bare", {"envelope:bare_array"}, True),

@@ -681,6 +681,11 @@ async def test_bad_bodies_raise_response_error(
             ["envelope:wrapped"],
         ),
         (b'[{"id": 5}]', 6, ["envelope:bare_array"]),
+        (
+            b'{"Events": [{"id": 5}], "nextCheckpoint": 6, "RemainingCount": 0}',
+            6,
+            ["events:renamed", "next_checkpoint:renamed", "remaining_count:renamed"],
+        ),
     ],
 )
 async def test_deviating_envelopes_are_read_leniently(

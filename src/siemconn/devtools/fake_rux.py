@@ -152,7 +152,8 @@ class Knobs:
     include_info_category_default: bool | None = None
     # envelope deviations, comma-separated (the events stay valid): no_remaining, no_checkpoint,
     # string_numbers, float_numbers, bool_checkpoint, text_checkpoint, negative_remaining, extra_keys,
-    # renamed ("results"), wrapped ({"data": {...}}), bare (a JSON array of the events)
+    # renamed ("results"), wrapped ({"data": {...}}), bare (a JSON array of the events), camel_case
+    # (nextCheckpoint, remainingCount)
     envelope: str = ""
 
 
@@ -715,6 +716,7 @@ ENVELOPE_DEVIATIONS = frozenset(
         "renamed",
         "wrapped",
         "bare",
+        "camel_case",
     }
 )
 
@@ -742,11 +744,15 @@ def _envelope(events: bytes, nxt: int | None, remaining: int, deviations: str) -
         cp = b"true"
     elif "text_checkpoint" in dev:
         cp = b'"next"'
+    camel = "camel_case" in dev
     parts = [b'"results":[' if "renamed" in dev else b'"events":[', events, b"]"]
     if "no_checkpoint" not in dev:
-        parts += [b',"next_checkpoint":', cp]
+        parts += [b',"nextCheckpoint":' if camel else b',"next_checkpoint":', cp]
     if "no_remaining" not in dev:
-        parts += [b',"remaining_count":', b"-1" if "negative_remaining" in dev else num(remaining)]
+        parts += [
+            b',"remainingCount":' if camel else b',"remaining_count":',
+            b"-1" if "negative_remaining" in dev else num(remaining),
+        ]
     if "extra_keys" in dev:
         parts.append(b',"meta":{"api":"fake","took_ms":3},"warnings":[]')
     body = b"{" + b"".join(parts) + b"}"

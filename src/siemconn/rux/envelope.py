@@ -7,7 +7,7 @@ to fail its pull at every tick: none of its events, not even the good ones, was 
 here turn every deviation into one of two outcomes, each reported as a `Deviation`:
 
 * **unambiguous**: the meaning is certain, and it is used. A numeric string or an integral float is its
-  number; a missing or negative ``remaining_count`` means nothing is known to remain, which ends this
+  number; ``nextCheckpoint`` or ``Remaining-Count`` are the documented names in another spelling; a missing or negative ``remaining_count`` means nothing is known to remain, which ends this
   tick's paging (the next tick goes on from the stored checkpoint, so nothing is skipped); a missing
   ``next_checkpoint`` is the documented ``null``; events under the only list of the answer, or wrapped in
   one more object, are the page's events.
@@ -107,6 +107,25 @@ def number_of(value: Any) -> int | None:
     return None
 
 
+def _squashed(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _with_documented_names(body: dict[str, Any], found: list[Deviation]) -> dict[str, Any]:
+    """`body` with ``nextCheckpoint``, ``Remaining-Count`` and the like under their documented names (the
+    same letters in another case or separator: unambiguous), each rename reported in `found`."""
+    missing = {_squashed(k): k for k in ("next_checkpoint", "remaining_count") if k not in body}
+    if not missing:
+        return body
+    renamed = dict(body)
+    for key in body:
+        name = missing.get(_squashed(key)) if isinstance(key, str) else None
+        if name is not None and name not in renamed:
+            renamed[name] = renamed.pop(key)
+            found.append(Deviation(f"{name}:renamed", key, f"read as {name}", ambiguous=False))
+    return renamed
+
+
 def read_envelope(body: dict[str, Any], *, bare: bool = False) -> Envelope:
     """`body`'s next_checkpoint and remaining_count, read by the rules above. `bare`: the events came
     without any envelope (a JSON array), so both values are unknown."""
@@ -122,6 +141,7 @@ def read_envelope(body: dict[str, Any], *, bare: bool = False) -> Envelope:
         )
         return Envelope(None, 0, tuple(found))
     nxt: int | None
+    body = _with_documented_names(body, found)
     if "next_checkpoint" not in body:
         nxt = None
         found.append(Deviation("next_checkpoint:missing", "-", "read as null", ambiguous=False))
