@@ -191,7 +191,8 @@ class Service:
                 for s in self.cfg.server:  # the one place oldest_age is set (queue_depth: the queue)
                     with suppress(Exception):
                         age = await self.queue.oldest_age(s.name)
-                        self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+                        if any(c.name == s.name for c in self.cfg.server):  # a reload may have removed it
+                            self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
             await asyncio.sleep(interval)
 
     async def run(self) -> int:
