@@ -27,6 +27,7 @@ from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionErr
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
 from siemconn.ops.runtime import RuntimeRecord, find_record
+from siemconn.ops.service_view import as_seen_by_service
 from siemconn.queue import export_row, read_quarantine, read_status, render_status
 from siemconn.queue.status import report_dict
 from siemconn.rux.client import RuxClient
@@ -201,6 +202,13 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     # the report says what failed, one line each: the client's retry/backoff log lines would only repeat it
     _quiet_logging([settings.credentials.client_secret.get_secret_value()], level="CRITICAL")
     _line(out, True, "configuration", f"{settings.config_path.absolute()} is valid")
+    settings, record = as_seen_by_service(settings)  # the running service's paths, if it runs
+    if record is not None:
+        print(
+            f"info   running service: pid {record.pid}, working directory {record.cwd}; relative paths are "
+            "checked from there (its runtime record)",
+            file=out,
+        )
     all_ok, detail = _check_data_dir(settings)
     _line(out, all_ok, "data directory", detail)
     for w in permission_warnings(settings):  # a warning: `check` still passes

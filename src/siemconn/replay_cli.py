@@ -1,12 +1,14 @@
 """`siemconn replay --server NAME --since TIME [--until TIME] [--stream S]`: ask the running service to
-re-send the retained events of a window to one server.
+re-send the retained events of a window to one server; `--sent-since TIME [--sent-until TIME]` selects by
+the time the events were sent to that server instead (siemconn.queue.replay).
 
 The command does not send anything itself: it checks that the request can be met (the server, the stream,
 retention on, the window within what is retained) and inserts one row into the queue's `replays` table in
 a short SQLite transaction. That is safe beside the running service: the queue is in WAL mode, SQLite
 serialises writers (busy timeout), and the data_dir lock (`queue.lock`) only keeps a second *service*
 out. The service picks the request up within a heartbeat and reports progress in `siemconn status`.
-TIME is the event's own time (`event_timestamp`; see siemconn.queue.replay).
+TIME is the event's own time (`event_timestamp`), or with --sent-*, the time that server acknowledged
+them (see siemconn.queue.replay).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from siemconn.checks import locate_queue
 from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Configuration, load_configuration
 from siemconn.errors import ConfigError
+from siemconn.queue.replay import ALL_SINCE, ALL_UNTIL, sent_range
 from siemconn.queue.schema import APPLICATION_ID, DB_FILE, PAGE_TABLE
 
 __all__ = ["parse_time", "request_replay"]
@@ -88,13 +91,20 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: invalid configuration\n{exc.render()}", file=err)
         return ExitCode.CONFIG
     now = time.time()
+    by_sent = args.sent_since is not None
+    first, last = ("--sent-since", "--sent-until") if by_sent else ("--since", "--until")
+    if (args.sent_until if not by_sent else args.until) is not None:
+        return _fail(
+            err, f"use {last} with {first} (--until goes with --since, --sent-until with --sent-since)"
+        )
     try:
-        since = parse_time(args.since, now)
-        until = parse_time(args.until, now) if args.until else now
+        since = parse_time(args.sent_since if by_sent else args.since, now)
+        end_text = args.sent_until if by_sent else args.until
+        until = parse_time(end_text, now) if end_text else now
     except ValueError as exc:
         return _fail(err, str(exc))
     if since >= until:
-        return _fail(err, f"--since {_fmt(since)} is not before --until {_fmt(until)}")
+        return _fail(err, f"{first} {_fmt(since)} is not before {last} {_fmt(until)}")
     problem = _check_request(cfg, args.server, args.stream)
     if problem:
         return _fail(err, problem)
@@ -128,20 +138,26 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             ever_deleted = floor is not None and int(floor[0]) > 0
             if oldest is None:
                 return _fail(err, "the queue holds no events (nothing retained yet)")
-            if ever_deleted and float(oldest) > since:
+            if ever_deleted and float(oldest) > since and not by_sent:
                 return _fail(
                     err,
                     f"the window starts at {_fmt(since)}, before the oldest retained page (committed "
                     f"{_fmt(float(oldest))}, retain_hours={cfg.retain_hours:g}); events from before it are "
                     f"gone. Use --since {_fmt(float(oldest))} or later",
                 )
-            conn.execute("BEGIN IMMEDIATE")
-            cur = conn.execute(
-                "INSERT INTO replays (destination, since, until, stream, requested_at) VALUES (?, ?, ?, ?, ?)",
-                (args.server, since, until, args.stream, now),
-            )
-            conn.execute("COMMIT")
-            replay_id = int(cur.lastrowid or 0)
+            if by_sent:
+                found = _sent_window(conn, args.server, since, until, tables)
+                if isinstance(found, str):
+                    return _fail(err, found)
+                replay_id, events = _insert_sent(conn, args, found, since, until, now)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                cur = conn.execute(
+                    "INSERT INTO replays (destination, since, until, stream, requested_at) VALUES (?, ?, ?, ?, ?)",
+                    (args.server, since, until, args.stream, now),
+                )
+                conn.execute("COMMIT")
+                replay_id = int(cur.lastrowid or 0)
         except sqlite3.Error as exc:
             return _fail(err, f"cannot write to {db}: {exc}")
     finally:
@@ -150,11 +166,12 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     running = read_status(loc.data_dir).running_pid
     what = f"stream {args.stream}" if args.stream else "every stream it takes"
-    print(
-        f"replay #{replay_id} requested: server {args.server}, {what}, events with event time in "
-        f"[{_fmt(since)}, {_fmt(until)})",
-        file=out,
+    selected = (
+        f"the events sent to it in [{_fmt(since)}, {_fmt(until)}) ({events} events of every stream)"
+        if by_sent
+        else f"events with event time in [{_fmt(since)}, {_fmt(until)})"
     )
+    print(f"replay #{replay_id} requested: server {args.server}, {what}, {selected}", file=out)
     if running is not None:
         print(
             f"the running service (pid {running}) starts it within seconds; follow it with `siemconn status`",
@@ -163,3 +180,48 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     else:
         print("no service is running on this queue: the replay starts when it starts", file=out)
     return ExitCode.OK
+
+
+def _sent_window(
+    conn: sqlite3.Connection, server: str, since: float, until: float, tables: set[str]
+) -> tuple[int, int, int] | str:
+    """The sequence range `server` acknowledged in [since, until) and its events, or why there is none."""
+    if "deliveries" not in tables:
+        return "this queue has no delivery record yet; restart the service with this version"
+    found = sent_range(conn, server, since, until)
+    if found is None:
+        return (
+            f"server {server!r} was sent nothing in [{_fmt(since)}, {_fmt(until)}) that is still retained "
+            "(delivery times are recorded since this version; they are deleted with their events)"
+        )
+    first = conn.execute(f"SELECT MIN(first_seq) FROM {PAGE_TABLE}").fetchone()[0]
+    if first is None or int(first) > found[0]:
+        return (
+            "some events sent in that window are no longer retained (retain_hours); use a later --sent-since"
+        )
+    return found
+
+
+def _insert_sent(
+    conn: sqlite3.Connection,
+    args: argparse.Namespace,
+    found: tuple[int, int, int],
+    since: float,
+    until: float,
+    now: float,
+) -> tuple[int, int]:
+    """Insert a replay by delivery time, already running over its sequence range; (its id, its events)."""
+    start, end, events = found
+    conn.execute("BEGIN IMMEDIATE")
+    cur = conn.execute(
+        "INSERT INTO replays (destination, since, until, stream, requested_at, state, start_seq, end_seq, "
+        "position) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        (args.server, ALL_SINCE, ALL_UNTIL, args.stream, now, start, end, start),
+    )
+    replay_id = int(cur.lastrowid or 0)
+    conn.execute(
+        "INSERT INTO replay_sent (replay_id, sent_since, sent_until) VALUES (?, ?, ?)",
+        (replay_id, since, until),
+    )
+    conn.execute("COMMIT")
+    return replay_id, events

@@ -146,7 +146,11 @@ def render_status(
         lines.append("")
         lines.append("replays:")
         for r in report.replays:
-            window = f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
+            window = (
+                f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
+                if r.sent is None
+                else f"sent {_fmt_time(r.sent[0])} .. {_fmt_time(r.sent[1])}"
+            )
             stream = f" stream {r.stream}" if r.stream else ""
             detail = f" ({r.detail})" if r.detail else ""
             lines.append(f"  #{r.id} {r.destination}{stream} {window}: {r.state}, {r.events} events{detail}")

@@ -8,6 +8,15 @@ are untouched.
 What "TIME" means: the event's own time, `event_timestamp` (what a SIEM user searches by); an event
 without one (health, lockdown) uses the time its page was committed. The window is [since, until).
 
+A replay by delivery time (`siemconn replay --sent-since/--sent-until`: "the SIEM lost what it received
+between 10:00 and 12:00") selects instead the events the server acknowledged in that window, whatever
+their event time (a backlog sent then may be days old). A destination's cursor only moves forward, so
+those events are one sequence range, [the first batch acked in the window, the last one's end), found in
+the `deliveries` record (`sent_range`). Such a request is stored already running with that range and an
+event-time window that takes every event (`ALL_SINCE`, `ALL_UNTIL`), plus a `replay_sent` row naming the
+delivery-time window (`ReplayRequest.sent`, for `status` and the log). Events a replay itself re-sent are
+not in the record: a replay by delivery time re-sends what the live cursor delivered.
+
 Invariants
 ----------
 * a replay covers the pages stored when it started, [start_seq, end_seq): events committed later are
@@ -26,7 +35,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +54,8 @@ if TYPE_CHECKING:
     from siemconn.queue.store import DurableQueue
 
 __all__ = [
+    "ALL_SINCE",
+    "ALL_UNTIL",
     "CLOCK_SKEW_SECONDS",
     "ReplayFeed",
     "REPLAY_COLUMNS",
@@ -56,11 +67,14 @@ __all__ = [
     "record_progress",
     "request_of",
     "running_positions",
+    "sent_range",
     "start_request",
     "unfinished_requests",
+    "with_sent",
 ]
 
 CLOCK_SKEW_SECONDS = 600.0
+ALL_SINCE, ALL_UNTIL = 0.0, 253402300800.0  # an event-time window that takes every event (to 9999-12-31)
 EVENT_TIME_FIELD = "event_timestamp"
 
 
@@ -81,6 +95,7 @@ class ReplayRequest:
     events: int = 0
     detail: str | None = None
     requested_at: float = 0.0
+    sent: tuple[float, float] | None = None  # a replay by delivery time: that window (module docstring)
 
 
 REPLAY_COLUMNS = (
@@ -191,6 +206,33 @@ def read_window(
     return Batch(f"replay:{request.id}", segments, pos, reached)
 
 
+def with_sent(conn: sqlite3.Connection, requests: list[ReplayRequest]) -> list[ReplayRequest]:
+    """`requests` with their delivery-time window, for those requested by delivery time."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'replay_sent'").fetchone()
+    if not requests or has is None:
+        return requests
+    marks = {
+        int(i): (float(a), float(b))
+        for i, a, b in conn.execute("SELECT replay_id, sent_since, sent_until FROM replay_sent")
+    }
+    return [replace(r, sent=marks[r.id]) if r.id in marks else r for r in requests]
+
+
+def sent_range(
+    conn: sqlite3.Connection, destination: str, since: float, until: float
+) -> tuple[int, int, int] | None:
+    """(first sequence number, end, events) of what `destination` acknowledged in [since, until), or None
+    when it acknowledged nothing then (or the record has been deleted with its pages)."""
+    row = conn.execute(
+        "SELECT MIN(start_seq), MAX(end_seq), SUM(events) FROM deliveries "
+        "WHERE destination = ? AND at >= ? AND at < ?",
+        (destination, since, until),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def running_positions(conn: sqlite3.Connection) -> dict[int, int]:
     """Running replay -> its position (housekeeping keeps the pages at or above it)."""
     return {
@@ -205,7 +247,7 @@ def unfinished_requests(conn: sqlite3.Connection) -> list[ReplayRequest]:
     rows = conn.execute(
         f"SELECT {REPLAY_COLUMNS} FROM replays WHERE state IN ('pending', 'running') ORDER BY id"
     )
-    return [request_of(r) for r in rows]
+    return with_sent(conn, [request_of(r) for r in rows])
 
 
 def start_request(
@@ -232,7 +274,7 @@ def start_request(
     )
     positions[request.id] = first
     row = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = ?", (request.id,)).fetchone()
-    return request_of(row)
+    return with_sent(conn, [request_of(row)])[0]
 
 
 @recovery_write

@@ -30,7 +30,7 @@ from siemconn.queue.quarantine import (
     iter_quarantined,
 )
 from siemconn.queue.render import render_status
-from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
+from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of, with_sent
 from siemconn.queue.reserve import DiskReserve
 from siemconn.queue.routing import (
     Routes,
@@ -352,7 +352,7 @@ def _recent_replays(conn: sqlite3.Connection, limit: int = 10) -> tuple[ReplayRe
     if not _has_table(conn, "replays"):
         return ()
     rows = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return tuple(request_of(r) for r in reversed(rows))
+    return tuple(with_sent(conn, [request_of(r) for r in reversed(rows)]))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

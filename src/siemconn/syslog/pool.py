@@ -14,6 +14,8 @@ retry_count, the reference's "retries before exiting when the server is not reac
   the other servers are served meanwhile. When every server is down, `run()` raises AllServersDownError
   (the service exits with code 3). Nothing queued is lost: the next start resends it.
 - N < 0: a server is never declared down; it is retried forever.
+Only failed connects count; a connect that succeeds ends the run. A batch reset mid-write on an open
+connection is bounded by the writer's own backoff and batch halving (siemconn.syslog.writer).
 
 Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
 factor in [0.5, 1) so that many connectors do not reconnect in lockstep.
@@ -211,6 +213,22 @@ class WriterPool:
             if exc is not None:
                 raise exc
 
+    def adopt(self, old: WriterPool, names: Sequence[str]) -> list[str]:
+        """Before `run()`: take over the open connections `old` kept (`stop(keep=names)`); the names of the
+        servers whose connection was taken over."""
+        kept = []
+        for name in names:
+            if name in self._writers and name in old._writers:
+                if self._writers[name].take_over(old._writers[name]):
+                    kept.append(name)
+        return kept
+
+    async def close_kept(self) -> None:
+        """Close the connections a stopped pool kept that no other pool took over."""
+        for w in self._writers.values():
+            if w.transport is not None:
+                await w.close_connection()
+
     def _all_down(self) -> bool:
         return all(w.state == DOWN for w in self._writers.values())
 
@@ -250,8 +268,12 @@ class WriterPool:
             self._stop_event.set()
             await self._finish(timeout=10.0)
 
-    async def stop(self, timeout: float) -> None:
-        """Stop: in-flight batches finish (flushed and acked) within `timeout`, then connections close."""
+    async def stop(self, timeout: float, *, keep: Sequence[str] = ()) -> None:
+        """Stop: in-flight batches finish (flushed and acked) within `timeout`, then connections close,
+        except those of the servers in `keep` (a reload hands them to the next pool: `adopt`)."""
+        for name in keep:
+            if name in self._writers:
+                self._writers[name].keep_open = True
         self._stop_event.set()
         self._changed.set()
         await self._finish(timeout)
