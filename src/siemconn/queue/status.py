@@ -110,6 +110,7 @@ class StatusReport:
     quarantined: tuple[QuarantineCount, ...] = ()
     disk_free: int | None = None  # free bytes on the data file system (None: unknown)
     reserve_held: int | None = None  # bytes the disk reserve holds (None: no queue yet)
+    reserve_size: int | None = None  # bytes it holds when whole
 
     @property
     def quarantined_total(self) -> int:
@@ -269,7 +270,7 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         disk_free: int | None = shutil.disk_usage(data_dir).free
     except OSError:
         disk_free = None
-    reserve_held = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free).held()
+    reserve = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free)
     return StatusReport(
         data_dir,
         db,
@@ -282,7 +283,8 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         replays,
         tuple(quarantined),
         disk_free,
-        reserve_held,
+        reserve.held(),
+        reserve.size,
     )
 
 
