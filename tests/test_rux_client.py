@@ -317,15 +317,24 @@ async def test_overlap_between_pages_is_deduplicated(
     assert pages[-1].next_checkpoint == 2500
 
 
-async def test_cursor_that_does_not_advance_is_an_error(make_client: Callable[..., RuxClient]) -> None:
+async def test_remaining_without_progress_ends_the_tick_without_failing_it(
+    make_client: Callable[..., RuxClient],
+) -> None:
+    """remaining_count > 0 with a checkpoint that does not move: before, every tick failed (pull_failed,
+    for ever); now what came is kept, paging ends for the tick, one request, and the next tick asks again."""
+    requests: list[str] = []
+
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth2/token":
             return httpx.Response(200, json={"access_token": "at-1", "expires_in": 3600})
-        return httpx.Response(200, json={"events": [], "next_checkpoint": 5, "remaining_count": 10})
+        requests.append(request.url.params["from"])
+        events = [{"id": 7, "event_timestamp": "2023-11-02T00:18:01Z"}] if len(requests) == 1 else []
+        return httpx.Response(200, json={"events": events, "next_checkpoint": 5, "remaining_count": 10})
 
     client = make_client("https://tenant.example", transport=httpx.MockTransport(handler))
-    with pytest.raises(RuxResponseError, match="does not move past from=5"):
-        await collect(client, DET, 5)
+    pages = await collect(client, DET, 5)
+    assert all_ids(pages) == [7] and requests == ["5"]
+    assert await collect(client, DET, 5) == [] and requests == ["5", "5"]
 
 
 # --- API versions and entity types ---------------------------------------------------------

@@ -53,7 +53,7 @@ from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue.transcode import EncodedEvents
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.cursor import plausible_checkpoint
-from siemconn.rux.envelope import DeviationLog, string_ids
+from siemconn.rux.envelope import Deviation, DeviationLog, string_ids
 from siemconn.rux.page import (
     I64_MAX,
     I64_MIN,
@@ -411,10 +411,17 @@ class RuxClient:
             if remaining <= 0:
                 return
             if nxt is None or nxt <= request_from:
-                raise RuxResponseError(
-                    f"bad response from {path} for stream {spec.key}: remaining_count is {remaining} but "
-                    f"next_checkpoint {nxt} does not move past from={request_from}; stopping this run"
+                # the API says more remain but gives no way past `from`: asking again now would get the
+                # same page. What it sent is queued; this tick's paging ends, and the next tick asks from
+                # the stored checkpoint again (no loop, no failed pull every tick). Logged once per stream.
+                stuck = Deviation(
+                    "remaining_count:no_progress",
+                    f"{remaining} with next_checkpoint {nxt} at from={request_from}",
+                    "paging ends for this tick; the next tick asks again from the stored checkpoint",
+                    True,
                 )
+                self._deviations.report(spec.key, path, (stuck,))
+                return
             previous_ids = set(int_ids)
             # drop this page's objects before the next request: the caller committed them already, and
             # keeping them alive while the next page is read and parsed doubles the peak memory per stream
