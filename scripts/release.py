@@ -38,9 +38,7 @@ def differing(a: Path, b: Path) -> list[str]:
     with zipfile.ZipFile(a) as za, zipfile.ZipFile(b) as zb:
         names = sorted(set(za.namelist()) | set(zb.namelist()))
         return [
-            n
-            for n in names
-            if n not in za.namelist() or n not in zb.namelist() or za.read(n) != zb.read(n)
+            n for n in names if n not in za.namelist() or n not in zb.namelist() or za.read(n) != zb.read(n)
         ]
 
 
