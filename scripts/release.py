@@ -3,14 +3,18 @@
 The build backend comes from requirements-build.lock (hash-checked, in a private venv), the sdist is
 built from the checkout and the wheel from the unpacked sdist (so the sdist is proven complete), twice:
 the two wheels must be byte-identical, else this exits 1 naming the files that differ.
-`$SOURCE_DATE_EPOCH` (the commit's time, set by make) fixes every timestamp inside the archives;
+`$SOURCE_DATE_EPOCH` (the commit's time, set by make) fixes every timestamp inside the wheel; the sdist
+is rewritten with its members sorted, that time on each, no owner names and a fixed gzip header, since
+setuptools stamps its files with the build time;
 `$SIEMCONN_REVISION` is the commit the wheel is stamped with. DIST/SHA256SUMS lists both files.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -32,6 +36,18 @@ def build_env(where: Path) -> Path:
     py = where / "bin" / "python"
     run(py, "-m", "pip", "install", "-q", "--require-hashes", "-r", ROOT / "requirements-build.lock")
     return py
+
+
+def normalise_sdist(path: Path, epoch: int) -> None:
+    out = io.BytesIO()
+    with tarfile.open(path) as src, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for member in sorted(src.getmembers(), key=lambda m: m.name):
+            data = src.extractfile(member) if member.isfile() else None
+            member.mtime, member.uid, member.gid, member.uname, member.gname = epoch, 0, 0, "", ""
+            member.pax_headers = {}
+            dst.addfile(member, data)
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=epoch) as gz:
+        gz.write(out.getvalue())
 
 
 def differing(a: Path, b: Path) -> list[str]:
@@ -56,6 +72,7 @@ def main() -> int:
         py = build_env(work / "venv")
         run(py, "-c", f"from setuptools import build_meta as b; b.build_sdist({str(dist)!r})", cwd=ROOT)
         (sdist,) = dist.glob("siemconn-*.tar.gz")
+        normalise_sdist(sdist, int(os.environ["SOURCE_DATE_EPOCH"]))
         with tarfile.open(sdist) as tar:
             tar.extractall(work / "src", filter="data")
         (tree,) = (work / "src").iterdir()
