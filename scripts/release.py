@@ -79,7 +79,22 @@ def main() -> int:
         wheels = []
         for n in (1, 2):
             out = work / f"wheel{n}"
-            run(py, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", out, tree)
+            # the C extensions' debug information names the build directory, a temporary one: map it to "."
+            env = os.environ | {
+                "CFLAGS": f"{os.environ.get('CFLAGS', '')} -ffile-prefix-map={tree}=.".strip()
+            }
+            args = [
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(out),
+                str(tree),
+            ]
+            subprocess.run([str(py), *args], check=True, env=env)
             wheels.append(next(out.glob("siemconn-*.whl")))
         if wheels[0].read_bytes() != wheels[1].read_bytes():
             print(f"release: two builds of the wheel differ in {differing(*wheels)}", file=sys.stderr)

@@ -18,13 +18,15 @@ import shutil
 import sqlite3
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.builds import Builder, commit_available
-from support.e2e import Connector, expected_payloads, received, start_fake, wait_until
+from support.e2e import Connector, expected_payloads, payload_of, received, start_fake, wait_until
+from support.poison_api import PoisonApi, event
 from support.rsyslog import RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux
@@ -37,16 +39,31 @@ PREVIOUS_RELEASE = "3077e097b62e6adf5c8b0352231b362170bdd1f5"
 EVERY = "*/2 * * * * *"
 
 
+class Builds:
+    """Each build made once per module run: its venv's python, by commit (None: the work tree)."""
+
+    def __init__(self, work: Path) -> None:
+        self.builder = Builder(work)
+        self.made: dict[str | None, Path] = {}
+
+    def python(self, commit: str | None) -> Path:
+        if commit not in self.made:
+            if commit is not None and not commit_available(commit):
+                pytest.skip(f"this clone's history lacks {commit} (a shallow clone): git fetch --unshallow")
+            wheel = self.builder.wheel(commit, commit or "work-tree")
+            self.made[commit] = self.builder.install(wheel, commit or "work-tree")
+        return self.made[commit]
+
+
 @pytest.fixture(scope="module")
-def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def all_builds(tmp_path_factory: pytest.TempPathFactory) -> Builds:
+    return Builds(tmp_path_factory.mktemp("builds"))
+
+
+@pytest.fixture
+def builds(all_builds: Builds) -> dict[str, Path]:
     """{"old": python of the previous release's venv, "new": python of the current build's venv}."""
-    if not commit_available(PREVIOUS_RELEASE):
-        pytest.skip(f"this clone's history lacks {PREVIOUS_RELEASE} (a shallow clone): git fetch --unshallow")
-    b = Builder(tmp_path_factory.mktemp("builds"))
-    return {
-        "old": b.install(b.wheel(PREVIOUS_RELEASE, PREVIOUS_RELEASE), "old"),
-        "new": b.install(b.wheel(None, "work-tree"), "new"),
-    }
+    return {"old": all_builds.python(PREVIOUS_RELEASE), "new": all_builds.python(None)}
 
 
 class BuildConnector(Connector):
@@ -201,3 +218,122 @@ def test_upgrade_from_the_previous_release_and_back(
             assert max(counts.values()) == 1
     finally:
         fake.stop()
+
+
+# --- within schema 2: the quarantine, retained pages and replays carry over ---------------------------
+
+# a schema-2 build with the quarantine, retain_hours and replay (the merge of the operator tools)
+SCHEMA_2_RELEASE = "88e5762f9d5df8b1e66ee3b80a53f32f9fc360e6"
+DEEP = 1010
+BAD_UTF8 = b'{"id": 5, "detection_id": 7, "note": "caf\xe9 \xff\xfe end"}'
+WINDOW = ("--since", "2024-08-13T00:00:00Z", "--until", "2024-08-14T00:00:00Z")
+
+
+def _page(events: list[bytes], nxt: int, remaining: int = 0) -> bytes:
+    return b'{"events": [%s], "next_checkpoint": %d, "remaining_count": %d}' % (
+        b", ".join(events),
+        nxt,
+        remaining,
+    )
+
+
+def _ev(i: int) -> bytes:
+    return json.dumps(event(i)).encode()
+
+
+def ids(rs: RsyslogReceiver) -> Counter[Any]:
+    return Counter(payload_of(line).get("id") for line in rs.raw_lines() if "{" in line)
+
+
+def cli(python: Path, conn: Connector, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), "-m", "siemconn", *args, "--config", str(conn.config_path)],
+        cwd=conn.workdir,
+        env=conn.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def replays(data: Path) -> list[tuple[str, str, int]]:
+    db = sqlite3.connect(f"file:{data / 'queue.db'}?mode=ro", uri=True)
+    try:
+        return [
+            (str(d), str(s), int(n))
+            for d, s, n in db.execute("SELECT destination, state, events FROM replays")
+        ]
+    finally:
+        db.close()
+
+
+def test_quarantine_retention_and_replays_survive_an_upgrade(
+    tmp_path: Path, all_builds: Builds, rsyslog_factory: Callable[..., RsyslogReceiver]
+) -> None:
+    old, new = all_builds.python(SCHEMA_2_RELEASE), all_builds.python(None)
+    head = json.dumps(event(2))[:-1].encode()
+    deep_raw = head + b', "x": ' + b'{"a": ' * (DEEP - 1) + b"{}" + b"}" * (DEEP - 1) + b"}"
+    api = PoisonApi(
+        {
+            "detections": {
+                0: _page([_ev(1), deep_raw, _ev(3)], 4, remaining=3),
+                4: _page([_ev(4), BAD_UTF8, _ev(6)], 7),
+            }
+        }
+    ).start()
+    live, late = rsyslog_factory(), rsyslog_factory()
+    try:
+        entry, late_entry = live.server_entry("live", "TCP"), late.server_entry("late", "TCP")
+        closed = late_entry | {"server_port": free_port()}
+        conn = BuildConnector(tmp_path / "c", api.url, [entry, closed], schedule=EVERY, retain_hours=24)
+        data = Path(conn.config["configuration"]["data_dir"])
+
+        # the schema-2 release: two events quarantined, the rest delivered to live and retained, a
+        # replay of them to live done; late is down
+        conn.with_build(old).start()
+        try:
+            wait_until(lambda: {1, 3, 4, 6} <= set(ids(live)), 60, "the old build delivering to live")
+            r = cli(old, conn, "replay", "--server", "live", *WINDOW)
+            assert r.returncode == 0, r.stdout + r.stderr
+            wait_until(lambda: all(ids(live)[i] == 2 for i in (1, 3, 4, 6)), 60, "the old build's replay")
+            wait_until(
+                lambda: [s for _, s, _ in replays(data)] == ["done"], 30, "the replay recorded as done"
+            )
+            assert conn.terminate() == 0, conn.output()[-3000:]
+        finally:
+            conn.kill()
+        assert not late.raw_lines()
+        count = cli(old, conn, "quarantine", "count")
+        assert count.returncode == 0, count.stderr
+        old_replays = replays(data)
+
+        # the current build on the same data directory, late now up
+        api.pages["detections"][7] = _page([_ev(7), _ev(8)], 9)
+        conn.config["configuration"]["server"] = [entry, late_entry]
+        conn.config_path.write_text(json.dumps(conn.config, indent=2))
+        conn.with_build(new).start()
+        try:
+            wait_until(
+                lambda: {1, 3, 4, 6, 7, 8} <= set(ids(late)), 60, "the new build delivering late's backlog"
+            )
+            wait_until(lambda: {7, 8} <= set(ids(live)), 60, "the new build delivering new events to live")
+            # the quarantine the old build wrote is read as it is
+            now = cli(new, conn, "quarantine", "count")
+            assert now.returncode == 0 and now.stdout == count.stdout, (count.stdout, now.stdout)
+            assert "quarantined events: 2" in cli(new, conn, "status").stdout
+            # the replay history is kept, and pages the old build retained can be replayed by the new one
+            assert replays(data) == old_replays
+            r = cli(new, conn, "replay", "--server", "late", *WINDOW)
+            assert r.returncode == 0, r.stdout + r.stderr
+            wait_until(
+                lambda: all(ids(late)[i] == 2 for i in (1, 3, 4, 6, 7, 8)), 60, "the new build's replay"
+            )
+            assert conn.terminate() == 0, conn.output()[-3000:]
+        finally:
+            conn.kill()
+        # once each to each server, plus exactly one replay each: nothing lost, nothing else repeated
+        assert ids(live) == Counter({1: 2, 3: 2, 4: 2, 6: 2, 7: 1, 8: 1})
+        assert ids(late) == Counter({1: 2, 3: 2, 4: 2, 6: 2, 7: 2, 8: 2})
+        assert not log_events(conn, "queue_schema_migrated")  # same schema: nothing to migrate
+    finally:
+        api.stop()
