@@ -33,8 +33,11 @@ COPY src ./src
 # versions that were tested. The wheel is stamped with REVISION (siemconn --version) and must carry
 # VERSION when one is given. --no-compile: ~7 MB smaller; the modules are compiled in memory at start.
 # The SBOM (CycloneDX JSON) lists every distribution of /opt/venv with its version and hash.
-RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock \
- && SIEMCONN_REVISION="$REVISION" pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
+# (the backend goes into its own venv: a Debian-packaged python refuses installs into the system)
+RUN python -m venv --without-pip /opt/build \
+ && pip --python /opt/build/bin/python install --no-cache-dir --require-hashes -r requirements-build.lock \
+ && SIEMCONN_REVISION="$REVISION" pip --python /opt/build/bin/python wheel --no-cache-dir --no-deps \
+        --no-build-isolation --wheel-dir /wheels . \
  && { [ -z "$VERSION" ] || ls /wheels/siemconn-"$VERSION"-*.whl; } \
  && python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install --no-cache-dir --no-compile --require-hashes -r requirements.lock \
