@@ -65,7 +65,7 @@ sbom: install-runtime
 LOWEST := .venv-lowest
 test-lowest: install
 	rm -rf $(LOWEST)
-	$(BIN)/uv venv --quiet --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv venv --quiet --seed --python $(BIN)/python $(LOWEST)
 	$(BIN)/uv pip compile --quiet --resolution lowest-direct --python-version 3.11 pyproject.toml -o $(LOWEST)/lowest.txt
 	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --constraint $(LOWEST)/lowest.txt -e '.[test]'
 	$(BIN)/uv pip list --python $(LOWEST)/bin/python
@@ -83,7 +83,7 @@ release: install
 	test -z "$$(git status --porcelain)" || { echo "release: commit or stash your changes first" >&2; exit 1; }
 	rm -rf dist build
 	SOURCE_DATE_EPOCH=$(EPOCH) SIEMCONN_REVISION=$(REVISION) $(BIN)/python scripts/release.py --dist dist
-	$(if $(filter 0,$(IMAGE)),,$(ENGINE) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	$(if $(filter 0,$(IMAGE)),,$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
 	  --build-arg SOURCE="$(SOURCE)" --build-arg SOURCE_DATE_EPOCH=$(EPOCH) -t siemconn:$(VERSION) .)
 
 bench: install
