@@ -29,6 +29,7 @@ from support.e2e import Connector, expected_payloads, payload_of, received, star
 from support.poison_api import PoisonApi, event
 from support.rsyslog import RsyslogReceiver
 
+from siemconn import __version__
 from siemconn.devtools.fake_rux import FakeRux
 from siemconn.devtools.harness import free_port
 
@@ -134,6 +135,14 @@ def log_events(conn: Connector, name: str) -> list[dict[str, Any]]:
 def test_upgrade_from_the_previous_release_and_back(
     tmp_path: Path, builds: dict[str, Path], rsyslog_factory: Callable[..., RsyslogReceiver]
 ) -> None:
+    # each venv runs its own build: the current one is stamped with the commit it was given
+    versions = {
+        k: subprocess.run(
+            [str(py), "-m", "siemconn", "--version"], capture_output=True, text=True
+        ).stdout.strip()
+        for k, py in builds.items()
+    }
+    assert versions == {"old": "siemconn 0.1.0", "new": f"siemconn {__version__} (commit work-tree)"}
     fake = start_fake(seed_audit=15, seed_detections=120, seed_entity=30)
     live, late = rsyslog_factory(), rsyslog_factory()
     try:
