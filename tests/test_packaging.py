@@ -274,11 +274,10 @@ def test_build_stage_steps_in_a_fresh_venv(tmp_path: Path) -> None:
     )
     subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     wheel = next(wheels.glob("siemconn-*.whl"))
-    subprocess.run(
-        [*pip, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-compile", str(wheel)],
-        check=True,
-        timeout=600,
-    )
+    target = [*pip, "--python", str(venv / "bin" / "python"), "install", "-q", "--no-compile"]
+    lock = str(ROOT / "requirements.lock")
+    subprocess.run([*target, "--require-hashes", "-r", lock], check=True, timeout=600)
+    subprocess.run([*target, "--no-deps", str(wheel)], check=True, timeout=600)
     r = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "siemconn", "--version"], capture_output=True, text=True
     )
