@@ -6,16 +6,20 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test test-packaging demo bench fuzz soak lint clean
+.PHONY: install install-runtime receiver test test-packaging test-lowest demo bench fuzz soak lint clean \
+	lock sbom release
 
 install: $(TEST_STAMP)
 
 install-runtime: $(RUNTIME_STAMP)
 
-$(RUNTIME_STAMP): pyproject.toml
+# the service's dependencies come from requirements.lock, hash-checked (the versions the image and the
+# systemd steps install); siemconn itself is then installed editable without resolving anything
+$(RUNTIME_STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(RUNTIME_STAMP)
 
 $(TEST_STAMP): $(RUNTIME_STAMP)
@@ -41,6 +45,47 @@ test-packaging: install receiver
 demo: install-runtime
 	$(BIN)/python -m siemconn.devtools.demo $(if $(FORMAT),--format $(FORMAT)) $(if $(DETAILED),--detailed)
 
+# requirements.lock (the service's dependencies) and requirements-build.lock (the build backend), both
+# with every file's sha256, resolved afresh for CPython 3.11 on every platform. pyproject.toml keeps its
+# ranges; tests/test_release.py fails when a lock no longer satisfies them
+UV_COMPILE = $(BIN)/uv pip compile --quiet --upgrade --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command "make lock"
+lock: install
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	$(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(UV_COMPILE) - -o requirements-build.lock
+
+# CycloneDX JSON of the distributions installed in a venv (VENV_SBOM, default ./.venv) -> sbom.cdx.json
+VENV_SBOM ?= $(VENV)
+sbom: install-runtime
+	$(VENV_SBOM)/bin/python -m siemconn.devtools.sbom --output $(or $(SBOM),sbom.cdx.json)
+
+# the lowest versions pyproject.toml allows for the service's dependencies (uv's lowest-direct
+# resolution; the test tools as usual) in ./.venv-lowest, and the unit tests (not e2e) against them
+LOWEST := .venv-lowest
+test-lowest: install
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv --quiet --seed --python $(BIN)/python $(LOWEST)
+	$(BIN)/uv pip compile --quiet --resolution lowest-direct --python-version 3.11 pyproject.toml -o $(LOWEST)/lowest.txt
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --constraint $(LOWEST)/lowest.txt -e '.[test]'
+	$(BIN)/uv pip list --python $(LOWEST)/bin/python
+	$(LOWEST)/bin/python -m pytest -q -m 'not e2e and not soak and not packaging' -o addopts=''
+
+# dist/: the wheel and the sdist (SOURCE_DATE_EPOCH = the commit's time, so a rebuild of the same commit
+# is byte-identical), their SHA256SUMS, and the image siemconn:VERSION (IMAGE=0 skips it; podman or
+# docker). The procedure, and what differs between two builds, are in docs/releasing.md
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/siemconn/__init__.py)
+REVISION = $(shell git rev-parse HEAD)
+EPOCH = $(shell git log -1 --format=%ct)
+SOURCE ?= $(shell git config --get remote.origin.url)
+ENGINE ?= $(shell command -v podman || command -v docker)
+release: install
+	test -z "$$(git status --porcelain)" || { echo "release: commit or stash your changes first" >&2; exit 1; }
+	rm -rf dist build
+	SOURCE_DATE_EPOCH=$(EPOCH) SIEMCONN_REVISION=$(REVISION) $(BIN)/python scripts/release.py --dist dist
+	$(if $(filter 0,$(IMAGE)),,$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+	  --build-arg SOURCE="$(SOURCE)" --build-arg SOURCE_DATE_EPOCH=$(EPOCH) -t siemconn:$(VERSION) .)
+
 bench: install
 	$(BIN)/python bench/run.py
 
@@ -57,5 +102,5 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache data logs .demo
+	rm -rf $(VENV) $(LOWEST) build dist src/*.egg-info .pytest_cache .ruff_cache data logs .demo
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -73,7 +73,16 @@ def test_version() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == f"siemconn {__version__}"
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
+    if head.returncode != 0:  # not a git checkout (an unpacked sdist): the commit is unknown
+        assert out.stdout.strip() == f"siemconn {__version__} (commit unknown)"
+    else:  # an editable install asks the checkout it runs from
+        assert re.fullmatch(
+            rf"siemconn {re.escape(__version__)} \(commit {head.stdout.strip()}(-dirty)?\)",
+            out.stdout.strip(),
+        )
 
 
 def test_check_all_ok(tmp_path: Path, cli: Cli, rsyslog: RsyslogReceiver) -> None:

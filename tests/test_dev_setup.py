@@ -33,7 +33,11 @@ def _make_dry_run(target: str, tmp_path: Path) -> list[str]:
 def test_make_demo_installs_only_the_service(tmp_path: Path) -> None:
     cmds = _make_dry_run("demo", tmp_path)
     installs = [c for c in cmds if "pip install" in c and "--upgrade pip" not in c]
-    assert installs == [f"{tmp_path / 'venv'}/bin/python -m pip install -q -e ."], cmds
+    # the dependencies from the lock, hash-checked, then siemconn itself resolving nothing more
+    assert installs == [
+        f"{tmp_path / 'venv'}/bin/python -m pip install -q --require-hashes -r requirements.lock",
+        f"{tmp_path / 'venv'}/bin/python -m pip install -q --no-deps -e .",
+    ], cmds
     assert not any("[test]" in c or "-m pytest" in c or "ensure_receiver" in c for c in cmds), cmds
     assert cmds[-1] == f"{tmp_path / 'venv'}/bin/python -m siemconn.devtools.demo"
 

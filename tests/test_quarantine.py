@@ -339,6 +339,24 @@ async def test_a_queue_of_a_newer_version_is_refused_unchanged(tmp_path: Path) -
     assert hashlib.sha256((data / "queue.db").read_bytes()).hexdigest() == before
 
 
+async def test_a_queue_older_than_any_migration_is_refused_unchanged(tmp_path: Path) -> None:
+    """user_version 0 on a siemconn file: no migration reaches it, and it is refused before persist-queue
+    opens it (which would create its tables in it), so the file keeps every byte."""
+    data = tmp_path / "q"
+    await _v1_queue(data)
+    conn = sqlite3.connect(data / "queue.db")
+    conn.execute("DROP TABLE cursors")  # what persist-queue or the side tables would put back
+    conn.execute("PRAGMA user_version=0")
+    conn.commit()
+    conn.close()
+    before = hashlib.sha256((data / "queue.db").read_bytes()).hexdigest()
+    with pytest.raises(
+        QueueCorruptError, match=f"schema version 0, this siemconn reads 1 to {SCHEMA_VERSION}"
+    ):
+        await DurableQueue.open(data, ["tcp1"])
+    assert hashlib.sha256((data / "queue.db").read_bytes()).hexdigest() == before
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 

@@ -13,9 +13,9 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final, NoReturn, TextIO
+from typing import Any, Final, NoReturn, TextIO
 
-from siemconn import __version__
+from siemconn.buildinfo import version_line
 from siemconn.config import LocalSettings, Settings, load_local_settings, load_settings
 from siemconn.errors import ConfigError
 
@@ -61,6 +61,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _VersionAction(argparse.Action):
+    """`--version`: the version and the commit it was built from (`siemconn.buildinfo`), looked up only
+    when asked, so that other commands never run git."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the commit, then exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        sys.stdout.write(version_line() + "\n")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="siemconn",
@@ -68,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--version", action="version", version=f"siemconn {__version__}")
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, text in (
         ("run", "run the connector until SIGTERM/SIGINT"),

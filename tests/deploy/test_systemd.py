@@ -143,6 +143,7 @@ def boot(
         (install / unit).write_text((REPO / "packaging" / "systemd" / unit).read_text())
     (install / "server1.pem").write_bytes(rsyslog.certs.ca.read_bytes())
     (install / wheel.name).write_bytes(wheel.read_bytes())
+    (install / "requirements.lock").write_text((REPO / "requirements.lock").read_text())
     (install / "config.json").write_text(config_json(rsyslog))
     name = unique("siemconn-systemd")
     cleanup.append(f"c:{name}")
@@ -179,7 +180,8 @@ def readme_install(host: Host, wheel: Path) -> tuple[str, str, str]:
         block,
         {
             # the README's documented wheel variant: built once on the host (`pip wheel --no-deps`)
-            "/opt/siemconn/bin/pip install /path/to/checkout": f"/opt/siemconn/bin/pip install /root/install/{wheel.name}",
+            "/path/to/checkout/requirements.lock": "/root/install/requirements.lock",
+            "/opt/siemconn/bin/pip install --no-deps /path/to/checkout": f"/opt/siemconn/bin/pip install --no-deps /root/install/{wheel.name}",
             "https://TENANT.REGION.portal.vectra.ai": host.fake.url,
             "CLIENT_ID=...": f"CLIENT_ID={CLIENT_ID}",
             "'THE-SECRET'": shlex.quote(SECRET),

@@ -3,7 +3,9 @@ check done before persist-queue touches the database.
 
 Invariants: data_dir is mode 0700 (files holding events are private); at most one process holds
 `queue.lock` (an fcntl.flock kept for the life of the process, with the holder's pid written in it so a
-second process can name it); a file that is not a siemconn queue is refused, never reset.
+second process can name it); a file that is not a siemconn queue is refused, never reset; so is one of a
+schema version this siemconn cannot read (newer, or older than any migration reaches), before anything
+opens it for writing, so the refused file stays byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from siemconn.errors import QueueLockedError
 from siemconn.logging import get_logger
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error, newer_version_error, unavailable_error
-from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, OUR_TABLES, SCHEMA_VERSION
+from siemconn.queue.schema import APPLICATION_ID, DB_FILE, LOCK_FILE, MIGRATIONS, OUR_TABLES, SCHEMA_VERSION
 
 __all__ = ["default_disk_free", "is_new_database", "prepare_data_dir", "release_lock", "take_lock"]
 
@@ -122,4 +124,7 @@ def is_new_database(db: Path) -> bool:
         raise corrupt_error(db, f"application_id is {app_id:#x}, expected {APPLICATION_ID:#x}")
     if version > SCHEMA_VERSION:
         raise newer_version_error(db, version)
+    if version < 1 or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+        # refused here, not only in opening._migrate: persist-queue would create its tables first
+        raise corrupt_error(db, f"schema version {version}, this siemconn reads 1 to {SCHEMA_VERSION}")
     return False
