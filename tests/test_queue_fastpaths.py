@@ -207,7 +207,10 @@ async def test_writer_read_ahead_keeps_one_unacked_batch(tmp_path: Path) -> None
         for depth, ids in log:
             assert ids[0] == total - depth + 1
         sent = [ids[0] for _, ids in log]
-        assert sent == [1, 11, 11, 21, 31, 31]  # writes 2 and 5 failed: only that batch is resent
+        # writes 2 and 5 failed (reset mid-write): only that batch is resent, halved (a mid-write reset
+        # halves the next batch, and the one read ahead with it), then full batches again
+        assert sent == [1, 11, 11, 16, 21, 21, 26, 31]
+        assert [len(ids) for _, ids in log] == [10, 10, 5, 5, 10, 5, 5, 10]
         assert ahead[:2] == [10, 20]  # the next batch was read while the previous one was being written
     finally:
         await q.close()
