@@ -23,8 +23,8 @@ import pytest
 from support.configs import configuration
 
 from siemconn import __version__
-from siemconn.cli import ExitCode
 from siemconn.config import load_settings
+from siemconn.exitcodes import ExitCode
 from siemconn.ops.heartbeat import write_heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]

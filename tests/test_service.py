@@ -13,9 +13,9 @@ import pytest
 from support.e2e import CLIENT_ID, SECRET, connector_config
 from support.rsyslog import RsyslogReceiver
 
-from siemconn.cli import ExitCode
 from siemconn.config import Settings, load_settings
 from siemconn.devtools.fake_rux import FakeRux, Fault
+from siemconn.exitcodes import ExitCode
 from siemconn.service import Service
 
 

@@ -21,9 +21,9 @@ from typing import TextIO
 
 import httpx
 
-from siemconn.cli import ExitCode
 from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
+from siemconn.exitcodes import ExitCode
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import setup_logging
 from siemconn.ops.runtime import RuntimeRecord, find_record
@@ -34,7 +34,17 @@ from siemconn.rux.streams import stream_specs
 from siemconn.syslog.format import encode_event, format_message, frame
 from siemconn.syslog.transport import open_transport
 
-__all__ = ["CONNECT_TIMEOUT", "TEST_EVENT_MARK", "check_server", "print_status", "run_checks", "send_test"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "TEST_EVENT_MARK",
+    "check_server",
+    "locate_queue",
+    "print_status",
+    "quarantine_count",
+    "quarantine_export",
+    "run_checks",
+    "send_test",
+]
 
 CONNECT_TIMEOUT = 10.0
 UDP_NOTE = (

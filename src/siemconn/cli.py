@@ -13,24 +13,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 from siemconn import __version__
 from siemconn.config import LocalSettings, Settings, load_local_settings, load_settings
 from siemconn.errors import ConfigError
+from siemconn.exitcodes import ExitCode
 
 __all__ = ["ExitCode", "main"]
-
-
-class ExitCode:
-    """The process exit codes (plain ints; the README's table and the systemd unit use the numbers)."""
-
-    OK: Final = 0
-    UNEXPECTED: Final = 1
-    CONFIG: Final = 2  # invalid configuration or environment, or credentials rejected at startup
-    ALL_SERVERS_DOWN: Final = 3
-    USAGE: Final = 64  # sysexits.h EX_USAGE: bad command line (2 stays reserved for an invalid config)
-    BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: the reader of stdout went away (`siemconn status | head -2`)
 
 
 EPILOG = f"""\

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TextIO
 
 from siemconn.checks import locate_queue
-from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Configuration, load_configuration
 from siemconn.errors import ConfigError
+from siemconn.exitcodes import ExitCode
 from siemconn.queue.schema import APPLICATION_ID, DB_FILE, PAGE_TABLE
 
 __all__ = ["parse_time", "request_replay"]

@@ -30,6 +30,7 @@ __all__ = [
     "TIMESTAMP_FORMAT",
     "api_path",
     "build_params",
+    "probe_params",
     "stream_specs",
     "stream_version",
 ]

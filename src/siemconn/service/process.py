@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import aiocron
 
-from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Settings, is_loopback
 from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxAuthError, RuxError
+from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger
 from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.gctune import PageHold

@@ -63,6 +63,7 @@ __all__ = [
     "parse_event_timestamp",
     "rfc3339",
     "sanitize_field",
+    "utf8",
 ]
 
 Framing = Literal["lf", "octet-counting"]
