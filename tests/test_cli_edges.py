@@ -135,7 +135,7 @@ def silent_tcp_port() -> Iterator[int]:
 
 
 def _tls_check(tmp_path: Path, port: int, capsys: pytest.CaptureFixture[str]) -> str:
-    from siemconn.checks import check_server
+    from siemconn.commands.check import check_server
     from siemconn.config import load_local_settings
 
     cfg = _write_config(

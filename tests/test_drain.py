@@ -19,7 +19,9 @@ from support.configs import configuration
 from support.syslogparse import parse
 
 from siemconn.config import ServerConfig
-from siemconn.queue import Batch, DurableQueue, Rejected
+from siemconn.events.batch import Batch
+from siemconn.events.rejected import Rejected
+from siemconn.queue import DurableQueue
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import Transport, open_transport
 

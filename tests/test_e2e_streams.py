@@ -20,7 +20,7 @@ from support.rsyslog import RsyslogReceiver
 from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.devtools.fake_rux import Fault
-from siemconn.queue import encoder
+from siemconn.events import encoder
 from siemconn.rux.lockdown import MARKER, UNLOCKED
 
 pytestmark = pytest.mark.e2e

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from siemconn.queue import encoder, transcode
-from siemconn.queue.encoder import (
+from siemconn.events import encoder, transcode
+from siemconn.events.encoder import (
     Encoder,
     encode_event,
     encode_event_c,
@@ -306,7 +306,7 @@ def test_encode_event_is_the_fast_path_by_default() -> None:
 
 def test_switch_off_uses_the_stdlib_encoder() -> None:
     code = (
-        "import json; from siemconn.queue import encoder as m; "
+        "import json; from siemconn.events import encoder as m; "
         "assert not m.FAST_ENCODER and m.encode_event is m.encode_event_stdlib; "
         "v = {'a': '\\x7f', 'b': 1e-05}; assert m.encode_event(v) == json.dumps(v); "
         "assert m.encode_events([v]) is None; print('ok')"
@@ -318,7 +318,7 @@ def test_switch_off_uses_the_stdlib_encoder() -> None:
 
 def test_switch_to_ujson_skips_the_c_encoder() -> None:
     code = (
-        "import json; from siemconn.queue import encoder as m; "
+        "import json; from siemconn.events import encoder as m; "
         "assert m.ENCODER == 'ujson' and m.encode_event is m.encode_event_ujson; "
         "v = [{'a': 'x', 'b': 1.5}]; assert m.encode_events(v) == json.dumps(v[0]); print('ok')"
     )

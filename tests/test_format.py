@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from support.syslogparse import parse, unframe
 
 from siemconn.config import ServerConfig
+from siemconn.events.encoder import encode_event
 from siemconn.syslog.format import (
     Formatter,
-    encode_event,
     fit_datagram,
     format_message,
     frame,

@@ -18,8 +18,10 @@ from support import cefparse, leefparse, syslogparse
 from siemconn import __version__
 from siemconn.config import ServerConfig, load_configuration
 from siemconn.errors import ConfigError
-from siemconn.queue import DurableQueue, encode_event
-from siemconn.queue.quarantine import QUARANTINE_DDL, QuarantineTally, Rejected, count_quarantined
+from siemconn.events.encoder import encode_event
+from siemconn.events.rejected import Rejected
+from siemconn.queue import DurableQueue
+from siemconn.queue.quarantine import QUARANTINE_DDL, QuarantineTally, count_quarantined
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import (
     HEARTBEAT_KEY,

@@ -13,10 +13,12 @@ import pytest
 from structlog.testing import capture_logs
 from support.queues import drain
 
+from siemconn.commands.render import render_status
 from siemconn.errors import QueueLockedError
-from siemconn.queue import DurableQueue, read_status, render_status
-from siemconn.queue.quarantine import INVALID_JSON, Rejected, insert_rejected
-from siemconn.queue.replay import ReplayFeed
+from siemconn.events.rejected import INVALID_JSON, Rejected
+from siemconn.queue import DurableQueue, read_status
+from siemconn.queue.feed import ReplayFeed
+from siemconn.queue.quarantine import insert_rejected
 from siemconn.queue.status import report_dict
 
 T0 = 1_780_000_000.0  # a fixed event time base (2026-05-28)

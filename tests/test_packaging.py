@@ -229,8 +229,8 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
     for kept in (
         "src/siemconn/__init__.py",
         "src/siemconn/ops/heartbeat.py",
-        "src/siemconn/queue/_jsonenc.c",
-        "src/siemconn/queue/_jsonbuf.h",
+        "src/siemconn/events/_jsonenc.c",
+        "src/siemconn/events/_jsonbuf.h",
         "setup.py",
     ):
         assert not dockerignored(kept, patterns)
@@ -245,7 +245,7 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
         "tests/test_ops.py",
         "src/siemconn/ops/__pycache__/heartbeat.cpython-311.pyc",
         "src/siemconn.egg-info/PKG-INFO",
-        "src/siemconn/queue/_jsonenc.cpython-311-x86_64-linux-gnu.so",  # built for the host's interpreter
+        "src/siemconn/events/_jsonenc.cpython-311-x86_64-linux-gnu.so",  # built for the host's interpreter
     ):
         assert dockerignored(secret_or_junk, patterns), f"{secret_or_junk} would enter the build context"
 

@@ -22,10 +22,11 @@ from support.metricvalue import metric_value
 from support.poison_api import nested
 from test_pool import Sink, fast_sleep, srv
 
+from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError
+from siemconn.events.rejected import raw_json
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import DurableQueue, export_row, read_quarantine, read_status, render_status
-from siemconn.queue.quarantine import raw_json
+from siemconn.queue import DurableQueue, export_row, read_quarantine, read_status
 from siemconn.queue.schema import SCHEMA_VERSION
 from siemconn.rux.page import loads_page
 from siemconn.rux.salvage import salvage_page
@@ -130,7 +131,7 @@ async def test_an_event_too_deep_to_encode_is_quarantined_in_the_page_commit(tmp
 
 
 async def test_a_page_of_rejects_only_moves_the_checkpoint_with_them(tmp_path: Path) -> None:
-    from siemconn.queue import Rejected
+    from siemconn.events.rejected import Rejected
 
     data = tmp_path / "q"
     q = await DurableQueue.open(data, ["a"])

@@ -22,9 +22,11 @@ from structlog.testing import capture_logs
 from support.metricvalue import metric_value
 from support.queues import drain
 
+from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
+from siemconn.events.batch import Batch
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import Batch, DurableQueue, read_status, render_status
+from siemconn.queue import DurableQueue, read_status
 
 WORKER = Path(__file__).parent / "support" / "queue_worker.py"
 MB = 1024 * 1024

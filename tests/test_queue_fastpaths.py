@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import DeliveryError, QueueError
-from siemconn.queue import Batch, DurableQueue, encode_event
+from siemconn.events.batch import Batch
+from siemconn.events.encoder import encode_event
+from siemconn.queue import DurableQueue
 from siemconn.rux.page import has_long_digit_run, loads_page
 from siemconn.syslog.pool import WriterPool
 

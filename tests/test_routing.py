@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from support.queues import drain
 
+from siemconn.commands.render import render_status
 from siemconn.errors import QueueError
-from siemconn.queue import DurableQueue, QueuedEvent, read_status, render_status
+from siemconn.events.batch import QueuedEvent
+from siemconn.queue import DurableQueue, read_status
 from siemconn.queue.schema import DB_FILE, PAGE_TABLE
 
 

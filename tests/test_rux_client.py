@@ -791,8 +791,8 @@ async def test_logs_never_contain_secret_or_tokens(
 
 def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
     """orjson would turn 2**64 into 1.8446744073709552e+19; the payload must stay the API's number."""
+    from siemconn.events.encoder import encode_event
     from siemconn.rux.page import loads_page
-    from siemconn.syslog.format import encode_event
 
     raw = b'{"events": [{"id": 1, "big": 18446744073709551616, "neg": -9223372036854775809, "f": 1E5}]}'
     ev = loads_page(raw)["events"][0]

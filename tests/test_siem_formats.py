@@ -26,9 +26,10 @@ from support.syslogparse import unframe
 
 from siemconn import __version__
 from siemconn.config import LEEF_DELIMITERS, ServerConfig
+from siemconn.events.encoder import encode_event
 from siemconn.queue import DurableQueue
 from siemconn.syslog import cef, leef
-from siemconn.syslog.format import Formatter, encode_event, fit_datagram
+from siemconn.syslog.format import Formatter, fit_datagram
 from siemconn.syslog.mapping import Field, Mapped
 from siemconn.syslog.pool import ServerWriter, WriterPool
 

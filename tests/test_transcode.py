@@ -22,9 +22,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from siemconn.queue import transcode
-from siemconn.queue.encoder import encode_event
-from siemconn.queue.transcode import EncodedEvents, transcode_page
+from siemconn.events import transcode
+from siemconn.events.encoder import encode_event
+from siemconn.events.transcode import EncodedEvents, transcode_page
 from siemconn.rux.page import loads_page
 
 pytestmark = pytest.mark.skipif(not transcode.TRANSCODER, reason="built without the C encoder")
@@ -309,7 +309,7 @@ def test_encoded_events_read_like_the_list_they_replace() -> None:
 
 def test_switched_off_with_the_c_encoder() -> None:
     code = (
-        "from siemconn.queue import transcode as t; "
+        "from siemconn.events import transcode as t; "
         'assert not t.TRANSCODER and t.transcode_page(b\'{"events": [], "remaining_count": 0}\') is None; '
         "print('ok')"
     )

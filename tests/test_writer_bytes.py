@@ -20,9 +20,11 @@ from support.syslogparse import parse, unframe
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError
+from siemconn.events.batch import Batch, QueuedEvent, Segment
+from siemconn.events.encoder import encode_event
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import Batch, DurableQueue, QueuedEvent, Segment
-from siemconn.syslog.format import Formatter, encode_event, fit_datagram, frame, parse_event_timestamp
+from siemconn.queue import DurableQueue
+from siemconn.syslog.format import Formatter, fit_datagram, frame, parse_event_timestamp
 from siemconn.syslog.pool import ServerWriter, WriterPool
 from siemconn.syslog.wire import Oversize
 

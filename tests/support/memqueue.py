@@ -1,4 +1,4 @@
-"""An in-memory implementation of the queue contract the writer pool uses (siemconn.syslog.pool.QueueLike),
+"""An in-memory implementation of the queue contract the writer pool uses (siemconn.syslog.contracts.QueueLike),
 with DurableQueue's semantics: one page per put(), batches of `Segment`s (at most one per page, payloads as
 bytes), reading never advances a destination's cursor, only ack() does, and acks must come in read order."""
 
@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from siemconn.queue import Batch, QueuedEvent, Segment, encode_event
-from siemconn.queue.encoder import event_id
+from siemconn.events.batch import Batch, QueuedEvent, Segment
+from siemconn.events.encoder import encode_event, event_id
 
 __all__ = ["MemQueue", "cursor_at"]
 

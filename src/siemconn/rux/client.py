@@ -44,9 +44,9 @@ import httpx
 from siemconn import __version__
 from siemconn.config import Configuration, Credentials
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
+from siemconn.events.transcode import EncodedEvents
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
-from siemconn.queue.transcode import EncodedEvents
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
 from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.page import (

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from siemconn import __version__
 from siemconn.config import Configuration, Settings
+from siemconn.events import encoder
+from siemconn.events.transcode import TRANSCODER
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger
-from siemconn.queue import DurableQueue, encoder
-from siemconn.queue.transcode import TRANSCODER
+from siemconn.queue import DurableQueue
 
 __all__ = ["log_started", "server_lines", "warn_file_permissions", "warn_off_streams"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from siemconn.config import ServerConfig
+from siemconn.events.batch import Batch, Segment
+from siemconn.events.rejected import FORMAT_ERROR, Rejected, id_text
 from siemconn.logging import get_logger
-from siemconn.queue import Batch, Segment
-from siemconn.queue.quarantine import FORMAT_ERROR, Rejected, id_text
 from siemconn.syslog.format import Formatter, fit_datagram
 
 log = get_logger(__name__)

@@ -22,7 +22,8 @@ writer sends it between two batches, as a write of its own on the same connectio
 up for it. A failed heartbeat write is a failed write (reconnect, backoff); no heartbeat is queued.
 
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
-its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
+its context's (`siemconn.syslog.contracts.WriterContext`, which the pool provides), and so is the
+`RetryPolicy` that says how long to back off after a failure and when the server is down.
 """
 
 from __future__ import annotations
@@ -31,20 +32,17 @@ import asyncio
 import contextlib
 import ssl
 import time
-from typing import TYPE_CHECKING
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, QueueUnavailableError, SyslogError, TlsConfigError
+from siemconn.events.batch import Batch
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import emit
-from siemconn.queue import Batch
+from siemconn.syslog.contracts import WriterContext
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
 from siemconn.syslog.transport import Transport, build_tls_context
 from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
-
-if TYPE_CHECKING:
-    from siemconn.syslog.pool import WriterPool
 
 __all__ = [
     "DOWN",
@@ -71,7 +69,7 @@ STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "s
 class ServerWriter:
     """Delivers one server's cursor: connect, `prepare` (format and frame a batch), write, ack."""
 
-    def __init__(self, pool: WriterPool, server: ServerConfig) -> None:
+    def __init__(self, pool: WriterContext, server: ServerConfig) -> None:
         self.pool = pool
         self.server = server
         self.name = server.name
@@ -174,9 +172,9 @@ class ServerWriter:
         first = self.state in (STARTING, UP)
         if first and pool.health is not None:
             pool.health.server_failed(self.name, reason)
-        retry = pool.retry_count
-        delay = pool.backoff(self.failures)
-        if retry >= 0 and self.failures > retry and self.state != DOWN:
+        retry = pool.retry.retry_count
+        delay = pool.retry.delay(self.failures)
+        if pool.retry.gives_up(self.failures) and self.state != DOWN:
             self.state = DOWN
             pool.state_changed(self.name, DOWN, reason)
             depth = await pool.queue.depth(self.name)

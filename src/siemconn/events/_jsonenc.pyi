@@ -1,4 +1,4 @@
-"""Types of the optional C encoder (`_jsonenc.c`); see siemconn.queue.encoder."""
+"""Types of the optional C encoder (`_jsonenc.c`); see siemconn.events.encoder."""
 
 from typing import Any
 

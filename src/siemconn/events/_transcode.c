@@ -1,4 +1,4 @@
-/* siemconn.queue._transcode: an API page's text -> json.dumps of each event, without building objects.
+/* siemconn.events._transcode: an API page's text -> json.dumps of each event, without building objects.
  *
  * transcode_page(body) reads an API page `{"events": [{...}, ...], ...}` and writes, for each event,
  * json.dumps(json.loads(event text)) byte for byte, straight from the text. It vouches only for what it
@@ -642,8 +642,8 @@ static PyMethodDef transcode_methods[] = {
 
 static struct PyModuleDef transcode_module = {
     PyModuleDef_HEAD_INIT,
-    "siemconn.queue._transcode",
-    "An API page's text -> json.dumps of each event, without building objects (see siemconn.queue.transcode).",
+    "siemconn.events._transcode",
+    "An API page's text -> json.dumps of each event, without building objects (see siemconn.events.transcode).",
     0,
     transcode_methods,
     NULL,

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import argparse
 import re
-import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from siemconn.checks import locate_queue
+from siemconn.commands.locate import locate_queue
 from siemconn.config import STREAMS, Configuration, load_configuration
-from siemconn.errors import ConfigError
+from siemconn.errors import ConfigError, ReplayRefusedError
 from siemconn.exitcodes import ExitCode
-from siemconn.queue.schema import APPLICATION_ID, DB_FILE, PAGE_TABLE
+from siemconn.queue.replay import submit_request
+from siemconn.queue.schema import DB_FILE
+from siemconn.queue.status import read_status
 
 __all__ = ["parse_time", "request_replay"]
 
@@ -104,50 +105,11 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not db.exists():
         return _fail(err, f"no queue database at {db}; {loc.not_found_hint()}")
     try:
-        conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None)
-    except sqlite3.Error as exc:
-        return _fail(err, f"cannot open {db}: {exc}")
-    try:
-        try:
-            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-                return _fail(err, f"{db} is not a siemconn queue")
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "replays" not in tables:
-                return _fail(
-                    err,
-                    f"{db} was written by a siemconn without replay; restart the service with this version",
-                )
-            if conn.execute("SELECT 1 FROM cursors WHERE destination = ?", (args.server,)).fetchone() is None:
-                return _fail(
-                    err,
-                    f"server {args.server!r} has no position in the queue yet (added to config.json but "
-                    "the service has not been reloaded or restarted since)",
-                )
-            oldest = conn.execute(f"SELECT MIN(timestamp) FROM {PAGE_TABLE}").fetchone()[0]
-            floor = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
-            ever_deleted = floor is not None and int(floor[0]) > 0
-            if oldest is None:
-                return _fail(err, "the queue holds no events (nothing retained yet)")
-            if ever_deleted and float(oldest) > since:
-                return _fail(
-                    err,
-                    f"the window starts at {_fmt(since)}, before the oldest retained page (committed "
-                    f"{_fmt(float(oldest))}, retain_hours={cfg.retain_hours:g}); events from before it are "
-                    f"gone. Use --since {_fmt(float(oldest))} or later",
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            cur = conn.execute(
-                "INSERT INTO replays (destination, since, until, stream, requested_at) VALUES (?, ?, ?, ?, ?)",
-                (args.server, since, until, args.stream, now),
-            )
-            conn.execute("COMMIT")
-            replay_id = int(cur.lastrowid or 0)
-        except sqlite3.Error as exc:
-            return _fail(err, f"cannot write to {db}: {exc}")
-    finally:
-        conn.close()
-    from siemconn.queue.status import read_status
-
+        replay_id = submit_request(
+            db, args.server, since, until, args.stream, now, retain_hours=cfg.retain_hours
+        )
+    except ReplayRefusedError as exc:
+        return _fail(err, str(exc))
     running = read_status(loc.data_dir).running_pid
     what = f"stream {args.stream}" if args.stream else "every stream it takes"
     print(

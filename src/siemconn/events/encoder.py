@@ -188,7 +188,7 @@ def _make_page_encoder() -> Callable[[Sequence[Any]], tuple[list[str], str] | No
 def _load_c() -> Any:
     """The C encoder module (`_jsonenc.c`), or None where the package was built without it."""
     try:
-        from siemconn.queue import _jsonenc
+        from siemconn.events import _jsonenc
     except ImportError:
         return None
     return _jsonenc

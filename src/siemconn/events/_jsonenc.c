@@ -1,4 +1,4 @@
-/* siemconn.queue._jsonenc: json.dumps(value) for parsed JSON values, written straight into one buffer.
+/* siemconn.events._jsonenc: json.dumps(value) for parsed JSON values, written straight into one buffer.
  *
  * Invariant: for every value it accepts, the result is json.dumps(value) byte for byte (", " and ": "
  * separators, ensure_ascii, allow_nan, no sort_keys), because each rule below is the rule of CPython's
@@ -266,8 +266,8 @@ static PyMethodDef jsonenc_methods[] = {
 
 static struct PyModuleDef jsonenc_module = {
     PyModuleDef_HEAD_INIT,
-    "siemconn.queue._jsonenc",
-    "json.dumps for parsed JSON values, in one C pass (see siemconn.queue.encoder).",
+    "siemconn.events._jsonenc",
+    "json.dumps for parsed JSON values, in one C pass (see siemconn.events.encoder).",
     0,
     jsonenc_methods,
     NULL,

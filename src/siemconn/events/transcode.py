@@ -31,7 +31,7 @@ from typing import Any, overload
 
 import orjson
 
-from siemconn.queue import encoder
+from siemconn.events import encoder
 
 __all__ = ["EncodedEvents", "TRANSCODER", "transcode_page"]
 
@@ -110,7 +110,7 @@ class EncodedEvents(Sequence[dict[str, Any]]):
 def _load() -> Any:
     """The C transcoder module (`_transcode.c`), or None where the package was built without it."""
     try:
-        from siemconn.queue import _transcode
+        from siemconn.events import _transcode
     except ImportError:
         return None
     return _transcode
