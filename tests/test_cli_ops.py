@@ -81,9 +81,14 @@ def test_check_all_ok(tmp_path: Path, cli: Cli, rsyslog: RsyslogReceiver) -> Non
         rsyslog.server_entry("t", "TCP"),
         rsyslog.server_entry("s", "TLS"),
         rsyslog.server_entry("u", "UDP"),
+        rsyslog.server_entry("b", "TCP", max_message_size=8000, oversize="trim"),
     ]
     rc, out = cli.run("check", "--config", cli.config(servers))
     assert rc == 0, out
+    # one hint line for each TCP, TLS or RELP server without a size budget, naming the receivers' limits
+    hints = [line.split(":")[0].strip() for line in out.splitlines() if "hint: no max_message_size" in line]
+    assert hints == ["t", "s"]
+    assert "rsyslog imtcp and imrelp: 8096 bytes by default" in out
     assert "ok     Vectra API: token obtained" in out
     assert f"ok     data directory: {tmp_path / 'data'} will be created (0700) at the first run" in out
     assert re.search(r"ok     syslog server t \(TCP 127\.0\.0\.1:\d+\): TCP connection opened", out)

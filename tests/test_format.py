@@ -144,7 +144,8 @@ def test_fit_datagram_policies() -> None:
     assert fit_datagram(small, trunc) is small
     assert fit_datagram(big, trunc) == b"y" * 480
     assert fit_datagram(big, drop) is None
-    assert server(server_protocol="UDP").max_message_size == 65507
+    assert server(server_protocol="UDP").message_budget == 65507  # the default: unchanged for UDP
+    assert server(server_protocol="TCP").message_budget is None  # and no limit for TCP, TLS and RELP
 
 
 # --- properties ---------------------------------------------------------------------------------

@@ -383,3 +383,11 @@ def test_a_heartbeat_fits_max_message_size_by_leaving_out_the_stream_detail(fmt:
     framed = heartbeat_wire(tcp, facts())
     assert framed is not None and len(framed) <= 480
     assert heartbeat_wire(tcp, facts(host="x" * 400)) is None
+
+
+def test_the_heartbeats_trimmed_count_reads_the_oversize_rows_the_writer_stores() -> None:
+    """The heartbeat counts the quarantine rows the oversize policy writes: one reason, two names."""
+    from siemconn.events.rejected import OVERSIZE
+    from siemconn.syslog.heartbeat import OVERSIZE_REASON
+
+    assert OVERSIZE_REASON == OVERSIZE

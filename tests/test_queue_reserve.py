@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 from support.smalldisk import MB, fill, free, small_tmpfs
 
+from siemconn.commands.render import render_status
 from siemconn.errors import QueueDiskFullError, QueueNoRoomError
 from siemconn.ops.metrics import Metrics
-from siemconn.queue import DurableQueue
-from siemconn.queue.reserve import RESERVE_BYTES, RESERVE_FILE
+from siemconn.queue import DurableQueue, read_status
+from siemconn.queue.reserve import RESERVE_BYTES, RESERVE_FILE, DiskReserve
+from siemconn.queue.space import Limits, no_room, under_floor
 
 
 @pytest.fixture
@@ -86,11 +88,13 @@ async def test_a_disk_filled_by_another_process_still_acks_drains_and_resumes(di
         assert metrics.registry is not None
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 1
         assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 < RESERVE_BYTES
+        assert "reserve RELEASED" in render_status(read_status(disk / "data"))
         # the queue hands its own space back and allocates the reserve again: pulling resumes although
         # the filler keeps every byte it took
         ok, reason = await q.can_pull()
         assert ok, reason
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 0
+        assert "reserve whole (2 MB)" in render_status(read_status(disk / "data"))
         assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= RESERVE_BYTES
         assert filler.exists()
         more = await commit_until_refused(q, disk, first=1_000_000)
@@ -137,3 +141,21 @@ async def test_a_full_disk_without_a_reserve_names_the_cause_and_the_fix(disk: P
         await DurableQueue.open(disk / "data", ["a"], min_free_disk_mb=1)
     text = str(err.value)
     assert str(disk / "data") in text and "is full" in text and "df -h" in text and "Fix:" in text
+
+
+def test_pause_reasons_never_contradict_themselves(tmp_path: Path) -> None:
+    """Before: "free disk space ... is 0.8 MB, under min_free_disk_mb=0" (issue 28), and "0.0 MB" figures
+    for a queue whose WAL took more than the disk had free."""
+    limits = Limits(
+        max_events=10,
+        min_free=0,
+        retain=0.0,
+        data_dir=tmp_path,
+        disk_free=lambda _p: 0,
+        reserve=DiskReserve(tmp_path, lambda _p: 0),
+    )
+    for text in (under_floor(limits, -3 * MB), no_room(limits, -2 * MB, "the next page (1.20 MB of events)")):
+        assert "under min_free_disk_mb=0" not in text and "0.0 MB" not in text, text
+        assert "MB short" in text or "MB more than" in text, text
+    limits.min_free = 1 * MB
+    assert "is 0.5 MB, under min_free_disk_mb=1" in under_floor(limits, MB // 2)

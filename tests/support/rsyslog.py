@@ -8,6 +8,9 @@ server-only TLS, on free ports of 127.0.0.1, with trustme certificates.
     r.raw_lines(); r.fields_lines()        # exact received messages; parsed RFC 5424 fields per line
     r.restart(); r.stop()
 
+`DefaultLimitsReceiver` is an rsyslogd at its default size limits (imtcp LF, imtcp octet counting,
+imrelp), for the size budget tests.
+
 Pytest: `rsyslog_factory` makes receivers and stops them at teardown; `rsyslog` is one receiver.
 Register them from tests/conftest.py with `from support.rsyslog import rsyslog, rsyslog_factory  # noqa`.
 """
@@ -34,12 +37,15 @@ from support.certs import TlsFiles, make_certs
 
 __all__ = [
     "Fields",
+    "DEFAULTS_TEMPLATE",
+    "DefaultLimitsReceiver",
     "RELP_TEMPLATE",
     "RSYSLOGD",
     "RelpReceiver",
     "RsyslogReceiver",
     "TEMPLATE",
     "free_port",
+    "imrelp_available",
     "relp_receiver",
     "rsyslog",
     "rsyslog_available",
@@ -360,6 +366,14 @@ def rsyslog_available() -> bool:
     return os.access(RSYSLOGD, os.X_OK)
 
 
+_IMRELP = ("/usr/lib/*/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so", "/usr/lib64/rsyslog/imrelp.so")
+
+
+def imrelp_available() -> bool:
+    """True if rsyslog's imrelp module is installed (Debian package rsyslog-relp)."""
+    return any(glob.glob(p) for p in _IMRELP)
+
+
 @pytest.fixture
 def rsyslog_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RsyslogReceiver]]:
     """Make started RsyslogReceivers (keyword arguments go to RsyslogReceiver); all stopped at teardown."""
@@ -383,8 +397,7 @@ def relp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelpRece
     """One started rsyslog imrelp receiver (plain and TLS RELP inputs); stopped at teardown."""
     if not rsyslog_available():
         pytest.skip("rsyslogd is not installed")
-    patterns = ("/usr/lib/*/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so", "/usr/lib64/rsyslog/imrelp.so")
-    if not any(glob.glob(p) for p in patterns):
+    if not imrelp_available():
         pytest.skip("rsyslog's imrelp module is not installed (Debian package rsyslog-relp)")
     r = RelpReceiver(tmp_path_factory.mktemp("relp"))
     r.start()
@@ -396,3 +409,48 @@ def relp_receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelpRece
 def rsyslog(rsyslog_factory: Callable[..., RsyslogReceiver]) -> RsyslogReceiver:
     """One started rsyslog receiver for the test."""
     return rsyslog_factory()
+
+
+DEFAULTS_TEMPLATE = Path(__file__).with_name("rsyslog-defaults.conf.in")
+
+
+class DefaultLimitsReceiver(RsyslogReceiver):
+    """An rsyslogd at its default size limits: imtcp with LF framing (input `tcp_lf`), imtcp with octet
+    counting (`tcp_oc`) and imrelp (`relp`), all writing `INPUTNAME RAWMSG` lines to DIR/out/raw.log."""
+
+    template: ClassVar[Path] = DEFAULTS_TEMPLATE
+
+    def __init__(self, directory: Path, **kwargs: Any) -> None:
+        self.tcp_lf_port = free_port()
+        self.tcp_oc_port = free_port()
+        self.relp_port = free_port()
+        super().__init__(directory, **kwargs)
+
+    def _conf_values(self) -> dict[str, str]:
+        return {
+            "DIR": str(self.directory),
+            "TCP_LF_PORT": str(self.tcp_lf_port),
+            "TCP_OC_PORT": str(self.tcp_oc_port),
+            "RELP_PORT": str(self.relp_port),
+        }
+
+    def _ports(self) -> set[int]:
+        return {self.tcp_lf_port, self.tcp_oc_port, self.relp_port}
+
+    def input_entry(self, name: str, input_name: str, **extra: Any) -> dict[str, Any]:
+        """A config.json "server" object for one input: tcp_lf, tcp_oc or relp."""
+        protocol, port, framing = {
+            "tcp_lf": ("TCP", self.tcp_lf_port, "lf"),
+            "tcp_oc": ("TCP", self.tcp_oc_port, "octet-counting"),
+            "relp": ("RELP", self.relp_port, None),
+        }[input_name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "server_protocol": protocol,
+            "server_host": "127.0.0.1",
+            "server_port": port,
+        }
+        if framing is not None:
+            entry["framing"] = framing
+        entry.update(extra)
+        return entry

@@ -26,6 +26,7 @@ from siemconn.fileperms import permission_warnings
 from siemconn.queue import read_status
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
+from siemconn.syslog.budget import BUDGET_HINT
 from siemconn.syslog.transport import open_transport
 
 __all__ = ["API_CONNECT_TIMEOUT", "TLS_ANSWER_TIMEOUT", "check_server", "run_checks"]
@@ -182,6 +183,8 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
         line(out, ok, f"syslog server {server.label}", f"{detail}; receives {streams}")
         if server.server_protocol == "UDP":
             print(f"       {server.name}: {UDP_NOTE}", file=out, flush=True)
+        elif server.message_budget is None:
+            print(f"       {server.name}: {BUDGET_HINT}", file=out, flush=True)
     return ExitCode.OK if all_ok else ExitCode.UNEXPECTED
 
 

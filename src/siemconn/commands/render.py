@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from siemconn.queue.reserve import RESERVE_BYTES
+
 if TYPE_CHECKING:
     from siemconn.queue.status import StatusReport
 
@@ -39,6 +41,20 @@ def _since(ts: float | None, now: float) -> str:
     return f" since {_fmt_time(ts)} ({_fmt_age(max(0.0, now - ts))} ago)"
 
 
+def _disk_line(report: StatusReport) -> str:
+    """Free space on the data disk and the disk reserve's state (docs/reliability.md, "A full disk")."""
+    free = "unknown" if report.disk_free is None else f"{report.disk_free / 2**20:.1f} MB free"
+    held = report.reserve_held or 0
+    if held >= RESERVE_BYTES:
+        reserve = f"reserve whole ({RESERVE_BYTES // 2**20} MB)"
+    else:
+        reserve = (
+            f"reserve RELEASED ({held / 2**20:.1f} of {RESERVE_BYTES // 2**20} MB): the disk filled up; acks "
+            "and housekeeping use it, pulling waits until it fits again (free space on this disk)"
+        )
+    return f"disk: {free}; {reserve}"
+
+
 def render_status(
     report: StatusReport,
     *,
@@ -58,6 +74,7 @@ def render_status(
     if not report.exists:
         lines.append("no queue database yet (the service has not run with this data_dir)")
         return "\n".join(lines)
+    lines.append(_disk_line(report))
     by_key: dict[str, int] = {}
     by_dest: dict[str, int] = {}
     for q in report.quarantined:
@@ -90,8 +107,9 @@ def render_status(
     if report.quarantined:
         lines.append("")
         lines.append(
-            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent "
-            "(write them out with: siemconn quarantine export --output FILE)"
+            f"quarantined events: {report.quarantined_total} kept in the queue database, not sent (reason "
+            "oversize: each server's line says how many were sent trimmed or truncated) (write them out "
+            "with: siemconn quarantine export --output FILE)"
         )
         for q in report.quarantined:
             where = q.key if q.destination is None else f"{q.key} -> {q.destination}"
@@ -121,6 +139,9 @@ def render_status(
         lines.append(
             f"  backlog: {d.depth} undelivered, oldest {_fmt_age(d.oldest_age)}; streams: {taken}{quarantined}"
         )
+        if d.oversize:
+            counts = ", ".join(f"{action} {n}" for action, n in sorted(d.oversize.items()))
+            lines.append(f"  over max_message_size (each kept whole in the quarantine): {counts}")
     if report.replays:
         lines.append("")
         lines.append("replays:")

@@ -36,6 +36,7 @@ from siemconn.config.loader import (
 from siemconn.config.model import MAX_PACED_BATCH_SECONDS, Configuration, SchedulerConfig
 from siemconn.config.server import (
     DEFAULT_RELP_WINDOW,
+    DEFAULT_UDP_MESSAGE_SIZE,
     DEFAULT_UDP_RATE_LIMIT,
     FACILITIES,
     LEEF_DELIMITERS,
@@ -49,6 +50,7 @@ from siemconn.config.streams import OFF, REQUIRED_STREAMS, STREAMS
 __all__ = [
     "CRON_NICKNAMES",
     "DEFAULT_RELP_WINDOW",
+    "DEFAULT_UDP_MESSAGE_SIZE",
     "DEFAULT_UDP_RATE_LIMIT",
     "FACILITIES",
     "LEEF_DELIMITERS",

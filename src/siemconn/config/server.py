@@ -22,6 +22,7 @@ from siemconn.config.streams import STREAMS
 
 __all__ = [
     "DEFAULT_RELP_WINDOW",
+    "DEFAULT_UDP_MESSAGE_SIZE",
     "DEFAULT_UDP_RATE_LIMIT",
     "FACILITIES",
     "LEEF_DELIMITERS",
@@ -36,6 +37,8 @@ LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$"
 # Defaults chosen by measurement (docs/reliability.md, bench/relp_window.py and bench/udp_pacing.py).
 DEFAULT_RELP_WINDOW = 512
 DEFAULT_UDP_RATE_LIMIT = 500
+# the largest IPv4 UDP payload: the UDP budget when max_message_size is not set
+DEFAULT_UDP_MESSAGE_SIZE = 65507
 
 FACILITIES: dict[str, int] = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
@@ -149,8 +152,10 @@ _SD = checked(
 )
 _SIZE = checked(
     "size",
-    "is not a message size; expected an integer 480-16777216 (bytes)",
+    "is not a message size; expected an integer 480-16777216 (bytes per message, framing included; "
+    "8000 fits rsyslog's default)",
     int_in(480, 16 * 1024 * 1024),
+    nullable=True,
 )
 _LEEF_DELIMITER = checked(
     "leef_delimiter",
@@ -191,8 +196,10 @@ class ServerConfig(Strict):
     app_name: Annotated[str, _APP_NAME] = "siemconn"
     timestamp: Literal["send", "event"] = "send"
     structured_data: Annotated[str | None, _SD] = None
-    max_message_size: Annotated[int, _SIZE] = 65507
-    udp_oversize: Literal["truncate", "drop"] = "truncate"
+    # size budget (siemconn.syslog.budget): None = 65507 for UDP, no limit for TCP, TLS and RELP
+    max_message_size: Annotated[int | None, _SIZE] = None
+    oversize: Literal["trim", "drop", "truncate"] | None = None  # None: udp_oversize, else the default
+    udp_oversize: Literal["truncate", "drop"] | None = None  # the older name of `oversize`
     include_raw_event: bool = False
     leef_delimiter: Annotated[str, _LEEF_DELIMITER] = "\t"
     tls_ca_file: str | None = None
@@ -223,12 +230,40 @@ class ServerConfig(Strict):
                 f'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS" '
                 f"(server {self.name!r} is {self.server_protocol})"
             )
+        if self.oversize is not None and self.udp_oversize is not None and self.oversize != self.udp_oversize:
+            raise ValueError(
+                f"oversize {self.oversize!r} and udp_oversize {self.udp_oversize!r} disagree (server "
+                f"{self.name!r}): udp_oversize is the older name of oversize; keep only oversize"
+            )
+        if self.oversize is not None and self.message_budget is None:
+            raise ValueError(
+                f"oversize {self.oversize!r} has no effect without a size budget (server {self.name!r} is "
+                f"{self.server_protocol}, which has no limit by default); set max_message_size too, e.g. 8000"
+            )
         if self.server_protocol == "RELP" and self.framing != "lf":
             raise ValueError(
                 f"framing {self.framing!r} does not apply to RELP (server {self.name!r}): RELP frames each "
                 "message itself; remove framing"
             )
         return self
+
+    @property
+    def message_budget(self) -> int | None:
+        """The most bytes one message may take on the wire, framing included (siemconn.syslog.budget):
+        max_message_size, else 65507 for UDP (the largest IPv4 UDP payload) and no limit otherwise."""
+        if self.max_message_size is not None:
+            return self.max_message_size
+        return DEFAULT_UDP_MESSAGE_SIZE if self.server_protocol == "UDP" else None
+
+    @property
+    def oversize_policy(self) -> Literal["trim", "drop", "truncate"]:
+        """What happens to a message above the budget: `oversize`, else `udp_oversize`, else "truncate"
+        for UDP (the behaviour before budgets existed) and "trim" for TCP, TLS and RELP."""
+        if self.oversize is not None:
+            return self.oversize
+        if self.udp_oversize is not None:
+            return self.udp_oversize
+        return "truncate" if self.server_protocol == "UDP" else "trim"
 
     @property
     def uses_tls(self) -> bool:

@@ -3,6 +3,8 @@
 No Vectra account, no root and no network are needed. Ctrl-C stops everything that was started.
 
 The demo routes streams: `demo-tcp` takes every stream, `demo-udp` only detections and entity scoring.
+Both have the size budget the docs recommend (`max_message_size` 8000, `oversize` trim): the fake
+tenant's large events arrive trimmed, with their `siemconn_trimmed` marker.
 The opt-in `health` and `lockdown` streams are on (the fake tenant locks and unlocks entities as it runs);
 `--no-snapshots` turns them off. `--detailed` (`make demo DETAILED=1`) pulls detections from API v3.5 with
 `size=detailed` and prints whole lines, so the detailed context (source and destination hosts and
@@ -59,8 +61,9 @@ def demo_config(
             "streams": ["detections", "entity_scoring"],
         },
     ]
-    if fmt != "legacy":
-        for server in servers:
+    for server in servers:  # a size budget that fits rsyslog's default limit (docs/formats.md)
+        server.update({"max_message_size": 8000, "oversize": "trim"})
+        if fmt != "legacy":
             server["format"] = fmt
     config = config_skeleton(
         workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0

@@ -20,6 +20,7 @@ __all__ = [
     "INVALID_JSON",
     "INVALID_UTF8",
     "NOT_AN_OBJECT",
+    "OVERSIZE",
     "REASONS",
     "TOO_DEEP",
     "UNENCODABLE",
@@ -36,7 +37,9 @@ NOT_AN_OBJECT: Final = "not_an_object"  # an element of `events` that is not a J
 TOO_DEEP: Final = "too_deep"  # nested deeper than the encoder or parser can go (RecursionError)
 UNENCODABLE: Final = "unencodable"  # any other failure to encode the event at commit
 FORMAT_ERROR: Final = "format_error"  # a destination's formatter raised on the stored payload
-REASONS: Final = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, TOO_DEEP, UNENCODABLE, FORMAT_ERROR)
+# over a destination's max_message_size: kept whole here, sent trimmed or truncated, or not sent (detail)
+OVERSIZE: Final = "oversize"
+REASONS: Final = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, TOO_DEEP, UNENCODABLE, FORMAT_ERROR, OVERSIZE)
 
 _DETAIL_MAX = 300
 

@@ -77,6 +77,7 @@ class Metrics:
     events_sent: CounterLike
     events_failed: CounterLike
     events_truncated: CounterLike
+    events_oversize: CounterLike
     events_quarantined: CounterLike
     events_duplicate: CounterLike
     format_fallbacks: CounterLike
@@ -124,8 +125,15 @@ class Metrics:
         )
         self.events_truncated = Counter(
             "siemconn_events_truncated",
-            "Events truncated or dropped by the UDP oversize policy",
+            "Events truncated or not sent by the oversize policy (every transport; trimmed ones are not)",
             ["server"],
+            registry=r,
+        )
+        self.events_oversize = Counter(
+            "siemconn_events_oversize",
+            "Events over a server's max_message_size, by what was done: trimmed, truncated, dropped, "
+            "unfittable (not sent: over the budget even trimmed); each is kept whole in the quarantine",
+            ["server", "action"],
             registry=r,
         )
         self.events_quarantined = Counter(

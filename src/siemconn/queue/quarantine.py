@@ -2,9 +2,10 @@
 
 An event lands here instead of stopping its stream (or a writer): bytes that are not UTF-8, JSON that does
 not parse, an element of `events` that is not an object, an event the encoder cannot write (nested deeper
-than the interpreter's recursion limit), or an event a destination's formatter raised on. Each row keeps
-the raw text as received (or, for an event that parsed, its exact JSON re-encoding), the stream key, the
-event id when one could be read, the reason (one of `REASONS`, a metric label), a detail and the time.
+than the interpreter's recursion limit), an event a destination's formatter raised on, or an event over a
+destination's size budget (kept whole here whatever that destination's oversize policy sent). Each row
+keeps the raw text as received (or, for an event that parsed, its exact JSON re-encoding), the stream key,
+the event id when one could be read, the reason (one of `REASONS`, a metric label), a detail and the time.
 
 Invariants: a source-side row is inserted in the SAME transaction as the page (and checkpoint) it came
 with, so the checkpoint moves past a page only when each of its events is queued, quarantined or counted
@@ -22,13 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from siemconn.events.rejected import Rejected
+from siemconn.events.rejected import OVERSIZE, Rejected
 
 __all__ = [
     "QUARANTINE_DDL",
     "QUARANTINE_TABLE",
     "QuarantineTally",
     "QuarantinedEvent",
+    "count_oversize",
     "count_quarantined",
     "export_row",
     "insert_rejected",
@@ -102,6 +104,20 @@ class QuarantineTally:
             self._counts[key] = self._counts.get(key, 0) + int(n)
             self._seen = max(self._seen, int(top))
         return dict(self._counts)
+
+
+def count_oversize(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Oversize rows per (destination, action), the action being the detail's first word (see
+    siemconn.syslog.wire.oversize_detail)."""
+    return {
+        (str(d), str(a)): int(n)
+        for d, a, n in conn.execute(
+            f"SELECT destination, substr(detail, 1, instr(detail, ':') - 1) AS action, COUNT(*) "
+            f"FROM {QUARANTINE_TABLE} WHERE reason = ? AND destination IS NOT NULL "
+            "GROUP BY destination, action ORDER BY destination, action",
+            (OVERSIZE,),
+        )
+    }
 
 
 def iter_quarantined(conn: sqlite3.Connection) -> Iterator[QuarantinedEvent]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from siemconn.events.rejected import Rejected
+from siemconn.events.rejected import OVERSIZE, Rejected
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import Metrics
 from siemconn.queue.commit import CommitResult
@@ -25,9 +25,13 @@ def report_quarantined(
     metrics: Metrics, stream: str, rejects: Sequence[Rejected], destination: str | None = None
 ) -> None:
     """Events set aside in the quarantine: by the source side (destination None: they could not be
-    stored) or for one destination (its formatter refused them)."""
+    stored) or for one destination (its formatter refused them, or, reason oversize, the event was over its
+    size budget: the writer logged what it sent, so that is only counted here)."""
     where = {} if destination is None else {"destination": destination}
     for r in rejects:
+        if r.reason == OVERSIZE:
+            metrics.events_quarantined.labels(stream, r.reason).inc()
+            continue
         log.error(
             "event_quarantined",
             stream=stream,

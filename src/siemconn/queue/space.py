@@ -41,7 +41,7 @@ from siemconn.queue.housekeeping import (
 )
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.reserve import DiskReserve, is_disk_full
+from siemconn.queue.reserve import DiskReserve, out_of_space
 from siemconn.queue.schema import DB_FILE, MB
 from siemconn.queue.transaction import rollback
 
@@ -52,8 +52,10 @@ __all__ = [
     "ensure_room",
     "free_bytes",
     "keep_floor",
+    "no_room",
     "page_cost",
     "pull_verdict",
+    "under_floor",
 ]
 
 log = get_logger(__name__)
@@ -216,10 +218,37 @@ def ensure_room(conn: sqlite3.Connection, limits: Limits, nbytes: int, nevents: 
     after = room_after(conn, limits, nbytes, nevents)
     if after < limits.min_free:
         raise QueueNoRoomError(
-            f"free disk space for {limits.data_dir} would be {max(0, after) / MB:.1f} MB after storing the "
-            f"next page ({nbytes / MB:.2f} MB of events), under min_free_disk_mb={limits.min_free // MB}; "
-            "the page was not stored and is fetched again when there is room"
+            f"{no_room(limits, after, f'the next page ({nbytes / MB:.2f} MB of events)')}; the page was not "
+            "stored and is fetched again when there is room"
         )
+
+
+def under_floor(limits: Limits, free: int) -> str:
+    """Why free space `free` (as `free_bytes` counts it) pauses pulling, in words that never contradict
+    themselves: a negative figure means the WAL and a missing reserve take more than the disk has free."""
+    if free < 0:
+        return (
+            f"no free disk space for {limits.data_dir}: the queue's WAL and disk reserve need "
+            f"{-free / MB:.1f} MB more than the file system has free (min_free_disk_mb={limits.min_free // MB})"
+        )
+    return (
+        f"free disk space for {limits.data_dir} is {free / MB:.1f} MB, under min_free_disk_mb="
+        f"{limits.min_free // MB}"
+    )
+
+
+def no_room(limits: Limits, after: int, what: str) -> str:
+    """Why `what` does not fit: free space `after` it would be under the floor, or it would not fit at all
+    (never "0.0 MB, under min_free_disk_mb=0")."""
+    if after < 0:
+        return (
+            f"the disk holding {limits.data_dir} has no room for {what}: {-after / MB:.1f} MB short, with "
+            f"min_free_disk_mb={limits.min_free // MB} kept free"
+        )
+    return (
+        f"free disk space for {limits.data_dir} would be {after / MB:.1f} MB after {what}, under "
+        f"min_free_disk_mb={limits.min_free // MB}"
+    )
 
 
 def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper, disk: DiskFull) -> int:
@@ -241,21 +270,22 @@ def _reclaim(conn: sqlite3.Connection, limits: Limits, housekeeper: Housekeeper,
             deleted += housekeeper.run(conn)
             _give_back(conn)
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            housekeeper.note_failure(None)
             break
         except sqlite3.Error as exc:
             rollback(conn)
-            released = limits.reserve.release() if is_disk_full(exc) else 0
-            if is_disk_full(exc):
-                disk.began("housekeeping", limits.disk_free(limits.data_dir), released)
+            disk_free = limits.disk_free(limits.data_dir)
+            full = out_of_space(exc, disk_free)
+            released = limits.reserve.release() if full else 0
+            if full:
+                disk.began("housekeeping", disk_free, released)
             if attempt == 2 or not released:
                 if housekeeper.note_failure(str(exc)):
                     log.warning("queue_reclaim_failed", error=str(exc), detail="retried at every check")
                 break
-    else:  # pragma: no cover - the loop always breaks
-        pass
     free = free_bytes(conn, limits)
-    if free != before or deleted:
-        housekeeper.note_failure(None)
+    # a line when something was given back, not for the small changes of every check while paused
+    if deleted or free - before >= MB:
         log.info(
             "queue_space_reclaimed",
             pages_deleted=deleted,
@@ -347,19 +377,9 @@ def pull_verdict(
         )
     free = free_bytes(conn, limits)
     if free < limits.min_free:
-        return (
-            False,
-            f"free disk space for {limits.data_dir} is {max(0, free) / MB:.1f} MB, under min_free_disk_mb="
-            f"{limits.min_free // MB}",
-            "disk",
-        )
+        return False, under_floor(limits, free), "disk"
     if pages.largest_page and (after := room_after(conn, limits, pages.largest_page, 0)) < limits.min_free:
-        return (
-            False,
-            f"free disk space for {limits.data_dir} would be {max(0, after) / MB:.1f} MB after a page as large "
-            f"as the largest so far ({pages.largest_page / MB:.2f} MB), under min_free_disk_mb="
-            f"{limits.min_free // MB}",
-            "disk",
-        )
+        largest = f"a page as large as the largest so far ({pages.largest_page / MB:.2f} MB)"
+        return False, no_room(limits, after, largest), "disk"
     disk.ended(free)
     return True, "", ""

@@ -15,15 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from siemconn.queue.errors import classify_sqlite_error, corrupt_error
-from siemconn.queue.quarantine import QUARANTINE_TABLE, QuarantinedEvent, count_quarantined, iter_quarantined
+from siemconn.queue.quarantine import (
+    QUARANTINE_TABLE,
+    QuarantinedEvent,
+    count_oversize,
+    count_quarantined,
+    iter_quarantined,
+)
 from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
+from siemconn.queue.reserve import DiskReserve
 from siemconn.queue.routing import (
     Routes,
     load_routes,
@@ -71,6 +79,7 @@ class DestinationStatus:
     state_since: float | None = None
     reason: str | None = None  # why it is not up
     quarantined: int | None = None  # events of its streams in quarantine (None: no quarantine table)
+    oversize: dict[str, int] | None = None  # events over its max_message_size, per action (trimmed, ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +107,8 @@ class StatusReport:
     quarantine: dict[str, int] | None = None  # stream -> quarantined events (None: no quarantine table)
     replays: tuple[ReplayRequest, ...] = ()  # the most recent replay requests
     quarantined: tuple[QuarantineCount, ...] = ()
+    disk_free: int | None = None  # free bytes on the data file system (None: unknown)
+    reserve_held: int | None = None  # bytes the disk reserve holds (None: no queue yet)
 
     @property
     def quarantined_total(self) -> int:
@@ -242,6 +253,10 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
                     quarantined = [
                         QuarantineCount(k, d, r, n) for (k, d, r), n in count_quarantined(conn).items()
                     ]
+                    oversize: dict[str, dict[str, int]] = {}
+                    for (dest, action), n in count_oversize(conn).items():
+                        oversize.setdefault(dest, {})[action] = n
+                    dests = [replace(d, oversize=oversize.get(d.destination)) for d in dests]
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise classify_sqlite_error(exc, db) from exc
@@ -249,8 +264,24 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         conn.close()
     keys = sorted(set(cps) | set(polls))
     streams = tuple(StreamStatus(k, cps.get(k), polls.get(k)) for k in keys)
+    try:
+        disk_free: int | None = shutil.disk_usage(data_dir).free
+    except OSError:
+        disk_free = None
+    reserve_held = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free).held()
     return StatusReport(
-        data_dir, db, True, pid, streams, tuple(dests), now, quarantine, replays, tuple(quarantined)
+        data_dir,
+        db,
+        True,
+        pid,
+        streams,
+        tuple(dests),
+        now,
+        quarantine,
+        replays,
+        tuple(quarantined),
+        disk_free,
+        reserve_held,
     )
 
 

@@ -27,13 +27,14 @@ one for event timestamps, cef and leef). Both are byte-identical to `Formatter.f
 UDP (RFC 5426): one message per datagram and NO framing: the datagram boundary is the frame, and
 rsyslog drops a trailing LF anyway, so adding one would only change what a stricter receiver stores.
 Datagrams larger than `server.max_message_size` (default 65507, the largest IPv4 UDP payload) cannot
-be sent; `fit_datagram` applies `server.udp_oversize`:
+be sent; the oversize policy applies (siemconn.syslog.budget has the policies for every transport, `trim`
+included; `fit_datagram` is its `truncate` and `drop` for one datagram):
 
 - "truncate" (default): cut the message to the limit. The SIEM still sees the header, the stream and
   the first ~64 KiB of the event (its id comes first in Vectra events), and the loss is counted in
   `events_truncated`: a visible, partial event beats a silently missing one.
 - "drop": the event is not sent at all; it is counted and logged with its id, for receivers that
-  reject invalid JSON anyway. TCP and TLS never truncate: use them for events this large.
+  reject invalid JSON anyway.
 
   For cef and leef the cut never splits a UTF-8 sequence, nor (cef) leaves half an escape: the last
   value is shortened, and the raw event JSON, which those formats put last, goes first.
@@ -60,6 +61,7 @@ __all__ = [
     "frame",
     "parse_event_timestamp",
     "rfc3339",
+    "safe_cut",
     "sanitize_field",
     "utf8",
 ]
@@ -90,11 +92,12 @@ def utf8(text: str) -> bytes:
 
 
 def fit_datagram(message: bytes, server: ServerConfig) -> bytes | None:
-    """Apply the UDP oversize policy: the message, the message cut to max_message_size, or None (drop)."""
-    limit = server.max_message_size
+    """Apply the UDP oversize policy `truncate` or `drop` (siemconn.syslog.budget has every policy): the
+    message, the message cut to the budget (65507 by default), or None (drop)."""
+    limit = server.message_budget or len(message)
     if len(message) <= limit:
         return message
-    if server.udp_oversize == "drop":
+    if server.oversize_policy == "drop":
         return None
     if server.format in ("cef", "leef"):
         return safe_cut(message, limit, escapes=server.format == "cef")

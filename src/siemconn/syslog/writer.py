@@ -37,7 +37,7 @@ from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, QueueUnavailableError, SyslogError, TlsConfigError
 from siemconn.events.batch import Batch
 from siemconn.logging import get_logger
-from siemconn.ops.metrics import emit
+from siemconn.syslog.budget import Oversizer
 from siemconn.syslog.contracts import WriterContext
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
@@ -61,6 +61,7 @@ IDLE_WAIT_SECONDS = 5.0
 TRUNCATION_LOG_EVERY = 1000
 FALLBACK_LOG_EVERY = 1000
 ACK_RETRY_SECONDS = 1.0
+_KEPT = "the full event is kept in the queue database: siemconn quarantine export"
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -78,6 +79,7 @@ class ServerWriter:
         self.reason = ""
         self.transport: Transport | None = None
         self.formatter = Formatter(server)
+        self.oversizer = Oversizer(server, self.formatter)
         self._tls_ctx: ssl.SSLContext | None = None
         self._ever_connected = False
         self._truncations = 0
@@ -92,6 +94,7 @@ class ServerWriter:
         self._m_delivered = accepted.labels(self.name)
         self._m_failed = m.events_failed.labels(self.name)
         self._m_truncated = m.events_truncated.labels(self.name)
+        self._m_oversize = m.events_oversize
         self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
         self._m_reconnects = m.reconnects.labels(self.name)
         self._m_heartbeats = m.heartbeats_sent.labels(self.name)
@@ -244,7 +247,7 @@ class ServerWriter:
 
     def prepare(self, batch: Batch) -> PreparedBatch:
         """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
-        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock())
+        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock(), self.oversizer)
         if prepared.events:
             self._event_bytes = sum(map(len, prepared.frames)) / prepared.events
         return prepared
@@ -346,6 +349,10 @@ class ServerWriter:
                     for stream, rejects in prepared.rejected.items():
                         await self.pool.queue.quarantine(self.name, stream, rejects)
                     prepared.rejected = None
+                if prepared.oversize is not None and prepared.oversize.kept:
+                    for stream, kept in prepared.oversize.kept.items():  # the full events, before the ack
+                        await self.pool.queue.quarantine(self.name, stream, kept)
+                    prepared.oversize.kept = {}
                 await self.pool.queue.ack(prepared.batch)
                 if failed_since is not None:
                     log.info(
@@ -387,27 +394,61 @@ class ServerWriter:
             )
 
     def _report_oversize(self, o: Oversize) -> None:
-        for event_id in o.dropped_ids or []:
-            emit(
-                log.warning,
-                "syslog_udp_event_dropped",
-                self._m_truncated,
-                server=self.server.label,
-                event_id=event_id,
-                max_message_size=self.server.max_message_size,
-                hint="use TCP or TLS for this server, or udp_oversize 'truncate'",
-            )
+        """Log each oversize event (server, stream, id, both sizes, what was done) and count it per action;
+        the UDP lines of before budgets existed stay, now naming the event ids."""
+        udp = self.server.server_protocol == "UDP"
+        budget = self.server.message_budget
+        truncated_ids: list[int | None] = []
+        for e in o.events:
+            self._m_oversize.labels(self.name, e.action).inc()
+            fields: dict[str, object] = {
+                "server": self.server.label,
+                "stream": e.stream,
+                "event_id": e.event_id,
+                "bytes": e.original,
+                "sent_bytes": e.sent,
+                "max_message_size": budget,
+                "action": e.action,
+            }
+            if e.action == "trimmed":
+                log.info("syslog_event_trimmed", **fields, removed=list(e.removed), detail=_KEPT)
+            elif e.action == "truncated":
+                truncated_ids.append(e.event_id)
+                log.warning("syslog_event_truncated", **fields, detail=_KEPT)
+            elif udp and e.action == "dropped":
+                self._m_truncated.inc()
+                log.warning(
+                    "syslog_udp_event_dropped",
+                    **fields,
+                    detail=_KEPT,
+                    hint="use TCP or TLS for this server, or oversize 'trim'",
+                )
+            else:
+                self._m_truncated.inc()
+                log.warning(
+                    "syslog_event_dropped",
+                    **fields,
+                    detail=_KEPT,
+                    hint="over max_message_size even with every removable field trimmed; raise "
+                    "max_message_size (and the receiver's limit)"
+                    if e.action == "unfittable"
+                    else "oversize 'trim' sends it trimmed",
+                )
         if o.truncated:
-            self._m_truncated.inc(o.truncated)  # logged every TRUNCATION_LOG_EVERY, counted every time
+            self._m_truncated.inc(o.truncated)  # UDP: a summary line every TRUNCATION_LOG_EVERY, too
             before = self._truncations
             self._truncations += o.truncated
-            if before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY:
+            if udp and (
+                before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY
+            ):
                 log.warning(
                     "syslog_udp_events_truncated",
                     server=self.server.label,
                     total=self._truncations,
-                    max_message_size=self.server.max_message_size,
-                    hint="use TCP or TLS for this server to send large events whole",
+                    event_ids=truncated_ids[:20],
+                    max_message_size=budget,
+                    detail=_KEPT,
+                    hint="use TCP or TLS for this server, or oversize 'trim' to send large events whole",
                 )
 
     async def _close(self) -> None:
