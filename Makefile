@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test test-packaging demo bench fuzz soak lint clean
+.PHONY: install install-runtime receiver test test-fast test-packaging demo bench fuzz soak lint clean
 
 install: $(TEST_STAMP)
 
@@ -31,6 +31,12 @@ receiver:
 
 test: install receiver
 	$(BIN)/python -m pytest -q
+
+# the unit tests only: no service subprocess (tests/e2e), no reliability scenario (tests/reliability), no
+# e2e-marked test elsewhere; real sockets and rsyslogd where a unit test uses them
+test-fast: install receiver
+	$(BIN)/python -m pytest -q -m 'not e2e and not soak and not packaging' --ignore=tests/e2e \
+		--ignore=tests/reliability --ignore=tests/deploy
 
 # the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
 test-packaging: install receiver

@@ -1,6 +1,6 @@
 """The quarantine and the per-event guards: salvaging a page, commit-time failures, the writer's format
 guard, the event-time fallback, the schema migration, status and export (unit level; the end-to-end
-tests are in tests/test_bad_input.py and tests/test_disk_full.py)."""
+tests are in tests/e2e/test_bad_input.py and tests/reliability/test_disk_full.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 from support.configs import configuration
-from support.memqueue import MemQueue
 from support.metricvalue import metric_value
 from support.poison_api import nested
 from test_pool import Sink, fast_sleep, srv
@@ -31,6 +30,7 @@ from siemconn.queue.schema import SCHEMA_VERSION
 from siemconn.rux.page import loads_page
 from siemconn.rux.salvage import salvage_page
 from siemconn.syslog.format import Formatter, event_time, parse_event_timestamp
+from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import WriterPool
 
 # --- raw_json --------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue, cursor_at
 from support.metricvalue import metric_value
 from support.rsyslog import Fields, RsyslogReceiver, rsyslog_available
 from support.syslogparse import parse
@@ -20,6 +19,7 @@ from siemconn.config import Configuration, ServerConfig
 from siemconn.devtools.harness import wait_until_async
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.ops.metrics import Metrics
+from siemconn.syslog.memqueue import MemQueue, cursor_at
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import open_transport
 

@@ -24,7 +24,6 @@ from typing import Any, ClassVar
 import pytest
 from support import cefparse
 from support.e2e import Connector
-from support.memqueue import MemQueue
 from support.poison_api import PoisonApi
 from support.reliability import wait_for
 from support.rsyslog import RelpReceiver, RsyslogReceiver, rsyslog_available
@@ -33,6 +32,7 @@ from test_siem_formats import check_cef, check_leef, is_control
 from test_siem_formats_rsyslog import case_events, deliver
 
 from siemconn.config import ServerConfig
+from siemconn.syslog.memqueue import MemQueue
 
 # every C0 control character and DEL, NUL first
 CONTROLS = "".join(chr(c) for c in range(0x20)) + "\x7f"

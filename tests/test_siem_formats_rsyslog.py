@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
 from support.rsyslog import RsyslogReceiver, rsyslog_available
 from test_siem_formats import SAMPLES, check_cef, check_leef
 
 from siemconn.config import ServerConfig
+from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import WriterPool
 
 pytestmark = pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd is not installed")

@@ -24,7 +24,6 @@ import pytest
 from pydantic import ValidationError
 from support import cefparse, leefparse
 from support.configs import configuration
-from support.memqueue import MemQueue, cursor_at
 from support.metricvalue import metric_value
 from support.queues import drain
 from support.rsyslog import DefaultLimitsReceiver, imrelp_available, rsyslog_available
@@ -41,6 +40,7 @@ from siemconn.queue.quarantine import export_row
 from siemconn.queue.status import read_quarantine, read_status
 from siemconn.syslog.budget import SIEM_MARKER_KEY, Oversizer, message_limit
 from siemconn.syslog.format import Formatter
+from siemconn.syslog.memqueue import MemQueue, cursor_at
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.trim import MARKER, is_protected, trim_event
 

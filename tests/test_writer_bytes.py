@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
-from support.memqueue import MemQueue
 from support.metricvalue import metric_value
 from support.syslogparse import parse, unframe
 
@@ -25,6 +24,7 @@ from siemconn.events.encoder import encode_event
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue
 from siemconn.syslog.format import Formatter, fit_datagram, frame, parse_event_timestamp
+from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import ServerWriter, WriterPool
 from siemconn.syslog.wire import Oversize
 

@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from siemconn import __version__
-from siemconn.config import Configuration, Credentials
+from siemconn.config import LIST_SNAPSHOT, Configuration, Credentials
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
 from siemconn.events.transcode import EncodedEvents
 from siemconn.logging import Redactor, get_logger
@@ -252,7 +252,7 @@ class RuxClient:
                 body = loads_page(resp.content)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise RuxResponseError(f"{path} answered HTTP 200 with a body that is not JSON") from None
-            if spec.stream == "lockdown":
+            if spec.snapshot == LIST_SNAPSHOT:
                 if not isinstance(body, list):
                     raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an array")
                 return f"HTTP 200{where}, {len(body)} entit{'y' if len(body) == 1 else 'ies'} in lockdown"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from siemconn.config import OBJECT_SNAPSHOT
 from siemconn.errors import (
     QueueDiskFullError,
     QueueError,
@@ -138,7 +139,7 @@ async def pull_snapshot(spec: StreamSpec, pull: Pull) -> int:
     path = api_path(spec, pull.api_version)
     next_checkpoint = (await pull.queue.checkpoint(spec.key) or 0) + 1
     stored = 0
-    if spec.stream == "health":
+    if spec.snapshot == OBJECT_SNAPSHOT:
         stored = await pull.queue.commit_page(
             spec.key, [health_event(body, path)], next_checkpoint, dedupe=False
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-WORKER = Path(__file__).parent / "support" / "queue_worker.py"
+WORKER = Path(__file__).resolve().parents[1] / "support" / "queue_worker.py"
 KEYS = ("audit", "detections", "entity_scoring.host")
 DESTS = ("a", "b")
 

@@ -1,6 +1,9 @@
 """An in-memory implementation of the queue contract the writer pool uses (siemconn.syslog.contracts.QueueLike),
 with DurableQueue's semantics: one page per put(), batches of `Segment`s (at most one per page, payloads as
-bytes), reading never advances a destination's cursor, only ack() does, and acks must come in read order."""
+bytes), reading never advances a destination's cursor, only ack() does, and acks must come in read order.
+
+It lives next to the contract it implements, not only in the tests, so that a writer can be tried
+without a queue file (the tests, the benches and an embedding program use it alike)."""
 
 from __future__ import annotations
 
