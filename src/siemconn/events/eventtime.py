@@ -2,7 +2,7 @@
 SIEM user searches by), taken from the stored payload without trusting it to be there or to parse.
 
 `event_timestamp_text` is the text as the API sent it (the delivery record shows it unchanged);
-`event_time` is that text as epoch seconds, or the page's commit time for an event without a readable
+`replay_time` is that text as epoch seconds, or the page's commit time for an event without a readable
 one (health, lockdown).
 """
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-__all__ = ["EVENT_TIME_FIELD", "event_time", "event_timestamp_text"]
+__all__ = ["EVENT_TIME_FIELD", "event_timestamp_text", "replay_time"]
 
 EVENT_TIME_FIELD = "event_timestamp"
 
@@ -40,7 +40,7 @@ def event_timestamp_text(payload: bytes) -> str | None:
     return None
 
 
-def event_time(payload: bytes, committed_at: float) -> float:
+def replay_time(payload: bytes, committed_at: float) -> float:
     """The time a replay window is matched against: `event_timestamp`, else the page's commit time."""
     text = event_timestamp_text(payload)
     parsed = None if text is None else _parse_time(text)

@@ -30,7 +30,7 @@ from typing import Any
 
 from siemconn.errors import QueueError, ReplayRefusedError
 from siemconn.events.batch import Batch, Segment
-from siemconn.events.eventtime import event_time
+from siemconn.events.eventtime import replay_time
 from siemconn.queue.diskfull import recovery_write
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import load_ids, split_page
@@ -134,7 +134,7 @@ def read_window(
             i = off
             while i < page_end - first_seq and count < max_events:
                 p = payloads[i]
-                if request.since <= event_time(p, float(committed)) < request.until:
+                if request.since <= replay_time(p, float(committed)) < request.until:
                     seg_ids.append(ids[i])
                     seg_payloads.append(p)
                     count += 1

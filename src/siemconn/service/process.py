@@ -36,7 +36,7 @@ from siemconn.rux.streams import StreamSpec, stream_specs
 from siemconn.service.pulling import Pull, StreamRunner, pull_snapshot, pull_stream
 from siemconn.service.reload import RELOAD_WRITER_TIMEOUT, log_reload_done, read_reload
 from siemconn.service.replays import Replays
-from siemconn.service.report import log_started, warn_file_permissions, warn_off_streams
+from siemconn.service.startup import log_started, warn_file_permissions, warn_off_streams
 from siemconn.syslog.pool import WriterPool
 
 __all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "SIGNAL_GRACE", "Service"]

@@ -30,7 +30,7 @@ from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue
 from siemconn.rux import lockdown
 from siemconn.rux.client import RuxClient
-from siemconn.rux.health import health_event
+from siemconn.rux.healthevent import health_event
 from siemconn.rux.streams import TIMESTAMP_FORMAT, StreamSpec, api_path
 
 __all__ = ["Pull", "StreamRunner", "pull_events", "pull_snapshot", "pull_stream"]
