@@ -37,7 +37,8 @@ NOT_AN_OBJECT: Final = "not_an_object"  # an element of `events` that is not a J
 TOO_DEEP: Final = "too_deep"  # nested deeper than the encoder or parser can go (RecursionError)
 UNENCODABLE: Final = "unencodable"  # any other failure to encode the event at commit
 FORMAT_ERROR: Final = "format_error"  # a destination's formatter raised on the stored payload
-# over a destination's max_message_size: kept whole here, sent trimmed or truncated, or not sent (detail)
+# over a destination's max_message_size: kept whole in the quarantine, sent trimmed or truncated, or not
+# sent (detail)
 OVERSIZE: Final = "oversize"
 REASONS: Final = (INVALID_UTF8, INVALID_JSON, NOT_AN_OBJECT, TOO_DEEP, UNENCODABLE, FORMAT_ERROR, OVERSIZE)
 
