@@ -32,11 +32,11 @@ receiver:
 test: install receiver
 	$(BIN)/python -m pytest -q
 
-# the unit tests only: no service subprocess (tests/e2e), no reliability scenario (tests/reliability), no
-# e2e-marked test elsewhere; real sockets and rsyslogd where a unit test uses them
+# the unit tests only (tests/unit, one folder per package), without the few e2e-marked ones; real
+# sockets and rsyslogd where a unit test uses them. Not the service subprocess (tests/e2e), the failure
+# scenarios (tests/reliability), the project checks at the top of tests/, nor tests/deploy
 test-fast: install receiver
-	$(BIN)/python -m pytest -q -m 'not e2e and not soak and not packaging' --ignore=tests/e2e \
-		--ignore=tests/reliability --ignore=tests/deploy
+	$(BIN)/python -m pytest -q -m 'not e2e and not soak and not packaging' tests/unit
 
 # the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
 test-packaging: install receiver

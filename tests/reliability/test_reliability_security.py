@@ -185,7 +185,7 @@ def _fake_cli_defaults() -> dict[str, Any]:
     return captured
 
 
-# --- bad input the formatter property tests (tests/test_format.py) do not reach: 1 MB strings ---------------
+# --- bad input the formatter property tests (tests/unit/syslog/test_format.py) do not reach: 1 MB strings ---------------
 
 
 def _server(**kw: Any) -> Any:

@@ -36,7 +36,7 @@ interpreter's recursion limit, ~1000): an output with more than 900 opening brac
 than 1,800 characters are counted) also goes to the stdlib encoder, so json.dumps' RecursionError is
 kept for what json.dumps cannot encode (the queue quarantines such an event). Outside the domain (Decimal, tuple or bytes keys, objects with `__json__` or `toDict`),
 ujson encodes what json.dumps refuses; the queue only encodes parsed events, and `encode_event_stdlib` is
-there for anything else. tests/test_encoder_identity.py proves the identity with hypothesis.
+there for anything else. tests/unit/events/test_encoder.py proves the identity with hypothesis.
 
 A page at a time (`encode_events`, what the queue uses): the C encoder writes the page's newline-joined
 text in one call. Where it leaves the page, ujson encodes every event (one C call each, no Python frame per

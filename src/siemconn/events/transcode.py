@@ -3,7 +3,7 @@
 Parsing a page into dicts (orjson), encoding each dict again (`encoder.encode_events`) and freeing the
 dicts is most of the CPU an event costs. For the pages it vouches for, the C transcoder
 (`_transcode.c`) writes each event's `json.dumps(json.loads(event))` straight from the page's
-text, so the bytes stored are the ones the parse-and-encode path would store (tests/test_transcode.py
+text, so the bytes stored are the ones the parse-and-encode path would store (tests/unit/events/test_transcode.py
 proves it with hypothesis against that path). It returns None, and the caller parses the page as before,
 for anything it does not parse exactly as that path would:
 

@@ -7,7 +7,7 @@ b"\\n"`, octet-counting and UDP as one message per event. A segment with a messa
 size budget goes through the oversize policy event by event (siemconn.syslog.budget). Invariant: the
 bytes on the wire are the same as formatting event by event with `Formatter.format`, fitting with
 `Oversizer.fit` (UDP truncate and drop: `fit_datagram`) and framing with `frame`
-(tests/test_writer_bytes.py checks it).
+(tests/unit/syslog/test_writer.py checks it).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from support.poison_api import PoisonApi
 from support.reliability import wait_for
 from support.rsyslog import RelpReceiver, RsyslogReceiver, rsyslog_available
 from support.syslogng import SyslogNgReceiver, syslog_ng_available
-from test_siem_formats import check_cef, check_leef, is_control
-from test_siem_formats_rsyslog import case_events, deliver
+from unit.syslog.test_siem_formats import check_cef, check_leef, is_control
+from unit.syslog.test_siem_formats_rsyslog import case_events, deliver
 
 from siemconn.config import ServerConfig
 from siemconn.syslog.memqueue import MemQueue
@@ -309,7 +309,7 @@ class MmnormalizeReceiver(RsyslogReceiver):
     """rsyslog that parses each CEF message with mmnormalize (liblognorm's `cef` field type) into
     DIR/out/cef.log, one JSON object a line; TCP only."""
 
-    template: ClassVar[Path] = Path(__file__).parent / "support" / "rsyslog-mmnormalize.conf.in"
+    template: ClassVar[Path] = Path(__file__).resolve().parents[2] / "support" / "rsyslog-mmnormalize.conf.in"
 
     def _write_conf(self) -> None:
         super()._write_conf()

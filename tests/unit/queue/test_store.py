@@ -28,7 +28,7 @@ from siemconn.events.batch import Batch
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, read_status
 
-WORKER = Path(__file__).parent / "support" / "queue_worker.py"
+WORKER = Path(__file__).resolve().parents[2] / "support" / "queue_worker.py"
 MB = 1024 * 1024
 
 

@@ -1,6 +1,6 @@
 """The in-band heartbeat (`heartbeat_seconds`): its config rule, its message in every format (strict parsers
 and pycef), the figures it reports, and its schedule. The real-receiver tests are in
-tests/test_inband_heartbeat_rsyslog.py. (The container health-check file is tests/test_ops.py's.)"""
+tests/unit/syslog/test_heartbeat_rsyslog.py. (The container health-check file is tests/unit/ops/test_ops.py's.)"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from support.configs import configuration
 from support.rsyslog import RsyslogReceiver, rsyslog_available
-from test_siem_formats import SAMPLES, check_cef, check_leef
+from unit.syslog.test_siem_formats import SAMPLES, check_cef, check_leef
 
 from siemconn.config import ServerConfig
 from siemconn.syslog.memqueue import MemQueue

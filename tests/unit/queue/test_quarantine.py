@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from support.configs import configuration
 from support.metricvalue import metric_value
 from support.poison_api import nested
-from test_pool import Sink, fast_sleep, srv
+from unit.syslog.test_pool import Sink, fast_sleep, srv
 
 from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError

@@ -19,7 +19,7 @@ from siemconn.config import (
 from siemconn.rux.streams import ALL_SPECS, stream_specs
 from siemconn.syslog.mapping import MAPPING_MODULES, PRODUCTS, map_event
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "siemconn"
+SRC = Path(__file__).resolve().parents[3] / "src" / "siemconn"
 
 
 def test_the_scheduler_keys_are_the_stream_names_in_order() -> None:

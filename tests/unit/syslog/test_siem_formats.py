@@ -34,7 +34,7 @@ from siemconn.syslog.mapping import Field, Mapped
 from siemconn.syslog.pool import ServerWriter, WriterPool
 
 SAMPLES: dict[str, list[dict[str, Any]]] = json.loads(
-    (Path(__file__).parent / "data" / "rux_samples.json").read_text()
+    (Path(__file__).resolve().parents[2] / "data" / "rux_samples.json").read_text()
 )
 NOW = datetime(2024, 3, 5, 7, 8, 9, tzinfo=UTC)
 STREAM_OF = {"audit": "audit", "detections": "detections", "entity_scoring": "entity_scoring.host"}
@@ -842,7 +842,7 @@ async def test_writer_segments_path_matches_per_event_format(
 
 
 def test_readme_sample_lines_are_what_siemconn_sends() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     samples = [
         ln.strip().replace("<tab>", "\t")
         for ln in readme.splitlines()
