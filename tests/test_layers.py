@@ -16,6 +16,7 @@ anything and nothing imports it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,3 +278,19 @@ def test_the_check_finds_the_cli_imported_by_the_queue(tmp_path: Path, planted: 
     edges = graph(src)
     assert ("siemconn.queue.store", "siemconn.cli") in violations(edges)
     assert cycles(edges) == [["siemconn.cli", "siemconn.queue.store"]]
+
+
+def test_the_documented_order_is_the_checked_one() -> None:
+    """docs/architecture.md's "Layers" block names the same packages, layer by layer, as LAYERS."""
+    text = (SRC.parent / "docs" / "architecture.md").read_text()
+    section = text.split("\n## Layers\n", 1)[1].split("\n## ", 1)[0]
+    documented = []
+    for line in section.splitlines():
+        if not line.startswith("    ") or not line.strip():
+            continue
+        names = [p.rstrip("/") for p in re.split(r"\s{2,}", line.strip()) if re.fullmatch(r"[a-z_]+/?", p)]
+        documented.append(tuple(names))
+    checked = [
+        tuple(p.removeprefix("siemconn.") for p in layer if p != "siemconn.__init__") for layer in LAYERS
+    ]
+    assert documented == checked
