@@ -60,6 +60,10 @@ def main() -> int:
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=False)
+        if done.returncode != 0 and os.geteuid() == 0:
+            # a machine whose package lists were never fetched: fetch them once and try again
+            subprocess.run(["apt-get", "update"], check=False)
+            done = subprocess.run(["apt-get", "download", *PACKAGES], cwd=tmp, check=False)
         if done.returncode != 0:
             print("fetch_syslog_ng: apt-get download failed (run apt-get update?)", file=sys.stderr)
             return 1

@@ -101,17 +101,28 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser(
         "replay",
         help=text,
-        description=text + ". The window is in event time (event_timestamp), [--since, --until). Needs "
-        "retain_hours > 0 (delivered events are kept that long); no API credentials needed.",
+        description=text + ". The window is in event time (event_timestamp), [--since, --until), or in "
+        "the time the events were sent to that server, [--sent-since, --sent-until) (whatever their event "
+        "time: what a SIEM that lost everything it received between two times needs). Needs retain_hours > "
+        "0 (delivered events are kept that long); no API credentials needed.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rp.add_argument("--config", default="config.json", help="path to config.json (default: ./config.json)")
     rp.add_argument("--server", required=True, help="the server's name in config.json")
-    rp.add_argument(
-        "--since", required=True, help="start of the window: ISO 8601 (UTC if no zone), or 30m, 6h, 2d (ago)"
+    window = rp.add_mutually_exclusive_group(required=True)
+    window.add_argument(
+        "--since",
+        help="start of the event-time window: ISO 8601 (UTC if no zone), or 30m, 6h, 2d (ago)",
     )
-    rp.add_argument("--until", default=None, help="end of the window, exclusive (default: now)")
+    window.add_argument(
+        "--sent-since",
+        help="start of the delivery-time window: the events this server acknowledged from then on",
+    )
+    rp.add_argument("--until", default=None, help="end of the event-time window, exclusive (default: now)")
+    rp.add_argument(
+        "--sent-until", default=None, help="end of the delivery-time window, exclusive (default: now)"
+    )
     rp.add_argument(
         "--stream", default=None, help="only this stream (default: every stream the server takes)"
     )

@@ -23,6 +23,7 @@ from siemconn.config import LocalSettings, ServerConfig, Settings
 from siemconn.errors import QueueError, RuxAuthError, RuxError, RuxPermissionError, SiemconnError
 from siemconn.exitcodes import ExitCode
 from siemconn.fileperms import permission_warnings
+from siemconn.ops.service_view import as_seen_by_service
 from siemconn.queue import read_status
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import stream_specs
@@ -163,6 +164,13 @@ async def run_checks(settings: Settings, out: TextIO) -> int:
     # the report says what failed, one line each: the client's retry/backoff log lines would only repeat it
     quiet_logging([settings.credentials.client_secret.get_secret_value()], level="CRITICAL")
     line(out, True, "configuration", f"{settings.config_path.absolute()} is valid")
+    settings, record = as_seen_by_service(settings)  # the running service's paths, if it runs
+    if record is not None:
+        print(
+            f"info   running service: pid {record.pid}, working directory {record.cwd}; relative paths are "
+            "checked from there (its runtime record)",
+            file=out,
+        )
     all_ok, detail = _check_data_dir(settings)
     line(out, all_ok, "data directory", detail)
     for w in permission_warnings(settings):  # a warning: `check` still passes

@@ -44,13 +44,13 @@ def _since(ts: float | None, now: float) -> str:
 def _disk_line(report: StatusReport) -> str:
     """Free space on the data disk and the disk reserve's state (docs/reliability.md, "A full disk")."""
     free = "unknown" if report.disk_free is None else f"{report.disk_free / 2**20:.1f} MB free"
-    held = report.reserve_held or 0
-    if held >= RESERVE_BYTES:
-        reserve = f"reserve whole ({RESERVE_BYTES // 2**20} MB)"
+    held, size = report.reserve_held or 0, report.reserve_size or RESERVE_BYTES
+    if held >= size:
+        reserve = f"reserve whole ({size / 2**20:g} MB)"
     else:
         reserve = (
-            f"reserve RELEASED ({held / 2**20:.1f} of {RESERVE_BYTES // 2**20} MB): the disk filled up; acks "
-            "and housekeeping use it, pulling waits until it fits again (free space on this disk)"
+            f"reserve RELEASED ({held / 2**20:.1f} of {size / 2**20:g} MB): the disk filled up; acks and "
+            "housekeeping use it, pulling waits until it fits again (free space on this disk)"
         )
     return f"disk: {free}; {reserve}"
 
@@ -146,7 +146,11 @@ def render_status(
         lines.append("")
         lines.append("replays:")
         for r in report.replays:
-            window = f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
+            window = (
+                f"{_fmt_time(r.since)} .. {_fmt_time(r.until)}"
+                if r.sent is None
+                else f"sent {_fmt_time(r.sent[0])} .. {_fmt_time(r.sent[1])}"
+            )
             stream = f" stream {r.stream}" if r.stream else ""
             detail = f" ({r.detail})" if r.detail else ""
             lines.append(f"  #{r.id} {r.destination}{stream} {window}: {r.state}, {r.events} events{detail}")

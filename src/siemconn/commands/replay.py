@@ -1,12 +1,14 @@
 """`siemconn replay --server NAME --since TIME [--until TIME] [--stream S]`: ask the running service to
-re-send the retained events of a window to one server.
+re-send the retained events of a window to one server; `--sent-since TIME [--sent-until TIME]` selects by
+the time the events were sent to that server instead (siemconn.queue.replay).
 
 The command does not send anything itself: it checks that the request can be met (the server, the stream,
 retention on, the window within what is retained) and inserts one row into the queue's `replays` table in
 a short SQLite transaction. That is safe beside the running service: the queue is in WAL mode, SQLite
 serialises writers (busy timeout), and the data_dir lock (`queue.lock`) only keeps a second *service*
 out. The service picks the request up within a heartbeat and reports progress in `siemconn status`.
-TIME is the event's own time (`event_timestamp`; see siemconn.queue.replay).
+TIME is the event's own time (`event_timestamp`), or with --sent-*, the time that server acknowledged
+them (see siemconn.queue.replay).
 """
 
 from __future__ import annotations
@@ -89,13 +91,20 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: invalid configuration\n{exc.render()}", file=err)
         return ExitCode.CONFIG
     now = time.time()
+    by_sent = args.sent_since is not None
+    first, last = ("--sent-since", "--sent-until") if by_sent else ("--since", "--until")
+    if (args.sent_until if not by_sent else args.until) is not None:
+        return _fail(
+            err, f"use {last} with {first} (--until goes with --since, --sent-until with --sent-since)"
+        )
     try:
-        since = parse_time(args.since, now)
-        until = parse_time(args.until, now) if args.until else now
+        since = parse_time(args.sent_since if by_sent else args.since, now)
+        end_text = args.sent_until if by_sent else args.until
+        until = parse_time(end_text, now) if end_text else now
     except ValueError as exc:
         return _fail(err, str(exc))
     if since >= until:
-        return _fail(err, f"--since {_fmt(since)} is not before --until {_fmt(until)}")
+        return _fail(err, f"{first} {_fmt(since)} is not before {last} {_fmt(until)}")
     problem = _check_request(cfg, args.server, args.stream)
     if problem:
         return _fail(err, problem)
@@ -105,18 +114,19 @@ def request_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not db.exists():
         return _fail(err, f"no queue database at {db}; {loc.not_found_hint()}")
     try:
-        replay_id = submit_request(
-            db, args.server, since, until, args.stream, now, retain_hours=cfg.retain_hours
+        replay_id, events = submit_request(
+            db, args.server, since, until, args.stream, now, retain_hours=cfg.retain_hours, by_sent=by_sent
         )
     except ReplayRefusedError as exc:
         return _fail(err, str(exc))
     running = read_status(loc.data_dir).running_pid
     what = f"stream {args.stream}" if args.stream else "every stream it takes"
-    print(
-        f"replay #{replay_id} requested: server {args.server}, {what}, events with event time in "
-        f"[{_fmt(since)}, {_fmt(until)})",
-        file=out,
+    selected = (
+        f"the events sent to it in [{_fmt(since)}, {_fmt(until)}) ({events} events of every stream)"
+        if by_sent
+        else f"events with event time in [{_fmt(since)}, {_fmt(until)})"
     )
+    print(f"replay #{replay_id} requested: server {args.server}, {what}, {selected}", file=out)
     if running is not None:
         print(
             f"the running service (pid {running}) starts it within seconds; follow it with `siemconn status`",

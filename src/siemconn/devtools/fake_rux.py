@@ -113,6 +113,7 @@ class Fault:
     status: int | None = 500  # None: no error status (use with delay / stall / drop)
     count: int = 1
     retry_after: float | None = None  # Retry-After header (seconds) on the error response
+    location: str | None = None  # Location header on the error response (a redirect: status 302)
     delay: float = 0.0  # seconds before the response headers
     stall: float = 0.0  # seconds between the first and second half of the body
     drop: bool = False  # close the connection without a response
@@ -157,6 +158,11 @@ class Knobs:
     include_triaged_default: bool | None = None  # None: no filtering unless the client asks
     include_info_category_default: bool | None = None
     default_ordering: str = "id"  # the order without an `ordering` parameter: id | event_timestamp
+    # envelope deviations, comma-separated (the events stay valid): no_remaining, no_checkpoint,
+    # string_numbers, float_numbers, bool_checkpoint, text_checkpoint, negative_remaining, extra_keys,
+    # renamed ("results"), wrapped ({"data": {...}}), bare (a JSON array of the events), camel_case
+    # (nextCheckpoint, remainingCount)
+    envelope: str = ""
 
 
 @dataclass(frozen=True)
@@ -660,18 +666,8 @@ class FakeRux:
             nxt = head
         else:
             nxt = frm
-        body = b"".join(
-            (
-                b'{"events":[',
-                b",".join(e.body(version, size) for e in chosen),
-                b'],"next_checkpoint":',
-                b"null" if nxt is None else str(nxt).encode(),
-                b',"remaining_count":',
-                str(remaining).encode(),
-                b"}",
-            )
-        )
-        return 200, body
+        events = b",".join(e.body(version, size) for e in chosen)
+        return 200, _envelope(events, nxt, remaining, k.envelope)
 
     def _query_key(self, version: str, stream: str, params: dict[str, str]) -> tuple[Any, ...]:
         k = self.knobs
@@ -722,6 +718,62 @@ class FakeRux:
             )
         dec = _parse_bool("include_score_decreases", params.get("include_score_decreases"))
         return ("entity_scoring", etype, k.include_score_decreases_default if dec is None else dec)
+
+
+ENVELOPE_DEVIATIONS = frozenset(
+    {
+        "no_remaining",
+        "no_checkpoint",
+        "string_numbers",
+        "float_numbers",
+        "bool_checkpoint",
+        "text_checkpoint",
+        "negative_remaining",
+        "extra_keys",
+        "renamed",
+        "wrapped",
+        "bare",
+        "camel_case",
+    }
+)
+
+
+def _envelope(events: bytes, nxt: int | None, remaining: int, deviations: str) -> bytes:
+    """A page's body: the documented envelope, or one deviating as `deviations` (Knobs.envelope) says."""
+    dev = {d.strip() for d in deviations.split(",") if d.strip()}
+    unknown = dev - ENVELOPE_DEVIATIONS
+    if unknown:
+        raise ValueError(
+            f"unknown envelope deviations {sorted(unknown)}; expected {sorted(ENVELOPE_DEVIATIONS)}"
+        )
+    if "bare" in dev:
+        return b"[" + events + b"]"
+
+    def num(n: int) -> bytes:
+        if "string_numbers" in dev:
+            return b'"%d"' % n
+        if "float_numbers" in dev:
+            return b"%d.0" % n
+        return b"%d" % n
+
+    cp = b"null" if nxt is None else num(nxt)
+    if "bool_checkpoint" in dev:
+        cp = b"true"
+    elif "text_checkpoint" in dev:
+        cp = b'"next"'
+    camel = "camel_case" in dev
+    parts = [b'"results":[' if "renamed" in dev else b'"events":[', events, b"]"]
+    if "no_checkpoint" not in dev:
+        parts += [b',"nextCheckpoint":' if camel else b',"next_checkpoint":', cp]
+    if "no_remaining" not in dev:
+        parts += [
+            b',"remainingCount":' if camel else b',"remaining_count":',
+            b"-1" if "negative_remaining" in dev else num(remaining),
+        ]
+    if "extra_keys" in dev:
+        parts.append(b',"meta":{"api":"fake","took_ms":3},"warnings":[]')
+    body = b"{" + b"".join(parts) + b"}"
+    return b'{"data":' + body + b"}" if "wrapped" in dev else body
 
 
 def _predicate(key: tuple[Any, ...]) -> Callable[[GeneratedEvent], bool]:
@@ -945,6 +997,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault.retry_after is not None:
                     ra = fault.retry_after
                     headers["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+                if fault.location is not None:
+                    headers["Location"] = fault.location
                 record(fault.status)
                 if fault.html:
                     self._send(fault.status, _HTML_ERROR % (fault.status, fault.status), "text/html", headers)

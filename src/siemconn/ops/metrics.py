@@ -82,6 +82,7 @@ class Metrics:
     events_duplicate: CounterLike
     format_fallbacks: CounterLike
     api_requests: CounterLike
+    api_envelope_deviations: CounterLike
     reconnects: CounterLike
     heartbeats_sent: CounterLike
     queue_depth: GaugeLike
@@ -157,6 +158,12 @@ class Metrics:
         self.api_requests = Counter(
             "siemconn_api_requests", "RUX API requests by status", ["status"], registry=r
         )
+        self.api_envelope_deviations = Counter(
+            "siemconn_api_envelope_deviations",
+            "API pages whose envelope deviated from the documented shape, read leniently (kind: docs/reliability.md)",
+            ["stream", "kind"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "siemconn_reconnects", "Reconnects per syslog server", ["server"], registry=r
         )
@@ -193,6 +200,18 @@ class Metrics:
             "and pulling is paused until it can be allocated again)",
             registry=r,
         )
+
+    def forget_servers(self, names: list[str]) -> None:
+        """Remove the gauges of servers a reload removed: a gauge left behind keeps its last value (a
+        removed server would look up, or backlogged, forever). Counters stay (they only go up)."""
+        if not self.enabled or not names:
+            return
+        for gauge in (self.server_up, self.queue_depth, self.oldest_age):
+            for name in names:
+                try:
+                    gauge.remove(name)  # type: ignore[attr-defined]
+                except KeyError:
+                    pass
 
 
 NO_METRICS: Final = Metrics(enabled=False)

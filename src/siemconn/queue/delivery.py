@@ -7,7 +7,8 @@ Invariants
 * read_batch is an index range read from the cursor, so its cost does not depend on the backlog; the
   read side never decodes payloads (a `Batch` holds `Segment`s of stored bytes).
 * delivery record: every ack that delivers events also updates the destination's row in `destinations`
-  (events delivered, the last one's id and event time) in the same transaction as its cursor;
+  (events delivered, the last one's id and event time) and adds a `deliveries` row (the batch's sequence
+  range, its events, the time) in the same transaction as its cursor;
   `record_state` stores its up/down state when it changes. `siemconn status` reads both.
 * a routed destination's cursor steps over the pages of streams it does not take (see `routing`); its
   pending count is kept with its cursor.
@@ -40,6 +41,7 @@ _DELIVERED_SQL = (
     "last_event_time = excluded.last_event_time, last_delivered_at = excluded.last_delivered_at"
 )
 _CURSOR_SQL = "UPDATE cursors SET seq = ? WHERE destination = ?"
+_SENT_SQL = "INSERT INTO deliveries (destination, start_seq, end_seq, events, at) VALUES (?, ?, ?, ?, ?)"
 
 
 def read_next(
@@ -89,12 +91,14 @@ def ack(conn: sqlite3.Connection, state: QueueState, batch: Batch, housekeeper: 
     delivered = sum(len(seg.payloads) for seg in batch.segments)
     if delivered:
         last = batch.segments[-1]
+        now = time.time()
         with transaction(conn):
             conn.execute(_CURSOR_SQL, (end, dest))
             conn.execute(
                 _DELIVERED_SQL,
-                (dest, delivered, last.ids[-1], event_timestamp_text(last.payloads[-1]), time.time()),
+                (dest, delivered, last.ids[-1], event_timestamp_text(last.payloads[-1]), now),
             )
+            conn.execute(_SENT_SQL, (dest, batch.start_seq, end, delivered, now))
     else:
         conn.execute(_CURSOR_SQL, (end, dest))
     state.cursors[dest] = end

@@ -87,6 +87,7 @@ def delete_passed_pages(conn: sqlite3.Connection, floor: int, *, max_pages: int 
                 )
             last_first, last_n = rows[-1][0], rows[-1][1]
             conn.execute(f"DELETE FROM {PAGE_TABLE} WHERE first_seq <= ?", (last_first,))
+            conn.execute("DELETE FROM deliveries WHERE end_seq <= ?", (last_first + last_n,))
             conn.execute(
                 "INSERT INTO meta (name, value) VALUES ('seq_floor', ?) "
                 "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",

@@ -8,6 +8,15 @@ are untouched.
 What "TIME" means: the event's own time, `event_timestamp` (what a SIEM user searches by); an event
 without one (health, lockdown) uses the time its page was committed. The window is [since, until).
 
+A replay by delivery time (`siemconn replay --sent-since/--sent-until`: "the SIEM lost what it received
+between 10:00 and 12:00") selects instead the events the server acknowledged in that window, whatever
+their event time (a backlog sent then may be days old). A destination's cursor only moves forward, so
+those events are one sequence range, [the first batch acked in the window, the last one's end), found in
+the `deliveries` record (`sent_range`). Such a request is stored already running with that range and an
+event-time window that takes every event (`ALL_SINCE`, `ALL_UNTIL`), plus a `replay_sent` row naming the
+delivery-time window (`ReplayRequest.sent`, for `status` and the log). Events a replay itself re-sent are
+not in the record: a replay by delivery time re-sends what the live cursor delivered.
+
 Invariants
 ----------
 * a replay covers the pages stored when it started, [start_seq, end_seq): events committed later are
@@ -23,7 +32,7 @@ Invariants
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,8 @@ from siemconn.queue.routing import stream_of
 from siemconn.queue.schema import APPLICATION_ID, PAGE_TABLE
 
 __all__ = [
+    "ALL_SINCE",
+    "ALL_UNTIL",
     "CLOCK_SKEW_SECONDS",
     "REPLAY_COLUMNS",
     "ReplayRequest",
@@ -46,12 +57,15 @@ __all__ = [
     "record_progress",
     "request_of",
     "running_positions",
+    "sent_range",
     "start_request",
     "submit_request",
     "unfinished_requests",
+    "with_sent",
 ]
 
 CLOCK_SKEW_SECONDS = 600.0
+ALL_SINCE, ALL_UNTIL = 0.0, 253402300800.0  # an event-time window that takes every event (to 9999-12-31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,7 @@ class ReplayRequest:
     events: int = 0
     detail: str | None = None
     requested_at: float = 0.0
+    sent: tuple[float, float] | None = None  # a replay by delivery time: that window (module docstring)
 
 
 REPLAY_COLUMNS = (
@@ -151,6 +166,33 @@ def read_window(
     return Batch(f"replay:{request.id}", segments, pos, reached)
 
 
+def with_sent(conn: sqlite3.Connection, requests: list[ReplayRequest]) -> list[ReplayRequest]:
+    """`requests` with their delivery-time window, for those requested by delivery time."""
+    has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'replay_sent'").fetchone()
+    if not requests or has is None:
+        return requests
+    marks = {
+        int(i): (float(a), float(b))
+        for i, a, b in conn.execute("SELECT replay_id, sent_since, sent_until FROM replay_sent")
+    }
+    return [replace(r, sent=marks[r.id]) if r.id in marks else r for r in requests]
+
+
+def sent_range(
+    conn: sqlite3.Connection, destination: str, since: float, until: float
+) -> tuple[int, int, int] | None:
+    """(first sequence number, end, events) of what `destination` acknowledged in [since, until), or None
+    when it acknowledged nothing then (or the record has been deleted with its pages)."""
+    row = conn.execute(
+        "SELECT MIN(start_seq), MAX(end_seq), SUM(events) FROM deliveries "
+        "WHERE destination = ? AND at >= ? AND at < ?",
+        (destination, since, until),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def running_positions(conn: sqlite3.Connection) -> dict[int, int]:
     """Running replay -> its position (housekeeping keeps the pages at or above it)."""
     return {
@@ -165,7 +207,7 @@ def unfinished_requests(conn: sqlite3.Connection) -> list[ReplayRequest]:
     rows = conn.execute(
         f"SELECT {REPLAY_COLUMNS} FROM replays WHERE state IN ('pending', 'running') ORDER BY id"
     )
-    return [request_of(r) for r in rows]
+    return with_sent(conn, [request_of(r) for r in rows])
 
 
 def start_request(
@@ -192,7 +234,7 @@ def start_request(
     )
     positions[request.id] = first
     row = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays WHERE id = ?", (request.id,)).fetchone()
-    return request_of(row)
+    return with_sent(conn, [request_of(row)])[0]
 
 
 @recovery_write
@@ -229,10 +271,13 @@ def submit_request(
     now: float,
     *,
     retain_hours: float,
-) -> int:
+    by_sent: bool = False,
+) -> tuple[int, int]:
     """`siemconn replay`'s write: check the file can serve the window and insert one `replays` row in a
-    short transaction beside the running service (WAL; SQLite serialises writers); the new row's id.
-    Raises ReplayRefusedError with the operator's sentence when it cannot be met."""
+    short transaction beside the running service (WAL; SQLite serialises writers).
+    `by_sent`: [since, until) is the time the server acknowledged the events (a replay by delivery time,
+    inserted already running over that sequence range). (The new row's id, the events of a replay by
+    delivery time or 0.) Raises ReplayRefusedError with the operator's sentence when it cannot be met."""
     try:
         conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None)
     except sqlite3.Error as exc:
@@ -256,20 +301,71 @@ def submit_request(
             ever_deleted = floor is not None and int(floor[0]) > 0
             if oldest is None:
                 raise ReplayRefusedError("the queue holds no events (nothing retained yet)")
-            if ever_deleted and float(oldest) > since:
+            if ever_deleted and float(oldest) > since and not by_sent:
                 raise ReplayRefusedError(
                     f"the window starts at {_utc_text(since)}, before the oldest retained page (committed "
                     f"{_utc_text(float(oldest))}, retain_hours={retain_hours:g}); events from before it are "
                     f"gone. Use --since {_utc_text(float(oldest))} or later",
                 )
+            if by_sent:
+                found = _sent_window(conn, destination, since, until, tables)
+                if isinstance(found, str):
+                    raise ReplayRefusedError(found)
+                return _insert_sent(conn, destination, stream, found, since, until, now)
             conn.execute("BEGIN IMMEDIATE")
             cur = conn.execute(
                 "INSERT INTO replays (destination, since, until, stream, requested_at) VALUES (?, ?, ?, ?, ?)",
                 (destination, since, until, stream, now),
             )
             conn.execute("COMMIT")
-            return int(cur.lastrowid or 0)
+            return int(cur.lastrowid or 0), 0
         except sqlite3.Error as exc:
             raise ReplayRefusedError(f"cannot write to {db}: {exc}") from exc
     finally:
         conn.close()
+
+
+def _sent_window(
+    conn: sqlite3.Connection, server: str, since: float, until: float, tables: set[str]
+) -> tuple[int, int, int] | str:
+    """The sequence range `server` acknowledged in [since, until) and its events, or why there is none."""
+    if "deliveries" not in tables:
+        return "this queue has no delivery record yet; restart the service with this version"
+    found = sent_range(conn, server, since, until)
+    if found is None:
+        return (
+            f"server {server!r} was sent nothing in [{_utc_text(since)}, {_utc_text(until)}) that is still retained "
+            "(delivery times are recorded since this version; they are deleted with their events)"
+        )
+    first = conn.execute(f"SELECT MIN(first_seq) FROM {PAGE_TABLE}").fetchone()[0]
+    if first is None or int(first) > found[0]:
+        return (
+            "some events sent in that window are no longer retained (retain_hours); use a later --sent-since"
+        )
+    return found
+
+
+def _insert_sent(
+    conn: sqlite3.Connection,
+    destination: str,
+    stream: str | None,
+    found: tuple[int, int, int],
+    since: float,
+    until: float,
+    now: float,
+) -> tuple[int, int]:
+    """Insert a replay by delivery time, already running over its sequence range; (its id, its events)."""
+    start, end, events = found
+    conn.execute("BEGIN IMMEDIATE")
+    cur = conn.execute(
+        "INSERT INTO replays (destination, since, until, stream, requested_at, state, start_seq, end_seq, "
+        "position) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        (destination, ALL_SINCE, ALL_UNTIL, stream, now, start, end, start),
+    )
+    replay_id = int(cur.lastrowid or 0)
+    conn.execute(
+        "INSERT INTO replay_sent (replay_id, sent_since, sent_until) VALUES (?, ?, ?)",
+        (replay_id, since, until),
+    )
+    conn.execute("COMMIT")
+    return replay_id, events

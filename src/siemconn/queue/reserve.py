@@ -28,15 +28,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["RESERVE_BYTES", "RESERVE_FILE", "DiskReserve", "is_disk_full", "out_of_space"]
+__all__ = [
+    "RESERVE_BYTES",
+    "RESERVE_FILE",
+    "RESERVE_MIN_BYTES",
+    "DiskReserve",
+    "is_disk_full",
+    "out_of_space",
+    "reserve_size",
+]
 
 RESERVE_FILE = "queue.reserve"
-# measured need and sizing: docs/reliability.md ("A full disk")
+# measured need and sizing: docs/reliability.md ("A full disk"); on a file system smaller than 32 MB the
+# reserve is a sixteenth of it (at least RESERVE_MIN_BYTES), so that a tiny disk still leaves room to pull
 RESERVE_BYTES = 2 * 1024 * 1024
+RESERVE_MIN_BYTES = 64 * 1024
 _SQLITE_FULL = 13
 _SQLITE_IOERR = 10
 # an I/O error with less than this free is taken as "disk full": SQLite reports a -shm file it cannot
@@ -66,12 +77,26 @@ def out_of_space(exc: BaseException, free: int) -> bool:
     return isinstance(code, int) and code & 0xFF == _SQLITE_IOERR and free < _NEARLY_FULL
 
 
+def reserve_size(total: int) -> int:
+    """The reserve for a file system of `total` bytes: RESERVE_BYTES, or a sixteenth of a small one."""
+    return max(RESERVE_MIN_BYTES, min(RESERVE_BYTES, total // 16))
+
+
+def _total_bytes(path: Path) -> int:
+    for candidate in (path, *path.parents):
+        try:
+            return shutil.disk_usage(candidate).total
+        except OSError:
+            continue
+    return 16 * RESERVE_BYTES
+
+
 class DiskReserve:
     """The reserve file of one data_dir (see module doc)."""
 
-    def __init__(self, data_dir: Path, disk_free: Callable[[Path], int], size: int = RESERVE_BYTES) -> None:
+    def __init__(self, data_dir: Path, disk_free: Callable[[Path], int], size: int | None = None) -> None:
         self.path = data_dir / RESERVE_FILE
-        self.size = size
+        self.size = reserve_size(_total_bytes(data_dir)) if size is None else size
         self._data_dir = data_dir
         self.disk_free = disk_free
 

@@ -18,7 +18,10 @@ earlier siemconn is opened as is): `routes` (which streams a destination takes, 
 `page_log_key_first_seq` that lets a destination find the next page of the streams it takes;
 `destinations` (per destination: events delivered, the last one delivered, up/down state and since when;
 written with the ack's cursor commit and on state changes, read by `siemconn status`) and `replays`
-(re-send requests `siemconn replay` inserts and the service works through).
+(re-send requests `siemconn replay` inserts and the service works through); `deliveries` (one row per
+batch a destination acknowledged: its sequence range, event count and time, written with the ack; what
+`siemconn replay --sent-since` selects by; deleted with the pages it covers) and `replay_sent` (the
+delivery-time window of a replay requested that way).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ OUR_TABLES = frozenset(
         QUARANTINE_TABLE,
         "destinations",
         "replays",
+        "deliveries",
+        "replay_sent",
     }
 )
 SIDE_TABLES = (
@@ -95,6 +100,11 @@ SIDE_TABLES = (
     "since REAL NOT NULL, until REAL NOT NULL, stream TEXT, requested_at REAL NOT NULL, "
     "state TEXT NOT NULL DEFAULT 'pending', start_seq INTEGER, end_seq INTEGER, position INTEGER, "
     "events INTEGER NOT NULL DEFAULT 0, detail TEXT)",
+    "CREATE TABLE IF NOT EXISTS deliveries (destination TEXT NOT NULL, start_seq INTEGER NOT NULL, "
+    "end_seq INTEGER NOT NULL, events INTEGER NOT NULL, at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS deliveries_destination_at ON deliveries (destination, at)",
+    "CREATE TABLE IF NOT EXISTS replay_sent (replay_id INTEGER PRIMARY KEY, sent_since REAL NOT NULL, "
+    "sent_until REAL NOT NULL)",
 )
 # MIGRATIONS[v]: the statements that take a version-v file to version v + 1 (run in one transaction)
 MIGRATIONS: dict[int, tuple[str, ...]] = {

@@ -223,6 +223,11 @@ def ensure_room(conn: sqlite3.Connection, limits: Limits, nbytes: int, nevents: 
         )
 
 
+def _human(n: int) -> str:
+    """Bytes as KB under a megabyte, else MB with one decimal."""
+    return f"{max(0, n) / 1024:.0f} KB" if n < MB else f"{n / MB:.1f} MB"
+
+
 def under_floor(limits: Limits, free: int) -> str:
     """Why free space `free` (as `free_bytes` counts it) pauses pulling, in words that never contradict
     themselves: a negative figure means the WAL and a missing reserve take more than the disk has free."""
@@ -370,9 +375,9 @@ def pull_verdict(
     if not reserve.whole and not reserve.refill(limits.min_free):
         return (
             False,
-            f"the disk holding {limits.data_dir} is full: {limits.disk_free(limits.data_dir) / MB:.1f} MB "
-            f"free, and the disk reserve ({reserve.size / MB:.0f} MB) plus min_free_disk_mb="
-            f"{limits.min_free // MB} do not fit yet",
+            f"the disk holding {limits.data_dir} is full: {_human(limits.disk_free(limits.data_dir))} free, "
+            f"and the disk reserve ({_human(reserve.size)}) plus min_free_disk_mb={limits.min_free // MB} do "
+            "not fit yet",
             "disk",
         )
     free = free_bytes(conn, limits)

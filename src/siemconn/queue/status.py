@@ -30,7 +30,7 @@ from siemconn.queue.quarantine import (
     count_quarantined,
     iter_quarantined,
 )
-from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of
+from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of, with_sent
 from siemconn.queue.reserve import DiskReserve
 from siemconn.queue.routing import (
     Routes,
@@ -109,6 +109,7 @@ class StatusReport:
     quarantined: tuple[QuarantineCount, ...] = ()
     disk_free: int | None = None  # free bytes on the data file system (None: unknown)
     reserve_held: int | None = None  # bytes the disk reserve holds (None: no queue yet)
+    reserve_size: int | None = None  # bytes it holds when whole
 
     @property
     def quarantined_total(self) -> int:
@@ -268,7 +269,7 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         disk_free: int | None = shutil.disk_usage(data_dir).free
     except OSError:
         disk_free = None
-    reserve_held = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free).held()
+    reserve = DiskReserve(data_dir, lambda p: shutil.disk_usage(p).free)
     return StatusReport(
         data_dir,
         db,
@@ -281,7 +282,8 @@ def read_status(data_dir: Path, *, now: float | None = None) -> StatusReport:
         replays,
         tuple(quarantined),
         disk_free,
-        reserve_held,
+        reserve.held(),
+        reserve.size,
     )
 
 
@@ -351,7 +353,7 @@ def _recent_replays(conn: sqlite3.Connection, limit: int = 10) -> tuple[ReplayRe
     if not _has_table(conn, "replays"):
         return ()
     rows = conn.execute(f"SELECT {REPLAY_COLUMNS} FROM replays ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    return tuple(request_of(r) for r in reversed(rows))
+    return tuple(with_sent(conn, [request_of(r) for r in reversed(rows)]))
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

@@ -14,12 +14,16 @@ The caller decides what a too-large answer means (a smaller page, or an error fo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-__all__ = ["Answer", "AnswerTooLarge", "fetch"]
+__all__ = ["Answer", "AnswerTooLarge", "fetch", "redirect_hint"]
+
+
+_LOCATION_CHARS = 300
 
 
 class AnswerTooLarge(Exception):
@@ -66,3 +70,28 @@ async def fetch(
                 if len(buf) > max_bytes:
                     raise AnswerTooLarge(len(buf), max_bytes)
             return Answer(resp.status_code, resp.reason_phrase, resp.headers, bytes(buf))
+
+
+def redirect_hint(resp: Answer, base_url: str, redact: Callable[[str], str]) -> str | None:
+    """For a redirect (HTTP 3xx), the text an operator can act on: where it points and the likely cause;
+    None for any other status. Redirects are never followed: the request carries the credentials or the
+    bearer token, which must not go to another address."""
+    if not 300 <= resp.status_code < 400:
+        return None
+    location = redact(resp.headers.get("Location", "").strip())[:_LOCATION_CHARS]
+    base = httpx.URL(base_url)
+    target = f"to {location}" if location else "without a Location header"
+    cause = "BASE_URL is probably not the tenant's API URL, or a proxy intercepts the request (a login page)"
+    if location:
+        to = base.join(location)
+        if to.host and to.host != base.host:
+            cause = (
+                f"it leaves {base.host}: a proxy login page (allow {base.host} through the proxy), or BASE_URL "
+                f"{base_url} is not the tenant's API URL (if {to.host} is your tenant, set BASE_URL to "
+                f"{to.scheme}://{to.host})"
+            )
+        elif to.scheme != base.scheme:
+            cause = f"BASE_URL uses {base.scheme}, the server wants {to.scheme}: set BASE_URL to {to.scheme}://{base.host}"
+        else:
+            cause = f"BASE_URL {base_url} probably has a wrong path or is not the tenant's API URL"
+    return f"redirect (HTTP {resp.status_code}) {target}; not followed with the credentials; {cause}"

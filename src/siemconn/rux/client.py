@@ -24,6 +24,10 @@ Cursor rules (see `Page.next_checkpoint`):
   ``next_checkpoint = last id`` repeat one event), counted and logged; across runs the caller dedupes.
 * A first run whose answer has events but no usable checkpoint (``null`` and no integer ids) yields
   them with ``next_checkpoint`` None: they are queued, and the key keeps no checkpoint.
+* An envelope that deviates from the documented shape does not fail its page (`siemconn.rux.envelope`):
+  each kind of deviation is logged once per stream (``rux_envelope_deviation``) and counted in
+  ``siemconn_api_envelope_deviations``; an ambiguous one ends this tick's paging after the page. Event
+  ids sent as numeric strings count as their number for the plausibility rule.
 * Bad events do not fail their page: an element of ``events`` that is not an object, and (when the
   parser rejects the body) each element that is not UTF-8 or not JSON, is yielded in ``Page.rejects``
   with its raw bytes, for the queue's quarantine (`siemconn.rux.salvage`).
@@ -47,8 +51,9 @@ from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
 from siemconn.events.transcode import EncodedEvents
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
-from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
+from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.cursor import plausible_checkpoint
+from siemconn.rux.envelope import Deviation, DeviationLog, string_ids
 from siemconn.rux.page import (
     I64_MAX,
     I64_MIN,
@@ -100,6 +105,7 @@ class RuxClient:
         self._on_secret = on_secret
         self._max_bytes = configuration.max_response_mb * 1024 * 1024
         self._redactor = Redactor([secret])
+        self._deviations = DeviationLog(metrics)
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(configuration.http_timeout),
@@ -154,6 +160,11 @@ class RuxClient:
         """`text` without the client secret or any token this client saw, in any escaped or partial form."""
         return self._redactor.scrub_text(text)
 
+    def adopt_token(self, old: RuxClient) -> bool:
+        """Keep `old`'s valid token when BASE_URL and the credentials did not change (a reload); False when
+        they did (the next request gets a fresh token)."""
+        return self._tokens.adopt(old._tokens)
+
     async def authenticate(self) -> None:
         """Get a fresh access token with the client credentials (raises RuxAuthError when rejected)."""
         await self._tokens.authenticate()
@@ -198,6 +209,9 @@ class RuxClient:
                 f"give it the {spec.role} role in the Vectra UI (Manage > API Clients), or turn the stream off "
                 f'with "scheduler": {{"{spec.stream}": null}}'
             )
+        hint = redirect_hint(resp, self._base_url, self.redact)
+        if hint is not None:
+            raise RuxResponseError(f"{path} answered a {hint}; stream {spec.key}")
         if resp.status_code != 200:
             # redact before cutting: a token cut in half by the cut would no longer match
             snippet = " ".join(self.redact(resp.text).split())[:_SNIPPET_CHARS]
@@ -259,7 +273,7 @@ class RuxClient:
             if not isinstance(body, dict):
                 raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an object")
             return f"HTTP 200{where}, health object with {len(body)} sections"
-        events, _nxt, _remaining, _rejects = parse_page(spec, path, resp)
+        events = parse_page(spec, path, resp).events
         extra = "".join(f", {k}={params[k]}" for k in ("ordering", "size") if k in params)
         return f"HTTP 200{where}, {len(events)} event{'' if len(events) == 1 else 's'} (limit=1{extra})"
 
@@ -317,7 +331,10 @@ class RuxClient:
             if hold is not None:
                 await hold.acquire()
             try:
-                events, server_nxt, remaining, rejects = parse_page(spec, path, resp)
+                parsed = parse_page(spec, path, resp)
+                events, server_nxt, remaining, rejects = parsed[:4]
+                if parsed.deviations:
+                    self._deviations.report(spec.key, path, parsed.deviations)
                 ids: list[Any] = (
                     events.ids if isinstance(events, EncodedEvents) else [ev.get("id") for ev in events]
                 )
@@ -332,6 +349,11 @@ class RuxClient:
                         )
                         report_repeats(spec, previous_ids, ids, self._metrics)
                 int_ids: list[int] = [i for i in ids if is_int(i)]
+                if len(int_ids) < len(ids):
+                    numbered, dev = string_ids(ids)
+                    int_ids += numbered
+                    if dev is not None:
+                        self._deviations.report(spec.key, path, (dev,))
                 int_ids += [i for i in map(reject_id, rejects) if i is not None]
                 if server_nxt is not None and cursor is not None and server_nxt < cursor:
                     log.warning(
@@ -389,10 +411,17 @@ class RuxClient:
             if remaining <= 0:
                 return
             if nxt is None or nxt <= request_from:
-                raise RuxResponseError(
-                    f"bad response from {path} for stream {spec.key}: remaining_count is {remaining} but "
-                    f"next_checkpoint {nxt} does not move past from={request_from}; stopping this run"
+                # the API says more remain but gives no way past `from`: asking again now would get the
+                # same page. What it sent is queued; this tick's paging ends, and the next tick asks from
+                # the stored checkpoint again (no loop, no failed pull every tick). Logged once per stream.
+                stuck = Deviation(
+                    "remaining_count:no_progress",
+                    f"{remaining} with next_checkpoint {nxt} at from={request_from}",
+                    "paging ends for this tick; the next tick asks again from the stored checkpoint",
+                    True,
                 )
+                self._deviations.report(spec.key, path, (stuck,))
+                return
             previous_ids = set(int_ids)
             # drop this page's objects before the next request: the caller committed them already, and
             # keeping them alive while the next page is read and parsed doubles the peak memory per stream

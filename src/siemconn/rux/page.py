@@ -4,7 +4,9 @@ Invariants: `loads_page` gives the same values the json module would (orjson is 
 body that may hold an integer beyond 64 bits, or that orjson rejects, goes to json); `parse_page` either
 returns a page whose ``events`` are all objects, whose ``next_checkpoint`` is an integer or None and
 whose ``remaining_count`` is an integer, or raises RuxResponseError naming what is wrong (checkpoint
-kept). Elements that cannot be queued are returned as `Rejected`, never dropped silently.
+kept). An envelope that deviates from the documented shape is read by `siemconn.rux.envelope` and its
+deviations are returned with the page; only a body without any list of events is an error. Elements that
+cannot be queued are returned as `Rejected`, never dropped silently.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from siemconn.logging import get_logger
 from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import Metrics
 from siemconn.rux.answer import Answer
+from siemconn.rux.envelope import Deviation, find_events, read_envelope
 from siemconn.rux.salvage import salvage_page
 from siemconn.rux.streams import StreamSpec
 
@@ -56,13 +59,19 @@ class Page:
 
 
 class PageBody(NamedTuple):
-    """What a page answer says, checked: its events, the server's next_checkpoint, remaining_count and
-    the elements to quarantine."""
+    """What a page answer says, checked: its events, the server's next_checkpoint, remaining_count, the
+    elements to quarantine, and how its envelope deviated from the documented one."""
 
     events: list[dict[str, Any]] | EncodedEvents
     next_checkpoint: int | None
     remaining: int
     rejects: list[Rejected]
+    deviations: tuple[Deviation, ...] = ()
+
+    @property
+    def ambiguous(self) -> bool:
+        """An envelope value had to be ignored: this tick's paging ends after this page."""
+        return any(d.ambiguous for d in self.deviations)
 
 
 # A number token of 19+ digits may be an integer beyond 64 bits, which orjson turns into a lossy float:
@@ -128,23 +137,20 @@ def parse_page(spec: StreamSpec, path: str, resp: Answer) -> PageBody:
     def bad(what: str) -> RuxResponseError:
         return RuxResponseError(f"bad response from {path} for stream {spec.key}: {what}; checkpoint kept")
 
-    rejects: list[Rejected] = []
     # the common case: the transcoder writes the events' stored form straight from the text, and only
     # the small envelope around them is parsed
     fast = transcode_page(resp.content)
     if fast is not None:
         events: Any
         events, envelope = fast
-        body = loads_page(envelope)
-    else:
-        body, events, rejects = _parse_objects(spec, path, resp, bad)
-    return _checked(body, events, rejects, bad)
+        return _checked(loads_page(envelope), events, [], None, bare=False)
+    return _parse_objects(spec, path, resp, bad)
 
 
 def _parse_objects(
     spec: StreamSpec, path: str, resp: Answer, bad: Callable[[str], RuxResponseError]
-) -> tuple[Any, Any, list[Rejected]]:
-    """The page parsed into objects (the path for what the transcoder leaves): (body, events, rejects)."""
+) -> PageBody:
+    """The page parsed into objects (the path for what the transcoder leaves)."""
     rejects: list[Rejected] = []
     try:
         body = loads_page(resp.content)
@@ -164,42 +170,39 @@ def _parse_objects(
             quarantined=len(rejects),
             detail="the page did not parse as a whole; its good events are queued, the others quarantined",
         )
-    if not isinstance(body, dict):
-        raise bad(f"expected a JSON object with 'events', got a JSON {type(body).__name__}")
-    events = body.get("events")
-    if not isinstance(events, list):
+    located = find_events(body)
+    if located is None:
+        if not isinstance(body, dict):
+            raise bad(f"expected a JSON object with 'events', got a JSON {type(body).__name__}")
+        events = body.get("events")
         raise bad(
-            "'events' is missing or not a list"
+            "'events' is missing or not a list, and no other list of events was found"
             if events is None
             else f"'events' is a {type(events).__name__}, not a list"
         )
+    events, envelope, moved = located
     if not all(isinstance(ev, dict) for ev in events):
         for i, ev in enumerate(events):
             if not isinstance(ev, dict):
                 detail = f"events[{i}] is a JSON {type(ev).__name__}, not an object"
                 rejects.append(Rejected(raw_json(ev), NOT_AN_OBJECT, detail))
         events = [ev for ev in events if isinstance(ev, dict)]
-    return body, events, rejects
+    return _checked(envelope, events, rejects, moved, bare=isinstance(body, list))
 
 
 def _checked(
     body: dict[str, Any],
     events: list[dict[str, Any]] | EncodedEvents,
     rejects: list[Rejected],
-    bad: Callable[[str], RuxResponseError],
+    moved: Deviation | None,
+    *,
+    bare: bool,
 ) -> PageBody:
-    """The envelope's checkpoint and remaining count, checked."""
-    nxt = body.get("next_checkpoint")
-    if nxt is not None and not is_int(nxt):
-        raise bad(f"next_checkpoint {nxt!r} is not an integer")
-    if "remaining_count" not in body:
-        raise bad("'remaining_count' is missing")
-    remaining = body["remaining_count"]
-    if remaining is None:
-        remaining = 0
-    if not is_int(remaining):
-        raise bad(f"remaining_count {remaining!r} is not an integer")
-    return PageBody(events, nxt, remaining, rejects)
+    """The envelope's checkpoint and remaining count, read leniently (`siemconn.rux.envelope`)."""
+    env = read_envelope(body, bare=bare)
+    deviations = env.deviations if moved is None else (moved, *env.deviations)
+    remaining = 0 if env.ambiguous else env.remaining
+    return PageBody(events, env.next_checkpoint, remaining, rejects, deviations)
 
 
 def report_repeats(spec: StreamSpec, previous_ids: set[Any], ids: list[Any], metrics: Metrics) -> None:

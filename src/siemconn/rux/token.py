@@ -21,7 +21,7 @@ import httpx
 
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError, RuxUnavailableError
 from siemconn.logging import get_logger
-from siemconn.rux.answer import Answer, AnswerTooLarge, fetch
+from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.page import is_int, loads_page
 
 __all__ = ["TOKEN_MAX_BYTES", "TOKEN_PATH", "Token", "Tokens", "early", "lifetime"]
@@ -108,6 +108,24 @@ class Tokens:
         self._token: Token | None = None
         self._generation = 0
         self._lock = asyncio.Lock()
+
+    def adopt(self, other: Tokens) -> bool:
+        """Take over `other`'s token (a reload with the same BASE_URL and credentials: no new token
+        request, the token endpoint rate-limits). False, and nothing taken, when any of them differs."""
+        same = (other._base_url, other._client_id, other._secret) == (
+            self._base_url,
+            self._client_id,
+            self._secret,
+        )
+        if not same or other._token is None:
+            return False
+        tok = other._token
+        for value in (tok.access, tok.refresh):
+            if value:
+                self._secret_seen(value)
+        self._token = tok
+        self._generation = max(self._generation, other._generation)
+        return True
 
     def _store(self, body: Any, *, refreshed: bool) -> None:
         """Validate a token answer and keep it; RuxResponseError (no secret in it) for anything malformed."""
@@ -216,6 +234,9 @@ class Tokens:
                 f"token endpoint {TOKEN_PATH} answered HTTP 403 for client id {self._client_id}; "
                 "check that the API client is enabled in the Vectra UI"
             )
+        hint = redirect_hint(resp, self._base_url, lambda text: text.replace(self._secret, "***"))
+        if hint is not None:
+            raise RuxResponseError(f"token endpoint {TOKEN_PATH} answered a {hint}")
         if resp.status_code != 200:
             raise RuxResponseError(
                 f"token endpoint {TOKEN_PATH} answered HTTP {resp.status_code}; "

@@ -34,7 +34,13 @@ from siemconn.queue import DurableQueue
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
 from siemconn.service.pulling import Pull, StreamRunner, pull_snapshot, pull_stream
-from siemconn.service.reload import RELOAD_WRITER_TIMEOUT, log_reload_done, read_reload
+from siemconn.service.reload import (
+    RELOAD_WRITER_TIMEOUT,
+    kept_servers,
+    log_reload_done,
+    read_reload,
+    tls_stamps,
+)
 from siemconn.service.replays import Replays
 from siemconn.service.startup import log_started, warn_file_permissions, warn_off_streams
 from siemconn.syslog.pool import WriterPool
@@ -79,6 +85,8 @@ class Service:
         self._first_signal_at = 0.0
         self._exit_code = ExitCode.OK
         self._reload = asyncio.Event()
+        self._tls_stamps: dict[str, tuple[tuple[str, int, int], ...]] = {}
+        self._connections_kept: list[str] = []
         self._quiet = False  # a reload is quiescing: ticks start no pull
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
@@ -183,7 +191,8 @@ class Service:
                 for s in self.cfg.server:  # the one place oldest_age is set (queue_depth: the queue)
                     with suppress(Exception):
                         age = await self.queue.oldest_age(s.name)
-                        self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+                        if any(c.name == s.name for c in self.cfg.server):  # a reload may have removed it
+                            self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
             await asyncio.sleep(interval)
 
     async def run(self) -> int:
@@ -300,8 +309,12 @@ class Service:
         task.result()  # re-raise what the work raised
         return True
 
-    def _start_pool(self) -> asyncio.Task[None]:
+    def _start_pool(
+        self, previous: WriterPool | None = None, keep: list[str] | None = None
+    ) -> asyncio.Task[None]:
+        """Start a writer pool; after a reload, it takes over `previous`'s connections of the `keep` servers."""
         assert self.queue is not None
+        self._tls_stamps = tls_stamps(self.settings)
         self.pool = WriterPool(
             self.cfg.server,
             self.queue,
@@ -312,6 +325,7 @@ class Service:
             on_state=self._on_pool_state,
             heartbeat_source=self.queue,
         )
+        self._connections_kept = self.pool.adopt(previous, keep or []) if previous is not None else []
         return asyncio.get_running_loop().create_task(self.pool.run(), name="writer-pool")
 
     def _start_crons(self) -> None:
@@ -351,6 +365,8 @@ class Service:
         new_cfg = new_settings.configuration
         old_names = [s.name for s in self.cfg.server]
         new_names = [s.name for s in new_cfg.server]
+        keep = kept_servers(self.settings, new_settings, self._tls_stamps)
+        old_pool = self.pool
         # quiesce: no tick, no pull, no writer, no replay touches the queue past this point
         self._quiet = True
         self._stop_crons()
@@ -358,7 +374,7 @@ class Service:
         await self._replays.stop()
         if self.pool is not None and not pool_task.done():
             with suppress(Exception):
-                await self.pool.stop(timeout=RELOAD_WRITER_TIMEOUT)
+                await self.pool.stop(timeout=RELOAD_WRITER_TIMEOUT, keep=keep)
         with suppress(asyncio.CancelledError, Exception):
             await pool_task
         await asyncio.gather(*list(self._state_tasks), return_exceptions=True)
@@ -373,6 +389,8 @@ class Service:
             )
         except QueueError as exc:  # the file is unusable: stop as a failed open would
             log.error("reload_queue_failed", error=str(exc))
+            if old_pool is not None:
+                await old_pool.close_kept()
             self._exit_code = ExitCode.UNEXPECTED
             self._quiet = False
             self._stop.set()
@@ -386,14 +404,19 @@ class Service:
         )
         if self._on_secret is not None:
             self._on_secret(self.settings.credentials.client_secret.get_secret_value())
+        token_kept = False
         if old_client is not None:
+            token_kept = self.client.adopt_token(old_client)
             with suppress(Exception):
                 await old_client.aclose()
-        new_pool = self._start_pool()
+        new_pool = self._start_pool(old_pool, keep)
+        if old_pool is not None:
+            await old_pool.close_kept()  # kept for a server the new pool did not take: closed now
+        self.metrics.forget_servers([n for n in old_names if n not in new_names])
         self._quiet = False
         self._start_crons()
         warn_off_streams(self.cfg)
-        log_reload_done(old_names, self.cfg)
+        log_reload_done(old_names, self.cfg, token_kept=token_kept, connections_kept=self._connections_kept)
         return new_pool
 
     def _make_tick(self, stream: str) -> Callable[[], None]:

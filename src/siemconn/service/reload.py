@@ -4,20 +4,36 @@ Invariants: an invalid config.json or environment is logged (`reload_failed`, ev
 nothing; the options a running process cannot change (`RESTART_ONLY`) are logged as
 `reload_needs_restart` and keep their running value in what is applied. The quiesce and apply steps are
 `siemconn.service.process.Service`'s: this module decides only what a reload would apply.
+
+What a reload keeps (a burst of SIGHUPs must not hammer the token endpoint, which rate-limits, or the
+receivers): the access token, unless BASE_URL or the credentials changed (`RuxClient.adopt_token`); and
+the open connection of every server whose settings did not change (`kept_servers`: the same server
+object, the same cert_dir, and for TLS the same CA, client certificate and key files, by size and
+modification time, so a renewed certificate is picked up by a reload).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from siemconn.config import Configuration, Settings, load_settings
+from siemconn.config import Configuration, ServerConfig, Settings, load_settings
 from siemconn.errors import ConfigError
 from siemconn.logging import get_logger
 from siemconn.service.startup import server_lines
 
-__all__ = ["RELOAD_WRITER_TIMEOUT", "RESTART_ONLY", "log_reload_done", "read_reload", "restart_only"]
+__all__ = [
+    "RELOAD_WRITER_TIMEOUT",
+    "RESTART_ONLY",
+    "kept_servers",
+    "log_reload_done",
+    "read_reload",
+    "restart_only",
+    "tls_stamps",
+]
 
 log = get_logger("siemconn.service")
 
@@ -61,11 +77,56 @@ async def read_reload(path: Path, running: Configuration) -> Settings | None:
     return new_settings.model_copy(update={"configuration": new_cfg})
 
 
-def log_reload_done(old_names: list[str], cfg: Configuration) -> None:
-    """`reload_done`: the servers added and removed, and what runs now."""
+FileStamp = tuple[tuple[str, int, int], ...]
+
+
+def _stamp(server: ServerConfig, cert_dir: Path) -> FileStamp:
+    """(path, size, mtime) of each TLS file of `server` (empty for plain servers; -1 for a missing file)."""
+    if not server.uses_tls:
+        return ()
+    paths = [server.ca_file(cert_dir), server.tls_client_cert, server.tls_client_key]
+    out = []
+    for p in paths:
+        if p is None:
+            continue
+        try:
+            st = os.stat(p)
+            out.append((str(p), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(p), -1, -1))
+    return tuple(out)
+
+
+def tls_stamps(settings: Settings) -> dict[str, FileStamp]:
+    """The TLS files' stamps of every server, as a pool starts with them."""
+    return {s.name: _stamp(s, settings.cert_dir) for s in settings.configuration.server}
+
+
+def kept_servers(old: Settings, new: Settings, stamps: Mapping[str, FileStamp]) -> list[str]:
+    """The servers whose settings a reload does not change: their connections are kept."""
+    if old.cert_dir != new.cert_dir:
+        return []
+    before = {s.name: s for s in old.configuration.server}
+    return [
+        s.name
+        for s in new.configuration.server
+        if before.get(s.name) == s and stamps.get(s.name) == _stamp(s, new.cert_dir)
+    ]
+
+
+def log_reload_done(
+    old_names: list[str],
+    cfg: Configuration,
+    *,
+    token_kept: bool = False,
+    connections_kept: list[str] | None = None,
+) -> None:
+    """`reload_done`: the servers added and removed, what was kept, and what runs now."""
     new_names = [s.name for s in cfg.server]
     log.info(
         "reload_done",
+        token_kept=token_kept,
+        connections_kept=connections_kept or [],
         servers_added=[n for n in new_names if n not in old_names],
         servers_removed=[n for n in old_names if n not in new_names],
         servers=server_lines(cfg),

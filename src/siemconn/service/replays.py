@@ -89,8 +89,13 @@ class Replays:
             "replay_started",
             replay=request.id,
             server=server.label,
-            since=time.strftime(TIMESTAMP_FORMAT, time.gmtime(request.since)),
-            until=time.strftime(TIMESTAMP_FORMAT, time.gmtime(request.until)),
+            by="event time" if request.sent is None else "delivery time",
+            since=time.strftime(
+                TIMESTAMP_FORMAT, time.gmtime(request.sent[0] if request.sent else request.since)
+            ),
+            until=time.strftime(
+                TIMESTAMP_FORMAT, time.gmtime(request.sent[1] if request.sent else request.until)
+            ),
             stream=request.stream or "every stream it takes",
             resumed_at=request.position,
         )

@@ -12,6 +12,9 @@ retry_count and the backoff are a `RetryPolicy` (siemconn.syslog.retrypolicy), b
 configuration unless one is given (a replay gives its own). When every server is down, `run()` raises
 AllServersDownError (the service exits with code 3). Nothing queued is lost: the next start resends it.
 The contracts the pool and its writers use are in siemconn.syslog.contracts.
+Only failed connects count towards retry_count; a connect that succeeds ends the run. A batch reset
+mid-write on an open connection is bounded by the writer's own backoff and batch halving
+(siemconn.syslog.writer).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +154,22 @@ class WriterPool:
             if exc is not None:
                 raise exc
 
+    def adopt(self, old: WriterPool, names: Sequence[str]) -> list[str]:
+        """Before `run()`: take over the open connections `old` kept (`stop(keep=names)`); the names of the
+        servers whose connection was taken over."""
+        kept = []
+        for name in names:
+            if name in self._writers and name in old._writers:
+                if self._writers[name].take_over(old._writers[name]):
+                    kept.append(name)
+        return kept
+
+    async def close_kept(self) -> None:
+        """Close the connections a stopped pool kept that no other pool took over."""
+        for w in self._writers.values():
+            if w.transport is not None:
+                await w.close_connection()
+
     def _all_down(self) -> bool:
         return all(w.state == DOWN for w in self._writers.values())
 
@@ -190,8 +209,12 @@ class WriterPool:
             self._stop_event.set()
             await self._finish(timeout=10.0)
 
-    async def stop(self, timeout: float) -> None:
-        """Stop: in-flight batches finish (flushed and acked) within `timeout`, then connections close."""
+    async def stop(self, timeout: float, *, keep: Sequence[str] = ()) -> None:
+        """Stop: in-flight batches finish (flushed and acked) within `timeout`, then connections close,
+        except those of the servers in `keep` (a reload hands them to the next pool: `adopt`)."""
+        for name in keep:
+            if name in self._writers:
+                self._writers[name].keep_open = True
         self._stop_event.set()
         self._changed.set()
         await self._finish(timeout)

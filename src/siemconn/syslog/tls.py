@@ -13,6 +13,7 @@ when neither tls_ca_file nor cert/NAME.pem exists, and that is logged as a warni
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -112,6 +113,8 @@ def error_reason(exc: BaseException) -> str:
     """The short text of a connection error: the SSL reason, the errno's message, else the text."""
     if isinstance(exc, ssl.SSLError):
         return exc.reason or exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror):  # its errno is an EAI_* code, which os.strerror does not know
+        return exc.strerror or str(exc)
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:

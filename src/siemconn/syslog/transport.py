@@ -276,5 +276,10 @@ async def open_transport(
             f"syslog server {server.label}: connection refused; is the syslog server listening on that "
             f"{server.server_protocol} port?"
         ) from None
+    except socket.gaierror as exc:
+        raise DeliveryError(
+            f"syslog server {server.label}: cannot resolve server_host {server.server_host!r} "
+            f"(DNS lookup failed: {error_reason(exc)}); check the host name, or use an IP address"
+        ) from None
     except OSError as exc:
         raise DeliveryError(f"syslog server {server.label}: cannot connect ({error_reason(exc)})") from None

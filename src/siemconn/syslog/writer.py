@@ -20,6 +20,16 @@ draining, `batch_size` otherwise.
 In-band heartbeat (`heartbeat_seconds`, off by default; siemconn.syslog.heartbeat): when one is due, the
 writer sends it between two batches, as a write of its own on the same connection, and an idle writer wakes
 up for it. A failed heartbeat write is a failed write (reconnect, backoff); no heartbeat is queued.
+Failures and `retry_count` (the README's promise): `failures` counts consecutive failed *connects*, and a
+connect that succeeds ends the run of failures, so only a server that cannot be reached for `retry_count`
+reconnects in a row is declared down. A batch whose write fails on a connection that had opened (the
+receiver reset it mid-write) is not a failed reconnect; it is counted in `resets` instead, bounded another
+way: each consecutive reset backs off like a failed connect (capped at max_backoff_seconds) and halves the
+next batch (down to one event), so a receiver that keeps resetting is retried at most once per backoff
+period and cannot make an event it refuses hold back the events before it. From the
+`RESETS_REPORTED_AFTER`-th consecutive reset `syslog_writes_reset` is logged as an error, once per run
+of resets. `resets` goes back to 0 after a delivered batch. UDP has no connection to reset: a failed send
+(ICMP port unreachable) counts as a failed reconnect, and only a delivered batch ends the run.
 
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
 its context's (`siemconn.syslog.contracts.WriterContext`, which the pool provides), and so is the
@@ -31,22 +41,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import time
 
 from siemconn.config import ServerConfig
-from siemconn.errors import DeliveryError, QueueUnavailableError, SyslogError, TlsConfigError
+from siemconn.errors import DeliveryError, SyslogError, TlsConfigError
 from siemconn.events.batch import Batch
 from siemconn.logging import get_logger
+from siemconn.syslog.acking import record_delivery
 from siemconn.syslog.budget import Oversizer
 from siemconn.syslog.contracts import WriterContext
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
 from siemconn.syslog.transport import Transport, build_tls_context
-from siemconn.syslog.wire import Oversize, PreparedBatch, prepare_batch
+from siemconn.syslog.wire import PreparedBatch, prepare_batch
+from siemconn.syslog.writer_report import TRUNCATION_LOG_EVERY, WriterReport
 
 __all__ = [
     "DOWN",
     "IDLE_WAIT_SECONDS",
+    "RESETS_REPORTED_AFTER",
     "RETRYING",
     "STARTING",
     "STOPPED",
@@ -58,10 +70,7 @@ __all__ = [
 log = get_logger(__name__)
 
 IDLE_WAIT_SECONDS = 5.0
-TRUNCATION_LOG_EVERY = 1000
-FALLBACK_LOG_EVERY = 1000
-ACK_RETRY_SECONDS = 1.0
-_KEPT = "the full event is kept in the queue database: siemconn quarantine export"
+RESETS_REPORTED_AFTER = 3  # consecutive batches reset mid-write before the error line
 
 # writer states
 STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "stopped"
@@ -75,17 +84,17 @@ class ServerWriter:
         self.server = server
         self.name = server.name
         self.state = STARTING
-        self.failures = 0
+        self.failures = 0  # consecutive failed connects (what retry_count counts)
+        self.resets = 0  # consecutive batches whose write failed on an open connection
         self.reason = ""
         self.transport: Transport | None = None
         self.formatter = Formatter(server)
         self.oversizer = Oversizer(server, self.formatter)
         self._tls_ctx: ssl.SSLContext | None = None
+        self.keep_open = False  # set by a reload that keeps this server: run() leaves the connection open
         self._ever_connected = False
-        self._truncations = 0
         self._prefetch: asyncio.Future[PreparedBatch | None] | None = None
         self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
-        self._fallbacks = 0
         every = server.heartbeat_seconds
         self.heartbeat = None if every is None else HeartbeatSchedule(every)
         m = pool.metrics
@@ -93,9 +102,7 @@ class ServerWriter:
         accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
         self._m_delivered = accepted.labels(self.name)
         self._m_failed = m.events_failed.labels(self.name)
-        self._m_truncated = m.events_truncated.labels(self.name)
-        self._m_oversize = m.events_oversize
-        self._m_fallbacks = m.format_fallbacks.labels(self.name, "event_time_unusable")
+        self.report = WriterReport(server, m)  # oversize and fallback lines with their counters
         self._m_reconnects = m.reconnects.labels(self.name)
         self._m_heartbeats = m.heartbeats_sent.labels(self.name)
         self._m_up = m.server_up.labels(self.name)
@@ -122,11 +129,32 @@ class ServerWriter:
                         continue
                     prepared = self.prepare(batch)
                 await self._deliver(prepared)
+        except BaseException:
+            self.keep_open = False  # cancelled mid-write: the connection's state is unknown
+            raise
         finally:
             await self._drop_prefetched()
-            await self._close()
+            if not self.keep_open or self.transport is None or self.transport.is_closing():
+                self.keep_open = False
+                await self._close()
+                self._m_up.set(0)
             self.state = STOPPED
-            self._m_up.set(0)
+
+    def take_over(self, old: ServerWriter) -> bool:
+        """Adopt the open connection of `old`, the same server's writer of the pool a reload replaced
+        (its settings did not change): no reconnect. False when there is none to take."""
+        t = old.transport
+        if not old.keep_open or t is None or t.is_closing():
+            return False
+        old.transport, old.keep_open = None, False
+        self.transport = t
+        self._tls_ctx = old._tls_ctx
+        self._event_bytes = old._event_bytes
+        self._ever_connected = True
+        self.state = UP
+        self.pool.state_changed(self.name, UP)
+        self._m_up.set(1)
+        return True
 
     async def _connect(self) -> bool:
         pool = self.pool
@@ -154,12 +182,17 @@ class ServerWriter:
         if previous != UP:
             pool.state_changed(self.name, UP)
         self._ever_connected = True
+        after = self.failures
+        if self.server.server_protocol != "UDP":
+            self.failures = 0  # a reconnect that succeeds is not a failure (UDP: see _deliver)
         if previous in (RETRYING, DOWN):
-            log.info("syslog_server_recovered", server=self.server.label, after_failures=self.failures)
+            log.info(
+                "syslog_server_recovered", server=self.server.label, after_failures=after, resets=self.resets
+            )
         else:
             log.info("syslog_server_connected", server=self.server.label)
         self._m_up.set(1)
-        if pool.health is not None:
+        if pool.health is not None and not self.resets:  # resetting writes: healthy once a batch is delivered
             pool.health.server_ok(self.name)
         pool.server_changed()
         return True
@@ -216,6 +249,41 @@ class ServerWriter:
             )
         await pool.until_stopped(pool.sleep(delay))
 
+    async def _write_reset(self, reason: str, events: int) -> None:
+        """A batch's write failed on a connection that had opened. Not a failed reconnect (retry_count
+        does not count it): back off by consecutive resets and halve the next batch (module docstring)."""
+        pool = self.pool
+        self.resets += 1
+        self.reason = reason
+        self._m_up.set(0)
+        await self._close()
+        if self.resets == 1 and pool.health is not None:
+            pool.health.server_failed(self.name, reason)
+        if self.state == UP:
+            log.warning("syslog_server_lost", server=self.server.label, reason=reason)
+            pool.state_changed(self.name, RETRYING, reason)
+            self.state = RETRYING
+        delay = pool.retry.delay(self.resets)
+        fields = {
+            "server": self.server.label,
+            "reason": reason,
+            "consecutive": self.resets,
+            "batch_events": events,
+            "next_batch_events": self._halved(pool.batch_size),
+            "retry_in_seconds": round(delay, 2),
+        }
+        if self.resets == RESETS_REPORTED_AFTER:
+            log.error(
+                "syslog_writes_reset",
+                **fields,
+                hint="the server accepts connections but resets them during the write: check its logs "
+                "(message size limit, TLS, rate limit); events stay queued and are resent; retry_count "
+                "does not count these, only failed reconnects",
+            )
+        else:
+            log.info("syslog_write_reset", **fields)
+        await pool.until_stopped(pool.sleep(delay))
+
     async def _take_prefetched(self) -> PreparedBatch | None:
         task, self._prefetch = self._prefetch, None
         return None if task is None else await task
@@ -233,10 +301,14 @@ class ServerWriter:
         pool = self.pool
         drain = pool.drain_batch_size
         if drain <= pool.batch_size or self._event_bytes <= 0:
-            return pool.batch_size
+            return self._halved(pool.batch_size)
         if await pool.queue.depth(self.name) - in_flight <= drain:
-            return pool.batch_size
-        return max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes)))
+            return self._halved(pool.batch_size)
+        return self._halved(max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes))))
+
+    def _halved(self, limit: int) -> int:
+        """`limit` halved once per consecutive mid-write reset, at least 1 (see the module docstring)."""
+        return max(1, limit >> min(self.resets, 30))
 
     async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
         limit = await self._batch_limit(in_flight)
@@ -268,21 +340,32 @@ class ServerWriter:
             await self._drop_prefetched()
             reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
             self._m_failed.inc(prepared.events)
-            await self._failed(reason)
+            if self.server.server_protocol == "UDP":
+                # connectionless: "connecting" a UDP socket always succeeds, so a refused send (ICMP port
+                # unreachable) is the only sign of an unreachable server; it counts as a failed reconnect
+                await self._failed(reason)
+            else:
+                await self._write_reset(reason, prepared.events)
             return
         except BaseException:
             await self._drop_prefetched()
             raise
-        if not await self._record_delivery(prepared):
+        if not await record_delivery(self.pool, self.name, self.server.label, prepared):
             return
         self._m_delivered.inc(prepared.sent)
         if self.heartbeat is not None:
             self.heartbeat.delivered += prepared.sent
         self.failures = 0
+        if self.resets:
+            log.info("syslog_writes_recovered", server=self.server.label, after_resets=self.resets)
+            self.resets = 0
+            self._m_up.set(1)
+            if self.pool.health is not None:
+                self.pool.health.server_ok(self.name)
         if prepared.oversize is not None:
-            self._report_oversize(prepared.oversize)
+            self.report.oversize(prepared.oversize)
         if prepared.fallbacks:
-            self._report_fallbacks(prepared.fallbacks, prepared.fallback_detail)
+            self.report.fallbacks(prepared.fallbacks, prepared.fallback_detail)
 
     def _idle_wait(self) -> float:
         """Seconds to wait for events when there are none: until the next heartbeat at the latest."""
@@ -335,121 +418,10 @@ class ServerWriter:
         )
         return True
 
-    async def _record_delivery(self, prepared: PreparedBatch) -> bool:
-        """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
-        full) is retried here, not raised: the writer stays alive and the batch is not resent. The first
-        failure is logged, and the ack that finally works, not every retry (the queue's own disk-full
-        line and gauge say why meanwhile). False when stopping first (the batch stays unacked and is
-        resent after the restart, at most once)."""
-        failed_since: float | None = None
-        attempts = 0
-        while True:
-            try:
-                if prepared.rejected:
-                    for stream, rejects in prepared.rejected.items():
-                        await self.pool.queue.quarantine(self.name, stream, rejects)
-                    prepared.rejected = None
-                if prepared.oversize is not None and prepared.oversize.kept:
-                    for stream, kept in prepared.oversize.kept.items():  # the full events, before the ack
-                        await self.pool.queue.quarantine(self.name, stream, kept)
-                    prepared.oversize.kept = {}
-                await self.pool.queue.ack(prepared.batch)
-                if failed_since is not None:
-                    log.info(
-                        "queue_ack_recorded",
-                        server=self.server.label,
-                        attempts=attempts + 1,
-                        after_seconds=round(time.monotonic() - failed_since, 1),
-                    )
-                return True
-            except QueueUnavailableError as exc:
-                attempts += 1
-                if failed_since is None:
-                    failed_since = time.monotonic()
-                    log.error(
-                        "queue_ack_failed",
-                        server=self.server.label,
-                        error=str(exc),
-                        retry_every_seconds=ACK_RETRY_SECONDS,
-                        detail="the batch was delivered; its ack is retried until it is recorded "
-                        "(nothing is lost or resent); logged again once it is",
-                    )
-                if self.pool.stopping:
-                    return False
-                await self.pool.until_stopped(self.pool.sleep(ACK_RETRY_SECONDS))
-                if self.pool.stopping:
-                    return False
-
-    def _report_fallbacks(self, count: int, detail: str) -> None:
-        self._m_fallbacks.inc(count)
-        before = self._fallbacks
-        self._fallbacks += count
-        if before == 0 or before // FALLBACK_LOG_EVERY != self._fallbacks // FALLBACK_LOG_EVERY:
-            log.warning(
-                "syslog_event_time_unusable",
-                server=self.server.label,
-                total=self._fallbacks,
-                last_problem=detail,
-                detail="sent with the send time as TIMESTAMP; the payload is unchanged",
-            )
-
-    def _report_oversize(self, o: Oversize) -> None:
-        """Log each oversize event (server, stream, id, both sizes, what was done) and count it per action;
-        the UDP lines of before budgets existed stay, now naming the event ids."""
-        udp = self.server.server_protocol == "UDP"
-        budget = self.server.message_budget
-        truncated_ids: list[int | None] = []
-        for e in o.events:
-            self._m_oversize.labels(self.name, e.action).inc()
-            fields: dict[str, object] = {
-                "server": self.server.label,
-                "stream": e.stream,
-                "event_id": e.event_id,
-                "bytes": e.original,
-                "sent_bytes": e.sent,
-                "max_message_size": budget,
-                "action": e.action,
-            }
-            if e.action == "trimmed":
-                log.info("syslog_event_trimmed", **fields, removed=list(e.removed), detail=_KEPT)
-            elif e.action == "truncated":
-                truncated_ids.append(e.event_id)
-                log.warning("syslog_event_truncated", **fields, detail=_KEPT)
-            elif udp and e.action == "dropped":
-                self._m_truncated.inc()
-                log.warning(
-                    "syslog_udp_event_dropped",
-                    **fields,
-                    detail=_KEPT,
-                    hint="use TCP or TLS for this server, or oversize 'trim'",
-                )
-            else:
-                self._m_truncated.inc()
-                log.warning(
-                    "syslog_event_dropped",
-                    **fields,
-                    detail=_KEPT,
-                    hint="over max_message_size even with every removable field trimmed; raise "
-                    "max_message_size (and the receiver's limit)"
-                    if e.action == "unfittable"
-                    else "oversize 'trim' sends it trimmed",
-                )
-        if o.truncated:
-            self._m_truncated.inc(o.truncated)  # UDP: a summary line every TRUNCATION_LOG_EVERY, too
-            before = self._truncations
-            self._truncations += o.truncated
-            if udp and (
-                before == 0 or before // TRUNCATION_LOG_EVERY != self._truncations // TRUNCATION_LOG_EVERY
-            ):
-                log.warning(
-                    "syslog_udp_events_truncated",
-                    server=self.server.label,
-                    total=self._truncations,
-                    event_ids=truncated_ids[:20],
-                    max_message_size=budget,
-                    detail=_KEPT,
-                    hint="use TCP or TLS for this server, or oversize 'trim' to send large events whole",
-                )
+    async def close_connection(self) -> None:
+        """Close the connection a stopped writer kept for a reload that did not take it over."""
+        self.keep_open = False
+        await self._close()
 
     async def _close(self) -> None:
         t, self.transport = self.transport, None

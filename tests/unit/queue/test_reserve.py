@@ -9,6 +9,7 @@ scenarios (the real service, rsyslog, a filler process) are in test_disk_full.py
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from siemconn.commands.render import render_status
 from siemconn.errors import QueueDiskFullError, QueueNoRoomError
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, read_status
-from siemconn.queue.reserve import RESERVE_BYTES, RESERVE_FILE, DiskReserve
+from siemconn.queue.reserve import RESERVE_FILE, DiskReserve, reserve_size
 from siemconn.queue.space import Limits, no_room, under_floor
 
 
@@ -27,6 +28,10 @@ from siemconn.queue.space import Limits, no_room, under_floor
 def disk(tmp_path: Path) -> Iterator[Path]:
     with small_tmpfs(tmp_path / "disk") as mnt:
         yield mnt
+
+
+def total(path: Path) -> int:
+    return shutil.disk_usage(path).total
 
 
 def page(first_id: int, n: int = 1000, size: int = 1150) -> list[dict[str, object]]:
@@ -59,7 +64,7 @@ async def test_the_floor_holds_before_the_page_is_written(disk: Path) -> None:
     """Before: the page that crossed the floor was written, and with its WAL frames filled the disk."""
     q = await DurableQueue.open(disk / "data", ["a"], min_free_disk_mb=1)
     try:
-        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= RESERVE_BYTES
+        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= reserve_size(total(disk))
         stored = await commit_until_refused(q, disk)
         assert stored >= 2
         assert free(disk) >= 1 * MB
@@ -87,15 +92,15 @@ async def test_a_disk_filled_by_another_process_still_acks_drains_and_resumes(di
         assert await q.depth("a") == 0
         assert metrics.registry is not None
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 1
-        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 < RESERVE_BYTES
+        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 < reserve_size(total(disk))
         assert "reserve RELEASED" in render_status(read_status(disk / "data"))
         # the queue hands its own space back and allocates the reserve again: pulling resumes although
         # the filler keeps every byte it took
         ok, reason = await q.can_pull()
         assert ok, reason
         assert metrics.registry.get_sample_value("siemconn_queue_disk_full") == 0
-        assert "reserve whole (2 MB)" in render_status(read_status(disk / "data"))
-        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= RESERVE_BYTES
+        assert "reserve whole (" in render_status(read_status(disk / "data"))
+        assert (disk / "data" / RESERVE_FILE).stat().st_blocks * 512 >= reserve_size(total(disk))
         assert filler.exists()
         more = await commit_until_refused(q, disk, first=1_000_000)
         assert more >= 1
@@ -159,3 +164,10 @@ def test_pause_reasons_never_contradict_themselves(tmp_path: Path) -> None:
         assert "MB short" in text or "MB more than" in text, text
     limits.min_free = 1 * MB
     assert "is 0.5 MB, under min_free_disk_mb=1" in under_floor(limits, MB // 2)
+
+
+def test_the_reserve_is_2_mb_or_a_sixteenth_of_a_small_disk() -> None:
+    """A 1 MB disk must still pull (a 2 MB reserve would never fit on it)."""
+    assert reserve_size(100 * 2**30) == 2 * MB
+    assert reserve_size(10 * MB) == 10 * MB // 16
+    assert reserve_size(MB) == 64 * 1024

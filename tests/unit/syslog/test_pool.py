@@ -264,6 +264,20 @@ async def test_retry_count_declares_down_then_all_down_raises(
     assert q.cursors["a"] == 0 and await q.depth("a") == 3  # nothing lost
 
 
+async def test_udp_refused_sends_still_count_towards_retry_count(tmp_path: Path) -> None:
+    """UDP has no connection to reset: a refused send (ICMP port unreachable) is the only sign of an
+    unreachable server, so it still counts as a failed reconnect (a UDP "connect" always succeeds)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens: the kernel answers each datagram with port unreachable
+    q = MemQueue(["u"])
+    q.put("audit", events(5))
+    pool = make_pool([srv("u", port, "UDP")], q, tmp_path, retry_count=1, sleep=fast_sleep)
+    with pytest.raises(AllServersDownError):
+        await asyncio.wait_for(pool.run(), 30)
+
+
 async def test_negative_retry_count_is_never_down_and_recovers(tmp_path: Path, sinks: Any) -> None:
     sock, port = refused_port()
     q = MemQueue(["a"])
