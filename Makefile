@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test test-packaging test-lowest demo bench fuzz soak lint clean \
-	lock sbom release
+.PHONY: install install-runtime receiver test test-fast test-packaging test-lowest demo bench fuzz soak lint \
+	clean lock sbom release
 
 install: $(TEST_STAMP)
 
@@ -35,6 +35,12 @@ receiver:
 
 test: install receiver
 	$(BIN)/python -m pytest -q
+
+# the unit tests only (tests/unit, one folder per package), without the few e2e-marked ones; real
+# sockets and rsyslogd where a unit test uses them. Not the service subprocess (tests/e2e), the failure
+# scenarios (tests/reliability), the project checks at the top of tests/, nor tests/deploy
+test-fast: install receiver
+	$(BIN)/python -m pytest -q -m 'not e2e and not soak and not packaging' tests/unit
 
 # the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
 test-packaging: install receiver
@@ -100,6 +106,7 @@ lint: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -o addopts='' -p no:cacheprovider tests/test_layers.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist src/*.egg-info .pytest_cache .ruff_cache data logs .demo

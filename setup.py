@@ -1,6 +1,6 @@
 """The optional C extensions and the build's revision stamp; everything else is in pyproject.toml.
 
-`siemconn.queue._jsonenc` (the event encoder) and `siemconn.queue._transcode` (the page transcoder) are
+`siemconn.events._jsonenc` (the event encoder) and `siemconn.events._transcode` (the page transcoder) are
 optional: without a C compiler or Python's headers the build goes on without them, and siemconn encodes
 with ujson and the standard library instead, with the same bytes (its start-up log line names the
 encoder in use).
@@ -66,18 +66,18 @@ class SdistWithRevision(sdist):
 
 
 FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
-HEADER = ["src/siemconn/queue/_jsonbuf.h"]
+HEADER = ["src/siemconn/events/_jsonbuf.h"]
 
 setup(
     cmdclass={"build_py": BuildPyWithRevision, "sdist": SdistWithRevision},
     ext_modules=[
         Extension(
             name,
-            [f"src/siemconn/queue/{name.rsplit('.', 1)[1]}.c"],
+            [f"src/siemconn/events/{name.rsplit('.', 1)[1]}.c"],
             depends=HEADER,
             optional=True,
             extra_compile_args=FLAGS,
         )
-        for name in ("siemconn.queue._jsonenc", "siemconn.queue._transcode")
+        for name in ("siemconn.events._jsonenc", "siemconn.events._transcode")
     ]
 )

@@ -28,7 +28,8 @@ from typing import Any
 
 from siemconn.config import ServerConfig
 from siemconn.devtools.events import EventFactory
-from siemconn.queue import Batch, DurableQueue
+from siemconn.events.batch import Batch
+from siemconn.queue import DurableQueue
 from siemconn.syslog.budget import Oversizer
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.wire import prepare_batch

@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 
 from siemconn.devtools.events import EventFactory
+from siemconn.events.encoder import encode_event_c, encode_event_fast, encode_event_stdlib, encode_event_ujson
 from siemconn.ops.gctune import parse_paused
-from siemconn.queue.encoder import encode_event_c, encode_event_fast, encode_event_stdlib, encode_event_ujson
 
 PAGE = 1000
 ROUNDS = 5

@@ -13,8 +13,8 @@ from types import ModuleType
 
 import pytest
 
-from siemconn.cli import ExitCode
 from siemconn.config import validate_cron
+from siemconn.exitcodes import ExitCode
 
 ROOT = Path(__file__).resolve().parents[1]
 PERF = ROOT / "docs" / "performance.md"

@@ -23,8 +23,8 @@ import pytest
 from support.configs import configuration
 
 from siemconn import __version__
-from siemconn.cli import ExitCode
 from siemconn.config import load_settings
+from siemconn.exitcodes import ExitCode
 from siemconn.ops.heartbeat import write_heartbeat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,8 +242,8 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
     for kept in (
         "src/siemconn/__init__.py",
         "src/siemconn/ops/heartbeat.py",
-        "src/siemconn/queue/_jsonenc.c",
-        "src/siemconn/queue/_jsonbuf.h",
+        "src/siemconn/events/_jsonenc.c",
+        "src/siemconn/events/_jsonbuf.h",
         "setup.py",
     ):
         assert not dockerignored(kept, patterns)
@@ -255,10 +255,10 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
         "logs/siemconn.log",
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/test_ops.py",
+        "tests/unit/ops/test_ops.py",
         "src/siemconn/ops/__pycache__/heartbeat.cpython-311.pyc",
         "src/siemconn.egg-info/PKG-INFO",
-        "src/siemconn/queue/_jsonenc.cpython-311-x86_64-linux-gnu.so",  # built for the host's interpreter
+        "src/siemconn/events/_jsonenc.cpython-311-x86_64-linux-gnu.so",  # built for the host's interpreter
     ):
         assert dockerignored(secret_or_junk, patterns), f"{secret_or_junk} would enter the build context"
 

@@ -13,24 +13,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from siemconn.buildinfo import version_line
 from siemconn.config import LocalSettings, Settings, load_local_settings, load_settings
 from siemconn.errors import ConfigError
+from siemconn.exitcodes import ExitCode
 
 __all__ = ["ExitCode", "main"]
-
-
-class ExitCode:
-    """The process exit codes (plain ints; the README's table and the systemd unit use the numbers)."""
-
-    OK: Final = 0
-    UNEXPECTED: Final = 1
-    CONFIG: Final = 2  # invalid configuration or environment, or credentials rejected at startup
-    ALL_SERVERS_DOWN: Final = 3
-    USAGE: Final = 64  # sysexits.h EX_USAGE: bad command line (2 stays reserved for an invalid config)
-    BROKEN_PIPE: Final = 141  # 128 + SIGPIPE: the reader of stdout went away (`siemconn status | head -2`)
 
 
 EPILOG = f"""\
@@ -183,7 +173,7 @@ def _load_local(path: str, err: TextIO) -> LocalSettings | None:
 
 def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.command == "replay":
-        from siemconn.replay_cli import request_replay
+        from siemconn.commands.replay import request_replay
 
         return request_replay(args, out, err)
     if args.command in ("status", "send-test", "quarantine"):
@@ -191,16 +181,16 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if local is None:
             return ExitCode.CONFIG
         if args.command == "status":
-            from siemconn.checks import print_status
+            from siemconn.commands.status import print_status
 
             return print_status(local, out, data_dir=args.data_dir, as_json=args.json)
         if args.command == "quarantine":
-            from siemconn.checks import quarantine_count, quarantine_export
+            from siemconn.commands.quarantine import quarantine_count, quarantine_export
 
             if args.action == "export":
                 return quarantine_export(local, args.output, out, err)
             return quarantine_count(local, out)
-        from siemconn.checks import send_test
+        from siemconn.commands.sendtest import send_test
 
         return asyncio.run(send_test(local, out))
     settings = _load(args.config, err)
@@ -211,7 +201,7 @@ def _dispatch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         return run_service(settings)
     if args.command == "check":
-        from siemconn.checks import run_checks
+        from siemconn.commands.check import run_checks
 
         return asyncio.run(run_checks(settings, out))
     return ExitCode.USAGE  # pragma: no cover - argparse rejects unknown commands

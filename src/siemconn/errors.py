@@ -17,6 +17,7 @@ __all__ = [
     "QueueLockedError",
     "QueueNoRoomError",
     "QueueUnavailableError",
+    "ReplayRefusedError",
     "RuxAuthError",
     "RuxError",
     "RuxPermissionError",
@@ -115,6 +116,12 @@ class QueueDiskFullError(QueueUnavailableError):
 class QueueNoRoomError(QueueError):
     """Raised instead of committing a page that would take free disk space under min_free_disk_mb (or into
     the disk reserve): nothing was written, the checkpoint did not move, pulling pauses."""
+
+
+class ReplayRefusedError(QueueError):
+    """`siemconn replay`: the queue file cannot serve the request (not a siemconn queue, no replay
+    table, an unknown server, nothing retained, the window before the oldest retained page); the
+    message is the operator's sentence."""
 
 
 # --- syslog sink ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A miniature connector around the durable queue, run as a subprocess by tests/test_queue_kill.py.
+"""A miniature connector around the durable queue, run as a subprocess by tests/reliability/test_queue_kill.py.
 
     python queue_worker.py run  DATA_DIR OUT_DIR [--total N] [--page P] [--batch B] [--overlap K]
                                 [--kill-at STEP --kill-nth K] [--dests a,b]

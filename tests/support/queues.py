@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from siemconn.queue import DurableQueue, QueuedEvent
+from siemconn.events.batch import QueuedEvent
+from siemconn.queue import DurableQueue
 
 __all__ = ["drain"]
 

@@ -45,7 +45,16 @@ from siemconn.config.server import (
     ServerConfig,
 )
 from siemconn.config.settings import Credentials, LocalSettings, Settings
-from siemconn.config.streams import OFF, REQUIRED_STREAMS, STREAMS
+from siemconn.config.streams import (
+    LIST_SNAPSHOT,
+    OBJECT_SNAPSHOT,
+    OFF,
+    REQUIRED_STREAMS,
+    STREAM_DEFS,
+    STREAM_TABLE,
+    STREAMS,
+    StreamDef,
+)
 
 __all__ = [
     "CRON_NICKNAMES",
@@ -56,10 +65,15 @@ __all__ = [
     "LEEF_DELIMITERS",
     "LEGACY_HOSTNAME",
     "MAX_PACED_BATCH_SECONDS",
+    "LIST_SNAPSHOT",
+    "OBJECT_SNAPSHOT",
     "OFF",
     "REQUIRED_STREAMS",
     "SEVERITIES",
     "STREAMS",
+    "STREAM_DEFS",
+    "STREAM_TABLE",
+    "StreamDef",
     "ConfigFile",
     "Configuration",
     "Credentials",

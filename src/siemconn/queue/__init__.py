@@ -1,14 +1,13 @@
 """The durable queue (the buffer between the RUX source and the syslog sink).
 
 One SQLite file per data_dir holds every fetched page, a derived checkpoint per stream key and one
-delivery cursor per syslog server. Modules, one concept each:
+delivery cursor per syslog server. The values it stores and hands out (`Batch`, `Rejected`, the encoder)
+are `siemconn.events`', shared with the source and the sink. Modules, one concept each:
 
 * `schema`: file names, tables, DDL, schema version;
 * `errors`: sqlite3/OS errors -> siemconn.errors' Queue*Error, with the file and the fix;
 * `transaction`: BEGIN IMMEDIATE ... COMMIT, rolled back on any exception;
 * `datadir`: data_dir permissions, the single-process lock, the "is this our file" check;
-* `encoder`: event -> payload text (json.dumps byte for byte);
-* `batch`: the value types `Batch`, `Segment`, `QueuedEvent`;
 * `pagelog`: the persist-queue page log (one row per API page);
 * `opening`: the I/O of opening a file, and `QueueState`, the in-memory state loaded from it;
 * `routing`: which streams a destination takes, and how its cursor steps over the others;
@@ -24,13 +23,11 @@ delivery cursor per syslog server. Modules, one concept each:
 * `report`: the queue's log lines, each with its counter;
 * `store`: `DurableQueue`, the engine's facade (the worker thread, the loop side);
 * `quarantine`: the dead letter for events that cannot be stored or formatted;
-* `status`: the read-only view behind `siemconn status` and `siemconn quarantine`;
-* `render`: the text of `siemconn status`.
+* `status`: the read-only view behind `siemconn status` and `siemconn quarantine` (its text is
+  `siemconn.commands.render`'s).
 """
 
-from siemconn.queue.batch import Batch, QueuedEvent, Segment
-from siemconn.queue.encoder import encode_event
-from siemconn.queue.quarantine import QuarantinedEvent, Rejected, export_row
+from siemconn.queue.quarantine import QuarantinedEvent, export_row
 from siemconn.queue.status import (
     DestinationStatus,
     QuarantineCount,
@@ -38,24 +35,17 @@ from siemconn.queue.status import (
     StreamStatus,
     read_quarantine,
     read_status,
-    render_status,
 )
 from siemconn.queue.store import DurableQueue
 
 __all__ = [
-    "Batch",
     "DestinationStatus",
     "DurableQueue",
     "QuarantineCount",
     "QuarantinedEvent",
-    "QueuedEvent",
-    "Rejected",
-    "Segment",
     "StatusReport",
     "StreamStatus",
-    "encode_event",
     "export_row",
     "read_quarantine",
     "read_status",
-    "render_status",
 ]

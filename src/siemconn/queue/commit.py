@@ -25,14 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from siemconn.queue.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, encode_events, event_id
+from siemconn.events.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, encode_events, event_id
+from siemconn.events.rejected import Rejected, raw_json, rejected_from_exception
+from siemconn.events.transcode import EncodedEvents
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog, PageSerializer
-from siemconn.queue.quarantine import Rejected, insert_rejected, raw_json, rejected_from_exception
+from siemconn.queue.quarantine import insert_rejected
 from siemconn.queue.routing import stream_of
 from siemconn.queue.schema import NO_CHECKPOINT
 from siemconn.queue.transaction import transaction
-from siemconn.queue.transcode import EncodedEvents
 
 __all__ = ["CommitResult", "commit_page", "record_poll", "reject_parsed"]
 

@@ -20,12 +20,13 @@ import sqlite3
 import time
 
 from siemconn.errors import QueueError
-from siemconn.queue.batch import Batch
+from siemconn.events.batch import Batch
+from siemconn.events.eventtime import event_timestamp_text
+from siemconn.events.rejected import Rejected
 from siemconn.queue.diskfull import recovery_write
 from siemconn.queue.opening import QueueState
-from siemconn.queue.quarantine import Rejected, insert_rejected
+from siemconn.queue.quarantine import insert_rejected
 from siemconn.queue.reader import PageReader
-from siemconn.queue.replay import event_timestamp_text
 from siemconn.queue.routing import next_taken_page, taken_events, taken_keys
 from siemconn.queue.schema import PAGE_TABLE
 from siemconn.queue.space import Housekeeper

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from siemconn.queue.batch import Batch, Segment
+from siemconn.events.batch import Batch, Segment
 from siemconn.queue.pagelog import load_ids, split_page
 from siemconn.queue.routing import next_taken_page
 from siemconn.queue.schema import PAGE_TABLE

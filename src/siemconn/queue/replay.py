@@ -2,7 +2,7 @@
 
 `siemconn replay` inserts a request into the `replays` table; the running service picks it up on its
 heartbeat (`DurableQueue.start_replay`) and delivers it with a writer of its own for that server
-(`ReplayFeed` is the queue contract that writer reads), so the live cursor and the other destinations
+(`siemconn.queue.feed.ReplayFeed` is the queue contract that writer reads), so the live cursor and the other destinations
 are untouched.
 
 What "TIME" means: the event's own time, `event_timestamp` (what a SIEM user searches by); an event
@@ -31,37 +31,27 @@ Invariants
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-import orjson
-
-from siemconn.errors import QueueError
-from siemconn.queue.batch import Batch, Segment
+from siemconn.errors import QueueError, ReplayRefusedError
+from siemconn.events.batch import Batch, Segment
+from siemconn.events.eventtime import replay_time
 from siemconn.queue.diskfull import recovery_write
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import load_ids, split_page
-from siemconn.queue.quarantine import Rejected
 from siemconn.queue.routing import stream_of
-from siemconn.queue.schema import PAGE_TABLE
-
-if TYPE_CHECKING:
-    from siemconn.queue.store import DurableQueue
+from siemconn.queue.schema import APPLICATION_ID, PAGE_TABLE
 
 __all__ = [
     "ALL_SINCE",
     "ALL_UNTIL",
     "CLOCK_SKEW_SECONDS",
-    "ReplayFeed",
     "REPLAY_COLUMNS",
     "ReplayRequest",
-    "event_time",
-    "event_timestamp_text",
     "finish_request",
     "read_window",
     "record_progress",
@@ -69,13 +59,13 @@ __all__ = [
     "running_positions",
     "sent_range",
     "start_request",
+    "submit_request",
     "unfinished_requests",
     "with_sent",
 ]
 
 CLOCK_SKEW_SECONDS = 600.0
 ALL_SINCE, ALL_UNTIL = 0.0, 253402300800.0  # an event-time window that takes every event (to 9999-12-31)
-EVENT_TIME_FIELD = "event_timestamp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,36 +111,6 @@ def request_of(row: tuple[Any, ...]) -> ReplayRequest:
     )
 
 
-def _parse_time(text: str) -> float | None:
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def event_timestamp_text(payload: bytes) -> str | None:
-    """The event's `event_timestamp` as sent by the API, or None (not JSON, absent, not text)."""
-    try:
-        value = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(value, dict):
-        ts = value.get(EVENT_TIME_FIELD)
-        if isinstance(ts, str):
-            return ts
-    return None
-
-
-def event_time(payload: bytes, committed_at: float) -> float:
-    """The time a replay window is matched against: `event_timestamp`, else the page's commit time."""
-    text = event_timestamp_text(payload)
-    parsed = None if text is None else _parse_time(text)
-    return committed_at if parsed is None else parsed
-
-
 def read_window(
     conn: sqlite3.Connection, state: QueueState, request: ReplayRequest, pos: int, max_events: int
 ) -> Batch | None:
@@ -189,7 +149,7 @@ def read_window(
             i = off
             while i < page_end - first_seq and count < max_events:
                 p = payloads[i]
-                if request.since <= event_time(p, float(committed)) < request.until:
+                if request.since <= replay_time(p, float(committed)) < request.until:
                     seg_ids.append(ids[i])
                     seg_payloads.append(p)
                     count += 1
@@ -298,51 +258,114 @@ def finish_request(
     positions.pop(replay_id, None)
 
 
-class ReplayFeed:
-    """The writer pool's queue contract (`siemconn.syslog.pool.QueueLike`) for one replay: batches come
-    from `DurableQueue.read_replay`, acks move the replay's durable position. `done` is set once every
-    page of the replay was acked."""
+def _utc_text(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def __init__(self, queue: DurableQueue, request: ReplayRequest) -> None:
-        self.queue = queue
-        self.request = request
-        self.done = asyncio.Event()
-        self._position = request.position if request.position is not None else request.start_seq or 0
-        self._end = request.end_seq or 0
-        self.events = request.events
 
-    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
-        return await self.read_batch_from(destination, self._position, max_events)
+def submit_request(
+    db: Path,
+    destination: str,
+    since: float,
+    until: float,
+    stream: str | None,
+    now: float,
+    *,
+    retain_hours: float,
+    by_sent: bool = False,
+) -> tuple[int, int]:
+    """`siemconn replay`'s write: check the file can serve the window and insert one `replays` row in a
+    short transaction beside the running service (WAL; SQLite serialises writers).
+    `by_sent`: [since, until) is the time the server acknowledged the events (a replay by delivery time,
+    inserted already running over that sequence range). (The new row's id, the events of a replay by
+    delivery time or 0.) Raises ReplayRefusedError with the operator's sentence when it cannot be met."""
+    try:
+        conn = sqlite3.connect(str(db), timeout=10.0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ReplayRefusedError(f"cannot open {db}: {exc}") from exc
+    try:
+        try:
+            if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                raise ReplayRefusedError(f"{db} is not a siemconn queue")
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "replays" not in tables:
+                raise ReplayRefusedError(
+                    f"{db} was written by a siemconn without replay; restart the service with this version",
+                )
+            if conn.execute("SELECT 1 FROM cursors WHERE destination = ?", (destination,)).fetchone() is None:
+                raise ReplayRefusedError(
+                    f"server {destination!r} has no position in the queue yet (added to config.json but "
+                    "the service has not been reloaded or restarted since)",
+                )
+            oldest = conn.execute(f"SELECT MIN(timestamp) FROM {PAGE_TABLE}").fetchone()[0]
+            floor = conn.execute("SELECT value FROM meta WHERE name = 'seq_floor'").fetchone()
+            ever_deleted = floor is not None and int(floor[0]) > 0
+            if oldest is None:
+                raise ReplayRefusedError("the queue holds no events (nothing retained yet)")
+            if ever_deleted and float(oldest) > since and not by_sent:
+                raise ReplayRefusedError(
+                    f"the window starts at {_utc_text(since)}, before the oldest retained page (committed "
+                    f"{_utc_text(float(oldest))}, retain_hours={retain_hours:g}); events from before it are "
+                    f"gone. Use --since {_utc_text(float(oldest))} or later",
+                )
+            if by_sent:
+                found = _sent_window(conn, destination, since, until, tables)
+                if isinstance(found, str):
+                    raise ReplayRefusedError(found)
+                return _insert_sent(conn, destination, stream, found, since, until, now)
+            conn.execute("BEGIN IMMEDIATE")
+            cur = conn.execute(
+                "INSERT INTO replays (destination, since, until, stream, requested_at) VALUES (?, ?, ?, ?, ?)",
+                (destination, since, until, stream, now),
+            )
+            conn.execute("COMMIT")
+            return int(cur.lastrowid or 0), 0
+        except sqlite3.Error as exc:
+            raise ReplayRefusedError(f"cannot write to {db}: {exc}") from exc
+    finally:
+        conn.close()
 
-    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
-        if start_seq >= self._end:
-            if start_seq <= self._position:
-                self.done.set()
-            return None
-        return await self.queue.read_replay(self.request, start_seq, max_events)
 
-    async def ack(self, batch: Batch) -> None:
-        if batch.end_seq <= self._position:
-            return
-        sent = sum(len(s.payloads) for s in batch.segments)
-        await self.queue.replay_progress(self.request.id, batch.end_seq, sent)
-        self._position = batch.end_seq
-        self.events += sent
-        if self._position >= self._end:
-            self.done.set()
+def _sent_window(
+    conn: sqlite3.Connection, server: str, since: float, until: float, tables: set[str]
+) -> tuple[int, int, int] | str:
+    """The sequence range `server` acknowledged in [since, until) and its events, or why there is none."""
+    if "deliveries" not in tables:
+        return "this queue has no delivery record yet; restart the service with this version"
+    found = sent_range(conn, server, since, until)
+    if found is None:
+        return (
+            f"server {server!r} was sent nothing in [{_utc_text(since)}, {_utc_text(until)}) that is still retained "
+            "(delivery times are recorded since this version; they are deleted with their events)"
+        )
+    first = conn.execute(f"SELECT MIN(first_seq) FROM {PAGE_TABLE}").fetchone()[0]
+    if first is None or int(first) > found[0]:
+        return (
+            "some events sent in that window are no longer retained (retain_hours); use a later --sent-since"
+        )
+    return found
 
-    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
-        """A replayed event the formatter refuses is quarantined for that server, as on the live path."""
-        await self.queue.quarantine(destination, stream, rejects)
 
-    async def wait_for_data(self, destination: str, timeout: float) -> None:
-        if self._position >= self._end:
-            self.done.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.done.wait(), timeout)
-
-    async def depth(self, destination: str) -> int:
-        return max(0, self._end - self._position)
-
-    async def oldest_age(self, destination: str) -> float | None:
-        return None
+def _insert_sent(
+    conn: sqlite3.Connection,
+    destination: str,
+    stream: str | None,
+    found: tuple[int, int, int],
+    since: float,
+    until: float,
+    now: float,
+) -> tuple[int, int]:
+    """Insert a replay by delivery time, already running over its sequence range; (its id, its events)."""
+    start, end, events = found
+    conn.execute("BEGIN IMMEDIATE")
+    cur = conn.execute(
+        "INSERT INTO replays (destination, since, until, stream, requested_at, state, start_seq, end_seq, "
+        "position) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+        (destination, ALL_SINCE, ALL_UNTIL, stream, now, start, end, start),
+    )
+    replay_id = int(cur.lastrowid or 0)
+    conn.execute(
+        "INSERT INTO replay_sent (replay_id, sent_since, sent_until) VALUES (?, ?, ?)",
+        (replay_id, since, until),
+    )
+    conn.execute("COMMIT")
+    return replay_id, events

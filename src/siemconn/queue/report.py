@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from siemconn.events.rejected import OVERSIZE, Rejected
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import Metrics
 from siemconn.queue.commit import CommitResult
-from siemconn.queue.quarantine import OVERSIZE, Rejected
 
 __all__ = ["report_commit", "report_pull", "report_quarantined"]
 

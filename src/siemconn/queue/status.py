@@ -7,7 +7,8 @@ inside one read transaction, so the figures are one consistent snapshot.
 Per destination it reads the delivery record the service keeps in `destinations` (events delivered, the
 last one delivered, up/down state and since when) and, when the file has a `quarantine` table (events
 set aside with a reason), how many of its streams' events are quarantined. Tables a file does not have
-yet are reported as unknown (None), never as zero. `report_dict` gives the same figures for `--json`; `render` the text (`render_status` is re-exported here).
+yet are reported as unknown (None), never as zero. `report_dict` gives the same figures for `--json`; the text is
+`siemconn.commands.render`'s.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from siemconn.queue.quarantine import (
     count_quarantined,
     iter_quarantined,
 )
-from siemconn.queue.render import render_status
 from siemconn.queue.replay import REPLAY_COLUMNS, ReplayRequest, request_of, with_sent
 from siemconn.queue.reserve import DiskReserve
 from siemconn.queue.routing import (
@@ -50,7 +50,6 @@ __all__ = [
     "open_read_only",
     "read_quarantine",
     "read_status",
-    "render_status",
     "report_dict",
 ]
 

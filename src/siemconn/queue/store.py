@@ -42,16 +42,17 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from siemconn.errors import QueueError, QueueNoRoomError
+from siemconn.events.batch import Batch
+from siemconn.events.rejected import Rejected
 from siemconn.ops.metrics import NO_METRICS, Metrics
 from siemconn.queue import delivery, replay
 from siemconn.queue.assemble import open_parts
-from siemconn.queue.batch import Batch
 from siemconn.queue.commit import commit_page, record_poll
 from siemconn.queue.datadir import default_disk_free, release_lock
 from siemconn.queue.diskfull import DiskFull, free_on, guard_write, may_use_reserve
 from siemconn.queue.opening import QueueState, prepare_state
 from siemconn.queue.pagelog import PageLog
-from siemconn.queue.quarantine import QuarantineTally, Rejected
+from siemconn.queue.quarantine import QuarantineTally
 from siemconn.queue.reader import PageReader
 from siemconn.queue.replay import ReplayRequest
 from siemconn.queue.report import report_commit, report_pull, report_quarantined

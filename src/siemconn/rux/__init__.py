@@ -2,7 +2,7 @@
 
 `client` pages (`RuxClient`, `Page`), `token` keeps the access token, `retry` is the retry policy,
 `page` parses and checks one answer body, `answer` reads a bounded body, `cursor` the checkpoint rules,
-`salvage` splits a page that does not parse, `streams` the stream table, `health` and `lockdown` the
+`salvage` splits a page that does not parse, `streams` the stream table's source view, `healthevent` and `lockdown` the
 snapshot streams.
 """
 

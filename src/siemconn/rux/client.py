@@ -46,11 +46,11 @@ from typing import Any
 import httpx
 
 from siemconn import __version__
-from siemconn.config import Configuration, Credentials
+from siemconn.config import LIST_SNAPSHOT, Configuration, Credentials
 from siemconn.errors import RuxAuthError, RuxPermissionError, RuxResponseError
+from siemconn.events.transcode import EncodedEvents
 from siemconn.logging import Redactor, get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
-from siemconn.queue.transcode import EncodedEvents
 from siemconn.rux.answer import Answer, AnswerTooLarge, fetch, redirect_hint
 from siemconn.rux.cursor import plausible_checkpoint
 from siemconn.rux.envelope import Deviation, DeviationLog, string_ids
@@ -266,7 +266,7 @@ class RuxClient:
                 body = loads_page(resp.content)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise RuxResponseError(f"{path} answered HTTP 200 with a body that is not JSON") from None
-            if spec.stream == "lockdown":
+            if spec.snapshot == LIST_SNAPSHOT:
                 if not isinstance(body, list):
                     raise RuxResponseError(f"{path} answered a JSON {type(body).__name__}, not an array")
                 return f"HTTP 200{where}, {len(body)} entit{'y' if len(body) == 1 else 'ies'} in lockdown"

@@ -19,11 +19,11 @@ from typing import Any, NamedTuple, TypeGuard
 import orjson
 
 from siemconn.errors import RuxResponseError
+from siemconn.events.rejected import NOT_AN_OBJECT, Rejected, raw_json
+from siemconn.events.transcode import EncodedEvents, transcode_page
 from siemconn.logging import get_logger
 from siemconn.ops.gctune import parse_paused
 from siemconn.ops.metrics import Metrics
-from siemconn.queue.quarantine import NOT_AN_OBJECT, Rejected, raw_json
-from siemconn.queue.transcode import EncodedEvents, transcode_page
 from siemconn.rux.answer import Answer
 from siemconn.rux.envelope import Deviation, find_events, read_envelope
 from siemconn.rux.salvage import salvage_page

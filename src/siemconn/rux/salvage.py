@@ -22,14 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from siemconn.queue.quarantine import (
-    INVALID_JSON,
-    INVALID_UTF8,
-    NOT_AN_OBJECT,
-    Rejected,
-    id_text,
-    reason_of,
-)
+from siemconn.events.rejected import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, Rejected, id_text, reason_of
 
 __all__ = ["Salvaged", "salvage_page"]
 

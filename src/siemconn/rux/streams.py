@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from siemconn.config import STREAMS, Configuration
+from siemconn.config import STREAM_DEFS, STREAM_TABLE, STREAMS, Configuration, StreamDef
 
 __all__ = [
     "ALL_SPECS",
@@ -30,33 +30,19 @@ __all__ = [
     "TIMESTAMP_FORMAT",
     "api_path",
     "build_params",
+    "probe_params",
     "stream_specs",
     "stream_version",
 ]
 
-ENTITY_TYPES: tuple[str, ...] = ("account", "host")
+# every per-stream fact is siemconn.config.streams' table; these are its views for the source
+ENTITY_TYPES: tuple[str, ...] = STREAM_TABLE["entity_scoring"].entity_types
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-_ENDPOINTS: dict[str, str] = {
-    "audit": "events/audits",
-    "detections": "events/detections",
-    "entity_scoring": "events/entity_scoring",
-    "health": "health",
-    "lockdown": "lockdown",
-}
-SNAPSHOT_STREAMS: tuple[str, ...] = ("health", "lockdown")
+SNAPSHOT_STREAMS: tuple[str, ...] = tuple(d.name for d in STREAM_DEFS if d.snapshot is not None)
 # the streams API v3.5 serves; the others stay at _BEFORE_V35 under api_version v3.5
-V35_STREAMS: tuple[str, ...] = ("detections",)
+V35_STREAMS: tuple[str, ...] = tuple(d.name for d in STREAM_DEFS if d.v35)
 _BEFORE_V35 = "v3.4"
-# Elastic's vectra_rux docs: audit and health need the Auditor role; detections, entity scoring and
-# lockdown need Read-Only.
-_ROLES: dict[str, str] = {
-    "audit": "Auditor",
-    "detections": "Read-Only",
-    "entity_scoring": "Read-Only",
-    "health": "Auditor",
-    "lockdown": "Read-Only",
-}
 
 
 @dataclass(frozen=True)
@@ -67,12 +53,13 @@ class StreamSpec:
     entity_type: str | None = None
 
     def __post_init__(self) -> None:
-        if self.stream not in _ENDPOINTS:
+        if self.stream not in STREAM_TABLE:
             raise ValueError(f"unknown stream {self.stream!r}; expected one of {', '.join(STREAMS)}")
-        if self.stream == "entity_scoring":
-            if self.entity_type not in ENTITY_TYPES:
+        types = STREAM_TABLE[self.stream].entity_types
+        if types:
+            if self.entity_type not in types:
                 raise ValueError(
-                    f"entity_scoring needs entity_type 'account' or 'host', got {self.entity_type!r}"
+                    f"{self.stream} needs entity_type {' or '.join(map(repr, types))}, got {self.entity_type!r}"
                 )
         elif self.entity_type is not None:
             raise ValueError(f"stream {self.stream!r} takes no entity_type")
@@ -86,26 +73,31 @@ class StreamSpec:
     def path(self) -> str:
         """The path below /api/<version>/: events/audits, events/detections, events/entity_scoring,
         health, lockdown."""
-        return _ENDPOINTS[self.stream]
+        return self.definition.endpoint
+
+    @property
+    def definition(self) -> StreamDef:
+        """The stream's entry in the stream table (siemconn.config.streams)."""
+        return STREAM_TABLE[self.stream]
 
     @property
     def is_snapshot(self) -> bool:
         """True for health and lockdown: no cursor, the whole answer each poll."""
-        return self.stream in SNAPSHOT_STREAMS
+        return self.definition.snapshot is not None
+
+    @property
+    def snapshot(self) -> str | None:
+        """How a snapshot stream's answer becomes events (OBJECT_SNAPSHOT, LIST_SNAPSHOT), or None."""
+        return self.definition.snapshot
 
     @property
     def role(self) -> str:
         """The Vectra API-client role this stream needs."""
-        return _ROLES[self.stream]
+        return self.definition.role
 
 
-ALL_SPECS: tuple[StreamSpec, ...] = (
-    StreamSpec("audit"),
-    StreamSpec("detections"),
-    StreamSpec("entity_scoring", "account"),
-    StreamSpec("entity_scoring", "host"),
-    StreamSpec("health"),
-    StreamSpec("lockdown"),
+ALL_SPECS: tuple[StreamSpec, ...] = tuple(
+    StreamSpec(d.name, entity_type) for d in STREAM_DEFS for entity_type in (d.entity_types or (None,))
 )
 
 

@@ -19,7 +19,7 @@ writer of its own for that one server (siemconn.queue.replay).
 
 Modules: `process` (the `Service`: triggers, signals, reload's quiesce and apply, shutdown), `pulling`
 (one pull: source to buffer), `reload` (what a SIGHUP would apply), `replays` (replay deliveries),
-`report` (the start summary and configuration warnings), `entry` (`run_service`, for `siemconn run`).
+`startup` (the start summary and configuration warnings), `entry` (`run_service`, for `siemconn run`).
 """
 
 from siemconn.service.entry import run_service

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from siemconn.cli import ExitCode
 from siemconn.config import Settings
+from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger, setup_logging
 from siemconn.ops.malloc import tune_process
 from siemconn.service.process import Service

@@ -19,9 +19,9 @@ from zoneinfo import ZoneInfo
 
 import aiocron
 
-from siemconn.cli import ExitCode
 from siemconn.config import STREAMS, Settings, is_loopback
 from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxAuthError, RuxError
+from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger
 from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.gctune import PageHold
@@ -42,7 +42,7 @@ from siemconn.service.reload import (
     tls_stamps,
 )
 from siemconn.service.replays import Replays
-from siemconn.service.report import log_started, warn_file_permissions, warn_off_streams
+from siemconn.service.startup import log_started, warn_file_permissions, warn_off_streams
 from siemconn.syslog.pool import WriterPool
 
 __all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "SIGNAL_GRACE", "Service"]

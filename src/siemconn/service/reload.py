@@ -23,7 +23,7 @@ from typing import Any
 from siemconn.config import Configuration, ServerConfig, Settings, load_settings
 from siemconn.errors import ConfigError
 from siemconn.logging import get_logger
-from siemconn.service.report import server_lines
+from siemconn.service.startup import server_lines
 
 __all__ = [
     "RELOAD_WRITER_TIMEOUT",

@@ -2,7 +2,7 @@
 
 Invariants: at most one task per replay id; a replay whose server is not configured, or that the queue
 cannot start, is marked failed with the reason; a replay is marked done only when its feed has delivered
-the whole range (`siemconn.queue.replay.ReplayFeed`), so a stopped replay resumes from its durable
+the whole range (`siemconn.queue.feed.ReplayFeed`), so a stopped replay resumes from its durable
 position on the next heartbeat. No replay starts while the service halts (a stop or a reload).
 """
 
@@ -19,9 +19,11 @@ from siemconn.errors import QueueError
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS
 from siemconn.queue import DurableQueue
-from siemconn.queue.replay import ReplayFeed, ReplayRequest
+from siemconn.queue.feed import ReplayFeed
+from siemconn.queue.replay import ReplayRequest
 from siemconn.rux.streams import TIMESTAMP_FORMAT
 from siemconn.syslog.pool import WriterPool
+from siemconn.syslog.retrypolicy import RetryPolicy
 
 __all__ = ["Replays"]
 
@@ -100,9 +102,10 @@ class Replays:
         pool = WriterPool(
             [server],
             feed,
-            cfg.model_copy(update={"retry_count": -1}),
+            cfg,
             cert_dir,
             metrics=NO_METRICS,
+            retry_policy=RetryPolicy(cfg.retry_count, cfg.max_backoff_seconds).forever(),
         )
         pool_task = asyncio.get_running_loop().create_task(pool.run(), name=f"replay-pool-{request.id}")
         done = asyncio.ensure_future(feed.done.wait())

@@ -13,7 +13,7 @@ Delivery: `writer` (one server's loop: read, format, write, ack, reconnect) and 
 task per server, the queue and health contracts, backoff, all-servers-down).
 """
 
-from siemconn.syslog.format import Formatter, encode_event, fit_datagram, format_message, frame
+from siemconn.syslog.format import Formatter, fit_datagram, format_message, frame
 from siemconn.syslog.pool import WriterPool
 from siemconn.syslog.transport import Transport, build_tls_context, open_transport
 
@@ -22,7 +22,6 @@ __all__ = [
     "Transport",
     "WriterPool",
     "build_tls_context",
-    "encode_event",
     "fit_datagram",
     "format_message",
     "frame",

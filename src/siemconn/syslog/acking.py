@@ -10,14 +10,11 @@ when it starts failing and once when it works again.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from siemconn.errors import QueueUnavailableError
 from siemconn.logging import get_logger
+from siemconn.syslog.contracts import WriterContext
 from siemconn.syslog.wire import PreparedBatch
-
-if TYPE_CHECKING:
-    from siemconn.syslog.pool import WriterPool
 
 __all__ = ["ACK_RETRY_SECONDS", "record_delivery"]
 
@@ -26,7 +23,7 @@ log = get_logger("siemconn.syslog.writer")
 ACK_RETRY_SECONDS = 1.0
 
 
-async def record_delivery(pool: WriterPool, name: str, label: str, prepared: PreparedBatch) -> bool:
+async def record_delivery(pool: WriterContext, name: str, label: str, prepared: PreparedBatch) -> bool:
     """Quarantine the batch's unformattable events, then ack it. A queue that cannot be written (disk
     full) is retried here, not raised: the writer stays alive and the batch is not resent. The first
     failure is logged, and the ack that finally works, not every retry (the queue's own disk-full

@@ -1,6 +1,6 @@
 """Pure formatting: one event in, message bytes out (legacy, RFC 5424, RFC 3164), plus framing.
 
-The payload of every format is `encode_event(event)`, i.e. `json.dumps(event)` with Python's defaults
+The payload of every format is `siemconn.events.encoder.encode_event(event)`, i.e. `json.dumps(event)` with Python's defaults
 (separators ", " and ": ", ASCII-escaped). That is the reference connector's byte shape, and since
 `json.dumps` escapes every control character, a payload never holds a raw newline: LF framing is safe.
 
@@ -45,9 +45,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from siemconn.config import LEGACY_HOSTNAME, ServerConfig
 from siemconn.syslog.cef import CefEncoder
@@ -57,13 +56,14 @@ __all__ = [
     "Formatter",
     "Framing",
     "default_hostname",
-    "encode_event",
     "fit_datagram",
     "format_message",
     "frame",
     "parse_event_timestamp",
     "rfc3339",
+    "safe_cut",
     "sanitize_field",
+    "utf8",
 ]
 
 Framing = Literal["lf", "octet-counting"]
@@ -71,11 +71,6 @@ Framing = Literal["lf", "octet-counting"]
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
-
-
-def encode_event(event: Mapping[str, Any]) -> str:
-    """The payload of one event: `json.dumps(event)`, the reference connector's byte shape."""
-    return json.dumps(event)
 
 
 def frame(message: bytes, framing: str) -> bytes:

@@ -69,7 +69,7 @@ OVERSIZE_REASON: Final = "oversize"
 
 
 class QueueFigures(Protocol):
-    """The part of the writer pool's queue contract a heartbeat reads (siemconn.syslog.pool.QueueLike)."""
+    """The part of the writer pool's queue contract a heartbeat reads (siemconn.syslog.contracts.QueueLike)."""
 
     async def depth(self, destination: str) -> int: ...
     async def oldest_age(self, destination: str) -> float | None: ...

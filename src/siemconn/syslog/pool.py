@@ -4,21 +4,17 @@ Delivery is at-least-once: a batch is acked only after `Transport.write` returne
 read again and resent after a reconnect (the writer module says how).
 
 The pool talks to the queue only through `QueueLike`, the complete contract (as httpx's transports do);
+each writer is given the pool as its `WriterContext` only;
 message timestamps come from the injected `wall_clock`. Metrics are always given (`NO_METRICS` when
 nobody watches); queue_depth is the queue's to set, not the pool's.
 
-retry_count, the reference's "retries before exiting when the server is not reachable", made safe:
-
-- N >= 0: after the first failure and N failed retries in a row, the server is declared DOWN (logged once,
-  with the reason). It keeps its backlog in the queue and is re-probed with capped backoff (<= 5 min);
-  the other servers are served meanwhile. When every server is down, `run()` raises AllServersDownError
-  (the service exits with code 3). Nothing queued is lost: the next start resends it.
-- N < 0: a server is never declared down; it is retried forever.
-Only failed connects count; a connect that succeeds ends the run. A batch reset mid-write on an open
-connection is bounded by the writer's own backoff and batch halving (siemconn.syslog.writer).
-
-Backoff: 0.5 s doubling per consecutive failure, capped at min(max_backoff_seconds, 300), times a random
-factor in [0.5, 1) so that many connectors do not reconnect in lockstep.
+retry_count and the backoff are a `RetryPolicy` (siemconn.syslog.retrypolicy), built from the
+configuration unless one is given (a replay gives its own). When every server is down, `run()` raises
+AllServersDownError (the service exits with code 3). Nothing queued is lost: the next start resends it.
+The contracts the pool and its writers use are in siemconn.syslog.contracts.
+Only failed connects count towards retry_count; a connect that succeeds ends the run. A batch reset
+mid-write on an open connection is bounded by the writer's own backoff and batch halving
+(siemconn.syslog.writer).
 """
 
 from __future__ import annotations
@@ -31,16 +27,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from siemconn.config import Configuration, ServerConfig
 from siemconn.errors import AllServersDownError
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import NO_METRICS, Metrics
-from siemconn.queue import Batch
-from siemconn.queue.quarantine import Rejected
+from siemconn.syslog.contracts import HealthLike, Opener, QueueLike, Sleep, StateListener, WallClock
 from siemconn.syslog.heartbeat import HeartbeatSource
-from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, Transport, open_transport
+from siemconn.syslog.retrypolicy import BASE_BACKOFF, MAX_BACKOFF_CAP, RetryPolicy, backoff_delay
+from siemconn.syslog.transport import DEFAULT_SETTLE_SECONDS, open_transport
 from siemconn.syslog.wire import Oversize, PreparedBatch
 from siemconn.syslog.writer import DOWN, IDLE_WAIT_SECONDS, TRUNCATION_LOG_EVERY, ServerWriter
 
@@ -54,6 +50,7 @@ __all__ = [
     "Oversize",
     "PreparedBatch",
     "QueueLike",
+    "RetryPolicy",
     "ServerWriter",
     "Sleep",
     "TRUNCATION_LOG_EVERY",
@@ -63,62 +60,6 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
-
-MAX_BACKOFF_CAP = 300.0
-BASE_BACKOFF = 0.5
-
-
-class QueueLike(Protocol):
-    """The whole contract between the pool and the queue (siemconn.queue.DurableQueue implements it; so does
-    the tests' in-memory queue). Reading never advances a destination; ack() does, in read order."""
-
-    async def read_batch(self, destination: str, max_events: int) -> Batch | None:
-        """Up to max_events undelivered events of destination from its cursor, or None."""
-        ...
-
-    async def read_batch_from(self, destination: str, start_seq: int, max_events: int) -> Batch | None:
-        """Like read_batch, from start_seq (>= the cursor): the batch after one not yet acked."""
-        ...
-
-    async def ack(self, batch: Batch) -> None:
-        """Durably move batch.destination's cursor to batch.end_seq."""
-        ...
-
-    async def wait_for_data(self, destination: str, timeout: float) -> None:
-        """Return when destination has undelivered events, or after timeout."""
-        ...
-
-    async def depth(self, destination: str) -> int:
-        """Undelivered events of destination."""
-        ...
-
-    async def oldest_age(self, destination: str) -> float | None:
-        """Seconds since the oldest undelivered event of destination was committed, or None."""
-        ...
-
-    async def quarantine(self, destination: str, stream: str, rejects: Sequence[Rejected]) -> None:
-        """Durably keep events destination's formatter refused, before the batch holding them is acked."""
-        ...
-
-
-class HealthLike(Protocol):
-    """What the pool reports to the health state (siemconn's Health)."""
-
-    def server_ok(self, name: str) -> None: ...
-    def server_failed(self, name: str, reason: str) -> None: ...
-
-
-Sleep = Callable[[float], Awaitable[None]]
-StateListener = Callable[[str, str, str], None]  # (server name, new state, reason)
-WallClock = Callable[[], datetime]
-Opener = Callable[..., Awaitable[Transport]]
-
-
-def backoff_delay(failures: int, cap: float, rand: float) -> float:
-    """Seconds to wait after `failures` consecutive failures (>= 1); `rand` in [0, 1)."""
-    cap = min(cap, MAX_BACKOFF_CAP)
-    exp = BASE_BACKOFF * float(2 ** min(failures - 1, 30))
-    return min(cap, exp) * (0.5 + 0.5 * rand)
 
 
 def _utc_now() -> datetime:
@@ -149,16 +90,20 @@ class WriterPool:
     connect_timeout: float = 10.0
     write_timeout: float = 60.0
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    retry_policy: InitVar[RetryPolicy | None] = None  # None: the configuration's retry_count and backoff
 
-    def __post_init__(self, servers: list[ServerConfig], configuration: Configuration) -> None:
+    def __post_init__(
+        self, servers: list[ServerConfig], configuration: Configuration, retry_policy: RetryPolicy | None
+    ) -> None:
         if not servers:
             raise ValueError("WriterPool needs at least one server")
         self.batch_size = configuration.batch_size
         drain = configuration.drain_batch_size
         self.drain_batch_size = self.batch_size if drain is None else max(drain, self.batch_size)
         self.drain_batch_bytes = configuration.drain_batch_bytes
-        self.retry_count = configuration.retry_count
-        self.max_backoff = min(configuration.max_backoff_seconds, MAX_BACKOFF_CAP)
+        self.retry = retry_policy or RetryPolicy(
+            configuration.retry_count, configuration.max_backoff_seconds, self.rand
+        )
         self.server_streams = {s.name: configuration.server_streams(s) for s in servers}
         self._writers = {s.name: ServerWriter(self, s) for s in servers}
         self._stop_event = asyncio.Event()
@@ -179,10 +124,6 @@ class WriterPool:
 
     def states(self) -> dict[str, str]:
         return {name: w.state for name, w in self._writers.items()}
-
-    def backoff(self, failures: int) -> float:
-        """Seconds a writer waits after `failures` consecutive failures (jittered, capped)."""
-        return backoff_delay(failures, self.max_backoff, self.rand())
 
     def server_changed(self) -> None:
         self._changed.set()

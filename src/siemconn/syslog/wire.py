@@ -7,7 +7,7 @@ b"\\n"`, octet-counting and UDP as one message per event. A segment with a messa
 size budget goes through the oversize policy event by event (siemconn.syslog.budget). Invariant: the
 bytes on the wire are the same as formatting event by event with `Formatter.format`, fitting with
 `Oversizer.fit` (UDP truncate and drop: `fit_datagram`) and framing with `frame`
-(tests/test_writer_bytes.py checks it).
+(tests/unit/syslog/test_writer.py checks it).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from siemconn.config import ServerConfig
+from siemconn.events.batch import Batch, Segment
+from siemconn.events.rejected import FORMAT_ERROR, OVERSIZE, Rejected, id_text
 from siemconn.logging import get_logger
-from siemconn.queue import Batch, Segment
-from siemconn.queue.quarantine import FORMAT_ERROR, OVERSIZE, Rejected, id_text
 from siemconn.syslog.budget import Fitted, Oversizer
 from siemconn.syslog.format import Formatter
 

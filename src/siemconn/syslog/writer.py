@@ -32,7 +32,8 @@ of resets. `resets` goes back to 0 after a delivered batch. UDP has no connectio
 (ICMP port unreachable) counts as a failed reconnect, and only a delivered batch ends the run.
 
 The writer owns nothing it is given: the queue, the clock, the sleep, the opener and the settings are
-its pool's (siemconn.syslog.pool), and so is the decision how long to back off after a failure.
+its context's (`siemconn.syslog.contracts.WriterContext`, which the pool provides), and so is the
+`RetryPolicy` that says how long to back off after a failure and when the server is down.
 """
 
 from __future__ import annotations
@@ -40,22 +41,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from typing import TYPE_CHECKING
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, SyslogError, TlsConfigError
+from siemconn.events.batch import Batch
 from siemconn.logging import get_logger
-from siemconn.queue import Batch
 from siemconn.syslog.acking import record_delivery
 from siemconn.syslog.budget import Oversizer
+from siemconn.syslog.contracts import WriterContext
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.heartbeat import HeartbeatSchedule, gather_facts, heartbeat_wire
 from siemconn.syslog.transport import Transport, build_tls_context
 from siemconn.syslog.wire import PreparedBatch, prepare_batch
 from siemconn.syslog.writer_report import TRUNCATION_LOG_EVERY, WriterReport
-
-if TYPE_CHECKING:
-    from siemconn.syslog.pool import WriterPool
 
 __all__ = [
     "DOWN",
@@ -81,7 +79,7 @@ STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "s
 class ServerWriter:
     """Delivers one server's cursor: connect, `prepare` (format and frame a batch), write, ack."""
 
-    def __init__(self, pool: WriterPool, server: ServerConfig) -> None:
+    def __init__(self, pool: WriterContext, server: ServerConfig) -> None:
         self.pool = pool
         self.server = server
         self.name = server.name
@@ -210,9 +208,9 @@ class ServerWriter:
         first = self.state in (STARTING, UP)
         if first and pool.health is not None:
             pool.health.server_failed(self.name, reason)
-        retry = pool.retry_count
-        delay = pool.backoff(self.failures)
-        if retry >= 0 and self.failures > retry and self.state != DOWN:
+        retry = pool.retry.retry_count
+        delay = pool.retry.delay(self.failures)
+        if pool.retry.gives_up(self.failures) and self.state != DOWN:
             self.state = DOWN
             pool.state_changed(self.name, DOWN, reason)
             depth = await pool.queue.depth(self.name)
@@ -265,7 +263,7 @@ class ServerWriter:
             log.warning("syslog_server_lost", server=self.server.label, reason=reason)
             pool.state_changed(self.name, RETRYING, reason)
             self.state = RETRYING
-        delay = pool.backoff(self.resets)
+        delay = pool.retry.delay(self.resets)
         fields = {
             "server": self.server.label,
             "reason": reason,

@@ -21,6 +21,7 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Final
 
+from siemconn.config import STREAM_DEFS
 from siemconn.syslog.mapping import audit, detections, entity_scoring
 from siemconn.syslog.mapping.common import (
     PRODUCTS,
@@ -33,10 +34,24 @@ from siemconn.syslog.mapping.common import (
     generic,
 )
 
-__all__ = ["PRODUCTS", "RAW_EVENT_LABEL", "VENDOR", "VERSION", "Field", "Mapped", "decode", "map_event"]
+__all__ = [
+    "MAPPING_MODULES",
+    "PRODUCTS",
+    "RAW_EVENT_LABEL",
+    "VENDOR",
+    "VERSION",
+    "Field",
+    "Mapped",
+    "decode",
+    "map_event",
+]
 
-_MAPPERS: Final[Mapping[str, Mapper]] = MappingProxyType(
+# the mapping modules, by the name a stream's definition gives (siemconn.config.streams `mapper`)
+MAPPING_MODULES: Final[Mapping[str, Mapper]] = MappingProxyType(
     {"detections": detections.map_event, "entity_scoring": entity_scoring.map_event, "audit": audit.map_event}
+)
+_MAPPERS: Final[Mapping[str, Mapper]] = MappingProxyType(
+    {d.name: MAPPING_MODULES[d.mapper] for d in STREAM_DEFS if d.mapper is not None}
 )
 
 

@@ -8,9 +8,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any, Final, NamedTuple
 
 from siemconn import __version__
+from siemconn.config import STREAM_DEFS
 
 __all__ = [
     "PRODUCTS",
@@ -40,14 +42,9 @@ VERSION = __version__
 RAW_EVENT_LABEL = "rawEvent"
 
 # header product per stream (the part of the stream key before the first dot)
-PRODUCTS: dict[str, str] = {
-    "detections": "RUX Detections",
-    "entity_scoring": "RUX Entity Scoring",
-    "audit": "RUX Audit",
-    "health": "RUX Health",
-    "lockdown": "RUX Lockdown",
-    "send_test": "siemconn",
-}
+PRODUCTS: Final[Mapping[str, str]] = MappingProxyType(
+    {**{d.name: d.product for d in STREAM_DEFS}, "send_test": "siemconn"}
+)
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
 

@@ -1,0 +1,6 @@
+"""Types of the optional C encoder (`_jsonenc.c`); see siemconn.events.encoder."""
+
+from typing import Any
+
+def dumps(value: Any, /) -> str | None: ...
+def dumps_lines(values: list[Any], /) -> str | None: ...

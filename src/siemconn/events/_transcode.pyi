@@ -1,0 +1,3 @@
+"""Types of the optional C page transcoder (`_transcode.c`); see siemconn.events.transcode."""
+
+def transcode_page(body: bytes, /) -> tuple[str, list[int], list[int | None], int, int] | None: ...

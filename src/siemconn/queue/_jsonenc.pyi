@@ -1,6 +1,0 @@
-"""Types of the optional C encoder (`_jsonenc.c`); see siemconn.queue.encoder."""
-
-from typing import Any
-
-def dumps(value: Any, /) -> str | None: ...
-def dumps_lines(values: list[Any], /) -> str | None: ...

@@ -1,3 +1,0 @@
-"""Types of the optional C page transcoder (`_transcode.c`); see siemconn.queue.transcode."""
-
-def transcode_page(body: bytes, /) -> tuple[str, list[int], list[int | None], int, int] | None: ...

@@ -1,0 +1,72 @@
+"""The service in-process: cron triggers in the configured time zone, no overlapping pulls, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from support.e2e import CLIENT_ID, SECRET, connector_config
+from support.rsyslog import RsyslogReceiver
+
+from siemconn.config import Settings, load_settings
+from siemconn.devtools.fake_rux import FakeRux, Fault
+from siemconn.exitcodes import ExitCode
+from siemconn.service import Service
+
+
+def _settings(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver, **extra: Any) -> Settings:
+    cfg = connector_config(tmp_path, [rs.server_entry("tcp1", "TCP")], **extra)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    return load_settings(p, {"BASE_URL": fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET})
+
+
+async def _run_until(service: Service, pred: Callable[[], object], timeout: float = 20.0) -> int:
+    task = asyncio.create_task(service.run())
+    try:
+        for _ in range(int(timeout / 0.05)):
+            if pred():
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("condition not reached")
+    finally:
+        service.on_signal("SIGTERM")  # as the signal handler would
+    return await asyncio.wait_for(task, 15)
+
+
+@pytest.mark.parametrize(("tz", "expected"), [(None, "UTC"), ("Asia/Kolkata", "Asia/Kolkata")])
+async def test_cron_runs_in_configured_timezone(
+    tmp_path: Path, rsyslog: RsyslogReceiver, tz: str | None, expected: str
+) -> None:
+    with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
+        extra = {"timezone": tz} if tz else {}
+        service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *", **extra))
+        rc = await _run_until(service, lambda: len(rsyslog.raw_lines()) >= 5)
+    assert rc == ExitCode.OK
+    assert len(service.crons) == 3
+    assert {c.tz for c in service.crons} == {ZoneInfo(expected)}
+    assert all(c.spec == "0 0 * * *" for c in service.crons)
+
+
+async def test_a_tick_during_a_running_pull_is_skipped(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
+    with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
+        fake.add_fault(Fault(path="detections", status=None, delay=1.5, count=1))
+        service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *"))
+        runner = service.runners["detections"]
+
+        def check() -> bool:
+            if runner.lock.locked() and runner.skipped == 0:
+                service.tick("detections")  # a second tick while the startup pull still runs
+            return runner.skipped >= 1 and len(rsyslog.raw_lines()) >= 5
+
+        rc = await _run_until(service, check)
+        requests = fake.count_requests("events/detections")
+    assert rc == ExitCode.OK
+    assert runner.skipped == 1
+    assert requests == 1  # the skipped tick sent no request
