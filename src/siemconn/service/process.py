@@ -27,6 +27,7 @@ from siemconn.ops.endpoint import parse_address, start_http_server
 from siemconn.ops.gctune import PageHold
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
+from siemconn.ops.malloc import Trimmer
 from siemconn.ops.metrics import Metrics
 from siemconn.ops.runtime import remove_record, write_record
 from siemconn.ops.sdnotify import Notifier
@@ -82,6 +83,7 @@ class Service:
         self._quiet = False  # a reload is quiescing: ticks start no pull
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
+        self._trimmer = Trimmer()  # the heap's free memory back to the OS once a minute (ops/malloc.py)
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -184,6 +186,7 @@ class Service:
                     with suppress(Exception):
                         age = await self.queue.oldest_age(s.name)
                         self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+            self._trimmer.due()
             await asyncio.sleep(interval)
 
     async def run(self) -> int:
