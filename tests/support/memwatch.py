@@ -10,7 +10,9 @@ SQLite's own memory reported from inside.
 `python -m support.memwatch run --config X` is `python -m siemconn run --config X` with one thread
 added that writes `SIEMCONN_MEMWATCH_OUT` once a second: tracemalloc's current traced size (when
 `SIEMCONN_MEMWATCH_TRACE=1` started tracemalloc with one frame before siemconn was imported) and
-`sqlite3_memory_used()` (the library `_sqlite3` is linked to). The service code that runs is the same.
+`sqlite3_memory_used()` (the library `_sqlite3` is linked to) and glibc's `mallinfo2()`. The service
+code that runs is the same; the malloc setting is made before that thread starts, as `siemconn run`
+makes it before its own threads.
 
 The baseline is the lowest sample of a window, not the mean: a page being parsed lifts single samples,
 the floor is what stays.
@@ -103,8 +105,14 @@ class TracedConnector(Connector):
         self.inner_path = workdir / "inner.tsv"
         self.env["SIEMCONN_MEMWATCH_OUT"] = str(self.inner_path)
         self.env["SIEMCONN_MEMWATCH_TRACE"] = "1" if trace else "0"
+        # SIEMCONN_SOAK_SRC: another tree's src/ (e.g. `git archive REF src | tar -x`) runs instead, to
+        # measure the same run against an earlier version
         self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "tests"), *filter(None, [os.environ.get("PYTHONPATH")])]
+            [
+                *filter(None, [os.environ.get("SIEMCONN_SOAK_SRC")]),
+                str(REPO / "tests"),
+                *filter(None, [os.environ.get("PYTHONPATH")]),
+            ]
         )
 
     def start(self, preexec_fn: Callable[[], object] | None = None) -> TracedConnector:
@@ -123,12 +131,13 @@ class TracedConnector(Connector):
         out.close()
         return self
 
-    def inner_samples(self) -> list[tuple[float, int, int]]:
-        """(seconds since start, traced bytes or 0, SQLite bytes), one a second."""
+    def inner_samples(self) -> list[tuple[float, int, int, int, int]]:
+        """(seconds since start, traced bytes or 0, SQLite bytes, malloc in use, malloc heap held), one
+        a second (the malloc figures 0 without glibc's mallinfo2)."""
         rows = []
         for line in self.inner_path.read_text().splitlines():
-            t, traced, sq = line.split("\t")
-            rows.append((float(t), int(traced), int(sq)))
+            t, traced, sq, in_use, held = line.split("\t")
+            rows.append((float(t), int(traced), int(sq), int(in_use), int(held)))
         return rows
 
 
@@ -143,19 +152,50 @@ def sqlite_memory_used() -> int:
     return int(fn())
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks")
+        + ("uordblks", "fordblks", "keepcost")
+    ]
+
+
+def _malloc_in_use() -> Callable[[], tuple[int, int]]:
+    """(bytes malloc has handed out and not got back, bytes of heap it holds) from glibc's mallinfo2(),
+    or (0, 0) without it: the first flat and the second growing is fragmentation, both growing a leak."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return lambda: (0, 0)
+    fn.restype = _MallInfo2
+
+    def read() -> tuple[int, int]:
+        m = fn()
+        return int(m.uordblks + m.hblkhd), int(m.arena + m.hblkhd)
+
+    return read
+
+
 def _report(path: str, stop: threading.Event) -> None:
     sqlite_used = sqlite_memory_used
+    malloc_used = _malloc_in_use()
     t0 = time.monotonic()
     with open(path, "a", encoding="ascii") as f:
         while not stop.wait(1.0):
             traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
-            f.write(f"{time.monotonic() - t0:.1f}\t{traced}\t{sqlite_used()}\n")
+            in_use, held = malloc_used()
+            f.write(f"{time.monotonic() - t0:.1f}\t{traced}\t{sqlite_used()}\t{in_use}\t{held}\n")
             f.flush()
 
 
 def _main() -> int:
     if os.environ.get("SIEMCONN_MEMWATCH_TRACE") == "1":
         tracemalloc.start(1)
+    # the malloc setting `siemconn run` makes first, made before this module's thread exists: a thread
+    # started earlier would get a malloc arena of its own, which the service's threads may then share
+    from siemconn.ops.malloc import tune_process
+
+    tune_process()
     stop = threading.Event()
     threading.Thread(
         target=_report, args=(os.environ["SIEMCONN_MEMWATCH_OUT"], stop), name="memwatch", daemon=True

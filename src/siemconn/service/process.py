@@ -24,7 +24,7 @@ from siemconn.config import STREAMS, Settings, is_loopback
 from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxAuthError, RuxError
 from siemconn.logging import get_logger
 from siemconn.ops.endpoint import parse_address, start_http_server
-from siemconn.ops.gctune import PageHold
+from siemconn.ops.gctune import PageHold, Sweep
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
 from siemconn.ops.malloc import Trimmer
@@ -83,7 +83,10 @@ class Service:
         self._quiet = False  # a reload is quiescing: ticks start no pull
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
-        self._trimmer = Trimmer()  # the heap's free memory back to the OS once a minute (ops/malloc.py)
+        # once a minute: cyclic garbage collected (ops/gctune.py), then the heap's free memory handed back to
+        # the OS (ops/malloc.py), so the process's memory stays flat over months (issue 30)
+        self._sweep = Sweep()
+        self._trimmer = Trimmer()
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class Service:
                     with suppress(Exception):
                         age = await self.queue.oldest_age(s.name)
                         self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+            self._sweep.due()
             self._trimmer.due()
             await asyncio.sleep(interval)
 
