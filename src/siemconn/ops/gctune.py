@@ -15,13 +15,12 @@ measured effect (CPU and RSS, and what was measured and not kept) is in docs/per
 
 The older generations (issue 30): while events flow, one pull's hold is taken over by the next, and the
 takeover collects only the young generation; between pulls too few objects are allocated to start an
-automatic collection. So generations 1 and 2 were never collected while events flowed (gen1 count 149
-against a threshold of 10 after a minute, no gen2 collection at all), and the cyclic garbage that outlived
-a young collection (httpx requests and responses, asyncio events of the connection pool) piled up: ~55 KB
-of traced memory a minute at 160 events/s, which became resident memory that never came back. `Sweep`
+automatic collection. So generations 1 and 2 were never collected while events flowed, and the cyclic
+garbage that outlived a young collection (httpx requests and responses, asyncio events of the connection
+pool) piled up, and resident memory with it (the measurements: docs/performance.md). `Sweep`
 runs a full collection once a minute (`SWEEP_EVERY`) from the service's periodic loop, whatever the
 holds do, so what is cyclic garbage is freed within a minute. A full collection walks every container
-(~50,000 objects after start-up): a few milliseconds a minute.
+(~40,000-50,000 after start-up): tens of milliseconds once a minute (figures: docs/performance.md).
 
 Invariants: nothing here changes behaviour, only when the collector runs; every pause ends (in a
 `finally`, or on the event loop's next turn after the hold is released, which is after the holder has

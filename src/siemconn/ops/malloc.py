@@ -8,8 +8,15 @@ MALLOC_ARENA_MAX=1 does) lowers the peak RSS. The shared arena lock is rarely co
 threads, and one of them holds the GIL most of the time. The figures, and the settings measured and not
 adopted, are in docs/performance.md.
 
+Free memory handed back (`Trimmer`, issue 30): freed page-sized buffers leave holes in the heap that glibc
+keeps resident; a process that runs for months should hold what it uses, not its past high-water marks.
+`malloc_trim(0)` once a minute (`MALLOC_TRIM_EVERY`, called by the service's periodic loop right after
+its full collection) returns every free page of the heap to the OS, the middle of the heap included.
+Once a minute, not per page: per page it cost measurable CPU in page faults (docs/performance.md).
+
 Invariants: nothing here changes behaviour; operators who set glibc's own MALLOC_* variables keep their
-values, `SIEMCONN_TUNING=off` leaves malloc at its defaults, and non-glibc platforms are left alone.
+values (the trim still runs: it only returns free memory), `SIEMCONN_TUNING=off` leaves malloc at its
+defaults (no trim either), and non-glibc platforms are left alone.
 """
 
 from __future__ import annotations
