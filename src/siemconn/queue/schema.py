@@ -66,7 +66,7 @@ SQLITE_PAGE_SIZE = 16384
 # SQLite's page cache of the queue's one connection, in KiB (`PRAGMA cache_size=-N`), set explicitly on
 # every open: the process runs for months, and its memory must not depend on a library default. What the
 # queue reads back is the page just written or the one after a cursor, both in the OS page cache anyway,
-# so a cache of a few dozen 16 KB pages costs no measurable CPU (figures: docs/performance.md).
+# so 64 cached 16 KB pages are expected to cost no CPU that matters (docs/performance.md: not yet benched).
 SQLITE_CACHE_KIB = 1024
 
 OUR_TABLES = frozenset(
