@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install install-runtime receiver test test-fast test-packaging test-lowest demo bench fuzz soak lint \
-	clean lock sbom release
+.PHONY: install install-runtime receiver test test-fast test-packaging test-lowest demo bench fuzz soak \
+	soak-memory lint clean lock sbom release
 
 install: $(TEST_STAMP)
 
@@ -101,6 +101,11 @@ fuzz: install
 
 soak: install
 	$(BIN)/python -m pytest -q -m soak -o addopts=''
+
+# flat memory over a long run (issue 30): the real service, the fake tenant adding ~160 events/s, rsyslogd;
+# four variants (plain, traced, metrics scraped every second, 100 SIGHUP reloads), SOAK_MINUTES each
+soak-memory: install receiver
+	SIEMCONN_SOAK_MINUTES=$(or $(SOAK_MINUTES),15) $(BIN)/python -m pytest -q -s -m soak -o addopts='' tests/reliability/test_memory_soak.py
 
 lint: install
 	$(BIN)/ruff check src tests bench scripts

@@ -13,6 +13,15 @@ would be freed anyway; what other code leaves as cyclic garbage meanwhile is col
 collection when the next holder takes the pause over, or by the collector once it runs again. The
 measured effect (CPU and RSS, and what was measured and not kept) is in docs/performance.md.
 
+The older generations (issue 30): while events flow, one pull's hold is taken over by the next, and the
+takeover collects only the young generation; between pulls too few objects are allocated to start an
+automatic collection. So generations 1 and 2 were never collected while events flowed, and the cyclic
+garbage that outlived a young collection (httpx requests and responses, asyncio events of the connection
+pool) piled up, and resident memory with it (the measurements: docs/performance.md). `Sweep`
+runs a full collection once a minute (`SWEEP_EVERY`) from the service's periodic loop, whatever the
+holds do, so what is cyclic garbage is freed within a minute. A full collection walks every container
+(~40,000-50,000 after start-up): tens of milliseconds once a minute (figures: docs/performance.md).
+
 Invariants: nothing here changes behaviour, only when the collector runs; every pause ends (in a
 `finally`, or on the event loop's next turn after the hold is released, which is after the holder has
 dropped its page: it does so before its next await) and only re-enables a collector that was enabled
@@ -25,11 +34,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-__all__ = ["GC_SETTINGS", "GcSettings", "PageHold", "gc_settings", "parse_paused"]
+__all__ = ["GC_SETTINGS", "SWEEP_EVERY", "GcSettings", "PageHold", "Sweep", "gc_settings", "parse_paused"]
+
+SWEEP_EVERY = 60.0  # seconds between two full collections of a running service (`Sweep`)
 
 _T = TypeVar("_T")
 
@@ -98,3 +110,31 @@ class PageHold(asyncio.Lock):
         if self._paused:
             self._paused = False
             gc.enable()
+
+
+class Sweep:
+    """A full collection at most once every `every` seconds, called from the service's periodic loop
+    (module docstring: the older generations). Off with SIEMCONN_GC=off, which leaves the collector alone.
+    """
+
+    def __init__(
+        self,
+        settings: GcSettings | None = None,
+        *,
+        every: float = SWEEP_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._on = (settings or GC_SETTINGS).pause_parse
+        self._every = every
+        self._clock = clock
+        self._last = clock()
+        self.sweeps = 0
+
+    def due(self) -> int | None:
+        """Collect every generation if it is time; returns the unreachable objects found, or None."""
+        if not self._on or self._clock() - self._last < self._every:
+            return None
+        found = gc.collect()
+        self._last = self._clock()
+        self.sweeps += 1
+        return found

@@ -8,8 +8,15 @@ MALLOC_ARENA_MAX=1 does) lowers the peak RSS. The shared arena lock is rarely co
 threads, and one of them holds the GIL most of the time. The figures, and the settings measured and not
 adopted, are in docs/performance.md.
 
+Free memory handed back (`Trimmer`, issue 30): freed page-sized buffers leave holes in the heap that glibc
+keeps resident; a process that runs for months should hold what it uses, not its past high-water marks.
+`malloc_trim(0)` once a minute (`MALLOC_TRIM_EVERY`, called by the service's periodic loop right after
+its full collection) returns every free page of the heap to the OS, the middle of the heap included.
+Once a minute, not per page: per page it cost measurable CPU in page faults (docs/performance.md).
+
 Invariants: nothing here changes behaviour; operators who set glibc's own MALLOC_* variables keep their
-values, `SIEMCONN_TUNING=off` leaves malloc at its defaults, and non-glibc platforms are left alone.
+values (the trim still runs: it only returns free memory), `SIEMCONN_TUNING=off` leaves malloc at its
+defaults (no trim either), and non-glibc platforms are left alone.
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
-__all__ = ["ARENA_MAX", "malloc_settings", "tune_process"]
+__all__ = ["ARENA_MAX", "MALLOC_TRIM_EVERY", "Trimmer", "malloc_settings", "tune_process"]
+
+MALLOC_TRIM_EVERY = 60.0  # seconds between two malloc_trim(0) calls of a running service
 
 _M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
 ARENA_MAX = 1
@@ -61,3 +71,54 @@ def tune_process(environ: Mapping[str, str] | None = None) -> str:
     """
     plan = malloc_settings(os.environ if environ is None else environ, sys.platform)
     return plan if isinstance(plan, str) else _apply_mallopt(plan)
+
+
+def _malloc_trim() -> Callable[[], int] | None:
+    """glibc's malloc_trim(0) as a callable, or None where there is no glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only
+        fn = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return lambda: int(fn(0))
+
+
+class Trimmer:
+    """Hands the heap's free memory back to the OS at most once every `every` seconds (module docstring).
+
+    `due()` is called from the service's periodic loop; it trims when `every` seconds passed since the last
+    trim (or since it was made). Off with SIEMCONN_TUNING=off and off glibc.
+    """
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        platform: str = sys.platform,
+        *,
+        every: float = MALLOC_TRIM_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        off = env.get("SIEMCONN_TUNING", "").strip().lower() == "off" or not platform.startswith("linux")
+        self._trim = None if off else _malloc_trim()
+        self._every = every
+        self._clock = clock
+        self._last = clock()
+        self.trims = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._trim is not None
+
+    def due(self) -> bool:
+        """Trim if it is time; returns whether it trimmed."""
+        if self._trim is None or self._clock() - self._last < self._every:
+            return False
+        self._trim()
+        self._last = self._clock()
+        self.trims += 1
+        return True

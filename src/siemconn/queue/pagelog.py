@@ -6,7 +6,7 @@ can read the same rows at their own pace (why the stock consumers do not fit: do
 
 Invariants: a row's `data` is the page's payloads joined with b"\\n" (a payload never holds a raw
 newline); `ids` is a compact JSON list of the same length as the payloads; each INSERT is one durable
-commit (WAL, synchronous=FULL).
+commit (WAL, synchronous=FULL); the connection's page cache is bounded at `SQLITE_CACHE_KIB`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from typing import Any, cast
 import orjson
 from persistqueue import SQLiteQueue
 
-from siemconn.queue.schema import JOURNAL_SIZE_LIMIT, PAGE_LOG_NAME, PAGE_TABLE_PREFIX, SQLITE_PAGE_SIZE
+from siemconn.queue.schema import (
+    JOURNAL_SIZE_LIMIT,
+    PAGE_LOG_NAME,
+    PAGE_TABLE_PREFIX,
+    SQLITE_CACHE_KIB,
+    SQLITE_PAGE_SIZE,
+)
 from siemconn.queue.transaction import transaction
 
 __all__ = ["PAGE_LOG_NAME", "PageLog", "PageSerializer", "load_ids", "split_page"]
@@ -97,6 +103,8 @@ class PageLog(SQLiteQueue):
         # (0600 in a 0700 directory) and freed pages are reused by the next pages.
         conn.execute("PRAGMA secure_delete=FAST")
         conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        # the page cache bounded explicitly, not left to the library's default (schema.SQLITE_CACHE_KIB)
+        conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         return conn
 
     @property

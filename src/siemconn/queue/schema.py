@@ -44,6 +44,7 @@ __all__ = [
     "PAGE_TABLE_PREFIX",
     "SCHEMA_VERSION",
     "SIDE_TABLES",
+    "SQLITE_CACHE_KIB",
     "SQLITE_PAGE_SIZE",
     "stored_head",
 ]
@@ -65,6 +66,11 @@ JOURNAL_SIZE_LIMIT = 64 * MB
 # page is one row of about a megabyte, held in a chain of overflow pages: larger SQLite pages make the
 # chain shorter, which makes the INSERT and the range read cheaper; the tables' small rows barely notice.
 SQLITE_PAGE_SIZE = 16384
+# SQLite's page cache of the queue's one connection, in KiB (`PRAGMA cache_size=-N`), set explicitly on
+# every open: the process runs for months, and its memory must not depend on a library default. What the
+# queue reads back is the page just written or the one after a cursor, both in the OS page cache anyway,
+# so 64 cached 16 KB pages are expected to cost no CPU that matters (docs/performance.md: not yet benched).
+SQLITE_CACHE_KIB = 1024
 
 OUR_TABLES = frozenset(
     {

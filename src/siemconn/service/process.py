@@ -24,9 +24,10 @@ from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxA
 from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger
 from siemconn.ops.endpoint import parse_address, start_http_server
-from siemconn.ops.gctune import PageHold
+from siemconn.ops.gctune import PageHold, Sweep
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
+from siemconn.ops.malloc import Trimmer
 from siemconn.ops.metrics import Metrics
 from siemconn.ops.runtime import remove_record, write_record
 from siemconn.ops.sdnotify import Notifier
@@ -90,6 +91,10 @@ class Service:
         self._quiet = False  # a reload is quiescing: ticks start no pull
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
+        # once a minute: cyclic garbage collected (ops/gctune.py), then the heap's free memory handed back to
+        # the OS (ops/malloc.py), so the process's memory stays flat over months (issue 30)
+        self._sweep = Sweep()
+        self._trimmer = Trimmer()
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -193,6 +198,8 @@ class Service:
                         age = await self.queue.oldest_age(s.name)
                         if any(c.name == s.name for c in self.cfg.server):  # a reload may have removed it
                             self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
+            self._sweep.due()
+            self._trimmer.due()
             await asyncio.sleep(interval)
 
     async def run(self) -> int:

@@ -1,11 +1,13 @@
-"""siemconn.ops.malloc: the malloc setting of `siemconn run`."""
+"""siemconn.ops.malloc: the malloc setting of `siemconn run`, and the periodic trim of the heap."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from siemconn.ops.malloc import ARENA_MAX, malloc_settings, tune_process
+import pytest
+
+from siemconn.ops.malloc import ARENA_MAX, Trimmer, malloc_settings, tune_process
 
 
 def test_malloc_plan_on_linux_caps_the_arenas() -> None:
@@ -32,3 +34,37 @@ def test_tune_process_in_a_fresh_interpreter() -> None:
         assert got.strip() == f"glibc arena_max={ARENA_MAX}"
     else:
         assert got.startswith("left as is")
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim")
+def test_trimmer_hands_free_heap_memory_back_once_due() -> None:
+    """Holes left by freed page-sized buffers in the middle of the heap go back to the OS when the trim is
+    due (issue 30: they kept the resident floor creeping), and not before."""
+    now = [0.0]
+    trimmer = Trimmer({}, "linux", every=60.0, clock=lambda: now[0])
+    if not trimmer.enabled:
+        pytest.skip("not glibc")
+    # 64 KiB buffers come from the heap (under glibc's mmap threshold); every other one is kept, so the
+    # freed ones are holes the heap cannot shrink past
+    bufs = [bytes(64 * 1024) for _ in range(800)]
+    kept = bufs[::2]
+    del bufs
+    before = _rss_kib()
+    now[0] = 59.0
+    assert not trimmer.due() and trimmer.trims == 0
+    now[0] = 60.0
+    assert trimmer.due() and trimmer.trims == 1
+    after = _rss_kib()
+    assert before - after > 10 * 1024, f"RSS {before} -> {after} KiB"
+    assert not trimmer.due()  # the next one a minute later
+    assert len(kept) == 400
+
+
+def test_trimmer_is_off_with_tuning_off_or_off_linux() -> None:
+    assert not Trimmer({"SIEMCONN_TUNING": "off"}, "linux").enabled
+    assert not Trimmer({}, "darwin").due()
