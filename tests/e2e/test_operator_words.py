@@ -3,7 +3,6 @@ against the fake RUX tenant and real receivers."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from support.e2e import Connector, start_fake
 from support.reliability import log_events, wait_for
 from support.rsyslog import RsyslogReceiver
+from support.smalldisk import small_tmpfs
 
 from siemconn.devtools.fake_rux import Fault
 
@@ -73,17 +73,8 @@ def test_api_redirect_names_the_location_and_the_cause_and_is_not_followed(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs mounted for this test (unmounted afterwards)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)], capture_output=True, text=True
-    )
-    if res.returncode != 0:
-        pytest.skip("SKIPPED LOUDLY: needs to mount a 1 MB tmpfs (run as root): " + res.stderr.strip())
-    try:
+    with small_tmpfs(tmp_path / "disk", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_pull_paused_with_no_disk_floor_names_the_limit_that_was_not_met(
