@@ -6,67 +6,17 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from support.e2e import CLIENT_ID, SECRET, Connector, expected_payloads, received, summary, wait_until
+from support.sinks import CountingSink
 
 from siemconn.devtools.fake_rux import FakeRux
-
-
-class LineSink:
-    """A TCP syslog listener on 127.0.0.1 that keeps every LF-terminated line it receives."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        self._sock.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
-
-    def _read(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while chunk := conn.recv(65536):
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                with self._lock:
-                    self._lines.extend(x.decode("utf-8") for x in done)
-
-    def lines(self) -> list[str]:
-        with self._lock:
-            return list(self._lines)
-
-    def entry(self, name: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "server_protocol": "TCP",
-            "server_host": "127.0.0.1",
-            "server_port": self.port,
-            **extra,
-        }
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
 
 
 def _cli(conn: Connector, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +35,7 @@ def _records(conn: Connector, event: str) -> list[dict[str, Any]]:
 
 
 def test_status_from_another_directory_finds_the_running_service(tmp_path: Path) -> None:
-    sink = LineSink()
+    sink = CountingSink()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     try:
@@ -129,7 +79,7 @@ def test_status_from_another_directory_finds_the_running_service(tmp_path: Path)
 
 
 def test_sighup_reload_applies_the_new_config_without_loss_or_duplicates(tmp_path: Path) -> None:
-    a, b = LineSink(), LineSink()
+    a, b = CountingSink(), CountingSink()
     try:
         with FakeRux(seed_detections=30, client_id=CLIENT_ID, client_secret=SECRET) as fake:
             conn = Connector(tmp_path, fake.url, servers=[a.entry("A")], schedule="*/2 * * * * *")
@@ -209,7 +159,7 @@ def test_sighup_reload_applies_the_new_config_without_loss_or_duplicates(tmp_pat
 
 
 def test_replay_resends_exactly_the_window_to_one_server_while_running(tmp_path: Path) -> None:
-    a, b = LineSink(), LineSink()
+    a, b = CountingSink(), CountingSink()
     try:
         with FakeRux(client_id=CLIENT_ID, client_secret=SECRET) as fake:
             conn = Connector(
