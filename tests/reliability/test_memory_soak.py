@@ -36,7 +36,16 @@ from siemconn.devtools.harness import free_port
 pytestmark = pytest.mark.soak
 
 MINUTES = float(os.environ.get("SIEMCONN_SOAK_MINUTES", "15"))
-WARMUP = max(60.0, MINUTES * 60 / 5)  # a fifth of the run, at least one minute
+# (cron of every stream, the fake's generator interval in s, events it adds per stream each interval)
+PROFILES: dict[str, tuple[str, float, int]] = {
+    "compressed": ("* * * * * *", 0.1, 6),  # polls every second, ~160 events/s reach the service
+    "issue": ("*/5 * * * * *", 0.1, 2),  # the issue's acceptance: polls every 5 s, ~50 events/s
+    "million": ("* * * * * *", 0.1, 12),  # ~320 events/s: 1,000,000 events in about 52 minutes
+}
+PROFILE = os.environ.get("SIEMCONN_SOAK_PROFILE", "compressed")
+SCHEDULE, GENERATE_INTERVAL, GENERATE_COUNT = PROFILES[PROFILE]
+# a fifth of the run (at least one minute) unless set: the issue measures from minute 10 of 60
+WARMUP = 60 * float(os.environ.get("SIEMCONN_SOAK_WARMUP_MINUTES", max(1.0, MINUTES / 5)))
 WINDOW = 60.0
 RSS_BOUND_KIB = 512  # the issue's acceptance: < 0.5 MB between minute 10 and minute 60
 TRACED_BOUND_KIB = 256
@@ -45,8 +54,9 @@ SQLITE_BOUND = 4 * 1024 * 1024  # the page cache bound (queue/schema.py) plus sc
 
 @pytest.fixture
 def fake() -> Iterator[FakeRux]:
-    # 6 events per stream every 0.1 s: ~160 events/s reach the service (measured)
-    yield from serve_fake(generate_interval=0.1, generate_count=6)
+    # compressed: 6 events per stream every 0.1 s, ~160 events/s reach the service (measured); the
+    # default client does not see the entity score decreases the generator also adds
+    yield from serve_fake(generate_interval=GENERATE_INTERVAL, generate_count=GENERATE_COUNT)
 
 
 def _scrape(port: int, stop: threading.Event, counts: list[int]) -> None:
@@ -78,13 +88,15 @@ def test_memory_flat_after_warmup(
         fake.url,
         [rsyslog.server_entry("tcp1", "TCP")],
         trace=variant == "traced",
-        schedule="* * * * * *",
+        schedule=SCHEDULE,
         **extra,
     )
     duration = MINUTES * 60
     conn.start()
     conn.wait_log("siemconn_started", timeout=60)
-    watch = RssWatch(conn.pid).start()
+    # SIEMCONN_SOAK_OUT=DIR: every RSS sample is also appended to DIR/rss-VARIANT.tsv as it is taken
+    out_dir = os.environ.get("SIEMCONN_SOAK_OUT")
+    watch = RssWatch(conn.pid, out=Path(out_dir) / f"rss-{variant}.tsv" if out_dir else None).start()
     stop = threading.Event()
     scrapes = [0, 0]
     scraper = threading.Thread(target=_scrape, args=(metrics_port, stop, scrapes), daemon=True)
@@ -122,6 +134,7 @@ def test_memory_flat_after_warmup(
     first, highest, last = growth(floors, WARMUP)
     _figure(
         variant,
+        profile=PROFILE,
         minutes=MINUTES,
         events=s["expected"],
         rss_floor_after_warmup_kib=first,

@@ -71,8 +71,9 @@ def growth(floors: list[tuple[float, int]], after: float) -> tuple[int, int, int
 class RssWatch:
     """Samples a process's VmRSS every `every` s from a thread until stopped."""
 
-    def __init__(self, pid: int, every: float = 1.0) -> None:
+    def __init__(self, pid: int, every: float = 1.0, out: Path | None = None) -> None:
         self.pid = pid
+        self.out = out
         self.every = every
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
@@ -84,7 +85,11 @@ class RssWatch:
             kib = rss_kib(self.pid)
             if kib is None:
                 return
-            self.samples.append((time.monotonic() - self._t0, kib))
+            sample = (time.monotonic() - self._t0, kib)
+            self.samples.append(sample)
+            if self.out is not None:
+                with self.out.open("a", encoding="ascii") as f:
+                    f.write(f"{sample[0]:.1f}\t{sample[1]}\n")
 
     def start(self) -> RssWatch:
         self._thread.start()
