@@ -62,10 +62,13 @@ def window_floors(samples: list[tuple[float, int]], window: float) -> list[tuple
 
 
 def growth(floors: list[tuple[float, int]], after: float) -> tuple[int, int, int]:
-    """(first floor after `after` s, highest floor after it, the last floor): the rise is max - first."""
+    """(start, highest, end) of the floors after `after` s: start and end are the lowest floor of the
+    first and of the last few windows (a quarter of them, at most 5), so a page held across one minute's
+    sample does not read as growth; the rise is end - start, highest is reported beside it."""
     kept = [v for t, v in floors if t >= after]
     assert len(kept) >= 2, f"too few windows after warm-up: {floors}"
-    return kept[0], max(kept), kept[-1]
+    span = max(1, min(5, len(kept) // 4))
+    return min(kept[:span]), max(kept), min(kept[-span:])
 
 
 class RssWatch:
