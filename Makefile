@@ -102,10 +102,15 @@ fuzz: install
 soak: install
 	$(BIN)/python -m pytest -q -m soak -o addopts=''
 
-# flat memory over a long run (issue 30): the real service, the fake tenant adding ~160 events/s, rsyslogd;
-# four variants (plain, traced, metrics scraped every second, 100 SIGHUP reloads), SOAK_MINUTES each
+# flat memory over a long run (issue 30): the real service, the fake tenant adding events at a steady rate,
+# rsyslogd; four variants (plain, traced, metrics scraped every second, 100 SIGHUP reloads), SOAK_MINUTES
+# each. SOAK_PROFILE: compressed (default: polls every second, ~160 events/s), issue (polls every 5 s,
+# ~50 events/s: the acceptance run is SOAK_PROFILE=issue SOAK_MINUTES=60 SOAK_WARMUP_MINUTES=10),
+# million (~320 events/s: 1,000,000 events in SOAK_MINUTES=55). VARIANT=plain runs one variant
 soak-memory: install receiver
-	SIEMCONN_SOAK_MINUTES=$(or $(SOAK_MINUTES),15) $(BIN)/python -m pytest -q -s -m soak -o addopts='' tests/reliability/test_memory_soak.py
+	SIEMCONN_SOAK_MINUTES=$(or $(SOAK_MINUTES),15) SIEMCONN_SOAK_PROFILE=$(or $(SOAK_PROFILE),compressed) \
+	  $(if $(SOAK_WARMUP_MINUTES),SIEMCONN_SOAK_WARMUP_MINUTES=$(SOAK_WARMUP_MINUTES)) \
+	  $(BIN)/python -m pytest -q -s -m soak -o addopts='' tests/reliability/test_memory_soak.py $(if $(VARIANT),-k '$(VARIANT)')
 
 lint: install
 	$(BIN)/ruff check src tests bench scripts

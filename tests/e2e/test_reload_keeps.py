@@ -66,7 +66,9 @@ def test_sighup_burst_keeps_the_token_and_unchanged_connections(tmp_path: Path) 
         assert fake.count_requests("/oauth2/token") == 1
         assert (a.connections, b.connections) == (1, 1)
         done = log_events(conn, "reload_done")
-        assert all(d["token_kept"] and d["connections_kept"] == ["A", "B"] for d in done), done
+        assert all(
+            d["token_kept"] and d["api_client_kept"] and d["connections_kept"] == ["A", "B"] for d in done
+        ), done
         bursts = len(done)
 
         cfg = json.loads(conn.config_path.read_text())

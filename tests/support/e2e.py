@@ -28,9 +28,11 @@ __all__ = [
     "REPO",
     "SECRET",
     "connector_config",
+    "expected_keys",
     "expected_payloads",
     "payload_of",
     "received",
+    "received_counts",
     "serve_fake",
     "start_fake",
     "stream_of",
@@ -50,6 +52,32 @@ def stream_of(event: dict[str, Any]) -> str:
     if "urgency_score" in event:
         return "entity_scoring"
     return "audit"
+
+
+def expected_keys(fake: FakeRux) -> set[tuple[str, int]]:
+    """(stream, id) of every event a client with default filters sees: what expected_payloads keys, without
+    the bodies (a lean tenant's million events)."""
+    keys: set[tuple[str, int]] = set()
+    for stream, et in (
+        ("audits", None),
+        ("detections", None),
+        ("entity_scoring", "account"),
+        ("entity_scoring", "host"),
+    ):
+        name = "audit" if stream == "audits" else stream
+        keys.update((name, i) for i in fake.ids(stream, et))
+    return keys
+
+
+def received_counts(lines: Iterable[str]) -> Counter[tuple[str, int]]:
+    """How often each (stream, id) arrived: received()'s counts without keeping the events."""
+    counts: Counter[tuple[str, int]] = Counter()
+    for line in lines:
+        if "{" in line:
+            ev = payload_of(line)
+            if "id" in ev:
+                counts[(stream_of(ev), ev["id"])] += 1
+    return counts
 
 
 def expected_payloads(

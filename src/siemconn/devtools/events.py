@@ -126,16 +126,17 @@ class GeneratedEvent:
     attrs: dict[str, Any]
     _bodies: dict[str, bytes] = field(default_factory=dict, repr=False)
 
-    def body(self, version: str, size: str = "regular") -> bytes:
-        """The event's JSON bytes as served by `version` (v3.3 / v3.4 / v3.5), cached; `size`
-        "detailed" (v3.5 detections only) adds the detailed context."""
+    def body(self, version: str, size: str = "regular", *, cache: bool = True) -> bytes:
+        """The event's JSON bytes as served by `version` (v3.3 / v3.4 / v3.5), cached unless `cache` is
+        False (a lean tenant); `size` "detailed" (v3.5 detections only) adds the detailed context."""
         legacy = version == "v3.3"
         rich = size == "detailed" and version == "v3.5" and self.stream == "detections"
         key = "v3.5-detailed" if rich else "v3.3" if legacy else "v3.4"
         b = self._bodies.get(key)
         if b is None:
             b = orjson.dumps(detailed(self.doc) if rich else render(self.stream, self.doc, legacy))
-            self._bodies[key] = b
+            if cache:
+                self._bodies[key] = b
         return b
 
 

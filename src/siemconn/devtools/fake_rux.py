@@ -243,7 +243,10 @@ class _View:
 
 
 class FakeRux:
-    """The fake tenant: event store, tokens, faults and the HTTP server around them."""
+    """The fake tenant: event store, tokens, faults and the HTTP server around them.
+
+    `lean`: events keep only their documents, not their rendered bodies (a detection's two bodies are
+    ~17 KB), rendered for each page instead: slower to serve, but a soak's million events fit in memory."""
 
     def __init__(
         self,
@@ -260,6 +263,7 @@ class FakeRux:
         tenant_url: str = "https://demo.uw2.portal.vectra.ai",
         generate_interval: float | None = None,
         generate_count: int = 3,
+        lean: bool = False,
         faults: Iterable[Fault] = (),
         **knobs: Any,
     ) -> None:
@@ -284,6 +288,7 @@ class FakeRux:
         self._issued: list[str] = []  # every access and refresh token ever issued (secret-scan tests)
         self._generate_interval = generate_interval
         self._generate_count = generate_count
+        self._lean = lean
         self._stop = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -384,8 +389,9 @@ class FakeRux:
                 self._next_id[stream] = eid + 1
                 ts = timestamps[i] if timestamps is not None else now
                 ev = self._factory.make(stream, eid, ts, entity_type)
-                ev.body("v3.3")  # pre-render: pages are served by concatenating cached bytes
-                ev.body("v3.4")
+                if not self._lean:  # pre-render: pages are served by concatenating cached bytes
+                    ev.body("v3.3")
+                    ev.body("v3.4")
                 self._events[stream].append(ev)
                 out.append(eid)
             return out
@@ -666,7 +672,7 @@ class FakeRux:
             nxt = head
         else:
             nxt = frm
-        events = b",".join(e.body(version, size) for e in chosen)
+        events = b",".join(e.body(version, size, cache=not self._lean) for e in chosen)
         return 200, _envelope(events, nxt, remaining, k.envelope)
 
     def _query_key(self, version: str, stream: str, params: dict[str, str]) -> tuple[Any, ...]:

@@ -15,7 +15,7 @@ from siemconn.errors import EndpointError
 from siemconn.ops.health import Health
 from siemconn.ops.metrics import Metrics
 
-__all__ = ["parse_address", "start_http_server"]
+__all__ = ["MAX_CONNECTIONS", "parse_address", "start_http_server"]
 
 _MAX_HEADER_BYTES = 16 * 1024
 _REQUEST_TIMEOUT = 5.0  # an idle or slow client is closed after this long

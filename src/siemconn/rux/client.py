@@ -95,6 +95,7 @@ class RuxClient:
         retry_after_cap: float = 300.0,
         rng: random.Random | None = None,
         on_secret: Callable[[str], None] | None = None,
+        previous: RuxClient | None = None,
     ) -> None:
         self._base_url = credentials.base_url.rstrip("/")
         self._client_id = credentials.client_id
@@ -106,12 +107,23 @@ class RuxClient:
         self._max_bytes = configuration.max_response_mb * 1024 * 1024
         self._redactor = Redactor([secret])
         self._deviations = DeviationLog(metrics)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(configuration.http_timeout),
-            headers={"Accept": "application/json", "User-Agent": f"siemconn/{__version__}"},
-            follow_redirects=False,
-        )
+        self._http_timeout = configuration.http_timeout
+        self._owns_http = True
+        self._http_taken = False
+        self._http: httpx.AsyncClient
+        if previous is not None and transport is None and previous._http_timeout == self._http_timeout:
+            # a reload: the HTTP client (its TLS context and open API connection) is taken over, not
+            # built again; a new one holds ~0.8 MB until the old one is collected (docs/performance.md)
+            self._http = previous._http
+            self._http_taken = True
+            previous._owns_http = False
+        else:
+            self._http = httpx.AsyncClient(
+                transport=transport,
+                timeout=httpx.Timeout(configuration.http_timeout),
+                headers={"Accept": "application/json", "User-Agent": f"siemconn/{__version__}"},
+                follow_redirects=False,
+            )
         self._retrier = Retrier(
             base_url=self._base_url,
             http_timeout=configuration.http_timeout,
@@ -138,8 +150,15 @@ class RuxClient:
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    @property
+    def http_kept(self) -> bool:
+        """True when this client took its HTTP client over from `previous` (a reload that kept it)."""
+        return self._http_taken
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the HTTP client, unless a newer RuxClient took it over (then it is that one's to close)."""
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> RuxClient:
         return self

@@ -18,7 +18,8 @@ Replays: on each heartbeat the service starts the replay requests `siemconn repl
 writer of its own for that one server (siemconn.queue.replay).
 
 Modules: `process` (the `Service`: triggers, signals, reload's quiesce and apply, shutdown), `pulling`
-(one pull: source to buffer), `reload` (what a SIGHUP would apply), `replays` (replay deliveries),
+(one pull: source to buffer), `pagestore` (`PageStore`, what a pull uses of the queue), `mempagestore`
+(`MemPageStore`, that contract in memory), `reload` (what a SIGHUP would apply), `replays` (replay deliveries),
 `startup` (the start summary and configuration warnings), `entry` (`run_service`, for `siemconn run`).
 """
 

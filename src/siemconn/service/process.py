@@ -407,7 +407,11 @@ class Service:
         self.health.reconfigure(new_names, new_cfg.health_window_seconds)
         old_client = self.client
         self.client = RuxClient(
-            self.settings.credentials, self.cfg, metrics=self.metrics, on_secret=self._on_secret
+            self.settings.credentials,
+            self.cfg,
+            metrics=self.metrics,
+            on_secret=self._on_secret,
+            previous=old_client,
         )
         if self._on_secret is not None:
             self._on_secret(self.settings.credentials.client_secret.get_secret_value())
@@ -423,7 +427,13 @@ class Service:
         self._quiet = False
         self._start_crons()
         warn_off_streams(self.cfg)
-        log_reload_done(old_names, self.cfg, token_kept=token_kept, connections_kept=self._connections_kept)
+        log_reload_done(
+            old_names,
+            self.cfg,
+            token_kept=token_kept,
+            api_client_kept=self.client.http_kept,
+            connections_kept=self._connections_kept,
+        )
         return new_pool
 
     def _make_tick(self, stream: str) -> Callable[[], None]:

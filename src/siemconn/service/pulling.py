@@ -1,5 +1,6 @@
 """Source to buffer: one pull of a stream, from the RUX client's pages to `PageStore.commit_page` (the
-source side's contract with the queue, which `DurableQueue` implements).
+source side's contract with the queue, `siemconn.service.pagestore`, which `DurableQueue` implements and
+`MemPageStore` implements in memory).
 
 Invariants: a page is committed (events and checkpoint in one transaction) before the next page is
 requested, and at most one parsed page is alive across all streams (`Pull.ingest`); a pull stops between
@@ -12,10 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from siemconn.config import OBJECT_SNAPSHOT
 from siemconn.errors import (
@@ -27,52 +27,17 @@ from siemconn.errors import (
     RuxPermissionError,
     RuxResponseError,
 )
-from siemconn.events.rejected import Rejected
 from siemconn.logging import get_logger
 from siemconn.ops.metrics import Metrics
 from siemconn.rux import lockdown
 from siemconn.rux.client import RuxClient
 from siemconn.rux.healthevent import health_event
 from siemconn.rux.streams import TIMESTAMP_FORMAT, StreamSpec, api_path
+from siemconn.service.pagestore import PageStore
 
 __all__ = ["PageStore", "Pull", "StreamRunner", "pull_events", "pull_snapshot", "pull_stream"]
 
 log = get_logger("siemconn.service")
-
-
-class PageStore(Protocol):
-    """The source side's whole contract with the buffer (siemconn.queue.DurableQueue implements it): a
-    pull asks whether it may fetch, reads its checkpoint and state, and commits each page with its
-    checkpoint (and state) in one durable step; nothing else."""
-
-    async def can_pull(self) -> tuple[bool, str]:
-        """(False, reason) while the queue pauses fetching (a destination full, the disk under its floor)."""
-        ...
-
-    async def checkpoint(self, key: str) -> int | None:
-        """The committed checkpoint of key, or None before its first page."""
-        ...
-
-    async def stream_state(self, key: str) -> str | None:
-        """The state committed with key's last page (lockdown's last-seen list), or None."""
-        ...
-
-    async def commit_page(
-        self,
-        key: str,
-        events: Sequence[Mapping[str, Any]],
-        next_checkpoint: int | None,
-        rejects: Sequence[Rejected] = (),
-        *,
-        state: str | None = None,
-        dedupe: bool = True,
-    ) -> int:
-        """Store one page, its checkpoint and its rejects in one commit; the events kept after dedupe."""
-        ...
-
-    async def record_poll(self, key: str, when: float) -> None:
-        """Remember the time of key's last successful poll."""
-        ...
 
 
 @dataclass

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from siemconn.config import ServerConfig
+from siemconn.config import STREAM_DEFS, ServerConfig
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.formats import MappedFormat
 from siemconn.syslog.mapping import RAW_EVENT_LABEL
@@ -68,7 +68,7 @@ SIEM_MARKER_KEY: Final = "siemconnTrimmed"
 
 Action = Literal["trimmed", "truncated", "dropped", "unfittable"]
 # streams with a CEF/LEEF mapping: only they can leave the raw event out (the others always carry it)
-_MAPPED_STREAMS: Final = frozenset({"detections", "entity_scoring", "audit"})
+_MAPPED_STREAMS: Final = frozenset(d.name for d in STREAM_DEFS if d.mapper is not None)
 
 
 def framing_overhead(server: ServerConfig, message_len: int) -> int:

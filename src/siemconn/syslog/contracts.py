@@ -27,7 +27,8 @@ __all__ = ["HealthLike", "Opener", "QueueLike", "Sleep", "StateListener", "WallC
 
 class QueueLike(Protocol):
     """The whole contract between the pool and the queue (siemconn.queue.DurableQueue implements it; so does
-    the tests' in-memory queue). Reading never advances a destination; ack() does, in read order."""
+    siemconn.syslog.memqueue.MemQueue, in memory). Reading never advances a destination; ack() does, in
+    read order."""
 
     async def read_batch(self, destination: str, max_events: int) -> Batch | None:
         """Up to max_events undelivered events of destination from its cursor, or None."""

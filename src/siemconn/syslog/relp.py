@@ -33,7 +33,7 @@ from siemconn.logging import get_logger
 from siemconn.syslog.tcp import READ_CHUNK, close_stream, open_stream
 from siemconn.syslog.tls import client_cert_fix
 
-__all__ = ["MAX_TXNR", "RelpTransport", "TxnrSequence", "open_relp", "parse_frames"]
+__all__ = ["MAX_TXNR", "RelpProtocolError", "RelpTransport", "TxnrSequence", "open_relp", "parse_frames"]
 
 log = get_logger(__name__)
 

@@ -1003,3 +1003,25 @@ async def test_a_too_large_answer_is_retried_with_a_smaller_limit(
     pages = await collect(client, DET, 5)
     assert [p.next_checkpoint for p in pages] == [6]
     assert limits == ["1000", "250", "62", "15"]
+
+
+async def test_a_reload_takes_the_http_client_over_when_http_timeout_is_unchanged(
+    fake_factory: Callable[..., FakeRux],
+) -> None:
+    """A reload builds a new RuxClient with `previous`: it keeps the old one's HTTP client (TLS context,
+    open connection) instead of building another, and the old one's aclose() leaves it open. A changed
+    http_timeout builds a new one, and the old one closes its own."""
+    fake = fake_factory(seed_detections=3)
+    old = RuxClient(creds(fake.url), cfg())
+    assert len(all_ids(await collect(old, DET, None))) == 3
+    new = RuxClient(creds(fake.url), cfg(), previous=old)
+    assert new.http_kept and new._http is old._http
+    await old.aclose()
+    assert not new._http.is_closed
+    assert len(all_ids(await collect(new, DET, None))) == 3
+    changed = RuxClient(creds(fake.url), cfg(http_timeout=new._http_timeout + 5), previous=new)
+    assert not changed.http_kept and changed._http is not new._http
+    await new.aclose()
+    assert new._http.is_closed and not changed._http.is_closed
+    await changed.aclose()
+    assert changed._http.is_closed

@@ -1,13 +1,15 @@
 """health and lockdown end to end below the process level: the fake tenant's endpoints over real HTTP,
-the client's snapshot/probe calls, `siemconn check` per stream, and the service's snapshot pulls into a
-real queue (changes only, state committed with them, 403 on one stream leaving the others flowing)."""
+the client's snapshot/probe calls, `siemconn check` per stream, and the snapshot pulls: into the in-memory
+page store (changes only, state committed with them, a failed commit) and, through the service's runners,
+into a real queue (403 on one stream leaving the others flowing)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +23,14 @@ from siemconn.config import load_settings
 from siemconn.devtools.fake_rux import FakeRux, Fault
 from siemconn.devtools.snapshots import Lockdowns
 from siemconn.errors import RuxPermissionError, RuxResponseError
+from siemconn.ops.metrics import NO_METRICS
 from siemconn.queue import DurableQueue
 from siemconn.rux.client import RuxClient
 from siemconn.rux.lockdown import MARKER, UNLOCKED
 from siemconn.rux.streams import StreamSpec
 from siemconn.service import Service
+from siemconn.service.mempagestore import MemPageStore
+from siemconn.service.pulling import Pull, pull_snapshot
 
 LOCKDOWN_FIELDS = {
     "id",
@@ -215,33 +220,38 @@ async def _payloads(q: DurableQueue) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@asynccontextmanager
+async def _pull(tmp_path: Path, fake: FakeRux, store: MemPageStore) -> AsyncIterator[Pull]:
+    """A pull into the in-memory store (the queue's page contract, tests/unit/service/test_pagestore.py),
+    with a client of its own, as the service builds one for each tick."""
+    s = _settings(tmp_path, fake)
+    async with RuxClient(s.credentials, s.configuration) as client:
+        yield Pull(store, client, NO_METRICS, s.configuration.api_version, asyncio.Lock(), lambda: False)
+
+
 async def test_health_pull_forwards_the_object_once_per_poll(tmp_path: Path, fake: FakeRux) -> None:
-    svc = await _service(tmp_path, fake)
-    assert svc.queue is not None and svc.client is not None
-    try:
-        assert await svc.pull_snapshot(StreamSpec("health")) == 1
-        assert await svc.pull_snapshot(StreamSpec("health")) == 1
-        got = await _payloads(svc.queue)
+    store = MemPageStore()
+    async with _pull(tmp_path, fake, store) as pull:
+        assert await pull_snapshot(StreamSpec("health"), pull) == 1
+        assert await pull_snapshot(StreamSpec("health"), pull) == 1
+        got = store.events()
         assert [s for s, _ in got] == ["health", "health"]
         assert all(set(p) == HEALTH_SECTIONS for _, p in got)
+        assert await store.checkpoint("health") == 2  # the polls that queued events
         fake.add_fault(Fault(path="health", body="[1, 2]", status=200))
         with pytest.raises(RuxResponseError, match="expected a JSON object"):
-            await svc.pull_snapshot(StreamSpec("health"))
-        assert await svc.queue.depth("u") == 0
-    finally:
-        await svc.client.aclose()
-        await svc.queue.close()
+            await pull_snapshot(StreamSpec("health"), pull)
+        assert len(store.events()) == 2 and await store.checkpoint("health") == 2
 
 
 async def test_lockdown_pull_forwards_changes_only_and_keeps_state_on_bad_answers(
     tmp_path: Path, fake: FakeRux
 ) -> None:
-    svc = await _service(tmp_path, fake)
-    assert svc.queue is not None and svc.client is not None
+    store = MemPageStore()
     spec = StreamSpec("lockdown")
-    try:
-        assert await svc.pull_snapshot(spec) == 2  # the two seeded entries appear
-        assert await svc.pull_snapshot(spec) == 0  # same list: nothing
+    async with _pull(tmp_path, fake, store) as pull:
+        assert await pull_snapshot(spec, pull) == 2  # the two seeded entries appear
+        assert await pull_snapshot(spec, pull) == 0  # same list: nothing
         first = fake.lockdowns.entries()
         fake.lockdowns.unlock(first[0]["type"], first[0]["entity_id"])
         # an error or a non-array answer is never read as "everything left"
@@ -250,31 +260,26 @@ async def test_lockdown_pull_forwards_changes_only_and_keeps_state_on_bad_answer
             Fault(path="lockdown", status=503, count=5),
         )
         with pytest.raises(RuxResponseError, match="expected a JSON array"):
-            await svc.pull_snapshot(spec)
+            await pull_snapshot(spec, pull)
         with pytest.raises(Exception, match="503"):
-            await svc.pull_snapshot(spec)
-        assert await svc.pull_snapshot(spec) == 1
-        got = await _payloads(svc.queue)
-        assert [p for _, p in got[:2]] == first
-        assert got[2][1] == {
+            await pull_snapshot(spec, pull)
+        assert await pull_snapshot(spec, pull) == 1
+        got = [p for _, p in store.events()]
+        assert got[:2] == first
+        assert got[2] == {
             **first[0],
             MARKER: UNLOCKED,
-            "siemconn_observed_at": got[2][1]["siemconn_observed_at"],
+            "siemconn_observed_at": got[2]["siemconn_observed_at"],
         }
-    finally:
-        await svc.client.aclose()
-        await svc.queue.close()
-    # the last-seen list survives a restart: the same list is no change
-    svc = await _service(tmp_path, fake)
-    assert svc.queue is not None and svc.client is not None
-    try:
-        assert await svc.pull_snapshot(spec) == 0
-    finally:
-        await svc.client.aclose()
-        await svc.queue.close()
+    # the last-seen list lives in the store, not in the pull: a new process's first poll (a new client,
+    # the same store) of the same list is no change (that the queue keeps the state across a restart is
+    # tests/unit/queue/test_routing.py's)
+    async with _pull(tmp_path, fake, store) as pull:
+        assert await pull_snapshot(spec, pull) == 0
 
 
 async def test_403_on_one_stream_leaves_the_others_flowing(tmp_path: Path, fake: FakeRux) -> None:
+    """The service's pulls into a real queue: its runners, per stream."""
     fake.configure(roles=["Read-Only"])  # audit and health 403; detections and lockdown allowed
     svc = await _service(tmp_path, fake)
     assert svc.queue is not None and svc.client is not None
@@ -290,32 +295,17 @@ async def test_403_on_one_stream_leaves_the_others_flowing(tmp_path: Path, fake:
         await svc.queue.close()
 
 
-def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux) -> None:
+async def test_lockdown_change_survives_a_failed_commit(tmp_path: Path, fake: FakeRux) -> None:
     """A poll whose commit failed leaves the state as it was: the next poll produces the same changes."""
-
-    async def scenario() -> None:
-        svc = await _service(tmp_path, fake)
-        assert svc.queue is not None and svc.client is not None
-        try:
-            assert await svc.pull_snapshot(StreamSpec("lockdown")) == 2
-            fake.lockdowns.lock("host", 4242, name="new-host")
-            real = svc.queue.commit_page
-
-            async def failing(*a: Any, **kw: Any) -> int:
-                raise asyncio.CancelledError  # as if the process died before the commit
-
-            svc.queue.commit_page = failing  # type: ignore[method-assign]  # die before the commit
-            with pytest.raises(asyncio.CancelledError):
-                await svc.pull_snapshot(StreamSpec("lockdown"))
-            svc.queue.commit_page = real  # type: ignore[method-assign]  # undo the patch
-            assert await svc.pull_snapshot(StreamSpec("lockdown")) == 1
-            got = await _payloads(svc.queue)
-            assert [p["entity_id"] for _, p in got].count(4242) == 1
-        finally:
-            await svc.client.aclose()
-            await svc.queue.close()
-
-    asyncio.run(scenario())
+    store = MemPageStore()
+    async with _pull(tmp_path, fake, store) as pull:
+        assert await pull_snapshot(StreamSpec("lockdown"), pull) == 2
+        fake.lockdowns.lock("host", 4242, name="new-host")
+        store.fail_next_commit = asyncio.CancelledError()  # as if the process died before the commit
+        with pytest.raises(asyncio.CancelledError):
+            await pull_snapshot(StreamSpec("lockdown"), pull)
+        assert await pull_snapshot(StreamSpec("lockdown"), pull) == 1
+        assert [p["entity_id"] for _, p in store.events()].count(4242) == 1
 
 
 def test_check_under_v35_names_each_endpoint_that_answered(
