@@ -20,7 +20,8 @@ from siemconn.config import LocalSettings
 from siemconn.errors import SiemconnError
 from siemconn.events.encoder import encode_event
 from siemconn.exitcodes import ExitCode
-from siemconn.syslog.format import format_message, frame
+from siemconn.syslog.format import Formatter, frame
+from siemconn.syslog.formats import MappedFormat
 from siemconn.syslog.transport import open_transport
 
 __all__ = ["TEST_EVENT_MARK", "send_test"]
@@ -41,10 +42,11 @@ async def send_test(settings: LocalSettings, out: TextIO) -> int:
     payload = encode_event(event)
     all_ok = True
     for server in settings.servers:
-        # cef/leef map events per stream; the test message is no audit event, so it gets its own
-        # header (product "siemconn", signature id "siemconn.send_test") and carries its JSON whole
-        stream = "send_test" if server.format in ("cef", "leef") else "audit"
-        message = format_message(payload, stream, server, now)
+        formatter = Formatter(server)
+        # a mapped format (cef, leef) maps events per stream; the test message is no audit event, so it
+        # gets its own header (product "siemconn", signature id "siemconn.send_test") and its JSON whole
+        stream = "send_test" if isinstance(formatter.syntax, MappedFormat) else "audit"
+        message = formatter.format(payload, stream, now)
         data = message if server.server_protocol == "UDP" else frame(message, server.framing)
         try:
             transport = await open_transport(server, settings.cert_dir, connect_timeout=CONNECT_TIMEOUT)

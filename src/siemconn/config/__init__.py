@@ -35,13 +35,16 @@ from siemconn.config.loader import (
 )
 from siemconn.config.model import MAX_PACED_BATCH_SECONDS, Configuration, SchedulerConfig
 from siemconn.config.server import (
+    DEFAULT_FORMAT,
     DEFAULT_RELP_WINDOW,
     DEFAULT_UDP_MESSAGE_SIZE,
     DEFAULT_UDP_RATE_LIMIT,
     FACILITIES,
+    FORMAT_NAMES,
     LEEF_DELIMITERS,
     LEGACY_HOSTNAME,
     SEVERITIES,
+    FormatName,
     ServerConfig,
 )
 from siemconn.config.settings import Credentials, LocalSettings, Settings
@@ -58,10 +61,12 @@ from siemconn.config.streams import (
 
 __all__ = [
     "CRON_NICKNAMES",
+    "DEFAULT_FORMAT",
     "DEFAULT_RELP_WINDOW",
     "DEFAULT_UDP_MESSAGE_SIZE",
     "DEFAULT_UDP_RATE_LIMIT",
     "FACILITIES",
+    "FORMAT_NAMES",
     "LEEF_DELIMITERS",
     "LEGACY_HOSTNAME",
     "MAX_PACED_BATCH_SECONDS",
@@ -75,6 +80,7 @@ __all__ = [
     "STREAM_TABLE",
     "StreamDef",
     "ConfigFile",
+    "FormatName",
     "Configuration",
     "Credentials",
     "LocalSettings",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BeforeValidator, model_validator
 
@@ -21,10 +21,13 @@ from siemconn.config.rules import Check, Strict, checked, custom_error, int_in, 
 from siemconn.config.streams import STREAMS
 
 __all__ = [
+    "DEFAULT_FORMAT",
     "DEFAULT_RELP_WINDOW",
     "DEFAULT_UDP_MESSAGE_SIZE",
     "DEFAULT_UDP_RATE_LIMIT",
     "FACILITIES",
+    "FORMAT_NAMES",
+    "FormatName",
     "LEEF_DELIMITERS",
     "LEGACY_HOSTNAME",
     "SEVERITIES",
@@ -32,6 +35,11 @@ __all__ = [
 ]
 
 LEGACY_HOSTNAME = "VECTRA-SYSLOG-CONNECTOR"
+# the output formats `format` accepts: each is one module of siemconn.syslog.formats, and its registry
+# (`FORMATS`) names the same ones (tests/unit/syslog/test_formats.py checks it)
+FormatName = Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"]
+FORMAT_NAMES: Final[tuple[str, ...]] = get_args(FormatName)
+DEFAULT_FORMAT: Final[FormatName] = "legacy"  # the reference connector's line
 # LEEF 2.0 attribute delimiters: tab (LEEF's default) and printable characters JSON only has in strings
 LEEF_DELIMITERS: tuple[str, ...] = ("\t", "^", "~", "#", ";", "!", "`", "@", "$", "%", "&", "*", "?")
 # Defaults chosen by measurement (docs/reliability.md, bench/relp_window.py and bench/udp_pacing.py).
@@ -188,7 +196,7 @@ class ServerConfig(Strict):
     server_host: Annotated[str, BeforeValidator(_host)]
     server_port: Annotated[int, _PORT]
 
-    format: Literal["legacy", "rfc5424", "rfc3164", "cef", "leef"] = "legacy"
+    format: FormatName = DEFAULT_FORMAT
     framing: Literal["lf", "octet-counting"] = "lf"
     facility: Annotated[int, _FACILITY] = 1
     severity: Annotated[int, _SEVERITY] = 6

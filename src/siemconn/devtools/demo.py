@@ -28,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from siemconn.config import DEFAULT_FORMAT
 from siemconn.devtools.harness import config_skeleton, free_port, start_fake_tenant, write_config
+from siemconn.syslog.formats import FORMATS
 
 __all__ = ["DEMO_CLIENT_ID", "DEMO_SECRET", "demo_config", "main"]
 
@@ -36,14 +38,11 @@ DEMO_CLIENT_ID = "demo-client"
 DEMO_SECRET = "demo-secret-not-a-real-one"
 
 
-FORMATS = ("legacy", "rfc5424", "rfc3164", "cef", "leef")
-
-
 def demo_config(
     tcp_port: int,
     udp_port: int,
     workdir: Path,
-    fmt: str = "legacy",
+    fmt: str = DEFAULT_FORMAT,
     *,
     snapshots: bool = True,
     detailed: bool = False,
@@ -63,7 +62,7 @@ def demo_config(
     ]
     for server in servers:  # a size budget that fits rsyslog's default limit (docs/formats.md)
         server.update({"max_message_size": 8000, "oversize": "trim"})
-        if fmt != "legacy":
+        if fmt != DEFAULT_FORMAT:
             server["format"] = fmt
     config = config_skeleton(
         workdir, servers, schedule="*/5 * * * * *", log_format="console", min_free_disk_mb=0
@@ -101,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--format",
-        choices=FORMATS,
-        default=os.environ.get("DEMO_FORMAT") or "legacy",
+        choices=tuple(FORMATS),
+        default=os.environ.get("DEMO_FORMAT") or DEFAULT_FORMAT,
         help="the servers' format (default legacy, or $DEMO_FORMAT); `make demo FORMAT=cef` shows CEF",
     )
     ap.add_argument(

@@ -6,7 +6,8 @@
 * `transcode`: an API page's text -> each event's stored text and id, without building objects
   (`transcode_page`, `EncodedEvents`; C code in `_transcode.c`);
 * `rejected`: an event set aside with a reason (`Rejected`, `REASONS`), for the queue's quarantine;
-* `eventtime`: an event's `event_timestamp`, as the replay window and the delivery record read it.
+* `eventtime`: an event's own time (`event_timestamp`), the one rule the syslog header, CEF/LEEF, the
+  replay window and the delivery record read it by.
 """
 
 from siemconn.events.batch import Batch, QueuedEvent, Segment

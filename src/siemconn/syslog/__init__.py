@@ -1,8 +1,8 @@
 """The syslog sink: events from the queue, formatted, to each syslog server, acked after delivery.
 
-Pure, no I/O: `format` (RFC 5424 / 3164 messages, framing, UDP fitting), `cef` and `leef` (the
-SIEM-native encoders) over `mapping` (one field mapping per stream), `wire` (a queue batch formatted
-and framed for one server).
+Pure, no I/O: `format` (`Formatter`: one server's messages, framing, UDP fitting) over `formats` (one
+module per output format and `FORMATS`, their registry), `cef` and `leef` (the SIEM-native text) over
+`mapping` (one field mapping per stream), `wire` (a queue batch formatted and framed for one server).
 
 Connections (asyncio): `transport` (the `Transport` contract, TCP/TLS `StreamTransport`,
 `open_transport` for every protocol), `tcp` (opening and closing the stream under TCP, TLS and RELP),

@@ -43,9 +43,8 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from siemconn.config import STREAM_DEFS, ServerConfig
-from siemconn.syslog.cef import escape_value
-from siemconn.syslog.format import Formatter, safe_cut
-from siemconn.syslog.leef import LeefEncoder
+from siemconn.syslog.format import Formatter
+from siemconn.syslog.formats import MappedFormat
 from siemconn.syslog.mapping import RAW_EVENT_LABEL
 from siemconn.syslog.trim import MARKER, trim_event
 
@@ -120,7 +119,7 @@ class Oversizer:
         self.limit = message_limit(server)
         self.policy = server.oversize_policy
         self._formatter = formatter
-        self._bare: Formatter | None = None  # cef/leef without the raw event (trim's first step)
+        self._bare: Formatter | None = None  # a mapped format without the raw event (trim's first step)
 
     def wire_size(self, message: bytes | None) -> int:
         return 0 if message is None else len(message) + framing_overhead(self.server, len(message))
@@ -132,12 +131,7 @@ class Oversizer:
         if self.policy == "drop":
             return Fitted(None, "dropped", original, 0)
         if self.policy == "truncate":
-            fmt = self.server.format
-            cut = (
-                safe_cut(message, self.limit, escapes=fmt == "cef")
-                if fmt in ("cef", "leef")
-                else message[: self.limit]
-            )
+            cut = self._formatter.syntax.cut(message, self.limit)
             return Fitted(cut, "truncated", original, self.wire_size(cut))
         trimmed = self._trim(payload, stream, now, original)
         if trimmed is None:
@@ -155,8 +149,8 @@ class Oversizer:
         if not isinstance(event, dict):
             return None
         assert self.limit is not None
-        fmt = self.server.format
-        if fmt not in ("cef", "leef"):
+        syntax = self._formatter.syntax
+        if not isinstance(syntax, MappedFormat):  # the marker is a key of the trimmed event's JSON
             formatter = self._formatter
 
             def render(ev: dict[str, Any]) -> bytes:
@@ -164,18 +158,14 @@ class Oversizer:
 
             got = trim_event(event, stream, render, self.limit, original)
             return None if got is None else (got.message, got.removed)
+        # a mapped format: the raw event goes first, and the marker is a field of its own, last
         bare = self._bare_formatter()
         mapped = stream.split(".")[0] in _MAPPED_STREAMS
         raw_first = (RAW_EVENT_LABEL,) if self.server.include_raw_event and mapped else ()
-        delimiter = self.server.leef_delimiter
-        leef = LeefEncoder(delimiter, include_raw=False)
 
         def render_siem(ev: dict[str, Any]) -> bytes:
-            marker = json.dumps(ev[MARKER])
             message = bare.format_bytes(json.dumps(ev).encode(), stream, now)
-            if fmt == "cef":
-                return message + f" {SIEM_MARKER_KEY}={escape_value(marker)}".encode()
-            return message + f"{delimiter}{SIEM_MARKER_KEY}={leef.value(marker, True)}".encode()
+            return message + syntax.field(SIEM_MARKER_KEY, json.dumps(ev[MARKER])).encode()
 
         got = trim_event(event, stream, render_siem, self.limit, original, raw_first)
         return None if got is None else (got.message, got.removed)
@@ -183,7 +173,9 @@ class Oversizer:
     def _bare_formatter(self) -> Formatter:
         if self._bare is None:
             if self.server.include_raw_event:
-                self._bare = Formatter(self.server.model_copy(update={"include_raw_event": False}))
+                self._bare = self._formatter.for_server(
+                    self.server.model_copy(update={"include_raw_event": False})
+                )
             else:
                 self._bare = self._formatter
         return self._bare

@@ -30,9 +30,9 @@ from typing import Any, Final, Protocol
 
 from siemconn import __version__
 from siemconn.config import ServerConfig
-from siemconn.syslog.cef import render as render_cef
-from siemconn.syslog.format import Formatter, frame, rfc3339, sanitize_field, utf8
-from siemconn.syslog.leef import LeefEncoder
+from siemconn.syslog.format import Formatter, frame
+from siemconn.syslog.formats import MappedFormat
+from siemconn.syslog.formats.base import rfc3339, sanitize_field
 from siemconn.syslog.mapping import Field, Mapped
 
 __all__ = [
@@ -215,13 +215,10 @@ def heartbeat_mapped(facts: HeartbeatFacts) -> Mapped:
 
 
 def heartbeat_message(formatter: Formatter, facts: HeartbeatFacts) -> bytes:
-    """One heartbeat for `formatter`'s server, without framing: the same syslog header as its events."""
-    server = formatter.server
-    if server.format == "cef":
-        return utf8(formatter.siem_header(facts.time) + render_cef(heartbeat_mapped(facts)))
-    if server.format == "leef":
-        leef = LeefEncoder(server.leef_delimiter, include_raw=False)
-        return utf8(formatter.siem_header(facts.time) + leef.render(heartbeat_mapped(facts)))
+    """One heartbeat for `formatter`'s server, without framing: the same syslog header as its events; a
+    mapped format (cef, leef) renders `heartbeat_mapped`, the others carry `heartbeat_json`."""
+    if isinstance(formatter.syntax, MappedFormat):
+        return formatter.format_record(heartbeat_mapped(facts), HEARTBEAT_STREAM, facts.time)
     return formatter.format(heartbeat_json(facts), HEARTBEAT_STREAM, facts.time)
 
 

@@ -23,13 +23,14 @@ from unit.syslog.test_pool import Sink, fast_sleep, srv
 
 from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError
+from siemconn.events.eventtime import event_time
 from siemconn.events.rejected import raw_json
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, export_row, read_quarantine, read_status
 from siemconn.queue.schema import SCHEMA_VERSION
 from siemconn.rux.page import loads_page
 from siemconn.rux.salvage import salvage_page
-from siemconn.syslog.format import Formatter, event_time, parse_event_timestamp
+from siemconn.syslog.format import Formatter, parse_event_timestamp
 from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import WriterPool
 

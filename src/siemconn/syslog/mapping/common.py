@@ -1,4 +1,7 @@
-"""What every stream mapping shares: the record types, value coercions and the generic mapping."""
+"""What every stream mapping shares: the record types, value coercions and the generic mapping.
+
+Times (`event_timestamp`, a detection's `first_timestamp`) are read by `siemconn.events.eventtime`'s
+`as_event_time`, the one rule every consumer of an event's time uses."""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from siemconn import __version__
 from siemconn.config import STREAM_DEFS
+from siemconn.events.eventtime import EVENT_TIME_FIELD, as_event_time
 
 __all__ = [
     "PRODUCTS",
@@ -26,7 +30,6 @@ __all__ = [
     "as_int",
     "as_ip",
     "as_text",
-    "as_timestamp",
     "entity_fields",
     "entity_type",
     "event_fields",
@@ -110,17 +113,6 @@ def as_ip(value: Any) -> str | None:
         return None
 
 
-def as_timestamp(value: Any) -> datetime | None:
-    """An ISO-8601 `event_timestamp` as an aware UTC datetime (naive = UTC), else None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        ts = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return ts.astimezone(UTC) if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
-
-
 def json_text(value: Any) -> str | None:
     """Lists and objects as compact JSON (UTF-8 text, not ASCII-escaped); None when empty or not one."""
     if isinstance(value, list | dict) and value:
@@ -185,7 +177,7 @@ def stream_record(
 ) -> Mapped:
     """The record of a stream with its own mapping: its header product, the time from `event_timestamp`."""
     return Mapped(
-        PRODUCTS[stream], signature, name, severity, as_timestamp(event.get("event_timestamp")), fields.items
+        PRODUCTS[stream], signature, name, severity, as_event_time(event.get(EVENT_TIME_FIELD)), fields.items
     )
 
 
@@ -200,7 +192,7 @@ def generic(event: Mapping[str, Any], stream: str) -> Mapped:
         return Mapped("siemconn", "siemconn.send_test", "siemconn send-test", 1, None, f.items)
     product = PRODUCTS.get(base) or f"RUX {base.replace('_', ' ').title()}"
     name = f"Vectra {base.replace('_', ' ')} event"
-    return Mapped(product, slug(stream), name, severity, as_timestamp(event.get("event_timestamp")), f.items)
+    return Mapped(product, slug(stream), name, severity, as_event_time(event.get(EVENT_TIME_FIELD)), f.items)
 
 
 Mapper = Callable[[Mapping[str, Any], str], Mapped]

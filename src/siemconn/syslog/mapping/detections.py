@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from siemconn.events.eventtime import as_event_time
 from siemconn.syslog.mapping.common import (
     Fields,
     Mapped,
     as_int,
     as_ip,
     as_text,
-    as_timestamp,
     entity_fields,
     entity_type,
     json_text,
@@ -54,7 +54,7 @@ def _name(value: Any, key: str = "name") -> str | None:
 
 def _millis(value: Any) -> str | None:
     """An ISO-8601 time as milliseconds since the epoch (CEF's `rt` form), else None."""
-    ts = as_timestamp(value)
+    ts = as_event_time(value)
     return None if ts is None else str((ts - _EPOCH) // _MS)
 
 
