@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 
 import aiocron
 
-from siemconn.config import STREAMS, Settings, is_loopback
+from siemconn.config import STREAMS, Settings
 from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxAuthError, RuxError
 from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger
-from siemconn.ops.endpoint import parse_address, start_http_server
+from siemconn.ops.endpoint import start_http_server
 from siemconn.ops.gctune import PageHold, Sweep
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
@@ -34,6 +34,7 @@ from siemconn.ops.sdnotify import Notifier
 from siemconn.queue import DurableQueue
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
+from siemconn.service import startup
 from siemconn.service.pulling import Pull, StreamRunner, pull_snapshot, pull_stream
 from siemconn.service.reload import (
     RELOAD_WRITER_TIMEOUT,
@@ -43,7 +44,6 @@ from siemconn.service.reload import (
     tls_stamps,
 )
 from siemconn.service.replays import Replays
-from siemconn.service.startup import log_started, warn_file_permissions, warn_off_streams
 from siemconn.syslog.pool import WriterPool
 
 __all__ = ["HEARTBEAT_EVERY", "SHUTDOWN_BUDGET", "SIGNAL_GRACE", "Service"]
@@ -229,9 +229,7 @@ class Service:
         http_server: Any = None
         background: list[asyncio.Task[Any]] = []
         try:
-            self.client = RuxClient(
-                self.settings.credentials, self.cfg, metrics=self.metrics, on_secret=self._on_secret
-            )
+            self.client = self._new_client()
             try:
                 if not await self._until_stop(self.client.authenticate()):
                     log.info("siemconn_stopped_before_start", exit_code=ExitCode.OK)
@@ -241,23 +239,16 @@ class Service:
                 return ExitCode.CONFIG
             except RuxError as exc:
                 log.error("api_unreachable_at_startup", detail="pulls will retry on schedule", error=str(exc))
-            await log_started(self.queue, self.settings)
-            warn_off_streams(self.cfg)
-            warn_file_permissions(self.settings)
+            await startup.log_started(self.queue, self.settings)
+            startup.warn_off_streams(self.cfg)
+            startup.warn_file_permissions(self.settings)
             if self.cfg.metrics_address:
                 try:
                     http_server = await start_http_server(self.cfg.metrics_address, self.metrics, self.health)
                 except EndpointError as exc:
                     log.error("metrics_endpoint_failed", error=str(exc))
                     return ExitCode.CONFIG
-                log.info("metrics_endpoint_listening", address=self.cfg.metrics_address)
-                if not is_loopback(parse_address(self.cfg.metrics_address)[0]):
-                    log.warning(
-                        "metrics_endpoint_not_loopback",
-                        address=self.cfg.metrics_address,
-                        hint="the endpoint has no authentication; bind it to 127.0.0.1 unless a firewall "
-                        "or the container network limits who can reach it",
-                    )
+                startup.log_endpoint_listening(self.cfg.metrics_address)
             pool_task = self._start_pool()
             background.append(loop.create_task(self._heartbeat(), name="heartbeat"))
             self._start_crons()
@@ -301,6 +292,11 @@ class Service:
                     await self.client.aclose()
             with suppress(Exception):
                 await self.queue.close()
+
+    def _new_client(self, previous: RuxClient | None = None) -> RuxClient:
+        """The API client of the running settings; after a reload it takes `previous`'s HTTP client over."""
+        creds = self.settings.credentials
+        return RuxClient(creds, self.cfg, metrics=self.metrics, on_secret=self._on_secret, previous=previous)
 
     async def _until_stop(self, work: Awaitable[Any]) -> bool:
         """Run startup work unless a stop signal comes first; False (work cancelled) if it does."""
@@ -406,13 +402,7 @@ class Service:
         self.cfg = new_cfg
         self.health.reconfigure(new_names, new_cfg.health_window_seconds)
         old_client = self.client
-        self.client = RuxClient(
-            self.settings.credentials,
-            self.cfg,
-            metrics=self.metrics,
-            on_secret=self._on_secret,
-            previous=old_client,
-        )
+        self.client = self._new_client(old_client)
         if self._on_secret is not None:
             self._on_secret(self.settings.credentials.client_secret.get_secret_value())
         token_kept = False
@@ -426,7 +416,7 @@ class Service:
         self.metrics.forget_servers([n for n in old_names if n not in new_names])
         self._quiet = False
         self._start_crons()
-        warn_off_streams(self.cfg)
+        startup.warn_off_streams(self.cfg)
         log_reload_done(
             old_names,
             self.cfg,

@@ -6,14 +6,21 @@ Invariants: these only log; none of them fails the start (a warning names the pr
 from __future__ import annotations
 
 from siemconn import __version__
-from siemconn.config import Configuration, Settings
+from siemconn.config import Configuration, Settings, is_loopback
 from siemconn.events import encoder
 from siemconn.events.transcode import TRANSCODER
 from siemconn.fileperms import permission_warnings
 from siemconn.logging import get_logger
+from siemconn.ops.endpoint import parse_address
 from siemconn.queue import DurableQueue
 
-__all__ = ["log_started", "server_lines", "warn_file_permissions", "warn_off_streams"]
+__all__ = [
+    "log_endpoint_listening",
+    "log_started",
+    "server_lines",
+    "warn_file_permissions",
+    "warn_off_streams",
+]
 
 log = get_logger("siemconn.service")
 
@@ -84,4 +91,16 @@ def warn_file_permissions(settings: Settings) -> None:
             mode=f"{w.mode:04o}",
             problem=w.problem,
             fix=w.fix,
+        )
+
+
+def log_endpoint_listening(address: str) -> None:
+    """`metrics_endpoint_listening`, and a warning when the unauthenticated endpoint is not on loopback."""
+    log.info("metrics_endpoint_listening", address=address)
+    if not is_loopback(parse_address(address)[0]):
+        log.warning(
+            "metrics_endpoint_not_loopback",
+            address=address,
+            hint="the endpoint has no authentication; bind it to 127.0.0.1 unless a firewall "
+            "or the container network limits who can reach it",
         )
