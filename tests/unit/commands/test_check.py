@@ -1,88 +1,25 @@
-"""Operator commands and the metrics/health endpoint, against the fake tenant and a real rsyslogd."""
+"""`siemconn check` (siemconn.commands.check), in-process against the fake tenant and real receivers: every
+problem answered in one line (API, data directory, each syslog server, each stream), nothing sent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import subprocess
-import sys
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from support.e2e import (
-    CLIENT_ID,
-    SECRET,
-    Connector,
-    connector_config,
-    expected_payloads,
-    received,
-    serve_fake,
-    wait_until,
-)
+from support.cli import Cli
+from support.e2e import SECRET, connector_config
 from support.rsyslog import RelpReceiver, RsyslogReceiver
 
-from siemconn import __version__
-from siemconn.cli import main
+from siemconn.commands import check
+from siemconn.config import load_local_settings
 from siemconn.devtools.fake_rux import FakeRux
 from siemconn.devtools.harness import free_port
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeRux]:
-    yield from serve_fake(seed_audit=10, seed_detections=60, seed_entity=20)
-
-
-class Cli:
-    """siemconn's CLI run in-process on a config.json in tmp_path for the fake tenant, whose credentials
-    are in the environment (as an operator would set them)."""
-
-    def __init__(
-        self, tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        self._tmp_path = tmp_path
-        self._url = url
-        self._monkeypatch = monkeypatch
-        self._capsys = capsys
-
-    def config(self, servers: list[dict[str, Any]]) -> str:
-        """Write config.json with `servers`, set the credentials, and return its path."""
-        self._monkeypatch.setenv("BASE_URL", self._url)
-        self._monkeypatch.setenv("CLIENT_ID", CLIENT_ID)
-        self._monkeypatch.setenv("CLIENT_SECRET", SECRET)
-        p = self._tmp_path / "config.json"
-        p.write_text(json.dumps(connector_config(self._tmp_path, servers)))
-        return str(p)
-
-    def run(self, *args: str) -> tuple[int, str]:
-        """`siemconn ARGS`: its exit code and what it printed."""
-        rc = main(list(args))
-        return rc, self._capsys.readouterr().out
-
-
-@pytest.fixture
-def cli(
-    tmp_path: Path, fake: FakeRux, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Cli:
-    return Cli(tmp_path, fake.url, monkeypatch, capsys)
-
-
-def test_version() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True
-    )
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
-    )
-    if head.returncode != 0:  # not a git checkout (an unpacked sdist): the commit is unknown
-        assert out.stdout.strip() == f"siemconn {__version__} (commit unknown)"
-    else:  # an editable install asks the checkout it runs from
-        assert re.fullmatch(
-            rf"siemconn {re.escape(__version__)} \(commit {head.stdout.strip()}(-dirty)?\)",
-            out.stdout.strip(),
-        )
 
 
 def test_check_all_ok(tmp_path: Path, cli: Cli, rsyslog: RsyslogReceiver) -> None:
@@ -120,83 +57,6 @@ def test_check_reports_each_failure(cli: Cli, fake: FakeRux, monkeypatch: pytest
         in out
     )
     assert SECRET not in out
-
-
-def test_send_test_tcp_and_tls(cli: Cli, rsyslog: RsyslogReceiver) -> None:
-    servers = [rsyslog.server_entry("t", "TCP"), rsyslog.server_entry("s", "TLS", format="rfc5424")]
-    rc, out = cli.run("send-test", "--config", cli.config(servers))
-    assert rc == 0, out
-    assert out.count("ok     send-test") == 2
-    fields = rsyslog.wait_fields(2)
-    assert {f.proto for f in fields} == {"tcp", "tls"}
-    assert all("SIEMCONN-TEST-MESSAGE" in f.msg for f in fields)
-    tls = next(f for f in fields if f.proto == "tls")
-    assert tls.app == "siemconn" and tls.msgid == "audit"
-
-
-def test_send_test_closed_port_fails_clearly(cli: Cli) -> None:
-    closed = free_port()
-    servers = [{"name": "gone", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": closed}]
-    rc, out = cli.run("send-test", "--config", cli.config(servers))
-    assert rc == 1
-    assert (
-        f"FAILED send-test gone (TCP 127.0.0.1:{closed}): connection refused; is the syslog server listening on that TCP port?"
-        in out
-    )
-
-
-def _metric(text: str, name: str, server: str) -> float:
-    m = re.search(rf'^{name}\{{server="{server}"\}} (\S+)$', text, re.M)
-    assert m, f"{name}{{server={server}}} not in metrics"
-    return float(m.group(1))
-
-
-def test_metrics_count_deliveries_and_healthz_flips(
-    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
-) -> None:
-    mport = free_port()
-    late = RsyslogReceiver(tmp_path / "late")  # configured now, started later: its port refuses until then
-    down_port = late.tcp_port
-    conn = Connector(
-        tmp_path / "c",
-        fake.url,
-        [
-            rsyslog.server_entry("tcp1", "TCP"),
-            {"name": "late", "server_protocol": "TCP", "server_host": "127.0.0.1", "server_port": down_port},
-        ],
-        metrics_address=f"127.0.0.1:{mport}",
-        health_window_seconds=2,
-        max_backoff_seconds=1,
-    ).start()
-    base = f"http://127.0.0.1:{mport}"
-    try:
-        want = set(expected_payloads(fake))
-        wait_until(lambda: want <= set(received(rsyslog.raw_lines())[0]), 40, "delivery to tcp1")
-
-        def scrape() -> str:
-            return httpx.get(f"{base}/metrics", timeout=5).text
-
-        wait_until(
-            lambda: _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(want),
-            20,
-            "delivered counter",
-        )
-        assert _metric(scrape(), "siemconn_events_delivered_total", "tcp1") == len(rsyslog.raw_lines())
-        # the 'late' server refuses connections: past the 2 s window /healthz says 503 and why
-        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 503, 30, "healthz 503")
-        body = httpx.get(f"{base}/healthz", timeout=5).json()
-        assert any("late" in p for p in body["problems"]), body
-        # a receiver appears on that port: the backlog drains and /healthz is 200 again
-        late.start()
-        try:
-            wait_until(lambda: httpx.get(f"{base}/healthz", timeout=5).status_code == 200, 30, "healthz 200")
-            wait_until(lambda: want <= set(received(late.raw_lines())[0]), 40, "late server catches up")
-            assert _metric(scrape(), "siemconn_events_delivered_total", "late") >= len(want)
-        finally:
-            assert conn.terminate() == 0
-            late.stop()
-    finally:
-        conn.kill()
 
 
 def test_check_reports_a_damaged_queue_file(tmp_path: Path, cli: Cli) -> None:
@@ -243,48 +103,64 @@ def test_check_and_send_test_relp_and_the_udp_note(
     assert "UDP destinations (u): 'undelivered' means not yet sent" in out
 
 
-def test_udp_events_are_counted_as_sent_not_delivered(
-    tmp_path: Path, fake: FakeRux, rsyslog: RsyslogReceiver
+@pytest.fixture
+def silent_tcp_port() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers (a plain-TCP syslog receiver)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    srv.close()
+
+
+def _tls_check(tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> str:
+    """check_server's answer for a TLS server at `port` (silence is the answer a plain-TCP port gives, so
+    the test waits 0.5 s for it instead of the 5 s a real check gives a distant server)."""
+    monkeypatch.setattr(check, "TLS_ANSWER_TIMEOUT", 0.5)
+    servers = [{"name": "s", "server_protocol": "TLS", "server_host": "127.0.0.1", "server_port": port}]
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(connector_config(tmp_path, servers)))
+    settings = load_local_settings(cfg)
+    ok, detail = asyncio.run(check.check_server(settings.servers[0], settings))
+    assert not ok
+    return detail
+
+
+def test_tls_to_a_silent_plain_tcp_port_says_no_tls(
+    tmp_path: Path, silent_tcp_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mport = free_port()
-    conn = Connector(
-        tmp_path / "c", fake.url, [rsyslog.server_entry("u", "UDP")], metrics_address=f"127.0.0.1:{mport}"
-    ).start()
-    try:
-        want = set(expected_payloads(fake))
-        wait_until(lambda: want <= set(received(rsyslog.raw_lines())[0]), 40, "delivery to u")
-
-        def scrape() -> str:
-            return httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=5).text
-
-        wait_until(lambda: _metric(scrape(), "siemconn_events_sent_total", "u") == len(want), 20, "sent")
-        assert not re.search(r'^siemconn_events_delivered_total\{server="u"\}', scrape(), re.M)
-    finally:
-        assert conn.terminate() == 0
-        conn.kill()
+    detail = _tls_check(tmp_path, silent_tcp_port, monkeypatch)
+    assert "the peer did not speak TLS" in detail, detail
+    assert "plain-TCP syslog port" in detail
 
 
-def test_send_test_in_cef_and_leef(cli: Cli, rsyslog: RsyslogReceiver) -> None:
-    from support import cefparse, leefparse
+def test_tls_to_rsyslog_plain_tcp_port_says_no_tls(
+    tmp_path: Path, rsyslog: RsyslogReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detail = _tls_check(tmp_path, rsyslog.tcp_port, monkeypatch)
+    assert "the peer did not speak TLS" in detail, detail
 
-    servers = [
-        rsyslog.server_entry("c", "TCP", format="cef", hostname="conn-1"),
-        rsyslog.server_entry("l", "UDP", format="leef", hostname="conn-1"),
-    ]
-    rc, out = cli.run("send-test", "--config", cli.config(servers))
-    assert rc == 0, out
-    assert "(cef); search your SIEM" in out and "(leef); search your SIEM" in out
-    lines = rsyslog.wait_for(2)
-    c = cefparse.parse_syslog(next(ln for ln in lines if " CEF:" in ln).encode()).cef
-    assert (c.vendor, c.product, c.signature, c.name) == (
-        "Vectra AI",
-        "siemconn",
-        "siemconn.send_test",
-        "siemconn send-test",
-    )
+
+def test_tls_to_a_closed_port_says_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    closed = free_port()
+    detail = _tls_check(tmp_path, closed, monkeypatch)
     assert (
-        "SIEMCONN-TEST-MESSAGE" in c.extension["msg"] and "SIEMCONN-TEST-MESSAGE" in c.labelled()["rawEvent"]
+        detail == f"cannot connect to 127.0.0.1:{closed}: connection refused (nothing listens on that port)"
     )
-    lf = leefparse.parse_syslog(next(ln for ln in lines if " LEEF:" in ln).encode()).leef
-    assert (lf.product, lf.event_id, lf.delimiter) == ("siemconn", "siemconn.send_test", "\t")
-    assert "SIEMCONN-TEST-MESSAGE" in lf.attributes["msg"]
