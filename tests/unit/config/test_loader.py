@@ -1,4 +1,6 @@
-"""Config loader: every field rule, file errors, env, secrets, and the reference's config unchanged."""
+"""siemconn.config.loader: config.json and the environment read into settings, every problem reported at
+once (file errors, missing fields, typos with the nearest key, the environment under its own heading),
+only ConfigError raised whatever the file holds, and the reference connector's config unchanged."""
 
 from __future__ import annotations
 
@@ -9,51 +11,18 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.configs import ENV, REFERENCE, SECRET, problems, reference, write_config
 
 from siemconn.cli import main
-from siemconn.config import load_configuration, load_local_settings, load_settings
+from siemconn.config import (
+    load_local_settings,
+    load_settings,
+)
 from siemconn.errors import ConfigError
-
-SECRET = "s3cr3t-Value-0123456789"
-ENV = {"BASE_URL": "https://tenant.uw2.portal.vectra.ai/", "CLIENT_ID": "cid", "CLIENT_SECRET": SECRET}
-
-# The reference connector's own config.json, unchanged (one TCP server, every minute, retry_count 2).
-REFERENCE = {
-    "configuration": {
-        "server": [
-            {
-                "name": "server1",
-                "server_protocol": "TCP",
-                "server_host": "siem.example.com",
-                "server_port": 514,
-            }
-        ],
-        "scheduler": {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": "* * * * *"},
-        "retry_count": 2,
-    }
-}
-
-
-def write(tmp_path: Path, doc: Any) -> Path:
-    p = tmp_path / "config.json"
-    p.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
-    return p
-
-
-def with_server(**changes: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["server"][0].update(changes)
-    return doc
-
-
-def problems(tmp_path: Path, doc: Any, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as ei:
-        load_settings(write(tmp_path, doc), ENV if env is None else env)
-    return ei.value.problems
 
 
 def test_reference_config_validates_unchanged(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, REFERENCE), ENV)
+    s = load_settings(write_config(tmp_path, REFERENCE), ENV)
     c = s.configuration
     assert c.retry_count == 2
     assert (
@@ -65,177 +34,6 @@ def test_reference_config_validates_unchanged(tmp_path: Path) -> None:
     assert s.credentials.client_secret.get_secret_value() == SECRET
     assert c.api_version == "v3.3" and c.page_size == 1000 and c.initial_lookback_hours == 24
     assert c.include_triaged is None and c.timezone == "UTC"
-
-
-@pytest.mark.parametrize("proto", ["tcp", "Udp", "TLS", "tls", "relp", "Relp"])
-def test_protocol_any_case(tmp_path: Path, proto: str) -> None:
-    s = load_settings(write(tmp_path, with_server(server_protocol=proto)), ENV)
-    assert s.servers[0].server_protocol == proto.upper()
-
-
-@pytest.mark.parametrize(
-    ("field", "value", "expect"),
-    [
-        ("name", "bad name", "is not a server name"),
-        ("name", "", "is not a server name"),
-        ("name", 5, "is not a server name"),
-        ("server_protocol", "http", "is not a protocol; expected TCP, UDP, TLS or RELP"),
-        ("tls", "yes", "is not a TLS switch"),
-        ("window_size", 0, "is not a RELP window"),
-        ("udp_rate_limit", -1, "is not a UDP rate"),
-        ("udp_rate_limit", 1.5, "is not a UDP rate"),
-        ("server_host", "not a host!", "is not a host"),
-        ("server_host", "", "is not a host"),
-        ("server_host", "999.1.1.1", "is not a host"),
-        ("server_port", 0, "is not a port; expected an integer 1-65535"),
-        ("server_port", 70000, "is not a port; expected an integer 1-65535"),
-        ("server_port", "514", "is not a port"),
-        ("server_port", 514.5, "is not a port"),
-        ("server_port", True, "is not a port"),
-        ("format", "xml", "expected one of"),
-        ("framing", "nul", "expected one of"),
-        ("facility", 24, "is not a syslog facility"),
-        ("severity", "loud", "is not a syslog severity"),
-        ("app_name", "has space", "is not an app-name"),
-        ("structured_data", "nope", "STRUCTURED-DATA"),
-        ("max_message_size", 10, "is not a message size"),
-        ("colour", "blue", "is not a known option"),
-    ],
-)
-def test_server_field_rules(tmp_path: Path, field: str, value: Any, expect: str) -> None:
-    msgs = problems(tmp_path, with_server(**{field: value}))
-    assert len(msgs) == 1, msgs
-    assert msgs[0].startswith(f"configuration.server[0].{field}")
-    assert expect in msgs[0]
-    if field != "colour":
-        assert json.dumps(value) in msgs[0] or value == ""
-
-
-def test_relp_options_and_defaults(tmp_path: Path) -> None:
-    from siemconn.config import DEFAULT_RELP_WINDOW, DEFAULT_UDP_RATE_LIMIT
-
-    s = load_settings(write(tmp_path, with_server(server_protocol="relp", tls="on", window_size=64)), ENV)
-    server = s.servers[0]
-    assert (server.server_protocol, server.tls, server.window_size, server.uses_tls) == (
-        "RELP",
-        True,
-        64,
-        True,
-    )
-    assert server.label == "server1 (RELP+TLS siem.example.com:514)"
-    plain = load_settings(write(tmp_path, with_server(server_protocol="RELP")), ENV).servers[0]
-    assert (plain.tls, plain.window_size, plain.uses_tls) == (False, DEFAULT_RELP_WINDOW, False)
-    udp = load_settings(write(tmp_path, with_server(server_protocol="UDP")), ENV).servers[0]
-    assert udp.udp_rate_limit == DEFAULT_UDP_RATE_LIMIT
-
-
-@pytest.mark.parametrize(
-    ("changes", "expect"),
-    [
-        (
-            {"server_protocol": "TCP", "tls": True},
-            'tls applies to RELP servers; for syslog over TLS set server_protocol "TLS"',
-        ),
-        ({"server_protocol": "RELP", "framing": "octet-counting"}, "does not apply to RELP"),
-    ],
-)
-def test_relp_option_combinations(tmp_path: Path, changes: dict[str, Any], expect: str) -> None:
-    msgs = problems(tmp_path, with_server(**changes))
-    assert len(msgs) == 1 and expect in msgs[0], msgs
-
-
-def test_a_udp_rate_too_slow_for_a_batch_is_refused(tmp_path: Path) -> None:
-    doc = with_server(server_protocol="UDP", udp_rate_limit=10)
-    msgs = problems(tmp_path, doc)
-    assert len(msgs) == 1 and "udp_rate_limit 10 sends one batch of 500 events in 50 s" in msgs[0], msgs
-    doc["configuration"]["batch_size"] = 100
-    assert load_settings(write(tmp_path, doc), ENV).servers[0].udp_rate_limit == 10
-
-
-@pytest.mark.parametrize(
-    "host", ["10.0.0.1", "::1", "[2001:db8::1]", "siem", "siem-01.corp.example.com", "localhost"]
-)
-def test_valid_hosts(tmp_path: Path, host: str) -> None:
-    assert load_settings(write(tmp_path, with_server(server_host=host)), ENV).servers[
-        0
-    ].server_host == host.strip("[]")
-
-
-def test_names_must_be_unique(tmp_path: Path) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["server"].append(dict(doc["configuration"]["server"][0]))
-    msgs = problems(tmp_path, doc)
-    assert any("'server1' is used twice" in m for m in msgs)
-
-
-def test_servers_required_nonempty(tmp_path: Path) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["server"] = []
-    assert problems(tmp_path, doc) == ["configuration.server: [] is empty; expected at least one entry"]
-
-
-@pytest.mark.parametrize("spec", ["* * * *", "61 * * * *", "* * * * * * *", "", "@reboot", "@every", 5])
-def test_bad_cron(tmp_path: Path, spec: Any) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["scheduler"]["audit"] = spec
-    msgs = problems(tmp_path, doc)
-    assert len(msgs) == 1 and msgs[0].startswith("configuration.scheduler.audit")
-    assert "is not a cron expression" in msgs[0]
-
-
-@pytest.mark.parametrize("spec", ["*/5 * * * *", "0 0 * * 1-5", "*/10 * * * * *"])
-def test_good_cron_including_seconds_field(tmp_path: Path, spec: str) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["scheduler"]["detections"] = spec
-    assert load_settings(write(tmp_path, doc), ENV).configuration.scheduler.detections == spec
-
-
-@pytest.mark.parametrize("value", [-1, 0, 5])
-def test_retry_count_ints(tmp_path: Path, value: int) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["retry_count"] = value
-    assert load_settings(write(tmp_path, doc), ENV).configuration.retry_count == value
-
-
-@pytest.mark.parametrize("value", ["2", 2.5, None, True])
-def test_retry_count_bad(tmp_path: Path, value: Any) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["retry_count"] = value
-    msgs = problems(tmp_path, doc)
-    assert msgs and msgs[0].startswith("configuration.retry_count")
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "expect"),
-    [
-        ("api_version", "v2.5", "expected one of"),
-        ("detection_size", "huge", "expected one of"),
-        ("page_size", 5000, "expected an integer 1-1000"),
-        ("initial_lookback_hours", -1, "is not a lookback"),
-        ("timezone", "Mars/Base", "is not a time zone"),
-        ("metrics_address", "9108", "is not an address"),
-        ("include_triaged", "yes", "is not a boolean"),
-        ("min_free_disk_mb", -5, "is not a size"),
-        ("unknown_option", 1, "is not a known option"),
-    ],
-)
-def test_top_level_options(tmp_path: Path, key: str, value: Any, expect: str) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"][key] = value
-    msgs = problems(tmp_path, doc)
-    assert len(msgs) == 1 and msgs[0].startswith(f"configuration.{key}") and expect in msgs[0]
-
-
-@pytest.mark.parametrize("value", ["x" * 300, "Europe", "Etc", "UTC/..", "\x00"])
-def test_timezone_the_os_refuses_is_a_config_error(tmp_path: Path, value: str) -> None:
-    """A name the file system refuses (too long, a directory of zones) is reported like any unknown zone."""
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["timezone"] = value
-    msgs = problems(tmp_path, doc)
-    assert len(msgs) == 1 and msgs[0].startswith("configuration.timezone") and "is not a time zone" in msgs[0]
-    with pytest.raises(ConfigError) as ei:
-        load_configuration(write(tmp_path, doc))
-    assert "configuration.timezone" in str(ei.value) and "is not a time zone" in str(ei.value)
 
 
 def test_missing_fields_are_named(tmp_path: Path) -> None:
@@ -266,53 +64,18 @@ def test_top_level_not_object(tmp_path: Path) -> None:
     assert "is not an object" in problems(tmp_path, "[1, 2]")[0]
 
 
-def test_missing_env_vars_all_reported(tmp_path: Path) -> None:
-    msgs = problems(tmp_path, REFERENCE, env={})
-    assert msgs == [
-        "env BASE_URL is not set; expected the Vectra portal URL, e.g. https://tenant.uw2.portal.vectra.ai",
-        "env CLIENT_ID is not set; expected the API client id",
-        "env CLIENT_SECRET is not set; expected the API client secret (or CLIENT_SECRET_FILE pointing to a file)",
-    ]
-
-
-def test_base_url_must_be_http(tmp_path: Path) -> None:
-    msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": "tenant.portal.vectra.ai"})
-    assert msgs == [
-        'env BASE_URL: "tenant.portal.vectra.ai" is not a URL; expected https://HOST such as '
-        "https://tenant.uw2.portal.vectra.ai"
-    ]
-
-
-def test_client_secret_file(tmp_path: Path) -> None:
-    f = tmp_path / "secret"
-    f.write_text(SECRET + "\n")
-    env = {"BASE_URL": "http://127.0.0.1:1", "CLIENT_ID": "cid", "CLIENT_SECRET_FILE": str(f)}
-    s = load_settings(write(tmp_path, REFERENCE), env)
-    assert s.credentials.client_secret.get_secret_value() == SECRET
-    msgs = problems(tmp_path, REFERENCE, env={**env, "CLIENT_SECRET_FILE": str(tmp_path / "absent")})
-    assert len(msgs) == 1 and "CLIENT_SECRET_FILE" in msgs[0] and "cannot be read" in msgs[0]
-
-
-def test_secret_never_in_repr_or_errors(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, REFERENCE), ENV)
-    assert SECRET not in repr(s) and SECRET not in str(s.model_dump())
-    bad = with_server(server_port=0)
-    text = str(pytest.raises(ConfigError, load_settings, write(tmp_path, bad), ENV).value)
-    assert SECRET not in text
-
-
 def test_check_prints_five_mistakes_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
-    doc = json.loads(json.dumps(REFERENCE))
+    doc = reference()
     doc["configuration"]["server"][0].update(
         server_protocol="SCTP", server_port=70000, server_host="bad host"
     )
     doc["configuration"]["scheduler"]["audit"] = "every minute"
     doc["configuration"]["retry_count"] = "two"
-    rc = main(["check", "--config", str(write(tmp_path, doc))])
+    rc = main(["check", "--config", str(write_config(tmp_path, doc))])
     captured = capsys.readouterr()
     assert rc == 2
     err = captured.err
@@ -360,7 +123,7 @@ def test_loader_only_raises_config_error(tmp_path: Path, doc: Any) -> None:
 
 
 def test_typo_suggests_the_nearest_key(tmp_path: Path) -> None:
-    doc = with_server(fromat="rfc5424")
+    doc = reference(fromat="rfc5424")
     doc["configuration"]["retyr_count"] = 2
     doc["configuration"]["scheduler"]["detection"] = "* * * * *"
     msgs = problems(tmp_path, doc)
@@ -370,48 +133,21 @@ def test_typo_suggests_the_nearest_key(tmp_path: Path) -> None:
 
 
 def test_unknown_key_without_a_near_one_says_so(tmp_path: Path) -> None:
-    msgs = problems(tmp_path, with_server(zzzzzz=1))
+    msgs = problems(tmp_path, reference(zzzzzz=1))
     assert msgs == [
         "configuration.server[0].zzzzzz: 1 is not a known option; "
         "check its spelling against the README's configuration reference"
     ]
 
 
-@pytest.mark.parametrize(
-    ("spec", "expect"),
-    [
-        ("70 * * * * *", "field 1 (seconds) '70' is out of range"),
-        ("* * * * * 70", "the seconds field comes FIRST"),
-        ("* * * * * */10", "did you mean '*/10 * * * * *'?"),
-        ("61 * * * *", "field 1 (minute) '61'"),
-        ("@reboot", "pull_at_startup"),
-        ("@every 5m", "unknown nickname"),
-    ],
-)
-def test_cron_errors_name_the_field(tmp_path: Path, spec: str, expect: str) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["scheduler"]["audit"] = spec
-    (msg,) = problems(tmp_path, doc)
-    assert expect in msg, msg
-
-
-@pytest.mark.parametrize(
-    ("nick", "spec"), [("@hourly", "0 * * * *"), ("@daily", "0 0 * * *"), ("@WEEKLY", "0 0 * * 0")]
-)
-def test_cron_nicknames_are_accepted(tmp_path: Path, nick: str, spec: str) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["scheduler"]["audit"] = nick
-    assert load_settings(write(tmp_path, doc), ENV).configuration.scheduler.audit == spec
-
-
 def test_environment_problems_are_headed_as_environment(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
-        load_settings(write(tmp_path, REFERENCE), {"CLIENT_ID": "cid"})
+        load_settings(write_config(tmp_path, REFERENCE), {"CLIENT_ID": "cid"})
     text = ei.value.render()
     assert text.startswith("environment: 2 problems\n"), text
     assert "config.json" not in text
     with pytest.raises(ConfigError) as ei:
-        load_settings(write(tmp_path, with_server(server_port=0)), {"CLIENT_ID": "cid"})
+        load_settings(write_config(tmp_path, reference(server_port=0)), {"CLIENT_ID": "cid"})
     head_file, *_ = ei.value.render().splitlines()
     assert head_file == f"{(tmp_path / 'config.json').absolute()}: 1 problem"
     assert "environment: 2 problems" in ei.value.render()
@@ -432,60 +168,9 @@ def test_missing_config_prints_its_absolute_path(
 def test_local_settings_need_no_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k in ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE"):
         monkeypatch.delenv(k, raising=False)
-    s = load_local_settings(write(tmp_path, REFERENCE))
+    s = load_local_settings(write_config(tmp_path, REFERENCE))
     assert s.servers[0].name == "server1"
     assert not hasattr(s, "credentials")
     with pytest.raises(ConfigError) as ei:
-        load_local_settings(write(tmp_path, with_server(fromat="x")))
+        load_local_settings(write_config(tmp_path, reference(fromat="x")))
     assert ei.value.environment_problems == []
-
-
-@pytest.mark.parametrize(
-    "url", ["http://tenant.uw2.portal.vectra.ai", "HTTP://10.0.0.5:8080", "http://[2001:db8::1]"]
-)
-def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path, url: str) -> None:
-    msgs = problems(tmp_path, REFERENCE, env={**ENV, "BASE_URL": url})
-    assert len(msgs) == 1 and msgs[0].startswith("env BASE_URL:")
-    assert "expected https://" in msgs[0] and "loopback" in msgs[0]
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://127.0.0.1:8080",
-        "http://127.9.9.9",
-        "http://localhost:1",
-        "http://[::1]:9",
-        "https://[2001:db8::1]",
-    ],
-)
-def test_plain_http_to_loopback_and_https_anywhere_are_allowed(tmp_path: Path, url: str) -> None:
-    assert load_settings(write(tmp_path, REFERENCE), {**ENV, "BASE_URL": url}).credentials.base_url == url
-
-
-def test_max_response_mb(tmp_path: Path) -> None:
-    doc = {"configuration": {**REFERENCE["configuration"], "max_response_mb": 0}}
-    assert "max_response_mb" in problems(tmp_path, doc)[0]
-    assert load_configuration(write(tmp_path, REFERENCE)).max_response_mb == 8
-
-
-def test_v35_and_detection_size(tmp_path: Path) -> None:
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["api_version"] = "v3.5"
-    c = load_settings(write(tmp_path, doc), ENV).configuration
-    assert (c.api_version, c.detection_size) == ("v3.5", None)  # size not sent: the API's default
-    doc["configuration"]["detection_size"] = "detailed"
-    assert load_settings(write(tmp_path, doc), ENV).configuration.detection_size == "detailed"
-
-
-@pytest.mark.parametrize("version", [None, "v3.3", "v3.4"])
-def test_detection_size_needs_v35(tmp_path: Path, version: str | None) -> None:
-    """size is a v3.5 parameter: asking for it on an older version is an error naming both options."""
-    doc = json.loads(json.dumps(REFERENCE))
-    doc["configuration"]["detection_size"] = "detailed"
-    if version is not None:
-        doc["configuration"]["api_version"] = version
-    msgs = problems(tmp_path, doc)
-    assert len(msgs) == 1
-    assert "detection_size 'detailed'" in msgs[0] and f"api_version is '{version or 'v3.3'}'" in msgs[0]
-    assert 'set "api_version": "v3.5" or remove detection_size' in msgs[0]
