@@ -325,3 +325,35 @@ def test_switch_to_ujson_skips_the_c_encoder() -> None:
     env = {**os.environ, "SIEMCONN_FAST_ENCODER": "ujson"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+# --- encode_event, the encoder the queue stores with --------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+)
+
+
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=12), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=8))
+def test_encoder_is_byte_identical_to_json_dumps(event: dict[str, Any]) -> None:
+    assert encode_event(event) == json.dumps(event)
+
+
+def test_encoder_special_values() -> None:
+    event = {"a": math.nan, "b": -math.inf, "c": "é\x7f\u2028😀", "d": [1.5, True, None], "e": {}}
+    assert encode_event(event) == json.dumps(event)

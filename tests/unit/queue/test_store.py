@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 from support.metricvalue import metric_value
-from support.queues import drain
+from support.queues import drain, timed_events
 
 from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
@@ -622,3 +622,24 @@ async def test_open_cancelled_while_the_worker_opens_releases_the_lock(tmp_path:
         assert await q.depth("a") == 0
     finally:
         await q.close()
+
+
+async def test_reconfigure_in_place_keeps_the_lock_and_reconciles(tmp_path: Path) -> None:
+    q = await DurableQueue.open(tmp_path, ["a", "gone"])
+    try:
+        await q.commit_page("detections", timed_events(range(1, 6)), 6)
+        await drain(q, "a")
+        with capture_logs() as logs:
+            await q.reconfigure(["a", "b"], routes={"b": ["audit"]})
+        events_logged = {r["event"] for r in logs}
+        assert {"queue_destination_removed", "queue_destination_added"} <= events_logged
+        with pytest.raises(QueueLockedError):  # the lock was never released
+            await DurableQueue.open(tmp_path, ["a"])
+        await q.commit_page("detections", timed_events(range(6, 9)), 9)
+        await q.commit_page("audit", timed_events(range(1, 3)), 3)
+        assert [e.event_id for e in await drain(q, "a")] == [6, 7, 8, 1, 2]
+        assert [e.event_id for e in await drain(q, "b")] == [1, 2]  # from now, its stream only
+        assert await q.checkpoint("detections") == 9
+    finally:
+        await q.close()
+    assert {d.destination for d in read_status(tmp_path).destinations} == {"a", "b"}
