@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 from support.cli import Cli
-from support.e2e import SECRET, connector_config
+from support.e2e import CLIENT_ID, SECRET, connector_config, serve_fake
 from support.rsyslog import RelpReceiver, RsyslogReceiver
 
+from siemconn.cli import main
 from siemconn.commands import check
 from siemconn.config import load_local_settings
 from siemconn.devtools.fake_rux import FakeRux
@@ -164,3 +165,83 @@ def test_tls_to_a_closed_port_says_refused(tmp_path: Path, monkeypatch: pytest.M
     assert (
         detail == f"cannot connect to 127.0.0.1:{closed}: connection refused (nothing listens on that port)"
     )
+
+
+@pytest.fixture
+def lockdown_fake() -> Iterator[FakeRux]:
+    """A tenant with two entities in lockdown, for the streams check probes one by one."""
+    yield from serve_fake(seed_audit=5, seed_detections=7, seed_lockdown=2)
+
+
+def test_check_tries_every_enabled_stream_and_names_the_role(
+    tmp_path: Path,
+    lockdown_fake: FakeRux,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for k, v in {"BASE_URL": lockdown_fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET}.items():
+        monkeypatch.setenv(k, v)
+    p = tmp_path / "config.json"
+    sched = {"audit": "* * * * *", "detections": "* * * * *", "entity_scoring": None, "lockdown": "* * * * *"}
+    doc = connector_config(
+        tmp_path, [{"name": "u", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": 9}]
+    )
+    doc["configuration"]["scheduler"] = sched
+    p.write_text(json.dumps(doc))
+    assert main(["check", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "ok     stream audit: HTTP 200, 1 event (limit=1)" in out
+    assert "ok     stream detections: HTTP 200, 1 event (limit=1)" in out
+    assert "ok     stream lockdown: HTTP 200, 2 entities in lockdown" in out
+    assert "ok     stream entity_scoring: off (not polled)" in out
+    assert "ok     stream health: off (not polled)" in out
+    assert not any(r.path.endswith("entity_scoring") for r in lockdown_fake.requests)
+    lockdown_fake.configure(roles=["Read-Only"])  # no Auditor: audit fails, the others pass
+    assert main(["check", "--config", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "FAILED stream audit: HTTP 403: the API client lacks the Auditor role; add it in the Vectra UI" in out
+    )
+    assert '"scheduler": {"audit": null}' in out
+    assert "ok     stream detections" in out and "ok     stream lockdown" in out
+    lockdown_fake.configure(roles=["Auditor"])
+    assert main(["check", "--config", str(p)]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED stream detections: HTTP 403: the API client lacks the Read-Only role" in out
+    assert "FAILED stream lockdown: HTTP 403: the API client lacks the Read-Only role" in out
+    assert "ok     stream audit" in out
+    assert main(["status", "--config", str(p)]) == 0
+    assert "streams off: entity_scoring, health" in capsys.readouterr().out
+
+
+def test_check_under_v35_names_each_endpoint_that_answered(
+    tmp_path: Path,
+    lockdown_fake: FakeRux,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api_version v3.5: detections answer at v3.5 with the size asked for, every other enabled stream
+    at v3.4; each check line names its endpoint."""
+    for k, v in {"BASE_URL": lockdown_fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET}.items():
+        monkeypatch.setenv(k, v)
+    p = tmp_path / "config.json"
+    sched = {s: "* * * * *" for s in ("audit", "detections", "entity_scoring", "health", "lockdown")}
+    doc = connector_config(
+        tmp_path,
+        [{"name": "u", "server_protocol": "udp", "server_host": "127.0.0.1", "server_port": 9}],
+        api_version="v3.5",
+        detection_size="detailed",
+    )
+    doc["configuration"]["scheduler"] = sched
+    p.write_text(json.dumps(doc))
+    assert main(["check", "--config", str(p)]) == 0
+    out = capsys.readouterr().out
+    det = "/api/v3.5/events/detections, 1 event (limit=1, ordering=id, size=detailed)"
+    assert f"ok     stream detections: HTTP 200 from {det}" in out
+    assert "ok     stream audit: HTTP 200 from /api/v3.4/events/audits, 1 event (limit=1)" in out
+    for t in ("account", "host"):
+        assert f"ok     stream entity_scoring.{t}: HTTP 200 from /api/v3.4/events/entity_scoring" in out
+    assert "ok     stream lockdown: HTTP 200 from /api/v3.4/lockdown, 2 entities in lockdown" in out
+    assert "ok     stream health: HTTP 200 from /api/v3.4/health, health object" in out
+    asked = [r for r in lockdown_fake.requests if r.path == "/api/v3.5/events/detections"]
+    assert asked and asked[-1].params["size"] == "detailed" and asked[-1].params["ordering"] == "id"

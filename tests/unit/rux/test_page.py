@@ -58,3 +58,15 @@ def test_long_digit_runs_inside_strings_use_the_fast_parser() -> None:
     assert has_long_digit_run(b'{"f": [0.18446744073709551616]}')
     assert has_long_digit_run(b'{"f":-1E+18446744073709551616}')
     assert has_long_digit_run(b'{"f":\n-18446744073709551616}')
+
+
+def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
+    """orjson would turn 2**64 into 1.8446744073709552e+19; the payload must stay the API's number."""
+    from siemconn.events.encoder import encode_event
+    from siemconn.rux.page import loads_page
+
+    raw = b'{"events": [{"id": 1, "big": 18446744073709551616, "neg": -9223372036854775809, "f": 1E5}]}'
+    ev = loads_page(raw)["events"][0]
+    assert ev["big"] == 2**64 and isinstance(ev["big"], int) and ev["neg"] == -(2**63) - 1
+    assert encode_event(ev) == json.dumps(json.loads(raw)["events"][0])
+    assert loads_page(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
