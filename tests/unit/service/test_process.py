@@ -1,4 +1,5 @@
-"""siemconn.service.process, the service in-process: cron triggers in the configured time zone, no overlapping pulls, clean stop."""
+"""siemconn.service.process, the service in-process: cron triggers in the configured time zone, no
+overlapping pulls, clean stop."""
 
 from __future__ import annotations
 
