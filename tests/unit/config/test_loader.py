@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.configs import ENV, REFERENCE, SECRET, problems, reference, write_config
+from support.examples import examples
 
 from siemconn.cli import main
 from siemconn.config import (
@@ -108,7 +109,9 @@ def _mutations() -> st.SearchStrategy[Any]:
     return st.one_of(json_values, mutated, st.text(max_size=50))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(doc=_mutations())
 def test_loader_only_raises_config_error(tmp_path: Path, doc: Any) -> None:
     p = tmp_path / "fuzz.json"

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.examples import examples
 from support.metricvalue import metric_value
 from support.queues import drain, timed_events
 
@@ -518,7 +519,9 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=_OPS)
 def test_model_based_commit_read_ack_housekeeping_reopen(tmp_path: Path, ops: list[tuple[Any, ...]]) -> None:
     """Any mix of commits (with overlap), reads, acks, housekeeping and restarts matches a simple model."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from siemconn.rux.page import has_long_digit_run, loads_page
 
@@ -35,7 +36,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(_docs, st.sampled_from([None, 0, 2]))
 def test_page_parser_keeps_big_integers_exact(doc: Any, indent: int | None) -> None:
     raw = json.dumps({"events": [doc]}, indent=indent, ensure_ascii=False).encode()
