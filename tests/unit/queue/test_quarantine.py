@@ -14,12 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 from support.metricvalue import metric_value
 from support.poison_api import nested
+from unit.syslog.test_pool import srv
 
 from siemconn.events.rejected import raw_json
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, export_row, read_quarantine, read_status
 from siemconn.syslog.format import Formatter, event_time, parse_event_timestamp
-from unit.syslog.test_pool import srv
 
 # --- commit-time failures -----------------------------------------------------------------------
 

@@ -28,11 +28,11 @@ from support.poison_api import PoisonApi
 from support.reliability import wait_for
 from support.rsyslog import RelpReceiver, RsyslogReceiver, rsyslog_available
 from support.syslogng import SyslogNgReceiver, syslog_ng_available
+from unit.syslog.test_siem_formats import check_cef, check_leef, is_control
+from unit.syslog.test_siem_formats_rsyslog import case_events, deliver
 
 from siemconn.config import ServerConfig
 from siemconn.syslog.memqueue import MemQueue
-from unit.syslog.test_siem_formats import check_cef, check_leef, is_control
-from unit.syslog.test_siem_formats_rsyslog import case_events, deliver
 
 # every C0 control character and DEL, NUL first
 CONTROLS = "".join(chr(c) for c in range(0x20)) + "\x7f"

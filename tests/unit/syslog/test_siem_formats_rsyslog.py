@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from support.configs import configuration
 from support.rsyslog import RsyslogReceiver, rsyslog_available
+from unit.syslog.test_siem_formats import SAMPLES, check_cef, check_leef
 
 from siemconn.config import ServerConfig
 from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import WriterPool
-from unit.syslog.test_siem_formats import SAMPLES, check_cef, check_leef
 
 pytestmark = pytest.mark.skipif(not rsyslog_available(), reason="rsyslogd is not installed")
 

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from support.configs import configuration
+from unit.syslog.test_pool import Sink, fast_sleep, srv
 
 from siemconn.commands.render import render_status
 from siemconn.queue import DurableQueue, read_quarantine, read_status
 from siemconn.syslog.format import Formatter
 from siemconn.syslog.memqueue import MemQueue
 from siemconn.syslog.pool import WriterPool
-from unit.syslog.test_pool import Sink, fast_sleep, srv
 
 
 class _Poisoned(Formatter):
