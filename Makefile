@@ -36,11 +36,14 @@ receiver:
 test: install receiver
 	$(BIN)/python -m pytest -q
 
-# the unit tests only (tests/unit, one folder per package), without the few e2e-marked ones; real
-# sockets and rsyslogd where a unit test uses them. Not the service subprocess (tests/e2e), the failure
-# scenarios (tests/reliability), the project checks at the top of tests/, nor tests/deploy
-test-fast: install receiver
-	$(BIN)/python -m pytest -q -m 'not e2e and not soak and not packaging' tests/unit
+# the unit tests (tests/unit/<package>/test_<module>.py), in a minute or two on 2 cores: not the tests of
+# a real rsyslogd (marker needs_rsyslog, set by tests/conftest.py), nor the service as a subprocess
+# (tests/e2e), the failure scenarios (tests/reliability), the project checks at the top of tests/ or
+# tests/deploy; each property test runs a tenth of its examples (SIEMCONN_TEST_FAST, tests/support/examples.py).
+# Needs no rsyslogd (the CEF/LEEF collector tests in unit/syslog use it where installed, else skip).
+# `make test` runs all of these, with every example
+test-fast: install
+	SIEMCONN_TEST_FAST=1 $(BIN)/python -m pytest -q -m 'not e2e and not needs_rsyslog and not soak and not packaging' tests/unit
 
 # the container image and the systemd units, really run in podman (root, podman, runc, mmdebstrap)
 test-packaging: install receiver

@@ -1,8 +1,10 @@
 """Shared fixtures: the real rsyslog receiver lives in tests/support/rsyslog.py.
 
-A test that needs the real receiver (fixture `rsyslog` / `rsyslog_factory`, or marker `needs_rsyslog`)
-never skips silently: without rsyslogd the run stops at collection with the command to install it,
-unless the user opted out with SIEMCONN_SKIP_RSYSLOG=1 (then those tests are skipped, and say why).
+A test that needs the real receiver (fixture `rsyslog` / `rsyslog_factory` / `relp_receiver`, or marker
+`needs_rsyslog`) carries the `needs_rsyslog` marker, so that `make test-fast` can leave it out
+(`-m 'not needs_rsyslog'`). Such a test never skips silently: without rsyslogd a run that selects it stops
+at collection with the command to install it, unless the user opted out with SIEMCONN_SKIP_RSYSLOG=1
+(then those tests are skipped, and say why). A run that deselects them all needs no rsyslogd.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from support.rsyslog import (  # noqa: F401
 
 INSTALL_COMMAND = "sudo apt-get install -y rsyslog rsyslog-gnutls rsyslog-openssl rsyslog-relp"
 _RECEIVER_FIXTURES = {"rsyslog", "rsyslog_factory", "relp_receiver"}
+NEEDS_RSYSLOG = pytest.mark.needs_rsyslog
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,7 +38,14 @@ def _needs_rsyslog(item: pytest.Item) -> bool:
     return bool(names & _RECEIVER_FIXTURES) or item.get_closest_marker("needs_rsyslog") is not None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    """Marks the receiver tests before `-m` deselects, and checks for rsyslogd after: only the tests that
+    will run need it."""
+    for item in items:
+        if _needs_rsyslog(item):
+            item.add_marker(NEEDS_RSYSLOG)
+    yield
     needing = [i for i in items if _needs_rsyslog(i)]
     if not needing or rsyslog_available():
         return

@@ -125,7 +125,7 @@ def _pytest(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
             "-p",
             "no:cacheprovider",
             "-rs",
-            "tests/unit/syslog/test_rsyslog_roundtrip.py",
+            "tests/e2e/test_rsyslog_roundtrip.py",
         ],
         cwd=ROOT,
         capture_output=True,

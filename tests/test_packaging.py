@@ -255,7 +255,7 @@ def test_dockerignore_sends_only_the_build_inputs(stages: list[list[Instruction]
         "logs/siemconn.log",
         ".venv/bin/python",
         ".git/HEAD",
-        "tests/unit/ops/test_ops.py",
+        "tests/unit/ops/test_endpoint.py",
         "src/siemconn/ops/__pycache__/heartbeat.cpython-311.pyc",
         "src/siemconn.egg-info/PKG-INFO",
         "src/siemconn/events/_jsonenc.cpython-311-x86_64-linux-gnu.so",  # built for the host's interpreter

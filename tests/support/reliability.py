@@ -1,4 +1,4 @@
-"""Helpers of the reliability suite (tests/test_reliability_*.py).
+"""Helpers of the reliability suite (tests/reliability/).
 
 variants(ci=8, soak=60)           # [8, pytest.param(60, marks=soak)]: one short CI run, one long soak run
 Appender(fake, every=0.25).start() ... .stop()   # keeps adding events to the fake tenant during a test

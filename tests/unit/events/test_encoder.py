@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from siemconn.events import encoder, transcode
 from siemconn.events.encoder import (
@@ -95,7 +96,7 @@ values = st.recursive(
 keys = texts | integers | floats | st.booleans() | st.none()
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(values)
 @example(1e-05)
 @example({"a": [1.5e-07, "\x7f"]})
@@ -106,14 +107,14 @@ def test_fast_encoders_are_json_dumps_on_any_json_value(value: Any) -> None:
     _same(value)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.dictionaries(keys, values, max_size=8))
 @example({1e-05: 1, -0.0: 2, math.nan: 3, math.inf: 4, True: 5, None: 6, 2**70: 7})
 def test_fast_encoders_are_json_dumps_for_every_key_type(value: dict[Any, Any]) -> None:
     _same(value)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(floats)
 @pytest.mark.parametrize("fast", ENCODERS)
 def test_fast_encoder_floats(fast: Encoder, x: float) -> None:
@@ -180,7 +181,7 @@ def _page_matches(events: list[Any]) -> None:
         assert got is None or got == want, page
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(values, max_size=8))
 @example([{"a": 1e-05}, {"b": 2}])
 @example([{"a": 1}, 1e-05])
@@ -190,7 +191,7 @@ def test_page_encoder_is_json_dumps_per_event(events: list[Any]) -> None:
     _page_matches(events)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.dictionaries(keys, values, max_size=4), max_size=6))
 @example([{"a": 1}, {math.nan: 1}])
 @example([{math.inf: 1}, {-math.inf: 1}])
@@ -325,3 +326,35 @@ def test_switch_to_ujson_skips_the_c_encoder() -> None:
     env = {**os.environ, "SIEMCONN_FAST_ENCODER": "ujson"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+# --- encode_event, the encoder the queue stores with --------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+)
+
+
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6)
+        | st.dictionaries(st.text(alphabet=st.characters(codec="utf-8"), max_size=12), inner, max_size=6)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=8))
+def test_encoder_is_byte_identical_to_json_dumps(event: dict[str, Any]) -> None:
+    assert encode_event(event) == json.dumps(event)
+
+
+def test_encoder_special_values() -> None:
+    event = {"a": math.nan, "b": -math.inf, "c": "é\x7f\u2028😀", "d": [1.5, True, None], "e": {}}
+    assert encode_event(event) == json.dumps(event)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from support.examples import examples
 
 from siemconn.events import transcode
 from siemconn.events.encoder import encode_event
@@ -204,7 +205,7 @@ def _check(body: bytes) -> bool:
     return True
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(pages())
 @example(
     b'{"events": [{"id": 1, "a": "\\u00E9\\/\\ud83d\\ude00"}], "next_checkpoint": 2, "remaining_count": 0}'
@@ -233,7 +234,7 @@ plain_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.lists(
         st.tuples(plain_ids, st.dictionaries(st.text(max_size=5), plain_values, max_size=5)), max_size=5

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.examples import examples
 from support.queues import drain
 
 from siemconn.commands.render import render_status
@@ -242,7 +243,9 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=_OPS)
 def test_model_routed_destinations(tmp_path: Path, ops: list[tuple[Any, ...]]) -> None:
     """Any mix of commits, reads, acks, housekeeping and restarts with changed routes matches the model:

@@ -1,17 +1,14 @@
-"""The durable queue: pages, derived checkpoints, dedupe, fan-out, backpressure, housekeeping, status."""
+"""siemconn.queue.store, the durable queue: pages, derived checkpoints, dedupe, fan-out, backpressure,
+housekeeping, reconfiguring in place. Its data directory is tests/unit/queue/test_datadir.py, the status
+view tests/unit/queue/test_status.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import shutil
 import sqlite3
-import stat
-import subprocess
-import sys
 import tempfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
+from support.examples import examples
 from support.metricvalue import metric_value
-from support.queues import drain
+from support.queues import drain, timed_events
 
-from siemconn.commands.render import render_status
 from siemconn.errors import QueueCorruptError, QueueError, QueueLockedError
 from siemconn.events.batch import Batch
 from siemconn.ops.metrics import Metrics
 from siemconn.queue import DurableQueue, read_status
 
-WORKER = Path(__file__).resolve().parents[2] / "support" / "queue_worker.py"
 MB = 1024 * 1024
 
 
@@ -307,16 +303,6 @@ async def test_corrupt_file_is_reported_never_reset(data_dir: Path) -> None:
         read_status(data_dir)
 
 
-async def test_foreign_sqlite_database_is_refused(data_dir: Path) -> None:
-    data_dir.mkdir(mode=0o700)
-    conn = sqlite3.connect(data_dir / "queue.db")
-    conn.execute("CREATE TABLE other (x)")
-    conn.commit()
-    conn.close()
-    with pytest.raises(QueueCorruptError, match="not a siemconn queue"):
-        await DurableQueue.open(data_dir, ["a"])
-
-
 async def test_damaged_pages_in_a_real_queue_are_reported(data_dir: Path) -> None:
     q = await DurableQueue.open(data_dir, ["a"])
     for p in range(20):
@@ -335,160 +321,6 @@ async def test_damaged_pages_in_a_real_queue_are_reported(data_dir: Path) -> Non
         finally:
             await q.close()
     assert str(db) in str(err.value)
-
-
-async def test_second_instance_in_same_process_is_refused(data_dir: Path) -> None:
-    q = await DurableQueue.open(data_dir, ["a"])
-    try:
-        with pytest.raises(QueueLockedError) as err:
-            await DurableQueue.open(data_dir, ["a"])
-        assert str(os.getpid()) in str(err.value)
-        await q.commit_page("audit", events([1]), 2)  # the first one still works
-    finally:
-        await q.close()
-    q2 = await DurableQueue.open(data_dir, ["a"])  # lock released on close
-    await q2.close()
-
-
-def test_data_dir_created_0700_and_tightened(tmp_path: Path) -> None:
-    async def go(d: Path) -> None:
-        q = await DurableQueue.open(d, ["a"])
-        await q.close()
-
-    new = tmp_path / "a" / "data"
-    asyncio.run(go(new))
-    assert stat.S_IMODE(new.stat().st_mode) == 0o700
-    wide = tmp_path / "wide"
-    wide.mkdir()
-    os.chmod(wide, 0o755)
-    asyncio.run(go(wide))
-    assert stat.S_IMODE(wide.stat().st_mode) == 0o700
-    assert stat.S_IMODE((wide / "queue.db").stat().st_mode) == 0o600
-
-
-_OPEN_SNIPPET = textwrap.dedent(
-    """
-    import asyncio, sys
-    from pathlib import Path
-    from siemconn.queue import DurableQueue
-    async def main():
-        q = await DurableQueue.open(Path(sys.argv[1]), ["a"])
-        await q.close()
-    try:
-        asyncio.run(main())
-    except Exception as exc:
-        print(type(exc).__name__ + ": " + str(exc))
-    else:
-        print("OPENED")
-    """
-)
-
-
-def _open_without_dac_override(data_dir: Path) -> str:
-    """Open the queue in a subprocess that obeys file permission bits (root drops CAP_DAC_OVERRIDE)."""
-    cmd = [sys.executable, "-c", _OPEN_SNIPPET, str(data_dir)]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without util-linux setpriv: cannot make permission bits apply")
-        cmd = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner", *cmd]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    return r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr
-
-
-async def _create_queue(d: Path) -> None:
-    q = await DurableQueue.open(d, ["a"])
-    await q.commit_page("audit", events([1]), 2)
-    await q.close()
-
-
-def test_read_only_directory(tmp_path: Path) -> None:
-    existing = tmp_path / "existing"
-    asyncio.run(_create_queue(existing))
-    os.chmod(existing, 0o500)
-    for f in existing.iterdir():
-        os.chmod(f, 0o400)
-    try:
-        out = _open_without_dac_override(existing)
-    finally:
-        os.chmod(existing, 0o700)
-    assert out.startswith("QueueUnavailableError"), out
-    assert str(existing) in out and "Fix:" in out
-
-
-def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
-    parent = tmp_path / "parent"
-    parent.mkdir(mode=0o500)
-    try:
-        out = _open_without_dac_override(parent / "data")
-    finally:
-        os.chmod(parent, 0o700)
-    assert out.startswith("QueueUnavailableError"), out
-    assert str(parent / "data") in out
-
-
-def test_read_only_database_file(tmp_path: Path) -> None:
-    d = tmp_path / "d"
-    asyncio.run(_create_queue(d))
-    os.chmod(d / "queue.db", 0o400)
-    try:
-        out = _open_without_dac_override(d)
-    finally:
-        os.chmod(d / "queue.db", 0o600)
-    assert out.startswith("QueueUnavailableError"), out
-    assert "queue.db" in out
-
-
-async def test_status_while_another_process_holds_the_queue(data_dir: Path) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, str(WORKER), "hold", str(data_dir), "--pages", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        stdout = proc.stdout
-
-        def wait_ready() -> bool:
-            for line in stdout:  # log lines come first; READY once the queue holds data
-                if line.strip() == "READY":
-                    return True
-            return False
-
-        assert await asyncio.wait_for(asyncio.to_thread(wait_ready), 60), "holder exited before READY"
-        report = read_status(data_dir)
-        assert report.exists and report.running_pid == proc.pid
-        streams = {s.key: s for s in report.streams}
-        assert streams["detections"].checkpoint == 26
-        assert streams["detections"].last_poll == 1_700_000_000.0
-        dests = {d.destination: d for d in report.destinations}
-        assert dests["alpha"].depth == 0 and dests["alpha"].oldest_age is None
-        assert dests["beta"].depth == 15 and dests["beta"].oldest_age is not None
-        text = render_status(report)
-        assert "detections" in text and "26" in text and "beta" in text and "15" in text
-        assert f"pid {proc.pid}" in text
-        with pytest.raises(QueueLockedError) as err:
-            await DurableQueue.open(data_dir, ["alpha", "beta"])
-        assert str(proc.pid) in str(err.value)
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        if proc.stdout:
-            proc.stdout.close()
-    # the holder died (SIGKILL): the lock goes with it; status says not running
-    assert read_status(data_dir).running_pid is None
-    q = await DurableQueue.open(data_dir, ["alpha", "beta"])
-    try:
-        assert await q.depth("beta") == 15
-    finally:
-        await q.close()
-
-
-def test_status_without_a_queue(tmp_path: Path) -> None:
-    report = read_status(tmp_path / "nothing")
-    assert not report.exists and report.streams == ()
-    assert "no queue database yet" in render_status(report)
 
 
 async def test_record_poll_and_closed_queue(data_dir: Path) -> None:
@@ -518,7 +350,9 @@ _OPS = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=_OPS)
 def test_model_based_commit_read_ack_housekeeping_reopen(tmp_path: Path, ops: list[tuple[Any, ...]]) -> None:
     """Any mix of commits (with overlap), reads, acks, housekeeping and restarts matches a simple model."""
@@ -622,3 +456,24 @@ async def test_open_cancelled_while_the_worker_opens_releases_the_lock(tmp_path:
         assert await q.depth("a") == 0
     finally:
         await q.close()
+
+
+async def test_reconfigure_in_place_keeps_the_lock_and_reconciles(tmp_path: Path) -> None:
+    q = await DurableQueue.open(tmp_path, ["a", "gone"])
+    try:
+        await q.commit_page("detections", timed_events(range(1, 6)), 6)
+        await drain(q, "a")
+        with capture_logs() as logs:
+            await q.reconfigure(["a", "b"], routes={"b": ["audit"]})
+        events_logged = {r["event"] for r in logs}
+        assert {"queue_destination_removed", "queue_destination_added"} <= events_logged
+        with pytest.raises(QueueLockedError):  # the lock was never released
+            await DurableQueue.open(tmp_path, ["a"])
+        await q.commit_page("detections", timed_events(range(6, 9)), 9)
+        await q.commit_page("audit", timed_events(range(1, 3)), 3)
+        assert [e.event_id for e in await drain(q, "a")] == [6, 7, 8, 1, 2]
+        assert [e.event_id for e in await drain(q, "b")] == [1, 2]  # from now, its stream only
+        assert await q.checkpoint("detections") == 9
+    finally:
+        await q.close()
+    assert {d.destination for d in read_status(tmp_path).destinations} == {"a", "b"}

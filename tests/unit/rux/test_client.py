@@ -1,4 +1,5 @@
-"""RuxClient over real HTTP against the fake RUX tenant (and httpx.MockTransport for malformed answers)."""
+"""RuxClient over real HTTP against the fake RUX tenant (and httpx.MockTransport for malformed answers): paging,
+checkpoints, tokens, retries, bad answers, and the snapshot streams (health, lockdown)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 import structlog
 from support.configs import configuration
 from support.metricvalue import metric_value
+from support.snapshots import HEALTH_SECTIONS
 
 from siemconn.config import Configuration, Credentials
 from siemconn.devtools.fake_rux import FakeRux, Fault, parse_timestamp
@@ -30,8 +32,7 @@ from siemconn.errors import (
 from siemconn.logging import setup_logging
 from siemconn.ops.metrics import Metrics
 from siemconn.rux.answer import Answer
-from siemconn.rux.client import Page, RuxClient, parse_retry_after
-from siemconn.rux.cursor import plausible_checkpoint
+from siemconn.rux.client import Page, RuxClient
 from siemconn.rux.page import parse_page
 from siemconn.rux.streams import StreamSpec
 
@@ -774,15 +775,6 @@ async def test_4xx_from_api_is_a_response_error(make_client: Callable[..., RuxCl
         await collect(client, StreamSpec("audit"), 1)
 
 
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("12", 30, 300) == 12
-    assert parse_retry_after(None, 30, 300) == 30
-    assert parse_retry_after("junk", 30, 300) == 30
-    assert parse_retry_after("-5", 30, 300) == 0
-    assert parse_retry_after("100000", 30, 300) == 300
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", 30, 300, now=1445412480.0) == 10
-
-
 # --- acceptance ----------------------------------------------------------------------------------
 
 
@@ -864,18 +856,6 @@ async def test_logs_never_contain_secret_or_tokens(
     assert "fake-at-" not in text and "fake-rt-" not in text
 
 
-def test_integers_beyond_64_bits_keep_their_exact_value() -> None:
-    """orjson would turn 2**64 into 1.8446744073709552e+19; the payload must stay the API's number."""
-    from siemconn.events.encoder import encode_event
-    from siemconn.rux.page import loads_page
-
-    raw = b'{"events": [{"id": 1, "big": 18446744073709551616, "neg": -9223372036854775809, "f": 1E5}]}'
-    ev = loads_page(raw)["events"][0]
-    assert ev["big"] == 2**64 and isinstance(ev["big"], int) and ev["neg"] == -(2**63) - 1
-    assert encode_event(ev) == json.dumps(json.loads(raw)["events"][0])
-    assert loads_page(b'{"events": [{"id": 5, "x": 0.1}]}') == {"events": [{"id": 5, "x": 0.1}]}
-
-
 async def test_a_checkpoint_beyond_64_bits_is_a_bad_response_not_a_crash(
     make_client: Callable[..., RuxClient],
 ) -> None:
@@ -914,21 +894,6 @@ async def test_an_implausible_next_checkpoint_is_clamped_to_last_id_plus_one(
     # an empty page moves at most one limit past its from; on a first run it stores nothing
     assert [p.next_checkpoint for p in await collect(client, DET, 42)] == [142]
     assert await collect(client, DET, None) == []
-
-
-def test_plausible_checkpoint_rule() -> None:
-    rule = plausible_checkpoint
-    assert rule(11, cursor=5, request_from=5, limit=10, max_id=10).value == 11
-    assert rule(10, cursor=5, request_from=5, limit=10, max_id=10).value == 10  # overlap servers
-    got = rule(10**18, cursor=5, request_from=5, limit=10, max_id=10)
-    assert (got.value, got.clamped_from, got.bound) == (11, 10**18, 11)
-    assert rule(None, cursor=5, request_from=5, limit=10, max_id=10).value == 11
-    assert rule(3, cursor=5, request_from=5, limit=10, max_id=4).value == 5  # never below the cursor
-    assert rule(15, cursor=5, request_from=5, limit=10, max_id=None).value == 15
-    assert rule(16, cursor=5, request_from=5, limit=10, max_id=None).value == 15
-    assert rule(51, cursor=None, request_from=0, limit=1000, max_id=None).value == 51
-    assert rule(5000, cursor=None, request_from=0, limit=1000, max_id=None).value is None
-    assert rule(None, cursor=None, request_from=0, limit=1000, max_id=None).value is None
 
 
 @pytest.mark.parametrize(
@@ -1025,3 +990,25 @@ async def test_a_reload_takes_the_http_client_over_when_http_timeout_is_unchange
     assert new._http.is_closed and not changed._http.is_closed
     await changed.aclose()
     assert changed._http.is_closed
+
+
+# --- snapshot streams (health, lockdown) ----------------------------------------------------------
+
+
+async def test_client_snapshot_and_probe(
+    fake_factory: Callable[..., FakeRux], make_client: Callable[..., RuxClient]
+) -> None:
+    fake = fake_factory(seed_audit=5, seed_detections=7, seed_lockdown=2)
+    client = make_client(fake, cfg(api_version="v3.4"))
+    assert set(await client.snapshot(StreamSpec("health"))) == HEALTH_SECTIONS
+    assert len(await client.snapshot(StreamSpec("lockdown"))) == 2
+    assert await client.probe(StreamSpec("detections")) == "HTTP 200, 1 event (limit=1)"
+    assert await client.probe(StreamSpec("lockdown")) == "HTTP 200, 2 entities in lockdown"
+    assert fake.requests[-2].params["limit"] == "1"
+    fake.configure(roles=["Read-Only"])
+    with pytest.raises(RuxPermissionError, match=r"Auditor role.*\"scheduler\": \{\"health\": null\}"):
+        await client.snapshot(StreamSpec("health"))
+    fake.configure(roles=None)
+    fake.add_fault(Fault(path="health", body="<html>", status=200))
+    with pytest.raises(RuxResponseError, match="not JSON"):
+        await client.snapshot(StreamSpec("health"))

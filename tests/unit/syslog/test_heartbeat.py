@@ -1,6 +1,6 @@
-"""The in-band heartbeat (`heartbeat_seconds`): its config rule, its message in every format (strict parsers
-and pycef), the figures it reports, and its schedule. The real-receiver tests are in
-tests/unit/syslog/test_heartbeat_rsyslog.py. (The container health-check file is tests/unit/ops/test_ops.py's.)"""
+"""siemconn.syslog.heartbeat, the in-band heartbeat (`heartbeat_seconds`): its config rule, its message in every
+format (strict parsers and pycef), the figures it reports, and its schedule. The real-receiver tests are in
+tests/e2e/test_heartbeat.py. (The container health-check file is tests/unit/ops/test_heartbeat.py's.)"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""RELP: the frame parser, protocol faults against an in-test RELP server, and delivery to real rsyslog imrelp
-(plain and mutual TLS), including the receiver-SIGKILL test: 0 lost.
-"""
+"""siemconn.syslog.relp: the frame parser, protocol faults against an in-test RELP server, and delivery to real
+rsyslog imrelp (plain and mutual TLS). The service against imrelp with the receiver SIGKILLed is
+tests/reliability/test_syslog.py."""
 
 from __future__ import annotations
 
@@ -10,25 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.e2e import Connector, start_fake
-from support.reliability import (
-    assert_no_secrets,
-    delivered,
-    figure,
-    kill_receiver_mid_backlog,
-    tally,
-    variants,
-    wait_delivered_and_quiet,
-    wait_for,
-)
 from support.rsyslog import RelpReceiver
 
 from siemconn.config import ServerConfig
 from siemconn.errors import DeliveryError, TlsConfigError
 from siemconn.syslog.relp import MAX_TXNR, RelpProtocolError, TxnrSequence, parse_frames
 from siemconn.syslog.transport import open_transport
-
-BATCH = 100
 
 
 def _server(port: int, **extra: Any) -> ServerConfig:
@@ -276,33 +263,3 @@ async def test_real_imrelp_tls_verifies_the_server_certificate(
 
 
 # --- end to end: the service against imrelp, receiver SIGKILL -------------------------------------
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("kills", variants(5, 20))
-def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: RelpReceiver, kills: int) -> None:
-    """rsyslogd (imrelp, ack means stored) is SIGKILLed `kills` times while a backlog streams over RELP and
-    RELP+TLS. Every event arrives: a batch is acked only after rsp 200 for each of its events. The
-    duplicates are bounded by the batch whose answers the kill interrupted: one batch per destination
-    per kill (with batch_size <= window_size, also within the window)."""
-    fake = start_fake(seed_audit=30, seed_detections=300, seed_entity=40)
-    rs = relp_receiver
-    servers = [rs.server_entry("relp1", "RELP"), rs.server_entry("relptls1", "RELP-TLS")]
-    conn = Connector(
-        tmp_path / "c", fake.url, servers, schedule="* * * * * *", batch_size=BATCH, max_backoff_seconds=1
-    ).start()
-    try:
-        wait_for(lambda: delivered(rs, fake, "relp", "relptls"), 60, "the seeded events")
-        kill_receiver_mid_backlog(rs, fake, kills, backlog=1500, seen=300, timeout=60, pause=0.3)
-        wait_delivered_and_quiet(conn, rs, fake, 120)
-        assert conn.terminate() == 0
-        assert_no_secrets(conn, fake)
-    finally:
-        conn.kill()
-        fake.stop()
-    results = {p: tally(rs, fake, p) for p in ("relp", "relptls")}
-    figure(f"relp_receiver_sigkill[{kills}x]", results)
-    for proto, s in results.items():
-        assert s["missing"] == 0, (proto, s)
-        assert s["unexpected"] == 0, (proto, s)
-        assert s["duplicated"] <= kills * BATCH, (proto, s)

@@ -2,7 +2,7 @@
 page store (siemconn.service.mempagestore, held to the queue's contract by test_pagestore.py): a page is
 committed with its checkpoint before the next is asked for, a pull stops between pages when the store
 pauses fetching or the service halts, and a commit the store refuses ends the pull quietly without moving
-the checkpoint. The snapshot streams' pulls are in test_snapshot_streams.py."""
+the checkpoint. The snapshot streams' pulls are in test_pulling.py."""
 
 from __future__ import annotations
 

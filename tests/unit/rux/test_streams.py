@@ -1,4 +1,4 @@
-"""The stream table and query parameters (pure)."""
+"""siemconn.rux.streams: the stream table and query parameters (pure)."""
 
 from __future__ import annotations
 

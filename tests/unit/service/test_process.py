@@ -1,17 +1,18 @@
-"""The service in-process: cron triggers in the configured time zone, no overlapping pulls, clean stop."""
+"""siemconn.service.process, the service in-process: cron triggers in the configured time zone, no
+overlapping pulls, clean stop."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from support.e2e import CLIENT_ID, SECRET, connector_config
-from support.rsyslog import RsyslogReceiver
+from support.sinks import CountingSink
 
 from siemconn.config import Settings, load_settings
 from siemconn.devtools.fake_rux import FakeRux, Fault
@@ -19,8 +20,16 @@ from siemconn.exitcodes import ExitCode
 from siemconn.service import Service
 
 
-def _settings(tmp_path: Path, fake: FakeRux, rs: RsyslogReceiver, **extra: Any) -> Settings:
-    cfg = connector_config(tmp_path, [rs.server_entry("tcp1", "TCP")], **extra)
+@pytest.fixture
+def sink() -> Iterator[CountingSink]:
+    """The one TCP syslog server the service delivers to (what is tested is the service, not the receiver)."""
+    s = CountingSink()
+    yield s
+    s.close()
+
+
+def _settings(tmp_path: Path, fake: FakeRux, sink: CountingSink, **extra: Any) -> Settings:
+    cfg = connector_config(tmp_path, [sink.entry("tcp1")], **extra)
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     return load_settings(p, {"BASE_URL": fake.url, "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": SECRET})
@@ -42,28 +51,28 @@ async def _run_until(service: Service, pred: Callable[[], object], timeout: floa
 
 @pytest.mark.parametrize(("tz", "expected"), [(None, "UTC"), ("Asia/Kolkata", "Asia/Kolkata")])
 async def test_cron_runs_in_configured_timezone(
-    tmp_path: Path, rsyslog: RsyslogReceiver, tz: str | None, expected: str
+    tmp_path: Path, sink: CountingSink, tz: str | None, expected: str
 ) -> None:
     with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
         extra = {"timezone": tz} if tz else {}
-        service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *", **extra))
-        rc = await _run_until(service, lambda: len(rsyslog.raw_lines()) >= 5)
+        service = Service(_settings(tmp_path, fake, sink, schedule="0 0 * * *", **extra))
+        rc = await _run_until(service, lambda: len(sink.lines()) >= 5)
     assert rc == ExitCode.OK
     assert len(service.crons) == 3
     assert {c.tz for c in service.crons} == {ZoneInfo(expected)}
     assert all(c.spec == "0 0 * * *" for c in service.crons)
 
 
-async def test_a_tick_during_a_running_pull_is_skipped(tmp_path: Path, rsyslog: RsyslogReceiver) -> None:
+async def test_a_tick_during_a_running_pull_is_skipped(tmp_path: Path, sink: CountingSink) -> None:
     with FakeRux(seed_detections=5, client_id=CLIENT_ID, client_secret=SECRET) as fake:
         fake.add_fault(Fault(path="detections", status=None, delay=1.5, count=1))
-        service = Service(_settings(tmp_path, fake, rsyslog, schedule="0 0 * * *"))
+        service = Service(_settings(tmp_path, fake, sink, schedule="0 0 * * *"))
         runner = service.runners["detections"]
 
         def check() -> bool:
             if runner.lock.locked() and runner.skipped == 0:
                 service.tick("detections")  # a second tick while the startup pull still runs
-            return runner.skipped >= 1 and len(rsyslog.raw_lines()) >= 5
+            return runner.skipped >= 1 and len(sink.lines()) >= 5
 
         rc = await _run_until(service, check)
         requests = fake.count_requests("events/detections")

@@ -1,17 +1,15 @@
-"""The command line as a new user meets it: no credentials for local commands, clear `check` answers,
-usage errors, `--help`, and a closed stdout."""
+"""The command line as a process (`python -m siemconn`), as a new user meets it: no credentials for local
+commands, `check`'s line for an API port that refuses, usage errors, `--help`, `--version`, and a closed
+stdout. `check`'s other answers, in-process, are tests/unit/commands/test_check.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ import pytest
 from support.e2e import wait_until
 from support.rsyslog import RsyslogReceiver, free_port
 
-from siemconn.cli import ExitCode, main
+from siemconn import __version__
+from siemconn.cli import ExitCode
 
 API_ENV = ("BASE_URL", "CLIENT_ID", "CLIENT_SECRET", "CLIENT_SECRET_FILE")
 
@@ -107,69 +106,6 @@ def test_check_api_port_refused_is_one_clear_line(tmp_path: Path) -> None:
     assert "ConnectError" not in r.stdout
 
 
-@pytest.fixture
-def silent_tcp_port() -> Iterator[int]:
-    """A TCP port that accepts connections and never answers (a plain-TCP syslog receiver)."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen()
-    srv.settimeout(0.2)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except OSError:
-                continue
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join()
-    for c in held:
-        c.close()
-    srv.close()
-
-
-def _tls_check(tmp_path: Path, port: int, capsys: pytest.CaptureFixture[str]) -> str:
-    from siemconn.commands.check import check_server
-    from siemconn.config import load_local_settings
-
-    cfg = _write_config(
-        tmp_path, [{"name": "s", "server_protocol": "TLS", "server_host": "127.0.0.1", "server_port": port}]
-    )
-    settings = load_local_settings(cfg)
-    ok, detail = asyncio.run(check_server(settings.servers[0], settings))
-    assert not ok
-    return detail
-
-
-def test_tls_to_a_silent_plain_tcp_port_says_no_tls(
-    tmp_path: Path, silent_tcp_port: int, capsys: pytest.CaptureFixture[str]
-) -> None:
-    detail = _tls_check(tmp_path, silent_tcp_port, capsys)
-    assert "the peer did not speak TLS" in detail, detail
-    assert "plain-TCP syslog port" in detail
-
-
-def test_tls_to_rsyslog_plain_tcp_port_says_no_tls(
-    tmp_path: Path, rsyslog: RsyslogReceiver, capsys: pytest.CaptureFixture[str]
-) -> None:
-    detail = _tls_check(tmp_path, rsyslog.tcp_port, capsys)
-    assert "the peer did not speak TLS" in detail, detail
-
-
-def test_tls_to_a_closed_port_says_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    closed = free_port()
-    detail = _tls_check(tmp_path, closed, capsys)
-    assert (
-        detail == f"cannot connect to 127.0.0.1:{closed}: connection refused (nothing listens on that port)"
-    )
-
-
 # --- item 11: usage, help, closed stdout ----------------------------------------------------
 
 
@@ -240,12 +176,6 @@ def test_status_into_head_two(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr, r.stderr
 
 
-def test_main_returns_usage_code_in_process(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as ei:
-        main([])
-    assert ei.value.code == ExitCode.USAGE
-
-
 def test_run_with_a_closed_stdout_keeps_running_and_logging_to_its_file(tmp_path: Path) -> None:
     """`siemconn run | head -1`: no 'Logging error' traceback per record; the file log goes on."""
     cfg = _write_config(
@@ -278,3 +208,19 @@ def test_run_with_a_closed_stdout_keeps_running_and_logging_to_its_file(tmp_path
     err = proc.stderr.read().decode()
     assert "Logging error" not in err and "Traceback" not in err, err
     assert "shutdown_requested" in log.read_text()
+
+
+def test_version() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "siemconn", "--version"], capture_output=True, text=True, check=True
+    )
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
+    if head.returncode != 0:  # not a git checkout (an unpacked sdist): the commit is unknown
+        assert out.stdout.strip() == f"siemconn {__version__} (commit unknown)"
+    else:  # an editable install asks the checkout it runs from
+        assert re.fullmatch(
+            rf"siemconn {re.escape(__version__)} \(commit {head.stdout.strip()}(-dirty)?\)",
+            out.stdout.strip(),
+        )

@@ -38,7 +38,7 @@ from support.reliability import (
     wait_delivered_and_quiet,
     wait_for,
 )
-from support.rsyslog import RsyslogReceiver
+from support.rsyslog import RelpReceiver, RsyslogReceiver
 
 from siemconn.devtools.fake_rux import FakeRux
 
@@ -238,3 +238,33 @@ def test_receiver_dropping_unread_data_loses_nothing(tmp_path: Path, fake: FakeR
     assert rx.connections > rude
     assert s["missing"] == 0, s
     assert s["duplicated"] <= rude * BATCH, s
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kills", variants(5, 20))
+def test_receiver_sigkill_relp_loses_nothing(tmp_path: Path, relp_receiver: RelpReceiver, kills: int) -> None:
+    """rsyslogd (imrelp, ack means stored) is SIGKILLed `kills` times while a backlog streams over RELP and
+    RELP+TLS. Every event arrives: a batch is acked only after rsp 200 for each of its events. The
+    duplicates are bounded by the batch whose answers the kill interrupted: one batch per destination
+    per kill (with batch_size <= window_size, also within the window)."""
+    fake = start_fake(seed_audit=30, seed_detections=300, seed_entity=40)
+    rs = relp_receiver
+    servers = [rs.server_entry("relp1", "RELP"), rs.server_entry("relptls1", "RELP-TLS")]
+    conn = Connector(
+        tmp_path / "c", fake.url, servers, schedule="* * * * * *", batch_size=BATCH, max_backoff_seconds=1
+    ).start()
+    try:
+        wait_for(lambda: delivered(rs, fake, "relp", "relptls"), 60, "the seeded events")
+        kill_receiver_mid_backlog(rs, fake, kills, backlog=1500, seen=300, timeout=60, pause=0.3)
+        wait_delivered_and_quiet(conn, rs, fake, 120)
+        assert conn.terminate() == 0
+        assert_no_secrets(conn, fake)
+    finally:
+        conn.kill()
+        fake.stop()
+    results = {p: tally(rs, fake, p) for p in ("relp", "relptls")}
+    figure(f"relp_receiver_sigkill[{kills}x]", results)
+    for proto, s in results.items():
+        assert s["missing"] == 0, (proto, s)
+        assert s["unexpected"] == 0, (proto, s)
+        assert s["duplicated"] <= kills * BATCH, (proto, s)
