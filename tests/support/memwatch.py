@@ -9,7 +9,8 @@ SQLite's own memory reported from inside.
 
 `python -m support.memwatch run --config X` is `python -m siemconn run --config X` with one thread
 added that writes `SIEMCONN_MEMWATCH_OUT` once a second: tracemalloc's current traced size (when
-`SIEMCONN_MEMWATCH_TRACE=1` started tracemalloc with one frame before siemconn was imported) and
+`SIEMCONN_MEMWATCH_TRACE=1` started tracemalloc with one frame before siemconn was imported; with
+`SIEMCONN_MEMWATCH_SNAPSHOTS=DIR`, SIGUSR2 dumps a snapshot to DIR/snap-N.trace) and
 `sqlite3_memory_used()` (the library `_sqlite3` is linked to) and glibc's `mallinfo2()`. The service
 code that runs is the same; the malloc setting is made before that thread starts, as `siemconn run`
 makes it before its own threads.
@@ -152,12 +153,18 @@ class TracedConnector(Connector):
 def sqlite_memory_used() -> int:
     """sqlite3_memory_used(): bytes SQLite holds in this process, all connections together (the library
     the sqlite3 module is linked to: a Python built with SQLite linked in statically would not share it)."""
+    return _sqlite_memory_reader()()
+
+
+def _sqlite_memory_reader() -> Callable[[], int]:
+    """sqlite_memory_used's reader, the library loaded once: a CDLL per call leaves a class and its cycles
+    each second in the process being measured (the report thread runs inside the service)."""
     import _sqlite3  # noqa: F401 - loads the library the sqlite3 module uses, so ctypes finds the same
 
     lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
     fn = lib.sqlite3_memory_used
     fn.restype = ctypes.c_int64
-    return int(fn())
+    return lambda: int(fn())
 
 
 class _MallInfo2(ctypes.Structure):
@@ -185,7 +192,7 @@ def _malloc_in_use() -> Callable[[], tuple[int, int]]:
 
 
 def _report(path: str, stop: threading.Event) -> None:
-    sqlite_used = sqlite_memory_used
+    sqlite_used = _sqlite_memory_reader()
     malloc_used = _malloc_in_use()
     t0 = time.monotonic()
     with open(path, "a", encoding="ascii") as f:
@@ -198,12 +205,23 @@ def _report(path: str, stop: threading.Event) -> None:
 
 def _main() -> int:
     if os.environ.get("SIEMCONN_MEMWATCH_TRACE") == "1":
-        tracemalloc.start(1)
+        tracemalloc.start(int(os.environ.get("SIEMCONN_MEMWATCH_FRAMES", "1")))
     # the malloc setting `siemconn run` makes first, made before this module's thread exists: a thread
     # started earlier would get a malloc arena of its own, which the service's threads may then share
     from siemconn.ops.malloc import tune_process
 
     tune_process()
+    snapshots = os.environ.get("SIEMCONN_MEMWATCH_SNAPSHOTS")
+    if snapshots and tracemalloc.is_tracing():
+        import signal
+
+        taken = [0]
+
+        def dump(_sig: int, _frame: object) -> None:  # SIGUSR2: a tracemalloc snapshot to the directory
+            taken[0] += 1
+            tracemalloc.take_snapshot().dump(os.path.join(snapshots, f"snap-{taken[0]}.trace"))
+
+        signal.signal(signal.SIGUSR2, dump)
     stop = threading.Event()
     threading.Thread(
         target=_report, args=(os.environ["SIEMCONN_MEMWATCH_OUT"], stop), name="memwatch", daemon=True
