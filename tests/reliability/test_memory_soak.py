@@ -24,6 +24,7 @@ import os
 import signal
 import threading
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,7 +53,10 @@ WARMUP = 60 * float(os.environ.get("SIEMCONN_SOAK_WARMUP_MINUTES", max(1.0, MINU
 WINDOW = 60.0
 RSS_BOUND_KIB = 512  # the issue's acceptance: < 0.5 MB between minute 10 and minute 60
 TRACED_BOUND_KIB = 256
-SQLITE_BOUND = 4 * 1024 * 1024  # the page cache bound (queue/schema.py) plus schema and statements
+SQLITE_BOUND = 4 * 1024 * 1024
+SNAPSHOT_EVERY = float(
+    os.environ.get("SIEMCONN_SOAK_SNAPSHOT_EVERY", "300")
+)  # the page cache bound (queue/schema.py) plus schema and statements
 
 
 @pytest.fixture
@@ -96,10 +100,16 @@ def test_memory_flat_after_warmup(
         **extra,
     )
     duration = MINUTES * 60
+    # SIEMCONN_SOAK_OUT=DIR with the traced variant: a tracemalloc snapshot every SNAPSHOT_EVERY s into
+    # DIR (SIEMCONN_SOAK_FRAMES frames each, default 1), and the largest growths between the first one
+    # after warm-up and the last are printed: what a rise consists of
+    out_dir = os.environ.get("SIEMCONN_SOAK_OUT")
+    if variant == "traced" and out_dir:
+        conn.env["SIEMCONN_MEMWATCH_SNAPSHOTS"] = out_dir
+        conn.env["SIEMCONN_MEMWATCH_FRAMES"] = os.environ.get("SIEMCONN_SOAK_FRAMES", "1")
     conn.start()
     conn.wait_log("siemconn_started", timeout=60)
     # SIEMCONN_SOAK_OUT=DIR: every RSS sample is also appended to DIR/rss-VARIANT.tsv as it is taken
-    out_dir = os.environ.get("SIEMCONN_SOAK_OUT")
     watch = RssWatch(conn.pid, out=Path(out_dir) / f"rss-{variant}.tsv" if out_dir else None).start()
     stop = threading.Event()
     scrapes = [0, 0]
@@ -108,6 +118,7 @@ def test_memory_flat_after_warmup(
         scraper.start()
     t0 = time.monotonic()
     reloads = 0
+    snapshots: list[float] = []
     try:
         while time.monotonic() - t0 < duration:
             assert conn.alive(), conn.output()[-3000:]
@@ -118,6 +129,9 @@ def test_memory_flat_after_warmup(
             ):
                 conn.signal(signal.SIGHUP)
                 reloads += 1
+            if variant == "traced" and out_dir and time.monotonic() - t0 >= len(snapshots) * SNAPSHOT_EVERY:
+                conn.signal(signal.SIGUSR2)
+                snapshots.append(time.monotonic() - t0)
             time.sleep(0.5)
         stop.set()
         watch.stop()
@@ -146,16 +160,8 @@ def test_memory_flat_after_warmup(
         rss_growth_kib=last - first,
         floors_mb="/".join(f"{v / 1024:.1f}" for _, v in floors),
     )
-    assert last - first < RSS_BOUND_KIB, f"RSS floors per minute (KiB): {floors}"
-    if variant == "metrics":
-        assert scrapes[0] >= duration * 0.9 - 5 and scrapes[1] == 0, scrapes
-    if variant == "sighup":
-        assert reloads == 100
-        conn.wait_log("reload_done", count=100, timeout=5)
-
     inner = conn.inner_samples()
     sqlite_peak = max(r[2] for r in inner)
-    assert sqlite_peak < SQLITE_BOUND, f"SQLite's memory reached {sqlite_peak} bytes"
     if variant == "traced":
         traced = window_floors([(r[0], r[1]) for r in inner], WINDOW)
         tfirst, thighest, tlast = growth(traced, WARMUP)
@@ -167,4 +173,29 @@ def test_memory_flat_after_warmup(
             traced_growth_kib=(tlast - tfirst) // 1024,
             sqlite_peak_kib=sqlite_peak // 1024,
         )
+        if out_dir and len(snapshots) >= 2:
+            _top_growth(Path(out_dir), snapshots)
+    assert last - first < RSS_BOUND_KIB, f"RSS floors per minute (KiB): {floors}"
+    assert sqlite_peak < SQLITE_BOUND, f"SQLite's memory reached {sqlite_peak} bytes"
+    if variant == "traced":
         assert (tlast - tfirst) // 1024 < TRACED_BOUND_KIB, f"traced floors per minute: {traced}"
+    if variant == "metrics":
+        assert scrapes[0] >= duration * 0.9 - 5 and scrapes[1] == 0, scrapes
+    if variant == "sighup":
+        assert reloads == 100
+        conn.wait_log("reload_done", count=100, timeout=5)
+
+
+def _top_growth(out_dir: Path, taken: list[float]) -> None:
+    """Print the largest growths of traced memory from the first snapshot after warm-up to the last."""
+    first = next((i for i, t in enumerate(taken) if t >= WARMUP), 0) + 1
+    dumped = sorted(int(p.stem.split("-")[1]) for p in out_dir.glob("snap-*.trace"))
+    if not dumped or dumped[-1] <= first:
+        return
+    a = tracemalloc.Snapshot.load(str(out_dir / f"snap-{first}.trace"))
+    b = tracemalloc.Snapshot.load(str(out_dir / f"snap-{dumped[-1]}.trace"))
+    for stat in b.compare_to(a, "traceback")[:8]:
+        where = " <- ".join(str(f) for f in reversed(stat.traceback))
+        print(
+            f"FIGURE memory_soak traced_growth size_kib={stat.size_diff // 1024} count={stat.count_diff} at={where}"
+        )
