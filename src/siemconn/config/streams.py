@@ -35,7 +35,7 @@ class StreamDef:
     answer becomes events. `mapper`: the siemconn.syslog.mapping module with its CEF/LEEF fields
     (None: the generic mapping). `required`: its scheduler key must be in config.json (the reference's
     three streams); the others are off unless scheduled. `v35`: served by API v3.5 (the others stay at
-    v3.4 under `api_version: v3.5`)."""
+    v3.4 under `api_version: v3.5`). `bulk`: what trimming removes first."""
 
     name: str
     endpoint: str  # the path below /api/<version>/
@@ -46,10 +46,15 @@ class StreamDef:
     entity_types: tuple[str, ...] = ()  # pulled once per entity type, each with its own checkpoint
     required: bool = False
     v35: bool = False
+    # low-value members a message over its size budget loses first, in this order (a dotted path is a
+    # member of a top-level object; siemconn.syslog.trim)
+    bulk: tuple[str, ...] = ()
 
 
 STREAM_DEFS: tuple[StreamDef, ...] = (
-    StreamDef("audit", "events/audits", "Auditor", "RUX Audit", mapper="audit", required=True),
+    StreamDef(
+        "audit", "events/audits", "Auditor", "RUX Audit", mapper="audit", required=True, bulk=("event_data",)
+    ),
     StreamDef(
         "detections",
         "events/detections",
@@ -58,6 +63,18 @@ STREAM_DEFS: tuple[StreamDef, ...] = (
         "detections",
         required=True,
         v35=True,
+        bulk=(
+            "grouped_details",
+            "summary",
+            "detail.src_hosts",
+            "detail.dst_hosts",
+            "detail.resources",
+            "detail.operations",
+            "d_detection_details",
+            "process_context_data",
+            "filters",
+            "notes",
+        ),
     ),
     StreamDef(
         "entity_scoring",
@@ -67,8 +84,16 @@ STREAM_DEFS: tuple[StreamDef, ...] = (
         "entity_scoring",
         entity_types=("account", "host"),
         required=True,
+        bulk=("active_detection_types", "urgency_reason", "last_detection"),
     ),
-    StreamDef("health", "health", "Auditor", "RUX Health", snapshot=OBJECT_SNAPSHOT),
+    StreamDef(
+        "health",
+        "health",
+        "Auditor",
+        "RUX Health",
+        snapshot=OBJECT_SNAPSHOT,
+        bulk=("sensors", "connectivity", "trafficdrop", "network", "disk", "hostid"),
+    ),
     StreamDef("lockdown", "lockdown", "Read-Only", "RUX Lockdown", snapshot=LIST_SNAPSHOT),
 )
 STREAM_TABLE: Final[Mapping[str, StreamDef]] = MappingProxyType({d.name: d for d in STREAM_DEFS})

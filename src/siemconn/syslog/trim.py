@@ -9,7 +9,7 @@ it whole in the quarantine.
 Removal order (docs/formats.md, "Message size"), per stream (the part of the stream key before its first
 dot):
 
-1. the stream's low-value bulk, in `BULK` order (nested detail lists and summaries first; a dotted path
+1. the stream's low-value bulk, in `BULK` order (the stream table's `bulk`) (nested detail lists and summaries first; a dotted path
    names a member of a top-level object);
 2. then the largest remaining top-level value first (size of its JSON text), until the message fits.
 
@@ -35,29 +35,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
+from siemconn.config.streams import STREAM_DEFS
+
 __all__ = ["BULK", "MARKER", "Trimmed", "is_protected", "marker_value", "trim_event"]
 
 MARKER: Final = "siemconn_trimmed"
 
-# Low-value bulk per stream, removed first, in this order (a dotted path is a member of a top-level object).
-BULK: Final[Mapping[str, tuple[str, ...]]] = {
-    "detections": (
-        "grouped_details",
-        "summary",
-        "detail.src_hosts",
-        "detail.dst_hosts",
-        "detail.resources",
-        "detail.operations",
-        "d_detection_details",
-        "process_context_data",
-        "filters",
-        "notes",
-    ),
-    "entity_scoring": ("active_detection_types", "urgency_reason", "last_detection"),
-    "audit": ("event_data",),
-    "health": ("sensors", "connectivity", "trafficdrop", "network", "disk", "hostid"),
-    "lockdown": (),
-}
+# Low-value bulk per stream, removed first, in this order: the stream table's `bulk` (config/streams.py)
+BULK: Final[Mapping[str, tuple[str, ...]]] = {d.name: d.bulk for d in STREAM_DEFS}
 
 _PROTECTED_KEYS: Final = frozenset(
     {
