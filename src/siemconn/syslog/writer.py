@@ -79,8 +79,8 @@ STARTING, UP, RETRYING, DOWN, STOPPED = "starting", "up", "retrying", "down", "s
 class ServerWriter:
     """Delivers one server's cursor: connect, `prepare` (format and frame a batch), write, ack."""
 
-    def __init__(self, pool: WriterContext, server: ServerConfig) -> None:
-        self.pool = pool
+    def __init__(self, ctx: WriterContext, server: ServerConfig) -> None:
+        self.ctx = ctx
         self.server = server
         self.name = server.name
         self.state = STARTING
@@ -97,7 +97,7 @@ class ServerWriter:
         self._event_bytes = 0.0  # wire bytes per event of the last batch (0: none formatted yet)
         every = server.heartbeat_seconds
         self.heartbeat = None if every is None else HeartbeatSchedule(every)
-        m = pool.metrics
+        m = ctx.metrics
         # UDP has no acknowledgement: its events are counted as sent, never as delivered
         accepted = m.events_sent if server.server_protocol == "UDP" else m.events_delivered
         self._m_delivered = accepted.labels(self.name)
@@ -111,21 +111,21 @@ class ServerWriter:
     # --- main loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        pool = self.pool
+        ctx = self.ctx
         try:
-            while not pool.stopping:
+            while not ctx.stopping:
                 if self.transport is None or self.transport.is_closing():
                     if not await self._connect():
                         continue
-                if self.heartbeat is not None and self.heartbeat.due(pool.monotonic()):
+                if self.heartbeat is not None and self.heartbeat.due(ctx.monotonic()):
                     if not await self._send_heartbeat():
                         continue
                 prepared = await self._take_prefetched()
                 if prepared is None:
-                    batch = await pool.queue.read_batch(self.name, await self._batch_limit(0))
+                    batch = await ctx.queue.read_batch(self.name, await self._batch_limit(0))
                     if batch is None or not len(batch):
                         self.failures = 0  # connected and nothing to send
-                        await pool.until_stopped(pool.queue.wait_for_data(self.name, self._idle_wait()))
+                        await ctx.until_stopped(ctx.queue.wait_for_data(self.name, self._idle_wait()))
                         continue
                     prepared = self.prepare(batch)
                 await self._deliver(prepared)
@@ -152,23 +152,23 @@ class ServerWriter:
         self._event_bytes = old._event_bytes
         self._ever_connected = True
         self.state = UP
-        self.pool.state_changed(self.name, UP)
+        self.ctx.state_changed(self.name, UP)
         self._m_up.set(1)
         return True
 
     async def _connect(self) -> bool:
-        pool = self.pool
+        ctx = self.ctx
         if self._ever_connected or self.failures:
             self._m_reconnects.inc()
         try:
             if self.server.uses_tls and self._tls_ctx is None:
-                self._tls_ctx = build_tls_context(self.server, pool.cert_dir)
-            self.transport = await pool.opener(
+                self._tls_ctx = build_tls_context(self.server, ctx.cert_dir)
+            self.transport = await ctx.opener(
                 self.server,
-                pool.cert_dir,
-                connect_timeout=pool.connect_timeout,
+                ctx.cert_dir,
+                connect_timeout=ctx.connect_timeout,
                 tls_context=self._tls_ctx,
-                settle_seconds=pool.settle_seconds,
+                settle_seconds=ctx.settle_seconds,
             )
         except TlsConfigError as exc:
             self._tls_ctx = None  # rebuilt next time: fixed files are picked up without a restart
@@ -180,7 +180,7 @@ class ServerWriter:
         previous = self.state
         self.state = UP
         if previous != UP:
-            pool.state_changed(self.name, UP)
+            ctx.state_changed(self.name, UP)
         self._ever_connected = True
         after = self.failures
         if self.server.server_protocol != "UDP":
@@ -192,28 +192,28 @@ class ServerWriter:
         else:
             log.info("syslog_server_connected", server=self.server.label)
         self._m_up.set(1)
-        if pool.health is not None and not self.resets:  # resetting writes: healthy once a batch is delivered
-            pool.health.server_ok(self.name)
-        pool.server_changed()
+        if ctx.health is not None and not self.resets:  # resetting writes: healthy once a batch is delivered
+            ctx.health.server_ok(self.name)
+        ctx.server_changed()
         return True
 
     async def _failed(self, reason: str) -> None:
         """One failed connect or write: count it, maybe declare the server down, then back off."""
-        pool = self.pool
+        ctx = self.ctx
         self.failures += 1
         self.reason = reason
         self._m_up.set(0)
         if self.transport is not None:
             await self._close()
         first = self.state in (STARTING, UP)
-        if first and pool.health is not None:
-            pool.health.server_failed(self.name, reason)
-        retry = pool.retry.retry_count
-        delay = pool.retry.delay(self.failures)
-        if pool.retry.gives_up(self.failures) and self.state != DOWN:
+        if first and ctx.health is not None:
+            ctx.health.server_failed(self.name, reason)
+        retry = ctx.retry.retry_count
+        delay = ctx.retry.delay(self.failures)
+        if ctx.retry.gives_up(self.failures) and self.state != DOWN:
             self.state = DOWN
-            pool.state_changed(self.name, DOWN, reason)
-            depth = await pool.queue.depth(self.name)
+            ctx.state_changed(self.name, DOWN, reason)
+            depth = await ctx.queue.depth(self.name)
             log.error(
                 "syslog_server_down",
                 server=self.server.label,
@@ -224,9 +224,9 @@ class ServerWriter:
                 next_probe_seconds=round(delay, 1),
                 hint="events stay queued for this server and are sent when it comes back",
             )
-            if pool.health is not None and not first:
-                pool.health.server_failed(self.name, reason)
-            pool.server_changed()
+            if ctx.health is not None and not first:
+                ctx.health.server_failed(self.name, reason)
+            ctx.server_changed()
         elif self.state == DOWN:
             log.debug(
                 "syslog_server_probe_failed",
@@ -238,7 +238,7 @@ class ServerWriter:
             if first:
                 log.warning("syslog_server_lost", server=self.server.label, reason=reason)
             if self.state != RETRYING:
-                pool.state_changed(self.name, RETRYING, reason)
+                ctx.state_changed(self.name, RETRYING, reason)
             self.state = RETRYING
             log.info(
                 "syslog_server_retrying",
@@ -247,29 +247,29 @@ class ServerWriter:
                 retry_in_seconds=round(delay, 2),
                 reason=reason,
             )
-        await pool.until_stopped(pool.sleep(delay))
+        await ctx.until_stopped(ctx.sleep(delay))
 
     async def _write_reset(self, reason: str, events: int) -> None:
         """A batch's write failed on a connection that had opened. Not a failed reconnect (retry_count
         does not count it): back off by consecutive resets and halve the next batch (module docstring)."""
-        pool = self.pool
+        ctx = self.ctx
         self.resets += 1
         self.reason = reason
         self._m_up.set(0)
         await self._close()
-        if self.resets == 1 and pool.health is not None:
-            pool.health.server_failed(self.name, reason)
+        if self.resets == 1 and ctx.health is not None:
+            ctx.health.server_failed(self.name, reason)
         if self.state == UP:
             log.warning("syslog_server_lost", server=self.server.label, reason=reason)
-            pool.state_changed(self.name, RETRYING, reason)
+            ctx.state_changed(self.name, RETRYING, reason)
             self.state = RETRYING
-        delay = pool.retry.delay(self.resets)
+        delay = ctx.retry.delay(self.resets)
         fields = {
             "server": self.server.label,
             "reason": reason,
             "consecutive": self.resets,
             "batch_events": events,
-            "next_batch_events": self._halved(pool.batch_size),
+            "next_batch_events": self._halved(ctx.batch_size),
             "retry_in_seconds": round(delay, 2),
         }
         if self.resets == RESETS_REPORTED_AFTER:
@@ -282,7 +282,7 @@ class ServerWriter:
             )
         else:
             log.info("syslog_write_reset", **fields)
-        await pool.until_stopped(pool.sleep(delay))
+        await ctx.until_stopped(ctx.sleep(delay))
 
     async def _take_prefetched(self) -> PreparedBatch | None:
         task, self._prefetch = self._prefetch, None
@@ -298,13 +298,13 @@ class ServerWriter:
     async def _batch_limit(self, in_flight: int) -> int:
         """Events to read next: `batch_size`, or, while the backlog behind the `in_flight` events on the wire
         is larger than one drain batch, up to `drain_batch_size` events of about `drain_batch_bytes`."""
-        pool = self.pool
-        drain = pool.drain_batch_size
-        if drain <= pool.batch_size or self._event_bytes <= 0:
-            return self._halved(pool.batch_size)
-        if await pool.queue.depth(self.name) - in_flight <= drain:
-            return self._halved(pool.batch_size)
-        return self._halved(max(pool.batch_size, min(drain, int(pool.drain_batch_bytes / self._event_bytes))))
+        ctx = self.ctx
+        drain = ctx.drain_batch_size
+        if drain <= ctx.batch_size or self._event_bytes <= 0:
+            return self._halved(ctx.batch_size)
+        if await ctx.queue.depth(self.name) - in_flight <= drain:
+            return self._halved(ctx.batch_size)
+        return self._halved(max(ctx.batch_size, min(drain, int(ctx.drain_batch_bytes / self._event_bytes))))
 
     def _halved(self, limit: int) -> int:
         """`limit` halved once per consecutive mid-write reset, at least 1 (see the module docstring)."""
@@ -312,14 +312,14 @@ class ServerWriter:
 
     async def _read_prepared(self, start_seq: int, in_flight: int) -> PreparedBatch | None:
         limit = await self._batch_limit(in_flight)
-        batch = await self.pool.queue.read_batch_from(self.name, start_seq, limit)
+        batch = await self.ctx.queue.read_batch_from(self.name, start_seq, limit)
         if batch is None or not len(batch):
             return None
         return self.prepare(batch)
 
     def prepare(self, batch: Batch) -> PreparedBatch:
         """Format and frame a batch for this server (the CPU part of a delivery, done before the write)."""
-        prepared = prepare_batch(batch, self.server, self.formatter, self.pool.wall_clock(), self.oversizer)
+        prepared = prepare_batch(batch, self.server, self.formatter, self.ctx.wall_clock(), self.oversizer)
         if prepared.events:
             self._event_bytes = sum(map(len, prepared.frames)) / prepared.events
         return prepared
@@ -328,17 +328,17 @@ class ServerWriter:
         """Write, then ack. While the write waits for the peer's TCP ack and the settle time, the next
         batch (after this one) is read and formatted; it is written only after this one was acked, and
         dropped if this write fails, so at most one batch is ever unacked on the wire."""
-        pool = self.pool
+        ctx = self.ctx
         batch, frames = prepared.batch, prepared.frames
         assert self.transport is not None
-        if not pool.stopping:
+        if not ctx.stopping:
             self._prefetch = asyncio.ensure_future(self._read_prepared(batch.end_seq, prepared.events))
         try:
             if frames:
-                await asyncio.wait_for(self.transport.write(frames), pool.write_timeout)
+                await asyncio.wait_for(self.transport.write(frames), ctx.write_timeout)
         except (SyslogError, OSError, TimeoutError) as exc:
             await self._drop_prefetched()
-            reason = str(exc) or f"write timed out after {pool.write_timeout:g} s"
+            reason = str(exc) or f"write timed out after {ctx.write_timeout:g} s"
             self._m_failed.inc(prepared.events)
             if self.server.server_protocol == "UDP":
                 # connectionless: "connecting" a UDP socket always succeeds, so a refused send (ICMP port
@@ -350,7 +350,7 @@ class ServerWriter:
         except BaseException:
             await self._drop_prefetched()
             raise
-        if not await record_delivery(self.pool, self.name, self.server.label, prepared):
+        if not await record_delivery(self.ctx, self.name, self.server.label, prepared):
             return
         self._m_delivered.inc(prepared.sent)
         if self.heartbeat is not None:
@@ -360,8 +360,8 @@ class ServerWriter:
             log.info("syslog_writes_recovered", server=self.server.label, after_resets=self.resets)
             self.resets = 0
             self._m_up.set(1)
-            if self.pool.health is not None:
-                self.pool.health.server_ok(self.name)
+            if self.ctx.health is not None:
+                self.ctx.health.server_ok(self.name)
         if prepared.oversize is not None:
             self.report.oversize(prepared.oversize)
         if prepared.fallbacks:
@@ -371,7 +371,7 @@ class ServerWriter:
         """Seconds to wait for events when there are none: until the next heartbeat at the latest."""
         if self.heartbeat is None:
             return IDLE_WAIT_SECONDS
-        return self.heartbeat.wait(self.pool.monotonic(), IDLE_WAIT_SECONDS)
+        return self.heartbeat.wait(self.ctx.monotonic(), IDLE_WAIT_SECONDS)
 
     async def _send_heartbeat(self) -> bool:
         """Build and write one heartbeat between two batches. False after a failed write (handled like a
@@ -379,12 +379,12 @@ class ServerWriter:
         cannot be built is skipped until the next interval, never a reason to stop delivering events."""
         beat = self.heartbeat
         assert beat is not None and self.transport is not None
-        pool = self.pool
+        ctx = self.ctx
         delivered = beat.delivered
         try:
-            streams = pool.server_streams.get(self.name, ())
+            streams = ctx.server_streams.get(self.name, ())
             facts = await gather_facts(
-                self.server, pool.queue, pool.heartbeat_source, streams, pool.wall_clock(), delivered
+                self.server, ctx.queue, ctx.heartbeat_source, streams, ctx.wall_clock(), delivered
             )
             frame = heartbeat_wire(self.formatter, facts)
             if frame is None:
@@ -396,18 +396,18 @@ class ServerWriter:
                 error=f"{type(exc).__name__}: {exc}"[:300],
                 detail="the next heartbeat is tried after heartbeat_seconds; events are not affected",
             )
-            beat.sent(pool.monotonic(), 0)
+            beat.sent(ctx.monotonic(), 0)
             return True
         try:
-            await asyncio.wait_for(self.transport.write([frame]), pool.write_timeout)
+            await asyncio.wait_for(self.transport.write([frame]), ctx.write_timeout)
         except (SyslogError, OSError, TimeoutError) as exc:
             await self._drop_prefetched()
-            await self._failed(str(exc) or f"heartbeat write timed out after {pool.write_timeout:g} s")
+            await self._failed(str(exc) or f"heartbeat write timed out after {ctx.write_timeout:g} s")
             return False
         except BaseException:
             await self._drop_prefetched()
             raise
-        beat.sent(pool.monotonic(), delivered)
+        beat.sent(ctx.monotonic(), delivered)
         self._m_heartbeats.inc()
         log.debug(
             "syslog_heartbeat_sent",
