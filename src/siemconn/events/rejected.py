@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from siemconn.events.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN
 
 __all__ = [
     "FORMAT_ERROR",
@@ -26,8 +28,10 @@ __all__ = [
     "UNENCODABLE",
     "Rejected",
     "id_text",
+    "int_id",
     "raw_json",
     "reason_of",
+    "reject_parsed",
     "rejected_from_exception",
 ]
 
@@ -150,3 +154,20 @@ _END = object()
 def rejected_from_exception(raw: bytes, exc: BaseException, event_id: Any = None) -> Rejected:
     """A `Rejected` for an event whose encoding or parsing raised `exc`."""
     return Rejected(raw, reason_of(exc), _detail(exc), id_text(event_id))
+
+
+def reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
+    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
+    try:
+        raw = raw_json(event)
+    except Exception:  # pragma: no cover - parsed JSON always re-encodes
+        raw = b""
+    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
+
+
+def int_id(r: Rejected) -> int | None:
+    """A quarantined event's integer id (it counts towards the dedupe high-water mark), or None."""
+    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
+        return None
+    v = int(r.event_id)
+    return v if I64_MIN <= v <= I64_MAX else None

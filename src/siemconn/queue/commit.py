@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from siemconn.events.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, encode_events, event_id
-from siemconn.events.rejected import Rejected, raw_json, rejected_from_exception
+from siemconn.events.rejected import Rejected, int_id, reject_parsed
 from siemconn.events.transcode import EncodedEvents
 from siemconn.queue.opening import QueueState
 from siemconn.queue.pagelog import PageLog, PageSerializer
@@ -35,7 +35,7 @@ from siemconn.queue.routing import stream_of
 from siemconn.queue.schema import NO_CHECKPOINT
 from siemconn.queue.transaction import transaction
 
-__all__ = ["CommitResult", "commit_page", "record_poll", "reject_parsed"]
+__all__ = ["CommitResult", "commit_page", "record_poll"]
 
 _FOLD_SQL = (
     "INSERT INTO checkpoints (key, checkpoint, hwm) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE "
@@ -57,23 +57,6 @@ class CommitResult:
     dup_max: int | None
     hwm: int | None  # the high-water mark the duplicates were measured against
     quarantined: list[Rejected]
-
-
-def reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
-    """A parsed event the encoder cannot write, with its JSON text re-encoded without recursion."""
-    try:
-        raw = raw_json(event)
-    except Exception:  # pragma: no cover - parsed JSON always re-encodes
-        raw = b""
-    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
-
-
-def _int_id(r: Rejected) -> int | None:
-    """The integer id of a quarantined event (it counts towards the dedupe high-water mark), or None."""
-    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
-        return None
-    v = int(r.event_id)
-    return v if I64_MIN <= v <= I64_MAX else None
 
 
 def _encode_objects(
@@ -138,7 +121,7 @@ def commit_page(
     else:
         new_cp = next_checkpoint if prev is None else max(prev, next_checkpoint)
     if dedupe:
-        reject_ids = [i for i in map(_int_id, rejects) if i is not None]
+        reject_ids = [i for i in map(int_id, rejects) if i is not None]
         known = [i for i in ids if i is not None]
         top = max(known + reject_ids) if known or reject_ids else None
     else:

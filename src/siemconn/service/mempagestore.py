@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from siemconn.errors import QueueNoRoomError
-from siemconn.events.encoder import EVENT_ID_FIELD, I64_MAX, I64_MIN, encode_event, event_id
-from siemconn.events.rejected import Rejected, raw_json, rejected_from_exception
+from siemconn.events.encoder import encode_event, event_id
+from siemconn.events.rejected import Rejected, int_id, reject_parsed
 from siemconn.events.transcode import EncodedEvents
 
 __all__ = ["MemPage", "MemPageStore"]
@@ -53,23 +53,6 @@ class MemPage:
     payloads: list[str]  # json.dumps(event) of each queued event
     checkpoint: int | None  # the key's checkpoint after this page
     committed_at: float
-
-
-def _reject_parsed(event: Mapping[str, Any], exc: BaseException) -> Rejected:
-    """A parsed event the encoder cannot write, kept with its JSON text re-encoded without recursion."""
-    try:
-        raw = raw_json(event)
-    except Exception:  # pragma: no cover - parsed JSON always re-encodes
-        raw = b""
-    return rejected_from_exception(raw, exc, event.get(EVENT_ID_FIELD))
-
-
-def _int_id(r: Rejected) -> int | None:
-    """A quarantined event's integer id (it raises the high-water mark), or None."""
-    if r.event_id is None or not r.event_id.lstrip("-").isdigit():
-        return None
-    v = int(r.event_id)
-    return v if I64_MIN <= v <= I64_MAX else None
 
 
 @dataclass(eq=False)
@@ -143,7 +126,7 @@ class MemPageStore:
                 try:
                     payloads.append(encode_event(event))
                 except Exception as exc:  # one event the encoder cannot write: quarantine it, keep the page
-                    rows.append(_reject_parsed(event, exc))
+                    rows.append(reject_parsed(event, exc))
                     continue
                 ids.append(eid)
         if payloads and self.no_room is not None:
@@ -153,7 +136,7 @@ class MemPageStore:
             new_cp = int(next_checkpoint) if new_cp is None else max(new_cp, int(next_checkpoint))
         new_hwm = hwm
         if dedupe:
-            for i in [*ids, *map(_int_id, rows)]:
+            for i in [*ids, *map(int_id, rows)]:
                 if i is not None and (new_hwm is None or i > new_hwm):
                     new_hwm = i
         # applied only now: nothing above has changed the store
