@@ -27,7 +27,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from siemconn.errors import QueueNoRoomError
@@ -73,9 +73,12 @@ class Limits:
     reserve: DiskReserve
     wal_cap: int = 1000 * 4096  # bytes the WAL grows to before it is reused (set by bound_wal)
 
-    @property
-    def wal_path(self) -> Path:
-        return self.data_dir / f"{DB_FILE}-wal"
+    wal_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        # built once and kept: a Path built anew at every check interns its parts again each time, which
+        # churned Python's table of interned strings until it doubled (ops/heartbeat.py, issue 30)
+        self.wal_path = self.data_dir / f"{DB_FILE}-wal"
 
     def update(
         self, max_events: int | None, min_free_disk_mb: int | None, retain_seconds: float | None

@@ -171,3 +171,18 @@ def test_the_reserve_is_2_mb_or_a_sixteenth_of_a_small_disk() -> None:
     assert reserve_size(100 * 2**30) == 2 * MB
     assert reserve_size(10 * MB) == 10 * MB // 16
     assert reserve_size(MB) == 64 * 1024
+
+
+def test_the_wal_path_is_built_once(tmp_path: Path) -> None:
+    """The WAL's path is read at every space check; built anew each time, its parts churned Python's
+    table of interned strings until it doubled (issue 30, ops/heartbeat.py)."""
+    limits = Limits(
+        max_events=10,
+        min_free=0,
+        retain=0.0,
+        data_dir=tmp_path,
+        disk_free=lambda _p: 0,
+        reserve=DiskReserve(tmp_path, lambda _p: 0),
+    )
+    assert limits.wal_path is limits.wal_path
+    assert limits.wal_path == tmp_path / "queue.db-wal"
