@@ -5,11 +5,13 @@ The long runs of the real service are in test_memory_soak.py (marked soak)."""
 from __future__ import annotations
 
 import gc
+import os
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from support.memwatch import sqlite_memory_used
+from support.memwatch import RssWatch, sqlite_memory_used
 
 from siemconn.queue import DurableQueue
 from siemconn.queue.schema import SQLITE_CACHE_KIB
@@ -71,3 +73,19 @@ async def test_queue_cycle_keeps_nothing_per_page(tmp_path: Path) -> None:
         tracemalloc.stop()
         await q.close()
     assert after - warm < 64 * KIB, f"traced memory grew by {after - warm} bytes over 100 pages"
+
+
+def test_rss_watch_writes_into_a_missing_directory(tmp_path: Path) -> None:
+    """The soak's sample file may name a directory nobody created: the watch creates it and keeps
+    sampling (its thread used to end at the first write, and the soak failed an hour later with no
+    samples)."""
+    out = tmp_path / "not-yet" / "rss-plain.tsv"
+    watch = RssWatch(os.getpid(), every=0.01, out=out).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(watch.samples) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        watch.stop()
+    assert len(watch.samples) >= 3
+    assert len(out.read_text(encoding="ascii").splitlines()) >= 3

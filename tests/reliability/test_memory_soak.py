@@ -53,10 +53,9 @@ WARMUP = 60 * float(os.environ.get("SIEMCONN_SOAK_WARMUP_MINUTES", max(1.0, MINU
 WINDOW = 60.0
 RSS_BOUND_KIB = 512  # the acceptance: < 0.5 MB between minute 10 and minute 60
 TRACED_BOUND_KIB = 256
-SQLITE_BOUND = 4 * 1024 * 1024
-SNAPSHOT_EVERY = float(
-    os.environ.get("SIEMCONN_SOAK_SNAPSHOT_EVERY", "300")
-)  # the page cache bound (queue/schema.py) plus schema and statements
+SQLITE_BOUND = 4 * 1024 * 1024  # the page cache bound (queue/schema.py) plus schema and statements
+# the traced variant with SIEMCONN_SOAK_OUT: seconds between two tracemalloc snapshots
+SNAPSHOT_EVERY = float(os.environ.get("SIEMCONN_SOAK_SNAPSHOT_EVERY", "300"))
 
 
 @pytest.fixture

@@ -83,6 +83,9 @@ class RssWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-watch", daemon=True)
         self._t0 = time.monotonic()
+        if out is not None:
+            # created here: a missing directory would otherwise end the sampling thread at its first write
+            out.parent.mkdir(parents=True, exist_ok=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
