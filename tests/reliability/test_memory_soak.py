@@ -174,7 +174,11 @@ def test_memory_flat_after_warmup(
         )
         if out_dir and len(snapshots) >= 2:
             _top_growth(Path(out_dir), snapshots)
-    assert last - first < RSS_BOUND_KIB, f"RSS floors per minute (KiB): {floors}"
+    # tracemalloc's snapshots are the measurement's own cost: each one copies every trace, and what it
+    # frees leaves the heap fragmented (RSS stepped up by up to ~1 MB at each one while traced Python
+    # memory stayed level), so with snapshots after warm-up only traced Python memory is bounded
+    if not (variant == "traced" and any(t >= WARMUP for t in snapshots)):
+        assert last - first < RSS_BOUND_KIB, f"RSS floors per minute (KiB): {floors}"
     assert sqlite_peak < SQLITE_BOUND, f"SQLite's memory reached {sqlite_peak} bytes"
     if variant == "traced":
         assert (tlast - tfirst) // 1024 < TRACED_BOUND_KIB, f"traced floors per minute: {traced}"

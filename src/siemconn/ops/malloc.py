@@ -13,6 +13,12 @@ keeps resident; a process that runs for months should hold what it uses, not its
 `malloc_trim(0)` once a minute (`MALLOC_TRIM_EVERY`, called by the service's periodic loop right after
 its full collection) returns every free page of the heap to the OS, the middle of the heap included.
 Once a minute, not per page: per page it cost measurable CPU in page faults (docs/performance.md).
+And when the service goes quiet (`Trimmer.quiet`, called by the service a second after its last pull
+ended while no other pull runs, at most once every `MALLOC_TRIM_QUIET_GAP` seconds): between two polls the
+process then holds what it keeps, not the previous poll's free buffers. Without it the resident size
+between polls was the working level most of the time and ~1 MB lower only for the few seconds after the
+minute's trim, so a sample taken at a given moment read either level (what the trim after a pull buys, in
+docs/performance.md). A continuous backfill never goes quiet and trims once a minute.
 
 Invariants: nothing here changes behaviour; operators who set glibc's own MALLOC_* variables keep their
 values (the trim still runs: it only returns free memory), `SIEMCONN_TUNING=off` leaves malloc at its
@@ -28,9 +34,17 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["ARENA_MAX", "MALLOC_TRIM_EVERY", "Trimmer", "malloc_settings", "tune_process"]
+__all__ = [
+    "ARENA_MAX",
+    "MALLOC_TRIM_EVERY",
+    "MALLOC_TRIM_QUIET_GAP",
+    "Trimmer",
+    "malloc_settings",
+    "tune_process",
+]
 
 MALLOC_TRIM_EVERY = 60.0  # seconds between two malloc_trim(0) calls of a running service
+MALLOC_TRIM_QUIET_GAP = 2.0  # the least seconds between two trims when the service goes quiet
 
 _M_ARENA_MAX = -8  # mallopt parameter (glibc malloc.h)
 ARENA_MAX = 1
@@ -88,10 +102,11 @@ def _malloc_trim() -> Callable[[], int] | None:
 
 
 class Trimmer:
-    """Hands the heap's free memory back to the OS at most once every `every` seconds (module docstring).
+    """Hands the heap's free memory back to the OS (module docstring).
 
     `due()` is called from the service's periodic loop; it trims when `every` seconds passed since the last
-    trim (or since it was made). Off with SIEMCONN_TUNING=off and off glibc.
+    trim (or since it was made). `quiet()` is called when the service's work has settled; it trims when
+    `quiet_gap` seconds passed since the last trim. Off with SIEMCONN_TUNING=off and off glibc.
     """
 
     def __init__(
@@ -100,12 +115,14 @@ class Trimmer:
         platform: str = sys.platform,
         *,
         every: float = MALLOC_TRIM_EVERY,
+        quiet_gap: float = MALLOC_TRIM_QUIET_GAP,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         env = os.environ if environ is None else environ
         off = env.get("SIEMCONN_TUNING", "").strip().lower() == "off" or not platform.startswith("linux")
         self._trim = None if off else _malloc_trim()
         self._every = every
+        self._quiet_gap = quiet_gap
         self._clock = clock
         self._last = clock()
         self.trims = 0
@@ -116,7 +133,14 @@ class Trimmer:
 
     def due(self) -> bool:
         """Trim if it is time; returns whether it trimmed."""
-        if self._trim is None or self._clock() - self._last < self._every:
+        return self._trim_after(self._every)
+
+    def quiet(self) -> bool:
+        """The service's work has settled: trim unless the last trim was under `quiet_gap` s ago."""
+        return self._trim_after(self._quiet_gap)
+
+    def _trim_after(self, gap: float) -> bool:
+        if self._trim is None or self._clock() - self._last < gap:
             return False
         self._trim()
         self._last = self._clock()

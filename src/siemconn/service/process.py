@@ -56,6 +56,9 @@ SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
 # within a millisecond. Only a second signal after this grace means "exit at once".
 SIGNAL_GRACE = 1.0
 HEARTBEAT_EVERY = 5.0
+# seconds after a pull ends before the heap's free memory is handed back, if no pull runs by then: the
+# page's batches have reached the writers' sockets by then (ops/malloc.py, Trimmer.quiet)
+TRIM_SETTLE = 1.0
 
 
 class Service:
@@ -92,9 +95,11 @@ class Service:
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
         # once a minute: cyclic garbage collected (ops/gctune.py), then the heap's free memory handed back to
-        # the OS (ops/malloc.py), so the process's memory stays flat over months (issue 30)
+        # the OS (ops/malloc.py), so the process's memory stays flat over months (issue 30); the trim also
+        # runs when the pulls have settled (_trim_when_settled)
         self._sweep = Sweep()
         self._trimmer = Trimmer()
+        self._trim_handle: asyncio.TimerHandle | None = None
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -102,6 +107,11 @@ class Service:
     def runners(self) -> Mapping[str, StreamRunner]:
         """Each stream's runner: its pull task, no-overlap lock and skipped-tick count."""
         return self._runners
+
+    @property
+    def trimmer(self) -> Trimmer:
+        """What hands the heap's free memory back to the OS, and how often it did (ops/malloc.py)."""
+        return self._trimmer
 
     @property
     def crons(self) -> tuple[aiocron.Cron, ...]:
@@ -133,7 +143,21 @@ class Service:
 
     async def pull(self, runner: StreamRunner) -> None:
         """One pull of the runner's streams, as a tick starts it (failures are logged, not raised)."""
-        await pull_stream(runner, self._pull_with())
+        try:
+            await pull_stream(runner, self._pull_with())
+        finally:
+            self._trim_when_settled()
+
+    def _trim_when_settled(self) -> None:
+        """Hand the heap's free memory back TRIM_SETTLE s from now, unless a pull runs then (that pull's
+        end asks again): between polls the process holds what it keeps (ops/malloc.py)."""
+        if self._trim_handle is None and self._trimmer.enabled and not self._stopping:
+            self._trim_handle = asyncio.get_running_loop().call_later(TRIM_SETTLE, self._trim_if_quiet)
+
+    def _trim_if_quiet(self) -> None:
+        self._trim_handle = None
+        if not self._stopping and not any(r.lock.locked() for r in self._runners.values()):
+            self._trimmer.quiet()
 
     async def pull_snapshot(self, spec: StreamSpec) -> int:
         """One poll of a snapshot stream (health, lockdown); returns the events queued."""
@@ -439,6 +463,9 @@ class Service:
         deadline = time.monotonic() + SHUTDOWN_BUDGET - 1.0
         for cron in self._crons:
             cron.stop()
+        if self._trim_handle is not None:
+            self._trim_handle.cancel()
+            self._trim_handle = None
         await self._wait_pulls(max(0.1, (deadline - time.monotonic()) / 2))
         await self._replays.stop()
         if self.pool is not None and not pool_task.done():

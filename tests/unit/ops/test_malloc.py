@@ -65,6 +65,27 @@ def test_trimmer_hands_free_heap_memory_back_once_due() -> None:
     assert len(kept) == 400
 
 
+def test_trimmer_trims_when_quiet_at_most_once_per_gap_and_resets_the_minute() -> None:
+    """quiet() (the service's pulls have settled) trims unless the last trim was under `quiet_gap` s ago;
+    any trim restarts the minute's wait, so a service that goes quiet every few seconds does not also
+    trim on the minute."""
+    now = [0.0]
+    trimmer = Trimmer({}, "linux", every=60.0, quiet_gap=2.0, clock=lambda: now[0])
+    if not trimmer.enabled:
+        pytest.skip("not glibc")
+    now[0] = 1.9
+    assert not trimmer.quiet()
+    now[0] = 2.0
+    assert trimmer.quiet() and trimmer.trims == 1
+    now[0] = 3.0
+    assert not trimmer.quiet()
+    now[0] = 61.0
+    assert not trimmer.due()  # 59 s after the last trim
+    now[0] = 62.0
+    assert trimmer.due() and trimmer.trims == 2
+
+
 def test_trimmer_is_off_with_tuning_off_or_off_linux() -> None:
     assert not Trimmer({"SIEMCONN_TUNING": "off"}, "linux").enabled
     assert not Trimmer({}, "darwin").due()
+    assert not Trimmer({"SIEMCONN_TUNING": "off"}, "linux", quiet_gap=0.0).quiet()
