@@ -13,10 +13,10 @@ keeps resident; a process that runs for months should hold what it uses, not its
 `malloc_trim(0)` once a minute (`MALLOC_TRIM_EVERY`, called by the service's periodic loop right after
 its full collection) returns every free page of the heap to the OS, the middle of the heap included.
 Once a minute, not per page: per page it cost measurable CPU in page faults (docs/performance.md).
-And when the service goes quiet (`Trimmer.quiet`, called by the service a second after its last pull
-ended while no other pull runs, at most once every `MALLOC_TRIM_QUIET_GAP` seconds): between two polls the
+And when the service goes quiet (`Trimmer.quiet`, called by ops/upkeep.py a second after a pull ended
+while no other pull runs, at most once every `MALLOC_TRIM_QUIET_GAP` seconds): between two polls the
 process then holds what it keeps, not the previous poll's free buffers. Without it the resident size
-between polls was the working level most of the time and ~1 MB lower only for the few seconds after the
+between polls was the working level most of the time and lower only for the few seconds after the
 minute's trim, so a sample taken at a given moment read either level (what the trim after a pull buys, in
 docs/performance.md). A continuous backfill never goes quiet and trims once a minute.
 

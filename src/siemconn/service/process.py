@@ -24,13 +24,13 @@ from siemconn.errors import AllServersDownError, EndpointError, QueueError, RuxA
 from siemconn.exitcodes import ExitCode
 from siemconn.logging import get_logger
 from siemconn.ops.endpoint import start_http_server
-from siemconn.ops.gctune import PageHold, Sweep
+from siemconn.ops.gctune import PageHold
 from siemconn.ops.health import Health
 from siemconn.ops.heartbeat import write_heartbeat
-from siemconn.ops.malloc import Trimmer
 from siemconn.ops.metrics import Metrics
 from siemconn.ops.runtime import remove_record, write_record
 from siemconn.ops.sdnotify import Notifier
+from siemconn.ops.upkeep import MemoryUpkeep
 from siemconn.queue import DurableQueue
 from siemconn.rux.client import RuxClient
 from siemconn.rux.streams import StreamSpec, stream_specs
@@ -56,9 +56,6 @@ SHUTDOWN_BUDGET = 10.0  # seconds from the first signal to a closed process
 # within a millisecond. Only a second signal after this grace means "exit at once".
 SIGNAL_GRACE = 1.0
 HEARTBEAT_EVERY = 5.0
-# seconds after a pull ends before the heap's free memory is handed back, if no pull runs by then: the
-# page's batches have reached the writers' sockets by then (ops/malloc.py, Trimmer.quiet)
-TRIM_SETTLE = 1.0
 
 
 class Service:
@@ -94,12 +91,8 @@ class Service:
         self._quiet = False  # a reload is quiescing: ticks start no pull
         self._replays = Replays(stop_timeout=SHUTDOWN_BUDGET / 2)
         self._state_tasks: set[asyncio.Task[None]] = set()
-        # once a minute: cyclic garbage collected (ops/gctune.py), then the heap's free memory handed back to
-        # the OS (ops/malloc.py), so the process's memory stays flat over months (issue 30); the trim also
-        # runs when the pulls have settled (_trim_when_settled)
-        self._sweep = Sweep()
-        self._trimmer = Trimmer()
-        self._trim_handle: asyncio.TimerHandle | None = None
+        # the collection and the heap's trim that keep the process's memory flat over months (issue 30)
+        self.upkeep = MemoryUpkeep(lambda: any(r.lock.locked() for r in self._runners.values()))
 
     # --- pulling ----------------------------------------------------------------------------
 
@@ -107,11 +100,6 @@ class Service:
     def runners(self) -> Mapping[str, StreamRunner]:
         """Each stream's runner: its pull task, no-overlap lock and skipped-tick count."""
         return self._runners
-
-    @property
-    def trimmer(self) -> Trimmer:
-        """What hands the heap's free memory back to the OS, and how often it did (ops/malloc.py)."""
-        return self._trimmer
 
     @property
     def crons(self) -> tuple[aiocron.Cron, ...]:
@@ -146,18 +134,7 @@ class Service:
         try:
             await pull_stream(runner, self._pull_with())
         finally:
-            self._trim_when_settled()
-
-    def _trim_when_settled(self) -> None:
-        """Hand the heap's free memory back TRIM_SETTLE s from now, unless a pull runs then (that pull's
-        end asks again): between polls the process holds what it keeps (ops/malloc.py)."""
-        if self._trim_handle is None and self._trimmer.enabled and not self._stopping:
-            self._trim_handle = asyncio.get_running_loop().call_later(TRIM_SETTLE, self._trim_if_quiet)
-
-    def _trim_if_quiet(self) -> None:
-        self._trim_handle = None
-        if not self._stopping and not any(r.lock.locked() for r in self._runners.values()):
-            self._trimmer.quiet()
+            self.upkeep.pull_ended()
 
     async def pull_snapshot(self, spec: StreamSpec) -> int:
         """One poll of a snapshot stream (health, lockdown); returns the events queued."""
@@ -222,8 +199,7 @@ class Service:
                         age = await self.queue.oldest_age(s.name)
                         if any(c.name == s.name for c in self.cfg.server):  # a reload may have removed it
                             self.metrics.oldest_age.labels(server=s.name).set(age or 0.0)
-            self._sweep.due()
-            self._trimmer.due()
+            self.upkeep.periodic()
             await asyncio.sleep(interval)
 
     async def run(self) -> int:
@@ -463,9 +439,7 @@ class Service:
         deadline = time.monotonic() + SHUTDOWN_BUDGET - 1.0
         for cron in self._crons:
             cron.stop()
-        if self._trim_handle is not None:
-            self._trim_handle.cancel()
-            self._trim_handle = None
+        self.upkeep.stop()
         await self._wait_pulls(max(0.1, (deadline - time.monotonic()) / 2))
         await self._replays.stop()
         if self.pool is not None and not pool_task.done():

@@ -90,19 +90,19 @@ async def test_the_heap_is_trimmed_once_the_pulls_have_settled(tmp_path: Path, s
         # the detections pull runs ~3 s; the other streams' pulls end at once
         fake.add_fault(Fault(path="detections", status=None, delay=3.0, count=1))
         service = Service(_settings(tmp_path, fake, sink, schedule="0 0 * * *"))
-        if not service.trimmer.enabled:
+        if not service.upkeep.trimmer.enabled:
             pytest.skip("no glibc malloc_trim here")
         detections = service.runners["detections"]
         seen: dict[str, object] = {}
 
         def check() -> bool:
-            if detections.lock.locked() and service.trimmer.trims:
+            if detections.lock.locked() and service.upkeep.trimmer.trims:
                 seen["trimmed_while_a_pull_ran"] = True
             if not detections.lock.locked() and len(sink.lines()) >= 8 and "done" not in seen:
                 seen["done"] = asyncio.get_running_loop().time()
-            return "done" in seen and service.trimmer.trims >= 1
+            return "done" in seen and service.upkeep.trimmer.trims >= 1
 
         rc = await _run_until(service, check)
     assert rc == ExitCode.OK
     assert "trimmed_while_a_pull_ran" not in seen
-    assert service.trimmer.trims == 1  # once after the last pull; the minute's trim was not due yet
+    assert service.upkeep.trimmer.trims == 1  # once after the last pull; the minute's trim was not due yet
