@@ -21,20 +21,20 @@ def _trimmer(now: list[float]) -> Trimmer:
 
 async def test_a_pull_end_trims_after_the_settle_time_unless_a_pull_runs_then() -> None:
     busy = [False]
-    upkeep = MemoryUpkeep(lambda: busy[0], trimmer=_trimmer([0.0]), settle=0.05)
+    upkeep = MemoryUpkeep(lambda: busy[0], trimmer=_trimmer([0.0]), settle=0.3)
     upkeep.pull_ended()
     upkeep.pull_ended()  # a second end while one timer is pending: still one trim
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
     assert upkeep.trimmer.trims == 0  # not before the settle time
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.6)
     assert upkeep.trimmer.trims == 1
     busy[0] = True
     upkeep.pull_ended()
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.6)
     assert upkeep.trimmer.trims == 1  # a pull ran when the timer fired: that pull's end asks again
     busy[0] = False
     upkeep.pull_ended()
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.6)
     assert upkeep.trimmer.trims == 2
 
 
@@ -43,7 +43,7 @@ async def test_stop_cancels_the_pending_trim_and_starts_none() -> None:
     upkeep.pull_ended()
     upkeep.stop()
     upkeep.pull_ended()
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.3)
     assert upkeep.trimmer.trims == 0
 
 
