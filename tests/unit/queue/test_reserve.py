@@ -148,17 +148,22 @@ async def test_a_full_disk_without_a_reserve_names_the_cause_and_the_fix(disk: P
     assert str(disk / "data") in text and "is full" in text and "df -h" in text and "Fix:" in text
 
 
-def test_pause_reasons_never_contradict_themselves(tmp_path: Path) -> None:
-    """Before: "free disk space ... is 0.8 MB, under min_free_disk_mb=0" (issue 28), and "0.0 MB" figures
-    for a queue whose WAL took more than the disk had free."""
-    limits = Limits(
+def _full_disk_limits(data_dir: Path) -> Limits:
+    """The queue's limits on a disk with nothing free, no floor and no retention."""
+    return Limits(
         max_events=10,
         min_free=0,
         retain=0.0,
-        data_dir=tmp_path,
+        data_dir=data_dir,
         disk_free=lambda _p: 0,
-        reserve=DiskReserve(tmp_path, lambda _p: 0),
+        reserve=DiskReserve(data_dir, lambda _p: 0),
     )
+
+
+def test_pause_reasons_never_contradict_themselves(tmp_path: Path) -> None:
+    """Before: "free disk space ... is 0.8 MB, under min_free_disk_mb=0" (issue 28), and "0.0 MB" figures
+    for a queue whose WAL took more than the disk had free."""
+    limits = _full_disk_limits(tmp_path)
     for text in (under_floor(limits, -3 * MB), no_room(limits, -2 * MB, "the next page (1.20 MB of events)")):
         assert "under min_free_disk_mb=0" not in text and "0.0 MB" not in text, text
         assert "MB short" in text or "MB more than" in text, text
@@ -176,13 +181,6 @@ def test_the_reserve_is_2_mb_or_a_sixteenth_of_a_small_disk() -> None:
 def test_the_wal_path_is_built_once(tmp_path: Path) -> None:
     """The WAL's path is read at every space check; built anew each time, its parts churned Python's
     table of interned strings until it doubled (issue 30, ops/heartbeat.py)."""
-    limits = Limits(
-        max_events=10,
-        min_free=0,
-        retain=0.0,
-        data_dir=tmp_path,
-        disk_free=lambda _p: 0,
-        reserve=DiskReserve(tmp_path, lambda _p: 0),
-    )
+    limits = _full_disk_limits(tmp_path)
     assert limits.wal_path is limits.wal_path
     assert limits.wal_path == tmp_path / "queue.db-wal"
